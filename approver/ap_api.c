@@ -1,0 +1,337 @@
+/*
+ * ap_api.c - HTTP routes of the approver.
+ */
+#include "ap_api.h"
+#include "sl_db.h"
+#include "sl_event.h"
+#include "sl_log.h"
+
+#include <openssl/crypto.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_NOTE 4096
+
+static atomic_long n_requests, n_decisions, n_events, n_dead_letters;
+
+void ap_api_count_event(bool dead_lettered)
+{
+	atomic_fetch_add(dead_lettered ? &n_dead_letters : &n_events, 1);
+}
+
+sl_status ap_api_parse_tokens(const char *spec, ap_identity **ids, size_t *n, char *errbuf,
+			      size_t errsize)
+{
+	char *copy = sl_strdup(spec ? spec : ""), *save = NULL, *pair;
+	sl_status st = SL_OK;
+
+	*ids = NULL;
+	*n = 0;
+	for (pair = strtok_r(copy, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
+		char *colon = strchr(pair, ':');
+		while (*pair == ' ')
+			pair++;
+		if (!colon || colon == pair || !colon[1]) {
+			st = sl_err(errbuf, errsize, SL_INVALID,
+				    "SLUICE_API_TOKENS: each entry must be NAME:TOKEN");
+			break;
+		}
+		*colon = '\0';
+		for (size_t i = 0; i < *n; i++)
+			if (!strcmp((*ids)[i].token, colon + 1))
+				st = sl_err(errbuf, errsize, SL_INVALID,
+					    "SLUICE_API_TOKENS: a token is given twice");
+		if (st)
+			break;
+		*ids = sl_realloc(*ids, (*n + 1) * sizeof(**ids));
+		(*ids)[*n].name = sl_strdup(pair);
+		(*ids)[*n].token = sl_strdup(colon + 1);
+		(*n)++;
+	}
+	if (!st && *n == 0)
+		st = sl_err(errbuf, errsize, SL_INVALID, "SLUICE_API_TOKENS names no identity");
+	free(copy);
+	if (st) {
+		ap_api_free_tokens(*ids, *n);
+		*ids = NULL;
+		*n = 0;
+	}
+	return st;
+}
+
+void ap_api_free_tokens(ap_identity *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(ids[i].name);
+		free(ids[i].token);
+	}
+	free(ids);
+}
+
+/* The identity behind the request's bearer token, or NULL. */
+static const char *identify(const ap_api *api, struct MHD_Connection *conn)
+{
+	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+	const char *found = NULL;
+	size_t len;
+
+	if (!h || strncmp(h, "Bearer ", 7))
+		return NULL;
+	h += 7;
+	len = strlen(h);
+	for (size_t i = 0; i < api->nids; i++) {
+		/* constant-time comparison of equal-length tokens */
+		if (strlen(api->ids[i].token) == len && !CRYPTO_memcmp(api->ids[i].token, h, len))
+			found = api->ids[i].name;
+	}
+	return found;
+}
+
+static const char *arg(struct MHD_Connection *conn, const char *name)
+{
+	const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+	return v && *v ? v : NULL;
+}
+
+/* Parses a positive integer query argument within [1, max]. */
+static bool int_arg(struct MHD_Connection *conn, const char *name, long def, long max, long *out)
+{
+	const char *v = arg(conn, name);
+	char *end;
+
+	*out = def;
+	if (!v)
+		return true;
+	*out = strtol(v, &end, 10);
+	return !*end && *out >= 1 && *out <= max;
+}
+
+static bool one_of(const char *v, const char *const *allowed)
+{
+	if (!v)
+		return true;
+	for (; *allowed; allowed++)
+		if (!strcmp(v, *allowed))
+			return true;
+	return false;
+}
+
+static enum MHD_Result store_error(struct MHD_Connection *conn, sl_status st, const char *errbuf)
+{
+	switch (st) {
+	case SL_NOT_FOUND: return sl_httpd_send_error(conn, 404, "%s", errbuf);
+	case SL_CONFLICT: return sl_httpd_send_error(conn, 409, "%s", errbuf);
+	case SL_INVALID: return sl_httpd_send_error(conn, 400, "%s", errbuf);
+	case SL_RETRY:
+		sl_warn("http: database unavailable: %s", errbuf);
+		return sl_httpd_send_error(conn, 503, "database unavailable, try again");
+	default:
+		sl_error("http: %s", errbuf);
+		return sl_httpd_send_error(conn, 500, "internal error");
+	}
+}
+
+/* Splits "/v1/requirements/ID/confirm" style paths; returns the id (copied
+ * into buf) and the remaining suffix. */
+static bool split_id(const char *rest, char *buf, size_t size, const char **suffix)
+{
+	const char *slash = strchr(rest, '/');
+	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+
+	if (n == 0 || n >= size)
+		return false;
+	memcpy(buf, rest, n);
+	buf[n] = '\0';
+	*suffix = slash ? slash : "";
+	return sl_event_id_valid(buf);
+}
+
+static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const char *id,
+			      bool confirmed, const char *who)
+{
+	json_t *body = NULL, *note, *out;
+	json_error_t jerr;
+	ap_decision d = {.confirmed = confirmed, .resolved_by = who};
+	char errbuf[512];
+	sl_status st;
+	enum MHD_Result ret;
+
+	if (req->body_len) {
+		body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+		if (!json_is_object(body)) {
+			json_decref(body);
+			return sl_httpd_send_error(req->conn, 400, "body must be a JSON object");
+		}
+		note = json_object_get(body, "note");
+		if (note && !json_is_null(note) &&
+		    (!json_is_string(note) || json_string_length(note) > MAX_NOTE)) {
+			json_decref(body);
+			return sl_httpd_send_error(req->conn, 400,
+						   "note must be a string of at most %d bytes", MAX_NOTE);
+		}
+		d.note = json_string_value(note);
+	}
+	st = ap_store_resolve(&api->store, id, &d, &out, errbuf, sizeof(errbuf));
+	json_decref(body);
+	if (st)
+		return store_error(req->conn, st, errbuf);
+	atomic_fetch_add(&n_decisions, 1);
+	ret = sl_httpd_send_json(req->conn, 200, out);
+	return ret;
+}
+
+static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
+{
+	static const char *names[AP_F_COUNT] = {"status",     "approval_type", "pause_type",
+						"run_id",     "session_id",    "agent_id",
+						"user_id",    "tool_name"};
+	static const char *statuses[] = {"pending", "approved", "rejected", "expired", "cancelled",
+					 NULL};
+	static const char *types[] = {"required", "audit", NULL};
+	static const char *pauses[] = {"confirmation", "user_input", "external_execution", NULL};
+	const char *f[AP_F_COUNT];
+	char errbuf[512];
+	long page, limit;
+	json_t *out;
+	sl_status st;
+
+	for (int i = 0; i < AP_F_COUNT; i++)
+		f[i] = arg(req->conn, names[i]);
+	if (!one_of(f[AP_F_STATUS], statuses))
+		return sl_httpd_send_error(req->conn, 400,
+					   "status must be pending, approved, rejected, expired or "
+					   "cancelled");
+	if (!one_of(f[AP_F_APPROVAL_TYPE], types))
+		return sl_httpd_send_error(req->conn, 400, "approval_type must be required or audit");
+	if (!one_of(f[AP_F_PAUSE_TYPE], pauses))
+		return sl_httpd_send_error(req->conn, 400,
+					   "pause_type must be confirmation, user_input or "
+					   "external_execution");
+	if (!int_arg(req->conn, "limit", 20, 1000, &limit))
+		return sl_httpd_send_error(req->conn, 400, "limit must be an integer from 1 to 1000");
+	if (!int_arg(req->conn, "page", 1, 1000000, &page))
+		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
+	st = ap_store_list_approvals(&api->store, f, page, limit, &out, errbuf, sizeof(errbuf));
+	if (st)
+		return store_error(req->conn, st, errbuf);
+	return sl_httpd_send_json(req->conn, 200, out);
+}
+
+static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *req)
+{
+	static const char *statuses[] = {"pending", "resolved", "expired", NULL};
+	const char *status = arg(req->conn, "status"), *run_id = arg(req->conn, "run_id");
+	char errbuf[512];
+	long page, limit;
+	json_t *out;
+	sl_status st;
+
+	if (!one_of(status, statuses))
+		return sl_httpd_send_error(req->conn, 400, "status must be pending, resolved or expired");
+	if (!int_arg(req->conn, "limit", 20, 1000, &limit))
+		return sl_httpd_send_error(req->conn, 400, "limit must be an integer from 1 to 1000");
+	if (!int_arg(req->conn, "page", 1, 1000000, &page))
+		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
+	st = ap_store_list_requirements(&api->store, status, run_id, page, limit, &out, errbuf,
+					sizeof(errbuf));
+	if (st)
+		return store_error(req->conn, st, errbuf);
+	return sl_httpd_send_json(req->conn, 200, out);
+}
+
+static enum MHD_Result metrics(const sl_httpd_request *req)
+{
+	char *text = sl_asprintf(
+	    "# TYPE sluice_approver_http_requests_total counter\n"
+	    "sluice_approver_http_requests_total %ld\n"
+	    "# TYPE sluice_approver_decisions_total counter\n"
+	    "sluice_approver_decisions_total %ld\n"
+	    "# TYPE sluice_approver_events_total counter\n"
+	    "sluice_approver_events_total %ld\n"
+	    "# TYPE sluice_approver_dead_letters_total counter\n"
+	    "sluice_approver_dead_letters_total %ld\n",
+	    atomic_load(&n_requests), atomic_load(&n_decisions), atomic_load(&n_events),
+	    atomic_load(&n_dead_letters));
+	enum MHD_Result ret =
+	    sl_httpd_send(req->conn, 200, "text/plain; version=0.0.4", text, strlen(text));
+
+	free(text);
+	return ret;
+}
+
+enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
+{
+	ap_api *api = ud;
+	bool get = !strcmp(req->method, "GET"), post = !strcmp(req->method, "POST");
+	const char *who, *suffix;
+	char id[SL_EVENT_MAX_ID + 2], errbuf[512];
+	json_t *out;
+	sl_status st;
+
+	atomic_fetch_add(&n_requests, 1);
+	if (!strcmp(req->path, "/healthz"))
+		return sl_httpd_send_json(req->conn, 200, json_pack("{s:s}", "status", "ok"));
+	if (!strcmp(req->path, "/metrics"))
+		return metrics(req);
+	if (strncmp(req->path, "/v1/", 4))
+		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+	who = identify(api, req->conn);
+	if (!who)
+		return sl_httpd_send_error(req->conn, 401, "missing or invalid bearer token");
+	if ((st = sl_db_ensure(api->store.db, errbuf, sizeof(errbuf))))
+		return store_error(req->conn, st, errbuf);
+
+	if (!strncmp(req->path, "/v1/runs/", 9)) {
+		if (!split_id(req->path + 9, id, sizeof(id), &suffix) || *suffix)
+			return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+		if (!get)
+			return sl_httpd_send_error(req->conn, 405, "use GET");
+		st = ap_store_get_run(&api->store, id, &out, errbuf, sizeof(errbuf));
+		if (st == SL_NOT_FOUND)
+			return sl_httpd_send_error(req->conn, 404, "no run %s", id);
+		return st ? store_error(req->conn, st, errbuf) : sl_httpd_send_json(req->conn, 200, out);
+	}
+	if (!strcmp(req->path, "/v1/requirements")) {
+		if (!get)
+			return sl_httpd_send_error(req->conn, 405, "use GET");
+		return list_requirements(api, req);
+	}
+	if (!strncmp(req->path, "/v1/requirements/", 17)) {
+		if (!split_id(req->path + 17, id, sizeof(id), &suffix))
+			return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+		if (!strcmp(suffix, "/confirm") || !strcmp(suffix, "/reject")) {
+			if (!post)
+				return sl_httpd_send_error(req->conn, 405, "use POST");
+			return decide(api, req, id, !strcmp(suffix, "/confirm"), who);
+		}
+		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+	}
+	if (!strcmp(req->path, "/v1/approvals")) {
+		if (!get)
+			return sl_httpd_send_error(req->conn, 405, "use GET");
+		return list_approvals(api, req);
+	}
+	if (!strcmp(req->path, "/v1/approvals/count")) {
+		long long n;
+		if (!get)
+			return sl_httpd_send_error(req->conn, 405, "use GET");
+		st = ap_store_count_pending(&api->store, arg(req->conn, "user_id"), &n, errbuf,
+					    sizeof(errbuf));
+		if (st)
+			return store_error(req->conn, st, errbuf);
+		return sl_httpd_send_json(req->conn, 200, json_pack("{s:I}", "count", (json_int_t)n));
+	}
+	if (!strncmp(req->path, "/v1/approvals/", 14)) {
+		if (!split_id(req->path + 14, id, sizeof(id), &suffix) || *suffix)
+			return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+		if (!get)
+			return sl_httpd_send_error(req->conn, 405, "use GET");
+		st = ap_store_get_approval(&api->store, id, &out, errbuf, sizeof(errbuf));
+		if (st == SL_NOT_FOUND)
+			return sl_httpd_send_error(req->conn, 404, "no approval %s", id);
+		return st ? store_error(req->conn, st, errbuf) : sl_httpd_send_json(req->conn, 200, out);
+	}
+	return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+}

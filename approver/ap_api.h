@@ -1,0 +1,40 @@
+/*
+ * ap_api.h - the approver's HTTP API (DESIGN.md, "Approver HTTP API"):
+ * bearer-token identities, routing, input checks, JSON answers.
+ */
+#ifndef AP_API_H
+#define AP_API_H
+
+#include "ap_store.h"
+#include "sl_httpd.h"
+
+/* Largest request body accepted (413 past it). */
+#define AP_API_MAX_BODY (64 * 1024)
+
+typedef struct ap_identity {
+	char *name;
+	char *token;
+} ap_identity;
+
+typedef struct ap_api {
+	ap_store store; /* used by the HTTP thread only */
+	ap_identity *ids;
+	size_t nids;
+} ap_api;
+
+/*
+ * Parses SLUICE_API_TOKENS: comma-separated NAME:TOKEN pairs. Fails with
+ * SL_INVALID on an empty list, a pair without both parts, or a duplicate
+ * token.
+ */
+sl_status ap_api_parse_tokens(const char *spec, ap_identity **ids, size_t *n, char *errbuf,
+			      size_t errsize);
+void ap_api_free_tokens(ap_identity *ids, size_t n);
+
+/* The sl_httpd handler; ud is an ap_api. */
+enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req);
+
+/* Counters shown by GET /metrics. */
+void ap_api_count_event(bool dead_lettered);
+
+#endif

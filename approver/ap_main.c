@@ -1,0 +1,194 @@
+/*
+ * ap_main.c - sluice-approver: consumes sluice.approvals (group
+ * "sluice-approver"), serves the HTTP API on its own thread and database
+ * connection, and relays its outbox (the continue events).
+ */
+#include "ap_api.h"
+#include "ap_store.h"
+#include "sl_config.h"
+#include "sl_db.h"
+#include "sl_event.h"
+#include "sl_http.h"
+#include "sl_kafka.h"
+#include "sl_log.h"
+#include "sl_outbox.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+typedef struct approver {
+	sl_config cfg;
+	rd_kafka_t *consumer;
+	rd_kafka_t *producer;
+	ap_store store; /* the consumer's; the HTTP thread has its own */
+	ap_api api;
+	sl_httpd *httpd;
+	char *source;
+	char *topic_approvals;
+	char *topic_continues;
+} approver;
+
+static void handle(approver *a, const rd_kafka_message_t *m)
+{
+	static const char *types[] = {SL_EVENT_RUN_PAUSED, NULL};
+	char errbuf[1024];
+	long backoff = 100;
+	sl_event ev;
+	sl_status st;
+
+	st = sl_event_parse(m->payload ? m->payload : "", m->len, types, &ev, errbuf,
+			    sizeof(errbuf));
+	while (st == SL_OK && !stopping) {
+		if ((st = sl_db_ensure(a->store.db, errbuf, sizeof(errbuf))) == SL_OK)
+			st = ap_store_record_paused(&a->store, &ev, errbuf, sizeof(errbuf));
+		if (st != SL_RETRY)
+			break;
+		sl_warn("approvals[%d]@%lld: transient failure, retrying in %ld ms: %s",
+			(int)m->partition, (long long)m->offset, backoff, errbuf);
+		sl_sleep_ms(backoff);
+		backoff = backoff < 5000 ? backoff * 2 : 10000;
+		st = SL_OK;
+	}
+	sl_event_clear(&ev);
+	if (stopping && st == SL_OK)
+		return;
+	if (st == SL_FATAL) {
+		sl_error("approvals[%d]@%lld: %s; stopping", (int)m->partition, (long long)m->offset,
+			 errbuf);
+		stopping = 1;
+		return;
+	}
+	if (st != SL_OK) {
+		while (sl_kafka_dead_letter(a->producer, &a->cfg, m, errbuf) != SL_OK && !stopping)
+			sl_sleep_ms(1000);
+		if (stopping)
+			return;
+	}
+	ap_api_count_event(st != SL_OK);
+	sl_kafka_done(a->consumer, m);
+}
+
+static void relay(approver *a)
+{
+	char errbuf[512];
+	int sent;
+
+	do {
+		if (sl_db_ensure(a->store.db, errbuf, sizeof(errbuf)) ||
+		    sl_outbox_relay(a->store.db, a->producer, 500, &sent, errbuf, sizeof(errbuf))) {
+			sl_warn("outbox relay: %s", errbuf);
+			return;
+		}
+	} while (sent == 500);
+}
+
+int main(int argc, char **argv)
+{
+	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL",
+					 "SLUICE_API_TOKENS", NULL};
+	approver a;
+	char errbuf[1024];
+	char **rest = calloc((size_t)argc + 1, sizeof(char *));
+	const char *topics[2];
+	long long next_relay = 0;
+	int nrest, rc = 1;
+
+	memset(&a, 0, sizeof(a));
+	sl_log_init("sluice-approver");
+	sl_http_global_init();
+	sl_config_from_env(&a.cfg);
+	if (sl_config_from_args(&a.cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf)) ||
+	    sl_config_require(&a.cfg, required, errbuf, sizeof(errbuf)) ||
+	    ap_api_parse_tokens(a.cfg.api_tokens, &a.api.ids, &a.api.nids, errbuf,
+				sizeof(errbuf))) {
+		sl_error("%s", errbuf);
+		goto out;
+	}
+	if (nrest) {
+		sl_error("unknown argument %s", rest[0]);
+		goto out;
+	}
+	a.source = sl_event_source("approver");
+	a.topic_approvals = sl_config_topic(&a.cfg, "approvals");
+	a.topic_continues = sl_config_topic(&a.cfg, "continues");
+	a.store.source = a.api.store.source = a.source;
+	a.store.topic_continues = a.api.store.topic_continues = a.topic_continues;
+	a.store.db = sl_db_connect(a.cfg.database_url, errbuf, sizeof(errbuf));
+	if (a.store.db)
+		a.api.store.db = sl_db_connect(a.cfg.database_url, errbuf, sizeof(errbuf));
+	if (!a.api.store.db) {
+		sl_error("%s", errbuf);
+		goto out;
+	}
+	a.producer = sl_kafka_producer_new(&a.cfg, errbuf, sizeof(errbuf));
+	if (!a.producer) {
+		sl_error("kafka producer: %s", errbuf);
+		goto out;
+	}
+	topics[0] = a.topic_approvals;
+	topics[1] = NULL;
+	a.consumer = sl_kafka_consumer_new(&a.cfg, "sluice-approver", topics, errbuf, sizeof(errbuf));
+	if (!a.consumer) {
+		sl_error("kafka consumer: %s", errbuf);
+		goto out;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	a.httpd = sl_httpd_start(a.cfg.approver_listen, AP_API_MAX_BODY, false, ap_api_handle,
+				 &a.api, errbuf, sizeof(errbuf));
+	if (!a.httpd) {
+		sl_error("%s", errbuf);
+		goto out;
+	}
+	sl_info("approver started: HTTP API on %s, %zu identities, consuming %s",
+		a.cfg.approver_listen, a.api.nids, a.topic_approvals);
+	while (!stopping) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(a.consumer, 20);
+
+		if (m) {
+			if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				sl_warn("kafka: %s", rd_kafka_message_errstr(m));
+			else if (!m->err)
+				handle(&a, m);
+			rd_kafka_message_destroy(m);
+		}
+		/* Decisions arrive over HTTP, so the relay polls its outbox. */
+		if (sl_mono_ms() >= next_relay) {
+			relay(&a);
+			next_relay = sl_mono_ms() + 20;
+		}
+	}
+	sl_info("approver stopping");
+	rc = 0;
+out:
+	sl_httpd_stop(a.httpd);
+	if (a.consumer) {
+		rd_kafka_consumer_close(a.consumer);
+		rd_kafka_destroy(a.consumer);
+	}
+	if (a.producer) {
+		rd_kafka_flush(a.producer, 5000);
+		rd_kafka_destroy(a.producer);
+	}
+	if (a.store.db)
+		PQfinish(a.store.db);
+	if (a.api.store.db)
+		PQfinish(a.api.store.db);
+	ap_api_free_tokens(a.api.ids, a.api.nids);
+	free(a.source);
+	free(a.topic_approvals);
+	free(a.topic_continues);
+	sl_config_free(&a.cfg);
+	free(rest);
+	return rc;
+}

@@ -1,0 +1,27 @@
+/*
+ * cli.h - the sluice command's subcommands.
+ */
+#ifndef CLI_H
+#define CLI_H
+
+#include "sl_config.h"
+
+/* sluice migrate [--dir DIR]: applies pending migrations. Returns the exit
+ * code. */
+int cli_migrate(sl_config *cfg, int argc, char **argv);
+
+/* Applies the migrations of dir to the database at url, under an advisory
+ * lock, in one transaction. Prints what it did to stdout. */
+sl_status cli_migrate_apply(const char *url, const char *dir, char *errbuf, size_t errsize);
+
+/* The migrations folder: $SLUICE_MIGRATIONS, else next to the binary's
+ * checkout (BIN/../../migrations), else ./migrations. Returns a new string. */
+char *cli_migrations_dir(void);
+
+/* The folder holding this executable (a new string). */
+char *cli_bindir(void);
+
+/* sluice dev up|down ... Returns the exit code. */
+int cli_dev(sl_config *cfg, int argc, char **argv);
+
+#endif

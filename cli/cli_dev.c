@@ -1,0 +1,682 @@
+/*
+ * cli_dev.c - sluice dev up / down: a whole development stack in the
+ * background (DESIGN.md, "Development stack"): the dev broker, a throwaway
+ * PostgreSQL cluster, the scripted model, N workers and the approver.
+ *
+ * Everything lives in one folder, SLUICE_DEV_DIR, holding NAME.pid and
+ * NAME.log for each process. The env file names that folder from the first
+ * moment, so `down` also cleans what a crashed `up` left.
+ */
+#include "cli.h"
+#include "sl_db.h"
+#include "sl_http.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <glob.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MARKER ".sluice-dev"
+#define MAX_WORKERS 64
+
+typedef struct stack {
+	char *dir;
+	char *env_file;
+	char *bindir;
+	char *pgbin;
+	bool as_postgres; /* PostgreSQL runs as the postgres user (we are root) */
+} stack;
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: sluice dev up --env-file FILE [--agents FILE] [--workers N]\n"
+			"       sluice dev down --env-file FILE\n");
+	return 2;
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static bool write_file(const char *path, const char *text)
+{
+	char *tmp = sl_asprintf("%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	bool ok = f && fputs(text, f) >= 0;
+
+	if (f && fclose(f))
+		ok = false;
+	ok = ok && rename(tmp, path) == 0;
+	if (!ok)
+		unlink(tmp);
+	free(tmp);
+	return ok;
+}
+
+/* Reads KEY from a KEY=VALUE env file; returns a new string or NULL. */
+static char *env_file_get(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096], *val = NULL;
+	size_t klen = strlen(key);
+
+	if (!f)
+		return NULL;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, klen) && line[klen] == '=') {
+			line[strcspn(line, "\n")] = '\0';
+			free(val);
+			val = sl_strdup(line + klen + 1);
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+/*
+ * Starts argv in the background in its own session, stdout and stderr to
+ * DIR/NAME.log, and records DIR/NAME.pid. Returns the pid or -1.
+ */
+static pid_t spawn(stack *s, const char *name, char *const argv[])
+{
+	char *log = sl_asprintf("%s/%s.log", s->dir, name);
+	char *pidf = sl_asprintf("%s/%s.pid", s->dir, name);
+	char pidtext[32];
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	pid_t pid = -1;
+	int rc;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (rc) {
+		fprintf(stderr, "sluice dev: cannot start %s: %s\n", argv[0], strerror(rc));
+		pid = -1;
+	} else {
+		snprintf(pidtext, sizeof(pidtext), "%d\n", (int)pid);
+		write_file(pidf, pidtext);
+	}
+	free(log);
+	free(pidf);
+	return pid;
+}
+
+/* Runs argv in the foreground, output to DIR/NAME.log; true on exit 0. */
+static bool run(stack *s, const char *name, char *const argv[])
+{
+	pid_t pid = spawn(s, name, argv);
+	char *pidf = sl_asprintf("%s/%s.pid", s->dir, name);
+	int status = 0;
+
+	if (pid > 0)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	unlink(pidf);
+	free(pidf);
+	return pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static bool alive(pid_t pid)
+{
+	int status;
+
+	/* reap our own exited children so they do not look alive */
+	if (waitpid(pid, &status, WNOHANG) == pid)
+		return false;
+	return kill(pid, 0) == 0;
+}
+
+static void show_log(stack *s, const char *name)
+{
+	char *path = sl_asprintf("%s/%s.log", s->dir, name);
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	long size;
+
+	fprintf(stderr, "--- last lines of %s ---\n", path);
+	if (f) {
+		fseek(f, 0, SEEK_END);
+		size = ftell(f);
+		fseek(f, size > 4000 ? size - 4000 : 0, SEEK_SET);
+		while (fgets(line, sizeof(line), f))
+			fputs(line, stderr);
+		fclose(f);
+	}
+	free(path);
+}
+
+static bool wait_http(const char *url, pid_t pid, long timeout_ms)
+{
+	long long deadline = sl_mono_ms() + timeout_ms;
+
+	while (sl_mono_ms() < deadline && alive(pid)) {
+		sl_http_response r;
+		if (sl_http_request("GET", url, NULL, NULL, 65536, 1000, &r, NULL, 0) == SL_OK) {
+			long status = r.status;
+			sl_http_response_free(&r);
+			if (status == 200)
+				return true;
+		}
+		sl_sleep_ms(50);
+	}
+	return false;
+}
+
+static char *find_pgbin(void)
+{
+	glob_t g;
+	char *best = NULL;
+
+	if (glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0) {
+		/* the highest version; glob sorts, but "9" > "15" as text */
+		long bestv = -1;
+		for (size_t i = 0; i < g.gl_pathc; i++) {
+			long v = strtol(g.gl_pathv[i] + strlen("/usr/lib/postgresql/"), NULL, 10);
+			if (v > bestv) {
+				bestv = v;
+				free(best);
+				best = sl_strndup(g.gl_pathv[i], strlen(g.gl_pathv[i]) - strlen("/pg_ctl"));
+			}
+		}
+	}
+	globfree(&g);
+	return best;
+}
+
+/* Builds an argv that runs prog as the postgres user when we are root. */
+static char **pg_argv(stack *s, const char *prog, char **args)
+{
+	char **argv = sl_calloc(32, sizeof(char *));
+	int n = 0;
+
+	if (s->as_postgres) {
+		argv[n++] = "/sbin/runuser";
+		argv[n++] = "-u";
+		argv[n++] = "postgres";
+		argv[n++] = "--";
+	}
+	argv[n++] = sl_asprintf("%s/%s", s->pgbin, prog);
+	for (; *args && n < 31; args++)
+		argv[n++] = *args;
+	return argv;
+}
+
+static void free_pg_argv(stack *s, char **argv)
+{
+	free(argv[s->as_postgres ? 4 : 0]);
+	free(argv);
+}
+
+static bool pg_run(stack *s, const char *name, const char *prog, char **args)
+{
+	char **argv = pg_argv(s, prog, args);
+	bool ok = run(s, name, argv);
+
+	free_pg_argv(s, argv);
+	return ok;
+}
+
+static bool start_postgres(stack *s, char **url)
+{
+	int port = free_port();
+	char *pgdata = sl_asprintf("%s/pg", s->dir);
+	char *portopt = sl_asprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, s->dir);
+	char *logf = sl_asprintf("%s/postgres.log", s->dir);
+	char *admin = NULL;
+	char *initdb_args[] = {"-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8",
+			       "--no-sync", NULL};
+	char *start_args[] = {"-D", pgdata, "-l", logf, "-o", portopt, "-w", "-t", "60", "start", NULL};
+	char errbuf[512];
+	PGconn *c = NULL;
+	bool ok = false;
+
+	s->pgbin = find_pgbin();
+	if (!s->pgbin) {
+		fprintf(stderr, "sluice dev: PostgreSQL is not installed (no /usr/lib/postgresql/*/bin)\n");
+		goto out;
+	}
+	if (mkdir(pgdata, 0700)) {
+		fprintf(stderr, "sluice dev: mkdir %s: %s\n", pgdata, strerror(errno));
+		goto out;
+	}
+	if (s->as_postgres) {
+		struct passwd *pw = getpwnam("postgres");
+		if (!pw || chown(pgdata, pw->pw_uid, pw->pw_gid) ||
+		    chown(s->dir, pw->pw_uid, pw->pw_gid)) {
+			fprintf(stderr, "sluice dev: cannot give %s to the postgres user\n", pgdata);
+			goto out;
+		}
+		/* the log file is opened by pg_ctl as postgres */
+	}
+	if (!pg_run(s, "initdb", "initdb", initdb_args)) {
+		fprintf(stderr, "sluice dev: initdb failed\n");
+		show_log(s, "initdb");
+		goto out;
+	}
+	if (!pg_run(s, "pg_ctl", "pg_ctl", start_args)) {
+		fprintf(stderr, "sluice dev: PostgreSQL did not start\n");
+		show_log(s, "pg_ctl");
+		show_log(s, "postgres");
+		goto out;
+	}
+	admin = sl_asprintf("postgresql://postgres@127.0.0.1:%d/postgres", port);
+	c = sl_db_connect(admin, errbuf, sizeof(errbuf));
+	if (!c || sl_db_exec(c, "CREATE DATABASE sluice", 0, NULL, NULL, errbuf, sizeof(errbuf))) {
+		fprintf(stderr, "sluice dev: %s\n", errbuf);
+		goto out;
+	}
+	*url = sl_asprintf("postgresql://postgres@127.0.0.1:%d/sluice", port);
+	ok = true;
+out:
+	if (c)
+		PQfinish(c);
+	free(admin);
+	free(logf);
+	free(portopt);
+	free(pgdata);
+	return ok;
+}
+
+static void stop_postgres(stack *s)
+{
+	char *pgdata = sl_asprintf("%s/pg", s->dir);
+	char *pidfile = sl_asprintf("%s/postmaster.pid", pgdata);
+	char *stop_args[] = {"-D", pgdata, "-m", "immediate", "-w", "-t", "30", "stop", NULL};
+
+	if (access(pidfile, F_OK) == 0) {
+		s->pgbin = s->pgbin ? s->pgbin : find_pgbin();
+		if (s->pgbin && !pg_run(s, "pg_ctl-stop", "pg_ctl", stop_args)) {
+			/* fall back to the postmaster's pid */
+			FILE *f = fopen(pidfile, "r");
+			int pid = 0;
+			if (f && fscanf(f, "%d", &pid) == 1 && pid > 0)
+				kill(pid, SIGKILL);
+			if (f)
+				fclose(f);
+		}
+	}
+	free(pidfile);
+	free(pgdata);
+}
+
+/* Stops a process recorded in DIR/NAME.pid: TERM, then KILL after 10 s. */
+static void stop_pidfile(const char *dir, const char *file)
+{
+	char *path = sl_asprintf("%s/%s", dir, file);
+	FILE *f = fopen(path, "r");
+	int pid = 0;
+
+	if (f && fscanf(f, "%d", &pid) == 1 && pid > 1 && kill(pid, SIGTERM) == 0) {
+		long long deadline = sl_mono_ms() + 10000;
+		while (kill(pid, 0) == 0 && sl_mono_ms() < deadline) {
+			waitpid(pid, NULL, WNOHANG);
+			sl_sleep_ms(20);
+		}
+		if (kill(pid, 0) == 0) {
+			fprintf(stderr, "sluice dev: %s did not stop in 10 s; killing it\n", file);
+			kill(pid, SIGKILL);
+		}
+	}
+	if (f)
+		fclose(f);
+	unlink(path);
+	free(path);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Stops everything recorded in dir, in order, and removes dir. */
+static void teardown(stack *s)
+{
+	static const char *order[] = {"worker", "approver", "scripted-model", "broker", NULL};
+	char *marker = sl_asprintf("%s/%s", s->dir, MARKER);
+	struct dirent *e;
+	DIR *d;
+
+	if (access(marker, F_OK) != 0) {
+		fprintf(stderr, "sluice dev: %s is not a sluice dev folder; left alone\n", s->dir);
+		free(marker);
+		return;
+	}
+	free(marker);
+	for (const char **o = order; *o; o++) {
+		d = opendir(s->dir);
+		while (d && (e = readdir(d))) {
+			size_t n = strlen(e->d_name);
+			if (n > 4 && !strcmp(e->d_name + n - 4, ".pid") &&
+			    !strncmp(e->d_name, *o, strlen(*o)))
+				stop_pidfile(s->dir, e->d_name);
+		}
+		if (d)
+			closedir(d);
+	}
+	s->as_postgres = geteuid() == 0;
+	stop_postgres(s);
+	nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void export(const char *key, const char *value, sl_buf *env)
+{
+	setenv(key, value, 1);
+	sl_buf_append(env, key, strlen(key));
+	sl_buf_append(env, "=", 1);
+	sl_buf_append(env, value, strlen(value));
+	sl_buf_append(env, "\n", 1);
+}
+
+static char *default_agents(void)
+{
+	char *bindir = cli_bindir();
+	char *guess = sl_asprintf("%s/../../examples/agents.json", bindir);
+
+	free(bindir);
+	if (access(guess, R_OK) == 0)
+		return guess;
+	free(guess);
+	return sl_strdup("examples/agents.json");
+}
+
+static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long workers)
+{
+	stack s = {0};
+	sl_buf env;
+	char tmpl[] = "/tmp/sluice-dev-XXXXXX";
+	char *existing = env_file_get(env_file, "SLUICE_DEV_DIR");
+	char *path = NULL, *addr = NULL, *url = NULL, *model_url = NULL, *agents_abs = NULL;
+	char *migrations = cli_migrations_dir(), *approver_url = NULL, *tmp;
+	char errbuf[1024], token[37], listen[64];
+	pid_t approver_pid, model_pid = 0, pids[MAX_WORKERS];
+	int rc = 1;
+
+	sl_buf_init(&env, 1 << 20);
+	if (existing && access(existing, F_OK) == 0) {
+		fprintf(stderr,
+			"sluice dev: %s already names a running stack (%s); run `sluice dev down "
+			"--env-file %s` first\n",
+			env_file, existing, env_file);
+		free(existing);
+		free(migrations);
+		return 1;
+	}
+	free(existing);
+	agents_abs = realpath(agents, NULL);
+	if (!agents_abs) {
+		fprintf(stderr, "sluice dev: agents file %s: %s\n", agents, strerror(errno));
+		free(migrations);
+		return 1;
+	}
+	if (!mkdtemp(tmpl) || chmod(tmpl, 0755)) {
+		fprintf(stderr, "sluice dev: cannot create a folder in /tmp: %s\n", strerror(errno));
+		goto out;
+	}
+	s.dir = sl_strdup(tmpl);
+	s.env_file = sl_strdup(env_file);
+	s.bindir = cli_bindir();
+	s.as_postgres = geteuid() == 0;
+	path = sl_asprintf("%s/%s", s.dir, MARKER);
+	write_file(path, "sluice dev stack\n");
+	free(path);
+	/* From here on `down` can clean up whatever happens. */
+	tmp = sl_asprintf("SLUICE_DEV_DIR=%s\n", s.dir);
+	if (!write_file(env_file, tmp)) {
+		fprintf(stderr, "sluice dev: cannot write %s: %s\n", env_file, strerror(errno));
+		free(tmp);
+		goto fail;
+	}
+	free(tmp);
+
+	/* 1. the broker */
+	{
+		char *bin = sl_asprintf("%s/sluice-dev-broker", s.bindir);
+		char *addr_file = sl_asprintf("%s/broker.addr", s.dir);
+		char *argv[] = {bin, "--addr-file", addr_file, "--topic-prefix", cfg->topic_prefix, NULL};
+		pid_t pid = spawn(&s, "broker", argv);
+		long long deadline = sl_mono_ms() + 15000;
+
+		while (pid > 0 && alive(pid) && access(addr_file, R_OK) != 0 && sl_mono_ms() < deadline)
+			sl_sleep_ms(20);
+		if (access(addr_file, R_OK) == 0) {
+			FILE *f = fopen(addr_file, "r");
+			char line[512] = "";
+			if (f && fgets(line, sizeof(line), f))
+				line[strcspn(line, "\n")] = '\0';
+			if (f)
+				fclose(f);
+			addr = sl_strdup(line);
+		}
+		free(bin);
+		free(addr_file);
+		if (!addr || !*addr) {
+			fprintf(stderr, "sluice dev: the dev broker did not start\n");
+			show_log(&s, "broker");
+			goto fail;
+		}
+	}
+	/* 2. PostgreSQL, migrated */
+	if (!start_postgres(&s, &url))
+		goto fail;
+	{
+		char *pidfile = sl_asprintf("%s/pg/postmaster.pid", s.dir);
+		FILE *f = fopen(pidfile, "r");
+		char line[32] = "";
+		if (f && fgets(line, sizeof(line), f)) {
+			char *pp = sl_asprintf("%s/postgres.pid", s.dir);
+			write_file(pp, line);
+			free(pp);
+		}
+		if (f)
+			fclose(f);
+		free(pidfile);
+	}
+	if (cli_migrate_apply(url, migrations, errbuf, sizeof(errbuf))) {
+		fprintf(stderr, "sluice dev: migrate: %s\n", errbuf);
+		goto fail;
+	}
+	export("SLUICE_KAFKA_BROKERS", addr, &env);
+	export("SLUICE_DATABASE_URL", url, &env);
+	export("SLUICE_TOPIC_PREFIX", cfg->topic_prefix, &env);
+	export("SLUICE_AGENTS", agents_abs, &env);
+
+	/* 3. the scripted model, unless a real endpoint is configured */
+	if (getenv("OPENAI_BASE_URL") || getenv("OPENAI_API_KEY")) {
+		model_url = sl_strdup(cfg->openai_base_url);
+		printf("using the model endpoint %s\n", model_url);
+	} else {
+		char *bin = sl_asprintf("%s/sluice-scripted-model", s.bindir);
+		char *health;
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+		char *argv[] = {bin, "--listen", listen, NULL};
+		model_pid = spawn(&s, "scripted-model", argv);
+		health = sl_asprintf("http://%s/healthz", listen);
+		model_url = sl_asprintf("http://%s/v1", listen);
+		free(bin);
+		if (model_pid <= 0 || !wait_http(health, model_pid, 15000)) {
+			free(health);
+			fprintf(stderr, "sluice dev: the scripted model did not start\n");
+			show_log(&s, "scripted-model");
+			goto fail;
+		}
+		free(health);
+	}
+	export("OPENAI_BASE_URL", model_url, &env);
+
+	/* 4. the approver */
+	sl_uuid_v4(token);
+	{
+		char *bin = sl_asprintf("%s/sluice-approver", s.bindir);
+		char *tokens = sl_asprintf("admin:%s", token);
+		char *health;
+		char *argv[] = {bin, NULL};
+
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+		approver_url = sl_asprintf("http://%s", listen);
+		export("SLUICE_APPROVER_URL", approver_url, &env);
+		export("SLUICE_API_TOKEN", token, &env);
+		setenv("SLUICE_APPROVER_LISTEN", listen, 1);
+		setenv("SLUICE_API_TOKENS", tokens, 1);
+		approver_pid = spawn(&s, "approver", argv);
+		health = sl_asprintf("%s/healthz", approver_url);
+		free(tokens);
+		free(bin);
+		if (approver_pid <= 0 || !wait_http(health, approver_pid, 30000)) {
+			free(health);
+			fprintf(stderr, "sluice dev: the approver did not start\n");
+			show_log(&s, "approver");
+			goto fail;
+		}
+		free(health);
+	}
+	/* 5. the workers */
+	for (long i = 0; i < workers; i++) {
+		char *bin = sl_asprintf("%s/sluice-worker", s.bindir);
+		char name[32];
+		char *argv[] = {bin, NULL};
+
+		snprintf(name, sizeof(name), "worker-%ld", i + 1);
+		pids[i] = spawn(&s, name, argv);
+		free(bin);
+		if (pids[i] <= 0)
+			goto fail;
+	}
+	/* A worker that refuses its configuration exits at once. */
+	sl_sleep_ms(300);
+	for (long i = 0; i < workers; i++) {
+		if (!alive(pids[i])) {
+			char name[32];
+			snprintf(name, sizeof(name), "worker-%ld", i + 1);
+			fprintf(stderr, "sluice dev: %s exited at start-up\n", name);
+			show_log(&s, name);
+			goto fail;
+		}
+	}
+	export("SLUICE_DEV_DIR", s.dir, &env);
+	if (!write_file(env_file, env.data)) {
+		fprintf(stderr, "sluice dev: cannot write %s\n", env_file);
+		goto fail;
+	}
+	printf("sluice dev stack is up: broker %s, PostgreSQL %s, approver %s, %ld worker(s)%s\n"
+	       "environment written to %s; logs in %s\n",
+	       addr, url, approver_url, workers, model_pid ? ", scripted model" : "", env_file,
+	       s.dir);
+	rc = 0;
+	goto out;
+fail:
+	fprintf(stderr, "sluice dev: up failed; stopping what was started\n");
+	teardown(&s);
+	unlink(env_file);
+out:
+	sl_buf_free(&env);
+	free(s.dir);
+	free(s.env_file);
+	free(s.bindir);
+	free(s.pgbin);
+	free(addr);
+	free(url);
+	free(model_url);
+	free(agents_abs);
+	free(migrations);
+	free(approver_url);
+	return rc;
+}
+
+static int dev_down(const char *env_file)
+{
+	stack s = {0};
+
+	s.dir = env_file_get(env_file, "SLUICE_DEV_DIR");
+	if (!s.dir) {
+		fprintf(stderr, "sluice dev: %s names no stack (no SLUICE_DEV_DIR)\n", env_file);
+		return 1;
+	}
+	if (access(s.dir, F_OK) == 0)
+		teardown(&s);
+	unlink(env_file);
+	printf("sluice dev stack in %s is down\n", s.dir);
+	free(s.dir);
+	free(s.pgbin);
+	return 0;
+}
+
+int cli_dev(sl_config *cfg, int argc, char **argv)
+{
+	const char *env_file = NULL;
+	char *agents = NULL;
+	long workers = 1;
+	int rc;
+
+	if (argc < 1)
+		return usage();
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--env-file") && i + 1 < argc)
+			env_file = argv[++i];
+		else if (!strcmp(argv[i], "--agents") && i + 1 < argc) {
+			free(agents);
+			agents = sl_strdup(argv[++i]);
+		} else if (!strcmp(argv[i], "--workers") && i + 1 < argc) {
+			char *end;
+			workers = strtol(argv[++i], &end, 10);
+			if (*end || workers < 1 || workers > MAX_WORKERS) {
+				fprintf(stderr, "sluice dev: --workers must be 1 to %d\n", MAX_WORKERS);
+				free(agents);
+				return 2;
+			}
+		} else {
+			free(agents);
+			return usage();
+		}
+	}
+	if (!env_file) {
+		free(agents);
+		return usage();
+	}
+	if (!strcmp(argv[0], "up")) {
+		if (!agents)
+			agents = default_agents();
+		rc = dev_up(cfg, env_file, agents, workers);
+	} else if (!strcmp(argv[0], "down")) {
+		rc = dev_down(env_file);
+	} else {
+		rc = usage();
+	}
+	free(agents);
+	return rc;
+}

@@ -1,0 +1,254 @@
+/*
+ * cli_main.c - the sluice command: submit runs, read and decide
+ * requirements and approvals over the approver's HTTP API, migrate, and run
+ * the development stack.
+ */
+#include "cli.h"
+#include "sl_event.h"
+#include "sl_http.h"
+#include "sl_kafka.h"
+#include "sl_log.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage(void)
+{
+	fprintf(stderr,
+		"usage: sluice COMMAND [ARGS]\n"
+		"  submit --agent ID --input TEXT [--run-id ID] [--session-id ID] [--user-id ID]\n"
+		"                            publish a sluice.run.requested event; prints the run id\n"
+		"  runs get RUN_ID           show a run, its requirements and output\n"
+		"  requirements list [--status S] [--run-id ID] [--limit N] [--page N]\n"
+		"  requirements confirm|reject ID [--note TEXT]\n"
+		"  approvals list [--status S] [--approval-type T] [--run-id ID] [--limit N] ...\n"
+		"  approvals get ID\n"
+		"  migrate [--dir DIR]       apply pending database migrations\n"
+		"  dev up --env-file FILE [--agents FILE] [--workers N]\n"
+		"  dev down --env-file FILE\n"
+		"Configuration comes from SLUICE_* environment variables or --kafka-brokers,\n"
+		"--database-url, --topic-prefix, --approver-url, --api-token flags.\n");
+	return 2;
+}
+
+static int submit(sl_config *cfg, int argc, char **argv)
+{
+	static const char *required[] = {"SLUICE_KAFKA_BROKERS", NULL};
+	const char *agent = NULL, *input = NULL, *run_id = NULL, *session_id = NULL,
+		   *user_id = NULL;
+	char generated[37], errbuf[512];
+	char *source, *topic, *payload;
+	json_t *event;
+	rd_kafka_t *producer;
+	sl_kafka_out out;
+	sl_status st;
+
+	for (int i = 0; i < argc; i++) {
+		const char **dst = !strcmp(argv[i], "--agent")	    ? &agent
+				   : !strcmp(argv[i], "--input")      ? &input
+				   : !strcmp(argv[i], "--run-id")     ? &run_id
+				   : !strcmp(argv[i], "--session-id") ? &session_id
+				   : !strcmp(argv[i], "--user-id")    ? &user_id
+								      : NULL;
+		if (!dst || i + 1 >= argc)
+			return usage();
+		*dst = argv[++i];
+	}
+	if (!agent || !input)
+		return usage();
+	if (sl_config_require(cfg, required, errbuf, sizeof(errbuf))) {
+		fprintf(stderr, "sluice submit: %s\n", errbuf);
+		return 2;
+	}
+	if (!run_id) {
+		sl_uuid_v4(generated);
+		run_id = generated;
+	}
+	source = sl_event_source("cli");
+	event = sl_event_new(SL_EVENT_RUN_REQUESTED, source, run_id,
+			     json_pack("{s:s, s:s?, s:s, s:s?, s:s}", "run_id", run_id, "session_id",
+				       session_id, "agent_id", agent, "user_id", user_id, "input",
+				       input));
+	payload = json_dumps(event, JSON_COMPACT);
+	topic = sl_config_topic(cfg, "runs");
+	out = (sl_kafka_out){.topic = topic, .key = run_id, .payload = payload, .len = strlen(payload)};
+	producer = sl_kafka_producer_new(cfg, errbuf, sizeof(errbuf));
+	st = producer ? sl_kafka_produce_batch(producer, &out, 1, 30000, errbuf, sizeof(errbuf))
+		      : SL_FATAL;
+	if (st)
+		fprintf(stderr, "sluice submit: %s\n", errbuf);
+	else
+		printf("%s\n", run_id);
+	if (producer)
+		rd_kafka_destroy(producer);
+	json_decref(event);
+	free(payload);
+	free(topic);
+	free(source);
+	return st ? 1 : 0;
+}
+
+/* Sends one API request and prints the JSON answer. Exit code 0 on 2xx,
+ * 1 otherwise (the error body is printed to stderr). */
+static int api(sl_config *cfg, const char *method, const char *path, const char *body)
+{
+	static const char *required[] = {"SLUICE_APPROVER_URL", "SLUICE_API_TOKEN", NULL};
+	char errbuf[512];
+	char *url, *auth;
+	const char *headers[3];
+	sl_http_response r;
+	sl_status st;
+
+	if (sl_config_require(cfg, required, errbuf, sizeof(errbuf))) {
+		fprintf(stderr, "sluice: %s\n", errbuf);
+		return 2;
+	}
+	url = sl_asprintf("%s%s", cfg->approver_url, path);
+	auth = sl_asprintf("Authorization: Bearer %s", cfg->api_token);
+	headers[0] = auth;
+	headers[1] = "Content-Type: application/json";
+	headers[2] = NULL;
+	st = sl_http_request(method, url, headers, body, 64 * 1024 * 1024, 30000, &r, errbuf,
+			     sizeof(errbuf));
+	free(url);
+	free(auth);
+	if (st) {
+		fprintf(stderr, "sluice: %s\n", errbuf);
+		return 1;
+	}
+	fprintf(r.status >= 200 && r.status < 300 ? stdout : stderr, "%s\n", r.body);
+	st = r.status >= 200 && r.status < 300 ? SL_OK : SL_INVALID;
+	sl_http_response_free(&r);
+	return st ? 1 : 0;
+}
+
+/* Turns "--flag-name VALUE" pairs into "?flag_name=VALUE&..." (escaped). */
+static char *query(int argc, char **argv, bool *ok)
+{
+	sl_buf q;
+	char *out;
+
+	*ok = true;
+	sl_buf_init(&q, 1 << 16);
+	for (int i = 0; i < argc; i++) {
+		char *esc;
+		if (strncmp(argv[i], "--", 2) || i + 1 >= argc) {
+			*ok = false;
+			break;
+		}
+		sl_buf_append(&q, q.len ? "&" : "?", 1);
+		for (const char *c = argv[i] + 2; *c; c++)
+			sl_buf_append(&q, *c == '-' ? "_" : c, 1);
+		esc = curl_easy_escape(NULL, argv[++i], 0);
+		sl_buf_append(&q, "=", 1);
+		sl_buf_append(&q, esc, strlen(esc));
+		curl_free(esc);
+	}
+	out = sl_buf_steal(&q);
+	return out;
+}
+
+static int list(sl_config *cfg, const char *base, int argc, char **argv)
+{
+	bool ok;
+	char *q = query(argc, argv, &ok), *path;
+	int rc;
+
+	if (!ok) {
+		free(q);
+		return usage();
+	}
+	path = sl_asprintf("%s%s", base, q);
+	rc = api(cfg, "GET", path, NULL);
+	free(path);
+	free(q);
+	return rc;
+}
+
+static int decide(sl_config *cfg, const char *verb, int argc, char **argv)
+{
+	json_t *body = json_object();
+	char *path, *text;
+	int rc;
+
+	if (argc < 1 || !sl_event_id_valid(argv[0])) {
+		json_decref(body);
+		return usage();
+	}
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--note") && i + 1 < argc)
+			json_object_set_new(body, "note", json_string(argv[++i]));
+		else {
+			json_decref(body);
+			return usage();
+		}
+	}
+	path = sl_asprintf("/v1/requirements/%s/%s", argv[0], verb);
+	text = json_dumps(body, JSON_COMPACT);
+	rc = api(cfg, "POST", path, text);
+	free(text);
+	free(path);
+	json_decref(body);
+	return rc;
+}
+
+static int get(sl_config *cfg, const char *base, int argc, char **argv)
+{
+	char *path;
+	int rc;
+
+	if (argc != 1 || !sl_event_id_valid(argv[0]))
+		return usage();
+	path = sl_asprintf("%s/%s", base, argv[0]);
+	rc = api(cfg, "GET", path, NULL);
+	free(path);
+	return rc;
+}
+
+static int dispatch(sl_config *cfg, int argc, char **argv)
+{
+	const char *cmd = argv[0], *sub = argc > 1 ? argv[1] : "";
+
+	if (!strcmp(cmd, "submit"))
+		return submit(cfg, argc - 1, argv + 1);
+	if (!strcmp(cmd, "migrate"))
+		return cli_migrate(cfg, argc - 1, argv + 1);
+	if (!strcmp(cmd, "dev"))
+		return cli_dev(cfg, argc - 1, argv + 1);
+	if (!strcmp(cmd, "runs") && !strcmp(sub, "get"))
+		return get(cfg, "/v1/runs", argc - 2, argv + 2);
+	if (!strcmp(cmd, "requirements") && !strcmp(sub, "list"))
+		return list(cfg, "/v1/requirements", argc - 2, argv + 2);
+	if (!strcmp(cmd, "requirements") && (!strcmp(sub, "confirm") || !strcmp(sub, "reject")))
+		return decide(cfg, sub, argc - 2, argv + 2);
+	if (!strcmp(cmd, "approvals") && !strcmp(sub, "list"))
+		return list(cfg, "/v1/approvals", argc - 2, argv + 2);
+	if (!strcmp(cmd, "approvals") && !strcmp(sub, "get"))
+		return get(cfg, "/v1/approvals", argc - 2, argv + 2);
+	return usage();
+}
+
+int main(int argc, char **argv)
+{
+	sl_config cfg;
+	char **rest = sl_calloc((size_t)argc + 1, sizeof(char *));
+	char errbuf[512];
+	int nrest, rc;
+
+	sl_log_init("sluice");
+	sl_http_global_init();
+	sl_config_from_env(&cfg);
+	if (sl_config_from_args(&cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf))) {
+		fprintf(stderr, "sluice: %s\n", errbuf);
+		rc = 2;
+	} else if (nrest == 0 || !strcmp(rest[0], "--help") || !strcmp(rest[0], "help")) {
+		rc = usage();
+	} else {
+		rc = dispatch(&cfg, nrest, rest);
+	}
+	sl_config_free(&cfg);
+	free(rest);
+	return rc;
+}

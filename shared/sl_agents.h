@@ -1,0 +1,72 @@
+/*
+ * sl_agents.h - the agents file of DESIGN.md ("Configuration"): agents,
+ * their models and tools, the tools' HITL flags and executors.
+ */
+#ifndef SL_AGENTS_H
+#define SL_AGENTS_H
+
+#include "sl_common.h"
+
+#include <jansson.h>
+
+typedef enum sl_approval { SL_APPROVAL_NONE, SL_APPROVAL_REQUIRED, SL_APPROVAL_AUDIT } sl_approval;
+typedef enum sl_executor_kind { SL_EXEC_NONE, SL_EXEC_COMMAND, SL_EXEC_HTTP } sl_executor_kind;
+typedef enum sl_provider { SL_PROVIDER_RESPONSES, SL_PROVIDER_CHAT } sl_provider;
+
+/* Strings point into the parsed file, owned by sl_agents. */
+typedef struct sl_tool {
+	const char *name;
+	const char *description;
+	json_t *parameters;
+	bool requires_confirmation;
+	bool requires_user_input;
+	bool external_execution;
+	json_t *user_input_fields; /* array of parameter names, may be NULL */
+	sl_approval approval;
+	long approval_timeout_s; /* 0: none */
+	sl_executor_kind executor;
+	char **argv; /* command: NULL-terminated */
+	const char *url; /* http */
+	long timeout_ms;
+} sl_tool;
+
+typedef struct sl_agent {
+	const char *id;
+	sl_provider provider;
+	const char *model_id;
+	const char *base_url; /* may be NULL: use the configured one */
+	const char *instructions; /* may be NULL */
+	sl_tool *tools;
+	size_t ntools;
+} sl_agent;
+
+typedef struct sl_agents {
+	json_t *root;
+	sl_agent *agents;
+	size_t n;
+} sl_agents;
+
+/*
+ * Parses and validates an agents file's text. On failure returns SL_INVALID
+ * with a message naming the agent, the tool and the field, and *out is NULL.
+ * On success *out belongs to the caller (sl_agents_free).
+ */
+sl_status sl_agents_parse(const char *text, size_t len, sl_agents **out, char *errbuf,
+			  size_t errsize);
+
+/* Reads path and parses it as sl_agents_parse does. */
+sl_status sl_agents_load(const char *path, sl_agents **out, char *errbuf, size_t errsize);
+
+void sl_agents_free(sl_agents *a);
+
+/* Returns the agent or tool with that id / name, or NULL. */
+const sl_agent *sl_agents_find(const sl_agents *a, const char *id);
+const sl_tool *sl_agent_tool(const sl_agent *agent, const char *name);
+
+/* True when a call of the tool must wait for a person (or another system). */
+bool sl_tool_gated(const sl_tool *t);
+
+/* "required", "audit" or NULL. */
+const char *sl_approval_name(sl_approval a);
+
+#endif

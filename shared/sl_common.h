@@ -1,0 +1,79 @@
+/*
+ * sl_common.h - status codes, allocation wrappers and bounded buffers shared
+ * by every Sluice program.
+ */
+#ifndef SL_COMMON_H
+#define SL_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * The one status type of the project. The class decides what the caller does:
+ * SL_RETRY is transient (try again later), SL_INVALID is bad input (dead-letter
+ * it, answer 400), SL_NOT_FOUND and SL_CONFLICT are bad input of a more
+ * precise kind (404 / 409 over HTTP, dead-letter over Kafka), SL_FATAL stops
+ * the process.
+ */
+typedef enum sl_status {
+	SL_OK = 0,
+	SL_RETRY,
+	SL_INVALID,
+	SL_NOT_FOUND,
+	SL_CONFLICT,
+	SL_TOO_BIG,
+	SL_FATAL
+} sl_status;
+
+/* Returns a constant lowercase name for st ("ok", "retry", ...). */
+const char *sl_status_name(sl_status st);
+
+/*
+ * Allocation wrappers: they never return NULL; an allocation failure prints a
+ * message and aborts the process.
+ */
+void *sl_malloc(size_t n);
+void *sl_calloc(size_t nmemb, size_t size);
+void *sl_realloc(void *p, size_t n);
+char *sl_strdup(const char *s);
+char *sl_strndup(const char *s, size_t n);
+/* Returns a newly allocated formatted string (free() it). */
+char *sl_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Writes a formatted message into errbuf (NULL-safe) and returns st. */
+sl_status sl_err(char *errbuf, size_t errsize, sl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
+ * A growable byte buffer with a hard limit. The data is always NUL-terminated
+ * so it can be used as a string. Appending past the limit fails with
+ * SL_TOO_BIG and leaves the buffer as it was.
+ */
+typedef struct sl_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t limit;
+} sl_buf;
+
+void sl_buf_init(sl_buf *b, size_t limit);
+sl_status sl_buf_append(sl_buf *b, const void *p, size_t n);
+/* Hands the data to the caller (free() it) and resets the buffer. */
+char *sl_buf_steal(sl_buf *b);
+void sl_buf_free(sl_buf *b);
+
+/* Writes a lowercase random (version 4) UUID into out. */
+void sl_uuid_v4(char out[37]);
+
+/* Current time in milliseconds since the epoch / of the monotonic clock. */
+long long sl_now_ms(void);
+long long sl_mono_ms(void);
+
+/* Writes the current UTC time as RFC 3339 with milliseconds into out. */
+void sl_time_rfc3339(char out[32]);
+
+/* Sleeps ms milliseconds (restarting after signals is the caller's business). */
+void sl_sleep_ms(long ms);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * sl_config.c - environment and flag configuration.
+ */
+#include "sl_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct field {
+	const char *env;
+	const char *flag;
+	size_t off;
+	const char *def;
+};
+
+static const struct field fields[] = {
+	{"SLUICE_KAFKA_BROKERS", "--kafka-brokers", offsetof(sl_config, kafka_brokers), NULL},
+	{"SLUICE_DATABASE_URL", "--database-url", offsetof(sl_config, database_url), NULL},
+	{"SLUICE_TOPIC_PREFIX", "--topic-prefix", offsetof(sl_config, topic_prefix), "sluice."},
+	{"SLUICE_AGENTS", "--agents", offsetof(sl_config, agents), NULL},
+	{"SLUICE_APPROVER_LISTEN", "--approver-listen", offsetof(sl_config, approver_listen),
+	 "127.0.0.1:8080"},
+	{"SLUICE_APPROVER_URL", "--approver-url", offsetof(sl_config, approver_url),
+	 "http://127.0.0.1:8080"},
+	{"SLUICE_API_TOKENS", "--api-tokens", offsetof(sl_config, api_tokens), NULL},
+	{"SLUICE_API_TOKEN", "--api-token", offsetof(sl_config, api_token), NULL},
+	{"OPENAI_API_KEY", "--openai-api-key", offsetof(sl_config, openai_api_key), NULL},
+	{"OPENAI_BASE_URL", "--openai-base-url", offsetof(sl_config, openai_base_url),
+	 "https://api.openai.com/v1"},
+};
+
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+static char **slot(sl_config *c, const struct field *f)
+{
+	return (char **)((char *)c + f->off);
+}
+
+static void set(sl_config *c, const struct field *f, const char *v)
+{
+	char **p = slot(c, f);
+
+	free(*p);
+	*p = v ? sl_strdup(v) : NULL;
+}
+
+void sl_config_from_env(sl_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < NFIELDS; i++) {
+		const char *v = getenv(fields[i].env);
+		set(c, &fields[i], v && *v ? v : fields[i].def);
+	}
+}
+
+sl_status sl_config_from_args(sl_config *c, int argc, char **argv, int first, char **rest,
+			      int *nrest, char *errbuf, size_t errsize)
+{
+	*nrest = 0;
+	for (int i = first; i < argc; i++) {
+		const struct field *f = NULL;
+		const char *val = NULL;
+
+		for (size_t k = 0; k < NFIELDS && !f; k++) {
+			size_t n = strlen(fields[k].flag);
+			if (!strncmp(argv[i], fields[k].flag, n) &&
+			    (argv[i][n] == '\0' || argv[i][n] == '=')) {
+				f = &fields[k];
+				val = argv[i][n] == '=' ? argv[i] + n + 1 : NULL;
+			}
+		}
+		if (!f) {
+			rest[(*nrest)++] = argv[i];
+			continue;
+		}
+		if (!val) {
+			if (i + 1 >= argc)
+				return sl_err(errbuf, errsize, SL_INVALID, "%s needs a value", f->flag);
+			val = argv[++i];
+		}
+		set(c, f, val);
+	}
+	return SL_OK;
+}
+
+sl_status sl_config_require(const sl_config *c, const char *const *names, char *errbuf,
+			    size_t errsize)
+{
+	for (; *names; names++) {
+		for (size_t k = 0; k < NFIELDS; k++) {
+			if (strcmp(fields[k].env, *names))
+				continue;
+			if (!*slot((sl_config *)c, &fields[k]))
+				return sl_err(errbuf, errsize, SL_INVALID,
+					      "%s is not set (environment variable or %s flag)",
+					      fields[k].env, fields[k].flag);
+		}
+	}
+	return SL_OK;
+}
+
+char *sl_config_topic(const sl_config *c, const char *name)
+{
+	return sl_asprintf("%s%s", c->topic_prefix ? c->topic_prefix : "", name);
+}
+
+void sl_config_free(sl_config *c)
+{
+	for (size_t i = 0; i < NFIELDS; i++)
+		set(c, &fields[i], NULL);
+}

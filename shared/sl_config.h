@@ -1,0 +1,46 @@
+/*
+ * sl_config.h - the configuration of DESIGN.md: environment variables, each
+ * overridable by a flag of the same name (SLUICE_KAFKA_BROKERS is
+ * --kafka-brokers, OPENAI_BASE_URL is --openai-base-url).
+ */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include "sl_common.h"
+
+typedef struct sl_config {
+	char *kafka_brokers;
+	char *database_url;
+	char *topic_prefix;
+	char *agents;
+	char *approver_listen;
+	char *approver_url;
+	char *api_tokens;
+	char *api_token;
+	char *openai_api_key;
+	char *openai_base_url;
+} sl_config;
+
+/* Fills c from the environment, with the documented defaults. */
+void sl_config_from_env(sl_config *c);
+
+/*
+ * Applies "--name value" / "--name=value" flags from argv[first..argc) that
+ * name configuration variables. Other arguments are left, in order, in
+ * rest (which must hold argc entries); *nrest receives their count.
+ * Returns SL_INVALID when a configuration flag has no value.
+ */
+sl_status sl_config_from_args(sl_config *c, int argc, char **argv, int first, char **rest,
+			      int *nrest, char *errbuf, size_t errsize);
+
+/* Fails with SL_INVALID naming the first of the listed settings that is
+ * missing: names are the environment names ("SLUICE_KAFKA_BROKERS"). */
+sl_status sl_config_require(const sl_config *c, const char *const *names, char *errbuf,
+			    size_t errsize);
+
+/* Returns a newly allocated full topic name: prefix + name ("runs"). */
+char *sl_config_topic(const sl_config *c, const char *name);
+
+void sl_config_free(sl_config *c);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * sl_db.c - PostgreSQL helpers.
+ */
+#include "sl_db.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+PGconn *sl_db_connect(const char *url, char *errbuf, size_t errsize)
+{
+	PGconn *conn = PQconnectdb(url);
+
+	if (PQstatus(conn) != CONNECTION_OK) {
+		sl_err(errbuf, errsize, SL_RETRY, "cannot connect to PostgreSQL: %s",
+		       PQerrorMessage(conn));
+		/* libpq messages end with a newline */
+		if (errbuf && errsize && strlen(errbuf) && errbuf[strlen(errbuf) - 1] == '\n')
+			errbuf[strlen(errbuf) - 1] = '\0';
+		PQfinish(conn);
+		return NULL;
+	}
+	/* Keep server notices (e.g. "relation already exists") out of our logs. */
+	PQsetNoticeProcessor(conn, NULL, NULL);
+	return conn;
+}
+
+sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize)
+{
+	if (PQstatus(conn) == CONNECTION_OK)
+		return SL_OK;
+	PQreset(conn);
+	if (PQstatus(conn) == CONNECTION_OK)
+		return SL_OK;
+	return sl_err(errbuf, errsize, SL_RETRY, "PostgreSQL connection lost: %s",
+		      PQerrorMessage(conn));
+}
+
+static sl_status classify(PGconn *conn, const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	if (PQstatus(conn) != CONNECTION_OK || !state)
+		return SL_RETRY;
+	if (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strncmp(state, "08", 2) ||
+	    !strncmp(state, "57P", 3) || !strcmp(state, "53300"))
+		return SL_RETRY;
+	if (!strcmp(state, "23505"))
+		return SL_CONFLICT;
+	if (!strncmp(state, "22", 2) || !strncmp(state, "23", 2))
+		return SL_INVALID;
+	return SL_FATAL;
+}
+
+sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+		     PGresult **res, char *errbuf, size_t errsize)
+{
+	PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	ExecStatusType es = PQresultStatus(r);
+	sl_status st;
+
+	if (res)
+		*res = NULL;
+	if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK) {
+		if (res)
+			*res = r;
+		else
+			PQclear(r);
+		return SL_OK;
+	}
+	st = classify(conn, r);
+	sl_err(errbuf, errsize, st, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
+	if (errbuf && errsize) {
+		size_t n = strlen(errbuf);
+		while (n && (errbuf[n - 1] == '\n' || errbuf[n - 1] == ' '))
+			errbuf[--n] = '\0';
+	}
+	PQclear(r);
+	return st;
+}
+
+sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize)
+{
+	return sl_db_exec(conn, "BEGIN", 0, NULL, NULL, errbuf, errsize);
+}
+
+sl_status sl_db_commit(PGconn *conn, char *errbuf, size_t errsize)
+{
+	return sl_db_exec(conn, "COMMIT", 0, NULL, NULL, errbuf, errsize);
+}
+
+void sl_db_rollback(PGconn *conn)
+{
+	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+		PQclear(PQexec(conn, "ROLLBACK"));
+}
+
+char *sl_db_value(const PGresult *res, int row, int col)
+{
+	if (row >= PQntuples(res) || PQgetisnull(res, row, col))
+		return NULL;
+	return sl_strdup(PQgetvalue(res, row, col));
+}
+
+sl_status sl_db_query_json(PGconn *conn, const char *sql, int nparams,
+			   const char *const *params, json_t **out, char *errbuf, size_t errsize)
+{
+	PGresult *res;
+	json_error_t jerr;
+	sl_status st;
+
+	*out = NULL;
+	if ((st = sl_db_exec(conn, sql, nparams, params, &res, errbuf, errsize)))
+		return st;
+	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+		PQclear(res);
+		return sl_err(errbuf, errsize, SL_NOT_FOUND, "no row");
+	}
+	*out = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
+	PQclear(res);
+	if (!*out)
+		return sl_err(errbuf, errsize, SL_FATAL, "database returned bad JSON: %s", jerr.text);
+	return SL_OK;
+}

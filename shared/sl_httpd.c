@@ -1,0 +1,166 @@
+/*
+ * sl_httpd.c - libmicrohttpd glue.
+ */
+#include "sl_httpd.h"
+#include "sl_log.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sl_httpd {
+	struct MHD_Daemon *d;
+	size_t max_body;
+	sl_httpd_handler handler;
+	void *ud;
+};
+
+/* Per-request state kept between libmicrohttpd's calls. */
+typedef struct request_state {
+	sl_buf body;
+	bool too_big;
+} request_state;
+
+enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,
+			      const char *content_type, const char *body, size_t len)
+{
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(r, "Content-Type", content_type);
+	ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum MHD_Result sl_httpd_send_json(struct MHD_Connection *conn, unsigned status, json_t *json)
+{
+	char *s = json_dumps(json, JSON_COMPACT);
+	enum MHD_Result ret = sl_httpd_send(conn, status, "application/json", s, strlen(s));
+
+	free(s);
+	json_decref(json);
+	return ret;
+}
+
+enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status,
+				    const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return sl_httpd_send_json(conn, status, json_pack("{s:s}", "error", msg));
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *data,
+				  size_t *data_size, void **con_cls)
+{
+	sl_httpd *h = cls;
+	request_state *rs = *con_cls;
+	sl_httpd_request req;
+
+	(void)version;
+	if (!rs) {
+		rs = sl_calloc(1, sizeof(*rs));
+		sl_buf_init(&rs->body, h->max_body);
+		*con_cls = rs;
+		return MHD_YES;
+	}
+	if (*data_size) {
+		if (!rs->too_big && sl_buf_append(&rs->body, data, *data_size) != SL_OK) {
+			rs->too_big = true;
+			sl_buf_free(&rs->body);
+		}
+		*data_size = 0;
+		return MHD_YES;
+	}
+	if (rs->too_big)
+		return sl_httpd_send_error(conn, 413, "request body is over %zu bytes", h->max_body);
+	req.conn = conn;
+	req.method = method;
+	req.path = url;
+	req.body = rs->body.data ? rs->body.data : "";
+	req.body_len = rs->body.len;
+	return h->handler(h->ud, &req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	request_state *rs = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (rs) {
+		sl_buf_free(&rs->body);
+		free(rs);
+		*con_cls = NULL;
+	}
+}
+
+sl_httpd *sl_httpd_start(const char *listen, size_t max_body, bool per_connection,
+			 sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize)
+{
+	struct sockaddr_in sa;
+	const char *colon = strrchr(listen, ':');
+	char host[64];
+	char *end;
+	long port;
+	sl_httpd *h;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+
+	if (!colon || (size_t)(colon - listen) >= sizeof(host)) {
+		sl_err(errbuf, errsize, SL_INVALID, "listen address %s is not HOST:PORT", listen);
+		return NULL;
+	}
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	if (*end || port < 0 || port > 65535 ||
+	    inet_pton(AF_INET, !strcmp(host, "localhost") ? "127.0.0.1" : host, &sa.sin_addr) != 1) {
+		sl_err(errbuf, errsize, SL_INVALID, "listen address %s is not IPV4:PORT", listen);
+		return NULL;
+	}
+	h = sl_calloc(1, sizeof(*h));
+	h->max_body = max_body;
+	h->handler = handler;
+	h->ud = ud;
+	if (per_connection)
+		flags |= MHD_USE_THREAD_PER_CONNECTION;
+	else
+		flags |= MHD_USE_EPOLL;
+	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+	if (!h->d) {
+		sl_err(errbuf, errsize, SL_FATAL, "cannot listen on %s", listen);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+unsigned sl_httpd_port(const sl_httpd *h)
+{
+	const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+	return i ? i->port : 0;
+}
+
+void sl_httpd_stop(sl_httpd *h)
+{
+	if (!h)
+		return;
+	MHD_stop_daemon(h->d);
+	free(h);
+}

@@ -1,0 +1,51 @@
+/*
+ * sl_httpd.h - a small HTTP server on libmicrohttpd: it gathers request
+ * bodies up to a limit (413 past it) and calls one handler per complete
+ * request.
+ */
+#ifndef SL_HTTPD_H
+#define SL_HTTPD_H
+
+#include "sl_common.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+typedef struct sl_httpd sl_httpd;
+
+typedef struct sl_httpd_request {
+	struct MHD_Connection *conn;
+	const char *method;
+	const char *path; /* without the query string */
+	const char *body; /* NUL-terminated, "" when none */
+	size_t body_len;
+} sl_httpd_request;
+
+/* Answers req (with sl_httpd_send*) and returns what they return. */
+typedef enum MHD_Result (*sl_httpd_handler)(void *ud, const sl_httpd_request *req);
+
+/*
+ * Listens on listen ("HOST:PORT"; port 0 picks one) and serves requests on
+ * libmicrohttpd's threads: one thread per connection when per_connection is
+ * true, else one polling thread for all. Returns NULL with the reason in
+ * errbuf.
+ */
+sl_httpd *sl_httpd_start(const char *listen, size_t max_body, bool per_connection,
+			 sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize);
+
+/* The port actually bound. */
+unsigned sl_httpd_port(const sl_httpd *h);
+
+/* Stops the server and frees it; NULL is fine. */
+void sl_httpd_stop(sl_httpd *h);
+
+/* Sends body (copied) with status and content type. */
+enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,
+			      const char *content_type, const char *body, size_t len);
+/* Sends json (stolen) as application/json. */
+enum MHD_Result sl_httpd_send_json(struct MHD_Connection *conn, unsigned status, json_t *json);
+/* Sends {"error": msg}. */
+enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status,
+				    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,183 @@
+/*
+ * sl_kafka.c - producers, consumers, batches with delivery reports, DLQ.
+ */
+#include "sl_kafka.h"
+#include "sl_log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	if (level <= 3)
+		sl_error("kafka %s: %s", fac, buf);
+	else if (level <= 5)
+		sl_warn("kafka %s: %s", fac, buf);
+	else
+		sl_debug("kafka %s: %s", fac, buf);
+}
+
+static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf,
+		     size_t errsize)
+{
+	return rd_kafka_conf_set(conf, k, v, errbuf, errsize) == RD_KAFKA_CONF_OK;
+}
+
+/* The delivery report sets the flag that the message's opaque points to. */
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	if (m->_private)
+		*(bool *)m->_private = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (m->err)
+		sl_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
+			rd_kafka_err2str(m->err));
+}
+
+rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsize)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+
+	if (!conf_set(conf, "bootstrap.servers", c->kafka_brokers, errbuf, errsize) ||
+	    !conf_set(conf, "enable.idempotence", "true", errbuf, errsize) ||
+	    !conf_set(conf, "linger.ms", "2", errbuf, errsize) ||
+	    !conf_set(conf, "message.max.bytes", "2000000", errbuf, errsize)) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errsize);
+	if (!rk)
+		rd_kafka_conf_destroy(conf);
+	return rk;
+}
+
+rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group,
+				  const char *const *topics, char *errbuf, size_t errsize)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_topic_partition_list_t *subs;
+	rd_kafka_resp_err_t err;
+	rd_kafka_t *rk;
+	int n = 0;
+
+	if (!conf_set(conf, "bootstrap.servers", c->kafka_brokers, errbuf, errsize) ||
+	    !conf_set(conf, "group.id", group, errbuf, errsize) ||
+	    !conf_set(conf, "enable.auto.offset.store", "false", errbuf, errsize) ||
+	    !conf_set(conf, "enable.auto.commit", "true", errbuf, errsize) ||
+	    !conf_set(conf, "auto.commit.interval.ms", "500", errbuf, errsize) ||
+	    !conf_set(conf, "auto.offset.reset", "earliest", errbuf, errsize) ||
+	    /* eager assignment: 2.0.2's cooperative-sticky has known bugs */
+	    !conf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf, errsize) ||
+	    /* the dev broker waits the whole fetch wait on an empty fetch */
+	    !conf_set(conf, "fetch.wait.max.ms", "5", errbuf, errsize) ||
+	    !conf_set(conf, "session.timeout.ms", "10000", errbuf, errsize) ||
+	    !conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errsize)) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize);
+	if (!rk) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(rk);
+	while (topics[n])
+		n++;
+	subs = rd_kafka_topic_partition_list_new(n);
+	for (int i = 0; i < n; i++)
+		rd_kafka_topic_partition_list_add(subs, topics[i], RD_KAFKA_PARTITION_UA);
+	err = rd_kafka_subscribe(rk, subs);
+	rd_kafka_topic_partition_list_destroy(subs);
+	if (err) {
+		sl_err(errbuf, errsize, SL_FATAL, "subscribe failed: %s", rd_kafka_err2str(err));
+		rd_kafka_destroy(rk);
+		return NULL;
+	}
+	return rk;
+}
+
+sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_t n,
+				 int timeout_ms, char *errbuf, size_t errsize)
+{
+	long long deadline = sl_mono_ms() + timeout_ms;
+	size_t pending = 0, failed = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		rd_kafka_headers_t *hdrs;
+		rd_kafka_resp_err_t err;
+
+		msgs[i].delivered = false;
+		hdrs = rd_kafka_headers_new(2);
+		if (msgs[i].headers) {
+			for (const char *const *h = msgs[i].headers; h[0]; h += 2)
+				rd_kafka_header_add(hdrs, h[0], -1, h[1], -1);
+		}
+		err = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(msgs[i].topic),
+					RD_KAFKA_V_KEY(msgs[i].key, msgs[i].key ? strlen(msgs[i].key) : 0),
+					RD_KAFKA_V_VALUE((void *)msgs[i].payload, msgs[i].len),
+					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					RD_KAFKA_V_OPAQUE(&msgs[i].delivered),
+					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+		if (err) {
+			rd_kafka_headers_destroy(hdrs);
+			sl_warn("kafka produce to %s failed: %s", msgs[i].topic, rd_kafka_err2str(err));
+			failed++;
+			continue;
+		}
+		pending++;
+	}
+	/* Wait for the delivery reports: rd_kafka_flush serves them. */
+	while (rd_kafka_outq_len(producer) > 0 && sl_mono_ms() < deadline)
+		rd_kafka_flush(producer, 50);
+	rd_kafka_poll(producer, 0);
+	for (size_t i = 0; i < n; i++)
+		if (!msgs[i].delivered)
+			failed++;
+	(void)pending;
+	if (failed)
+		return sl_err(errbuf, errsize, SL_RETRY, "%zu of %zu messages not delivered", failed, n);
+	return SL_OK;
+}
+
+sl_status sl_kafka_dead_letter(rd_kafka_t *producer, const sl_config *c,
+			       const rd_kafka_message_t *m, const char *reason)
+{
+	char *dlq = sl_config_topic(c, "dlq");
+	char *key = m->key ? sl_strndup(m->key, m->key_len) : NULL;
+	const char *source = rd_kafka_topic_name(m->rkt);
+	const char *headers[] = {"sluice-error", reason, "sluice-source-topic", source, NULL};
+	sl_kafka_out out = {.topic = dlq,
+			    .key = key,
+			    .payload = m->payload ? m->payload : "",
+			    .len = m->len,
+			    .headers = headers};
+	char errbuf[256];
+	sl_status st;
+
+	st = sl_kafka_produce_batch(producer, &out, 1, 10000, errbuf, sizeof(errbuf));
+	if (st)
+		sl_error("dead-letter of %s[%d]@%lld failed: %s", source, (int)m->partition,
+			 (long long)m->offset, errbuf);
+	else
+		sl_warn("dead-lettered %s[%d]@%lld to %s: %s", source, (int)m->partition,
+			(long long)m->offset, dlq, reason);
+	free(dlq);
+	free(key);
+	return st;
+}
+
+void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+
+	rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+	    m->offset + 1;
+	rd_kafka_offsets_store(consumer, l);
+	rd_kafka_topic_partition_list_destroy(l);
+}

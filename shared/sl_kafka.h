@@ -1,0 +1,61 @@
+/*
+ * sl_kafka.h - librdkafka clients configured the Sluice way: idempotent
+ * producers, consumers that store offsets only for finished work, and the
+ * dead-letter topic.
+ */
+#ifndef SL_KAFKA_H
+#define SL_KAFKA_H
+
+#include "sl_common.h"
+#include "sl_config.h"
+
+#include <librdkafka/rdkafka.h>
+
+/*
+ * Creates an idempotent producer for c->kafka_brokers. Delivery reports are
+ * enabled; sl_kafka_produce_sync() consumes them.
+ * Returns NULL with the reason in errbuf.
+ */
+rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsize);
+
+/*
+ * Creates a consumer in group subscribed to topics (NULL-terminated), with
+ * enable.auto.offset.store=false: the caller stores each offset with
+ * rd_kafka_offsets_store() once its effect is durable; stored offsets are
+ * committed in the background. Returns NULL with the reason in errbuf.
+ */
+rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group,
+				  const char *const *topics, char *errbuf, size_t errsize);
+
+/* One message to produce with sl_kafka_produce_batch(). */
+typedef struct sl_kafka_out {
+	const char *topic;
+	const char *key;
+	const char *payload;
+	size_t len;
+	/* optional headers: NULL-terminated name/value pairs */
+	const char *const *headers;
+	/* set by sl_kafka_produce_batch(): delivered or not */
+	bool delivered;
+} sl_kafka_out;
+
+/*
+ * Produces n messages and waits up to timeout_ms for all their delivery
+ * reports. Each message's delivered flag tells its fate. Returns SL_OK when
+ * all were delivered, SL_RETRY otherwise.
+ */
+sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_t n,
+				 int timeout_ms, char *errbuf, size_t errsize);
+
+/*
+ * Sends m, unchanged, to the dead-letter topic (prefix + "dlq") with the
+ * headers sluice-error = reason and sluice-source-topic. Returns SL_OK once
+ * delivered.
+ */
+sl_status sl_kafka_dead_letter(rd_kafka_t *producer, const sl_config *c,
+			       const rd_kafka_message_t *m, const char *reason);
+
+/* Marks m as finished: its offset + 1 is stored for the next commit. */
+void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * sl_outbox.h - the transactional outbox and the consumer inbox.
+ *
+ * A state change and the events it causes are written in one PostgreSQL
+ * transaction (sl_outbox_put); the relay (sl_outbox_relay) publishes unsent
+ * rows in id order with an idempotent producer and marks them sent. A
+ * consumer records each event it consumed (sl_inbox_claim) in the
+ * transaction of the event's effect, so a redelivered event has no second
+ * effect.
+ */
+#ifndef SL_OUTBOX_H
+#define SL_OUTBOX_H
+
+#include "sl_common.h"
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+/* Adds event to the outbox for topic, keyed by key, in the caller's
+ * transaction. The event is not stolen. */
+sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const json_t *event,
+			char *errbuf, size_t errsize);
+
+/*
+ * Publishes up to max unsent outbox rows, oldest first, and marks the
+ * delivered ones sent; *sent receives their count. Concurrent relays skip
+ * each other's rows. Returns SL_RETRY when Kafka or PostgreSQL failed (the
+ * rows not delivered stay unsent and are tried again).
+ */
+sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent, char *errbuf,
+			  size_t errsize);
+
+/*
+ * Records that consumer processed event_id, in the caller's transaction.
+ * *fresh is false when it had been processed already (then the caller rolls
+ * back and skips the event).
+ */
+sl_status sl_inbox_claim(PGconn *conn, const char *consumer, const char *event_id, bool *fresh,
+			 char *errbuf, size_t errsize);
+
+#endif

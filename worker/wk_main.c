@@ -1,0 +1,203 @@
+/*
+ * wk_main.c - sluice-worker: consumes sluice.runs and sluice.continues in
+ * the "sluice-workers" group, hands each event to wk_run, dead-letters what
+ * cannot be processed, relays its outbox, and stores a message's offset only
+ * once its effect is in PostgreSQL.
+ */
+#include "sl_agents.h"
+#include "sl_config.h"
+#include "sl_db.h"
+#include "sl_event.h"
+#include "sl_http.h"
+#include "sl_kafka.h"
+#include "sl_log.h"
+#include "sl_outbox.h"
+#include "wk_run.h"
+#include "wk_tool.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+typedef struct worker {
+	sl_config cfg;
+	sl_agents *agents;
+	rd_kafka_t *consumer;
+	rd_kafka_t *producer;
+	char *topic_runs;
+	char *topic_continues;
+	wk_ctx ctx;
+} worker;
+
+static void relay(worker *w)
+{
+	char errbuf[512];
+	int sent;
+
+	do {
+		if (sl_db_ensure(w->ctx.db, errbuf, sizeof(errbuf)) ||
+		    sl_outbox_relay(w->ctx.db, w->producer, 500, &sent, errbuf, sizeof(errbuf))) {
+			sl_warn("outbox relay: %s", errbuf);
+			return;
+		}
+	} while (sent == 500);
+}
+
+/* Processes one message until it has had its effect, was dead-lettered, or
+ * the worker is stopping. Returns false when the offset must not move. */
+static bool handle(worker *w, const rd_kafka_message_t *m)
+{
+	static const char *run_types[] = {SL_EVENT_RUN_REQUESTED, NULL};
+	static const char *continue_types[] = {SL_EVENT_RUN_CONTINUE, NULL};
+	const char *topic = rd_kafka_topic_name(m->rkt);
+	bool is_run = !strcmp(topic, w->topic_runs);
+	char errbuf[1024];
+	long backoff = 100;
+	sl_event ev;
+	sl_status st;
+
+	st = sl_event_parse(m->payload ? m->payload : "", m->len,
+			    is_run ? run_types : continue_types, &ev, errbuf, sizeof(errbuf));
+	while (st == SL_OK && !stopping) {
+		if ((st = sl_db_ensure(w->ctx.db, errbuf, sizeof(errbuf))) == SL_OK)
+			st = is_run ? wk_run_requested(&w->ctx, &ev, errbuf, sizeof(errbuf))
+				    : wk_run_continue(&w->ctx, &ev, errbuf, sizeof(errbuf));
+		if (st != SL_RETRY)
+			break;
+		sl_warn("%s[%d]@%lld: transient failure, retrying in %ld ms: %s", topic,
+			(int)m->partition, (long long)m->offset, backoff, errbuf);
+		sl_sleep_ms(backoff);
+		backoff = backoff < 5000 ? backoff * 2 : 10000;
+		st = SL_OK;
+	}
+	sl_event_clear(&ev);
+	if (stopping && st == SL_OK)
+		return false;
+	if (st == SL_FATAL) {
+		sl_error("%s[%d]@%lld: %s; stopping", topic, (int)m->partition, (long long)m->offset,
+			 errbuf);
+		stopping = 1;
+		return false;
+	}
+	if (st != SL_OK) {
+		while (sl_kafka_dead_letter(w->producer, &w->cfg, m, errbuf) != SL_OK && !stopping)
+			sl_sleep_ms(1000);
+		if (stopping)
+			return false;
+	}
+	sl_kafka_done(w->consumer, m);
+	return true;
+}
+
+static int run(worker *w)
+{
+	long long next_relay = 0;
+
+	while (!stopping) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 50);
+
+		if (m) {
+			if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				sl_warn("kafka: %s", rd_kafka_message_errstr(m));
+			else if (!m->err)
+				handle(w, m);
+			rd_kafka_message_destroy(m);
+		}
+		if (m || sl_mono_ms() >= next_relay) {
+			relay(w);
+			next_relay = sl_mono_ms() + 100;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL",
+					 "SLUICE_AGENTS", NULL};
+	worker w;
+	char errbuf[1024];
+	char **rest = calloc((size_t)argc + 1, sizeof(char *));
+	const char *topics[3];
+	int nrest, rc = 1;
+
+	memset(&w, 0, sizeof(w));
+	sl_log_init("sluice-worker");
+	sl_http_global_init();
+	sl_config_from_env(&w.cfg);
+	if (sl_config_from_args(&w.cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf)) ||
+	    sl_config_require(&w.cfg, required, errbuf, sizeof(errbuf))) {
+		sl_error("%s", errbuf);
+		goto out;
+	}
+	if (nrest) {
+		sl_error("unknown argument %s", rest[0]);
+		goto out;
+	}
+	if (sl_agents_load(w.cfg.agents, &w.agents, errbuf, sizeof(errbuf)) ||
+	    wk_tool_check(w.agents, errbuf, sizeof(errbuf))) {
+		sl_error("%s", errbuf);
+		goto out;
+	}
+	w.ctx.db = sl_db_connect(w.cfg.database_url, errbuf, sizeof(errbuf));
+	if (!w.ctx.db) {
+		sl_error("%s", errbuf);
+		goto out;
+	}
+	w.topic_runs = sl_config_topic(&w.cfg, "runs");
+	w.topic_continues = sl_config_topic(&w.cfg, "continues");
+	w.ctx.topic_approvals = sl_config_topic(&w.cfg, "approvals");
+	w.ctx.topic_results = sl_config_topic(&w.cfg, "results");
+	w.ctx.cfg = &w.cfg;
+	w.ctx.agents = w.agents;
+	w.ctx.source = sl_event_source("worker");
+	topics[0] = w.topic_runs;
+	topics[1] = w.topic_continues;
+	topics[2] = NULL;
+	w.producer = sl_kafka_producer_new(&w.cfg, errbuf, sizeof(errbuf));
+	if (!w.producer) {
+		sl_error("kafka producer: %s", errbuf);
+		goto out;
+	}
+	w.consumer = sl_kafka_consumer_new(&w.cfg, "sluice-workers", topics, errbuf, sizeof(errbuf));
+	if (!w.consumer) {
+		sl_error("kafka consumer: %s", errbuf);
+		goto out;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	sl_info("worker started: %zu agent(s), topics %s and %s", w.agents->n, w.topic_runs,
+		w.topic_continues);
+	rc = run(&w);
+	sl_info("worker stopping");
+out:
+	if (w.consumer) {
+		rd_kafka_consumer_close(w.consumer);
+		rd_kafka_destroy(w.consumer);
+	}
+	if (w.producer) {
+		rd_kafka_flush(w.producer, 5000);
+		rd_kafka_destroy(w.producer);
+	}
+	if (w.ctx.db)
+		PQfinish(w.ctx.db);
+	free((char *)w.ctx.source);
+	free(w.topic_runs);
+	free(w.topic_continues);
+	free(w.ctx.topic_approvals);
+	free(w.ctx.topic_results);
+	sl_agents_free(w.agents);
+	sl_config_free(&w.cfg);
+	free(rest);
+	return rc;
+}

@@ -1,0 +1,283 @@
+/*
+ * wk_model.c - model requests and answers.
+ */
+#include "wk_model.h"
+#include "sl_http.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *tool_parameters(const sl_tool *t)
+{
+	if (t->parameters)
+		return json_incref(t->parameters);
+	return json_pack("{s:s, s:{}}", "type", "object", "properties");
+}
+
+json_t *wk_model_responses_request(const sl_agent *agent, const json_t *items)
+{
+	json_t *tools = json_array();
+	json_t *req;
+
+	for (size_t i = 0; i < agent->ntools; i++) {
+		const sl_tool *t = &agent->tools[i];
+		json_array_append_new(tools, json_pack("{s:s, s:s, s:s, s:o}", "type", "function", "name",
+						       t->name, "description", t->description,
+						       "parameters", tool_parameters(t)));
+	}
+	req = json_pack("{s:s, s:O, s:b}", "model", agent->model_id, "input", items, "store", 0);
+	if (json_array_size(tools))
+		json_object_set_new(req, "tools", tools);
+	else
+		json_decref(tools);
+	if (agent->instructions)
+		json_object_set_new(req, "instructions", json_string(agent->instructions));
+	return req;
+}
+
+/* The text of a user message item: a string or input_text parts. */
+static json_t *message_text(const json_t *content)
+{
+	json_t *part;
+	size_t i;
+	sl_buf b;
+	json_t *out;
+
+	if (json_is_string(content))
+		return json_incref((json_t *)content);
+	sl_buf_init(&b, (size_t)-1);
+	json_array_foreach(content, i, part)
+	{
+		const char *t = json_string_value(json_object_get(part, "text"));
+		if (t)
+			sl_buf_append(&b, t, strlen(t));
+	}
+	out = json_string(b.data ? b.data : "");
+	sl_buf_free(&b);
+	return out;
+}
+
+json_t *wk_model_chat_request(const sl_agent *agent, const json_t *items)
+{
+	json_t *msgs = json_array(), *tools = json_array(), *item, *pending_calls = NULL;
+	json_t *req;
+	size_t i;
+
+	if (agent->instructions)
+		json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content",
+						      agent->instructions));
+	json_array_foreach(items, i, item)
+	{
+		const char *type = json_string_value(json_object_get(item, "type"));
+		const char *role = json_string_value(json_object_get(item, "role"));
+
+		if (type && !strcmp(type, "function_call")) {
+			/* consecutive calls become one assistant message */
+			if (!pending_calls) {
+				pending_calls = json_array();
+				json_array_append_new(msgs, json_pack("{s:s, s:n, s:O}", "role", "assistant",
+								      "content", "tool_calls",
+								      pending_calls));
+				json_decref(pending_calls);
+			}
+			json_array_append_new(
+			    pending_calls,
+			    json_pack("{s:O, s:s, s:{s:O, s:O}}", "id", json_object_get(item, "call_id"),
+				      "type", "function", "function", "name",
+				      json_object_get(item, "name"), "arguments",
+				      json_object_get(item, "arguments")));
+			continue;
+		}
+		pending_calls = NULL;
+		if (type && !strcmp(type, "function_call_output"))
+			json_array_append_new(msgs, json_pack("{s:s, s:O, s:O}", "role", "tool",
+							      "tool_call_id",
+							      json_object_get(item, "call_id"), "content",
+							      json_object_get(item, "output")));
+		else if (role)
+			json_array_append_new(msgs, json_pack("{s:s, s:o}", "role", role, "content",
+							      message_text(json_object_get(item, "content"))));
+	}
+	for (size_t k = 0; k < agent->ntools; k++) {
+		const sl_tool *t = &agent->tools[k];
+		json_array_append_new(tools, json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "function",
+						       "function", "name", t->name, "description",
+						       t->description, "parameters", tool_parameters(t)));
+	}
+	req = json_pack("{s:s, s:o}", "model", agent->model_id, "messages", msgs);
+	if (json_array_size(tools))
+		json_object_set_new(req, "tools", tools);
+	else
+		json_decref(tools);
+	return req;
+}
+
+static void reply_init(wk_model_reply *r)
+{
+	r->items = json_array();
+	r->calls = json_array();
+	r->text = NULL;
+}
+
+static sl_status add_call(wk_model_reply *r, const char *call_id, const char *name,
+			  const char *arguments, char *errbuf, size_t errsize)
+{
+	json_t *call;
+
+	if (!call_id || !*call_id || !name || !*name || !arguments)
+		return sl_err(errbuf, errsize, SL_INVALID,
+			      "model answer: a function call lacks call_id, name or arguments");
+	call = json_pack("{s:s, s:s, s:s, s:s}", "type", "function_call", "call_id", call_id, "name",
+			 name, "arguments", arguments);
+	json_array_append(r->items, call);
+	json_array_append_new(r->calls, call);
+	return SL_OK;
+}
+
+static void add_text(wk_model_reply *r, sl_buf *text)
+{
+	if (text->len)
+		json_array_append_new(r->items,
+				      json_pack("{s:s, s:s, s:[{s:s, s:s}]}", "type", "message", "role",
+						"assistant", "content", "type", "output_text", "text",
+						text->data));
+	r->text = sl_buf_steal(text);
+}
+
+sl_status wk_model_responses_decode(const json_t *body, wk_model_reply *reply, char *errbuf,
+				    size_t errsize)
+{
+	json_t *output = json_object_get(body, "output"), *item;
+	sl_status st = SL_OK;
+	size_t i;
+	sl_buf text;
+
+	reply_init(reply);
+	sl_buf_init(&text, WK_MODEL_MAX_RESPONSE);
+	if (!json_is_array(output)) {
+		st = sl_err(errbuf, errsize, SL_INVALID, "model answer: no output array");
+		goto out;
+	}
+	json_array_foreach(output, i, item)
+	{
+		const char *type = json_string_value(json_object_get(item, "type"));
+
+		if (!type)
+			continue;
+		if (!strcmp(type, "function_call")) {
+			st = add_call(reply, json_string_value(json_object_get(item, "call_id")),
+				      json_string_value(json_object_get(item, "name")),
+				      json_string_value(json_object_get(item, "arguments")), errbuf,
+				      errsize);
+			if (st)
+				goto out;
+		} else if (!strcmp(type, "message")) {
+			json_t *part;
+			size_t k;
+			json_array_foreach(json_object_get(item, "content"), k, part)
+			{
+				const char *t = json_string_value(json_object_get(part, "text"));
+				if (t)
+					sl_buf_append(&text, t, strlen(t));
+			}
+		}
+		/* reasoning and other items are not kept: store=false */
+	}
+out:
+	add_text(reply, &text);
+	if (st)
+		wk_model_reply_free(reply);
+	return st;
+}
+
+sl_status wk_model_chat_decode(const json_t *body, wk_model_reply *reply, char *errbuf,
+			       size_t errsize)
+{
+	json_t *msg = json_object_get(json_array_get(json_object_get(body, "choices"), 0), "message");
+	json_t *calls = json_object_get(msg, "tool_calls"), *c;
+	const char *content = json_string_value(json_object_get(msg, "content"));
+	sl_status st = SL_OK;
+	size_t i;
+	sl_buf text;
+
+	reply_init(reply);
+	sl_buf_init(&text, WK_MODEL_MAX_RESPONSE);
+	if (!json_is_object(msg)) {
+		st = sl_err(errbuf, errsize, SL_INVALID, "model answer: no choices[0].message");
+		goto out;
+	}
+	if (content)
+		sl_buf_append(&text, content, strlen(content));
+	json_array_foreach(calls, i, c)
+	{
+		json_t *fn = json_object_get(c, "function");
+		st = add_call(reply, json_string_value(json_object_get(c, "id")),
+			      json_string_value(json_object_get(fn, "name")),
+			      json_string_value(json_object_get(fn, "arguments")), errbuf, errsize);
+		if (st)
+			goto out;
+	}
+out:
+	add_text(reply, &text);
+	if (st)
+		wk_model_reply_free(reply);
+	return st;
+}
+
+sl_status wk_model_call(const sl_config *cfg, const sl_agent *agent, const json_t *items,
+			wk_model_reply *reply, char *errbuf, size_t errsize)
+{
+	bool chat = agent->provider == SL_PROVIDER_CHAT;
+	const char *base = agent->base_url ? agent->base_url : cfg->openai_base_url;
+	char *url = sl_asprintf("%s%s", base, chat ? "/chat/completions" : "/responses");
+	char *auth = cfg->openai_api_key ? sl_asprintf("Authorization: Bearer %s", cfg->openai_api_key)
+					 : NULL;
+	const char *headers[] = {"Content-Type: application/json", auth, NULL};
+	json_t *req = chat ? wk_model_chat_request(agent, items)
+			   : wk_model_responses_request(agent, items);
+	char *body = json_dumps(req, JSON_COMPACT);
+	sl_http_response resp;
+	json_error_t jerr;
+	json_t *answer = NULL;
+	sl_status st;
+
+	memset(reply, 0, sizeof(*reply));
+	st = sl_http_request("POST", url, headers, body, WK_MODEL_MAX_RESPONSE, 300000, &resp, errbuf,
+			     errsize);
+	if (st == SL_TOO_BIG)
+		st = SL_INVALID;
+	if (st)
+		goto out;
+	if (resp.status == 429 || resp.status >= 500) {
+		st = sl_err(errbuf, errsize, SL_RETRY, "model answered HTTP %ld", resp.status);
+		goto out;
+	}
+	if (resp.status < 200 || resp.status > 299) {
+		st = sl_err(errbuf, errsize, SL_INVALID, "model refused the request: HTTP %ld: %.200s",
+			    resp.status, resp.body);
+		goto out;
+	}
+	answer = json_loadb(resp.body, resp.len, 0, &jerr);
+	if (!answer) {
+		st = sl_err(errbuf, errsize, SL_INVALID, "model answer is not JSON: %s", jerr.text);
+		goto out;
+	}
+	st = chat ? wk_model_chat_decode(answer, reply, errbuf, errsize)
+		  : wk_model_responses_decode(answer, reply, errbuf, errsize);
+out:
+	json_decref(answer);
+	sl_http_response_free(&resp);
+	free(body);
+	json_decref(req);
+	free(auth);
+	free(url);
+	return st;
+}
+
+void wk_model_reply_free(wk_model_reply *reply)
+{
+	json_decref(reply->items);
+	json_decref(reply->calls);
+	free(reply->text);
+	memset(reply, 0, sizeof(*reply));
+}
