@@ -20,7 +20,7 @@ LIB := $(BUILD)/lib/libsluice.a
 BINS := $(BUILD)/bin/sluice $(BUILD)/bin/sluice-worker $(BUILD)/bin/sluice-approver \
 	$(BUILD)/bin/sluice-dev-broker $(BUILD)/bin/sluice-scripted-model
 
-.PHONY: all deps test unit e2e demo lint clean bench
+.PHONY: all deps test unit-bins demo lint clean fuzz
 all: $(BINS)
 
 deps:
@@ -36,37 +36,41 @@ $(LIB): $(call obj,$(SHARED_SRC))
 
 $(BUILD)/bin/sluice: $(call obj,$(CLI_SRC)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
 $(BUILD)/bin/sluice-worker: $(call obj,$(WORKER_SRC)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
 $(BUILD)/bin/sluice-approver: $(call obj,$(APPROVER_SRC)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
 $(BUILD)/bin/sluice-dev-broker: $(call obj,dev/broker.c) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
 $(BUILD)/bin/sluice-scripted-model: $(call obj,dev/scripted_model.c dev/scripted.c) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
 # Unit tests (cmocka), one binary per tests/unit/test_*.c.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-$(BUILD)/tests/test_scripted: $(call obj,dev/scripted.c)
+$(BUILD)/tests/test_scripted: $(call obj,dev/scripted.c worker/wk_model.c)
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS) -lcmocka
 
 unit-bins: $(UNIT_BINS)
 
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
+# Lint, bounded fuzzing, then every unit and end-to-end test under
+# AddressSanitizer + UBSan; tests/run prints the closing summary line.
 test: deps
+	scripts/lint
+	$(MAKE) fuzz
 	$(MAKE) BUILD=build/asan CFLAGS="$(SAN)" all unit-bins
 	tests/run build/asan
 
@@ -78,3 +82,30 @@ lint:
 
 clean:
 	rm -rf build
+
+# Fuzz targets (libFuzzer, clang) for every parser of untrusted input, run
+# for FUZZ_SECONDS each by `make fuzz` (and by `make test`).
+FUZZ_SECONDS ?= 15
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Ishared -g -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_LIBS := -ljansson -luuid -lcrypto
+build/fuzz/fuzz_event: tests/fuzz/fuzz_event.c shared/sl_event.c shared/sl_common.c $(wildcard shared/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
+build/fuzz/fuzz_agents: tests/fuzz/fuzz_agents.c shared/sl_agents.c shared/sl_event.c shared/sl_common.c $(wildcard shared/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
+build/fuzz/fuzz_model: tests/fuzz/fuzz_model.c worker/wk_model.c dev/scripted.c shared/sl_common.c shared/sl_http.c $(wildcard shared/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS) -lcurl
+
+FUZZERS := build/fuzz/fuzz_event build/fuzz/fuzz_agents build/fuzz/fuzz_model
+fuzz: $(FUZZERS)
+	@for f in $(FUZZERS); do \
+	  name=$$(basename $$f | sed 's/^fuzz_//'); \
+	  mkdir -p build/fuzz/corpus-$$name; \
+	  echo "# fuzz $$name for $(FUZZ_SECONDS) s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=0 \
+	    build/fuzz/corpus-$$name tests/fuzz/corpus/$$name 2>build/fuzz/$$name.log || \
+	    { tail -50 build/fuzz/$$name.log; exit 1; }; \
+	  grep -E '^#[0-9]+.*DONE' build/fuzz/$$name.log | tail -1; \
+	done

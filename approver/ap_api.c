@@ -22,7 +22,7 @@ void ap_api_count_event(bool dead_lettered)
 }
 
 sl_status ap_api_parse_tokens(const char *spec, ap_identity **ids, size_t *n, char *errbuf,
-			      size_t errsize)
+                              size_t errsize)
 {
 	char *copy = sl_strdup(spec ? spec : ""), *save = NULL, *pair;
 	sl_status st = SL_OK;
@@ -35,14 +35,14 @@ sl_status ap_api_parse_tokens(const char *spec, ap_identity **ids, size_t *n, ch
 			pair++;
 		if (!colon || colon == pair || !colon[1]) {
 			st = sl_err(errbuf, errsize, SL_INVALID,
-				    "SLUICE_API_TOKENS: each entry must be NAME:TOKEN");
+			            "SLUICE_API_TOKENS: each entry must be NAME:TOKEN");
 			break;
 		}
 		*colon = '\0';
 		for (size_t i = 0; i < *n; i++)
 			if (!strcmp((*ids)[i].token, colon + 1))
 				st = sl_err(errbuf, errsize, SL_INVALID,
-					    "SLUICE_API_TOKENS: a token is given twice");
+				            "SLUICE_API_TOKENS: a token is given twice");
 		if (st)
 			break;
 		*ids = sl_realloc(*ids, (*n + 1) * sizeof(**ids));
@@ -149,7 +149,7 @@ static bool split_id(const char *rest, char *buf, size_t size, const char **suff
 }
 
 static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const char *id,
-			      bool confirmed, const char *who)
+                              bool confirmed, const char *who)
 {
 	json_t *body = NULL, *note, *out;
 	json_error_t jerr;
@@ -168,8 +168,8 @@ static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const ch
 		if (note && !json_is_null(note) &&
 		    (!json_is_string(note) || json_string_length(note) > MAX_NOTE)) {
 			json_decref(body);
-			return sl_httpd_send_error(req->conn, 400,
-						   "note must be a string of at most %d bytes", MAX_NOTE);
+			return sl_httpd_send_error(
+			    req->conn, 400, "note must be a string of at most %d bytes", MAX_NOTE);
 		}
 		d.note = json_string_value(note);
 	}
@@ -184,11 +184,11 @@ static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const ch
 
 static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 {
-	static const char *names[AP_F_COUNT] = {"status",     "approval_type", "pause_type",
-						"run_id",     "session_id",    "agent_id",
-						"user_id",    "tool_name"};
-	static const char *statuses[] = {"pending", "approved", "rejected", "expired", "cancelled",
-					 NULL};
+	static const char *names[AP_F_COUNT] = {"status",  "approval_type", "pause_type",
+	                                        "run_id",  "session_id",    "agent_id",
+	                                        "user_id", "tool_name"};
+	static const char *statuses[] = {"pending", "approved",  "rejected",
+	                                 "expired", "cancelled", NULL};
 	static const char *types[] = {"required", "audit", NULL};
 	static const char *pauses[] = {"confirmation", "user_input", "external_execution", NULL};
 	const char *f[AP_F_COUNT];
@@ -201,16 +201,18 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 		f[i] = arg(req->conn, names[i]);
 	if (!one_of(f[AP_F_STATUS], statuses))
 		return sl_httpd_send_error(req->conn, 400,
-					   "status must be pending, approved, rejected, expired or "
-					   "cancelled");
+		                           "status must be pending, approved, rejected, expired or "
+		                           "cancelled");
 	if (!one_of(f[AP_F_APPROVAL_TYPE], types))
-		return sl_httpd_send_error(req->conn, 400, "approval_type must be required or audit");
+		return sl_httpd_send_error(req->conn, 400,
+		                           "approval_type must be required or audit");
 	if (!one_of(f[AP_F_PAUSE_TYPE], pauses))
 		return sl_httpd_send_error(req->conn, 400,
-					   "pause_type must be confirmation, user_input or "
-					   "external_execution");
+		                           "pause_type must be confirmation, user_input or "
+		                           "external_execution");
 	if (!int_arg(req->conn, "limit", 20, 1000, &limit))
-		return sl_httpd_send_error(req->conn, 400, "limit must be an integer from 1 to 1000");
+		return sl_httpd_send_error(req->conn, 400,
+		                           "limit must be an integer from 1 to 1000");
 	if (!int_arg(req->conn, "page", 1, 1000000, &page))
 		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
 	st = ap_store_list_approvals(&api->store, f, page, limit, &out, errbuf, sizeof(errbuf));
@@ -229,13 +231,15 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 	sl_status st;
 
 	if (!one_of(status, statuses))
-		return sl_httpd_send_error(req->conn, 400, "status must be pending, resolved or expired");
+		return sl_httpd_send_error(req->conn, 400,
+		                           "status must be pending, resolved or expired");
 	if (!int_arg(req->conn, "limit", 20, 1000, &limit))
-		return sl_httpd_send_error(req->conn, 400, "limit must be an integer from 1 to 1000");
+		return sl_httpd_send_error(req->conn, 400,
+		                           "limit must be an integer from 1 to 1000");
 	if (!int_arg(req->conn, "page", 1, 1000000, &page))
 		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
 	st = ap_store_list_requirements(&api->store, status, run_id, page, limit, &out, errbuf,
-					sizeof(errbuf));
+	                                sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
 	return sl_httpd_send_json(req->conn, 200, out);
@@ -243,17 +247,16 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 
 static enum MHD_Result metrics(const sl_httpd_request *req)
 {
-	char *text = sl_asprintf(
-	    "# TYPE sluice_approver_http_requests_total counter\n"
-	    "sluice_approver_http_requests_total %ld\n"
-	    "# TYPE sluice_approver_decisions_total counter\n"
-	    "sluice_approver_decisions_total %ld\n"
-	    "# TYPE sluice_approver_events_total counter\n"
-	    "sluice_approver_events_total %ld\n"
-	    "# TYPE sluice_approver_dead_letters_total counter\n"
-	    "sluice_approver_dead_letters_total %ld\n",
-	    atomic_load(&n_requests), atomic_load(&n_decisions), atomic_load(&n_events),
-	    atomic_load(&n_dead_letters));
+	char *text = sl_asprintf("# TYPE sluice_approver_http_requests_total counter\n"
+	                         "sluice_approver_http_requests_total %ld\n"
+	                         "# TYPE sluice_approver_decisions_total counter\n"
+	                         "sluice_approver_decisions_total %ld\n"
+	                         "# TYPE sluice_approver_events_total counter\n"
+	                         "sluice_approver_events_total %ld\n"
+	                         "# TYPE sluice_approver_dead_letters_total counter\n"
+	                         "sluice_approver_dead_letters_total %ld\n",
+	                         atomic_load(&n_requests), atomic_load(&n_decisions),
+	                         atomic_load(&n_events), atomic_load(&n_dead_letters));
 	enum MHD_Result ret =
 	    sl_httpd_send(req->conn, 200, "text/plain; version=0.0.4", text, strlen(text));
 
@@ -285,13 +288,15 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 
 	if (!strncmp(req->path, "/v1/runs/", 9)) {
 		if (!split_id(req->path + 9, id, sizeof(id), &suffix) || *suffix)
-			return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+			return sl_httpd_send_error(req->conn, 404, "no such resource: %s",
+			                           req->path);
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
 		st = ap_store_get_run(&api->store, id, &out, errbuf, sizeof(errbuf));
 		if (st == SL_NOT_FOUND)
 			return sl_httpd_send_error(req->conn, 404, "no run %s", id);
-		return st ? store_error(req->conn, st, errbuf) : sl_httpd_send_json(req->conn, 200, out);
+		return st ? store_error(req->conn, st, errbuf)
+		          : sl_httpd_send_json(req->conn, 200, out);
 	}
 	if (!strcmp(req->path, "/v1/requirements")) {
 		if (!get)
@@ -300,7 +305,8 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 	}
 	if (!strncmp(req->path, "/v1/requirements/", 17)) {
 		if (!split_id(req->path + 17, id, sizeof(id), &suffix))
-			return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+			return sl_httpd_send_error(req->conn, 404, "no such resource: %s",
+			                           req->path);
 		if (!strcmp(suffix, "/confirm") || !strcmp(suffix, "/reject")) {
 			if (!post)
 				return sl_httpd_send_error(req->conn, 405, "use POST");
@@ -318,20 +324,23 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
 		st = ap_store_count_pending(&api->store, arg(req->conn, "user_id"), &n, errbuf,
-					    sizeof(errbuf));
+		                            sizeof(errbuf));
 		if (st)
 			return store_error(req->conn, st, errbuf);
-		return sl_httpd_send_json(req->conn, 200, json_pack("{s:I}", "count", (json_int_t)n));
+		return sl_httpd_send_json(req->conn, 200,
+		                          json_pack("{s:I}", "count", (json_int_t)n));
 	}
 	if (!strncmp(req->path, "/v1/approvals/", 14)) {
 		if (!split_id(req->path + 14, id, sizeof(id), &suffix) || *suffix)
-			return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+			return sl_httpd_send_error(req->conn, 404, "no such resource: %s",
+			                           req->path);
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
 		st = ap_store_get_approval(&api->store, id, &out, errbuf, sizeof(errbuf));
 		if (st == SL_NOT_FOUND)
 			return sl_httpd_send_error(req->conn, 404, "no approval %s", id);
-		return st ? store_error(req->conn, st, errbuf) : sl_httpd_send_json(req->conn, 200, out);
+		return st ? store_error(req->conn, st, errbuf)
+		          : sl_httpd_send_json(req->conn, 200, out);
 	}
 	return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
 }

@@ -28,7 +28,7 @@ typedef struct ap_api {
  * token.
  */
 sl_status ap_api_parse_tokens(const char *spec, ap_identity **ids, size_t *n, char *errbuf,
-			      size_t errsize);
+                              size_t errsize);
 void ap_api_free_tokens(ap_identity *ids, size_t n);
 
 /* The sl_httpd handler; ud is an ap_api. */

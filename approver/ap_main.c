@@ -46,14 +46,14 @@ static void handle(approver *a, const rd_kafka_message_t *m)
 	sl_status st;
 
 	st = sl_event_parse(m->payload ? m->payload : "", m->len, types, &ev, errbuf,
-			    sizeof(errbuf));
+	                    sizeof(errbuf));
 	while (st == SL_OK && !stopping) {
 		if ((st = sl_db_ensure(a->store.db, errbuf, sizeof(errbuf))) == SL_OK)
 			st = ap_store_record_paused(&a->store, &ev, errbuf, sizeof(errbuf));
 		if (st != SL_RETRY)
 			break;
 		sl_warn("approvals[%d]@%lld: transient failure, retrying in %ld ms: %s",
-			(int)m->partition, (long long)m->offset, backoff, errbuf);
+		        (int)m->partition, (long long)m->offset, backoff, errbuf);
 		sl_sleep_ms(backoff);
 		backoff = backoff < 5000 ? backoff * 2 : 10000;
 		st = SL_OK;
@@ -62,8 +62,8 @@ static void handle(approver *a, const rd_kafka_message_t *m)
 	if (stopping && st == SL_OK)
 		return;
 	if (st == SL_FATAL) {
-		sl_error("approvals[%d]@%lld: %s; stopping", (int)m->partition, (long long)m->offset,
-			 errbuf);
+		sl_error("approvals[%d]@%lld: %s; stopping", (int)m->partition,
+		         (long long)m->offset, errbuf);
 		stopping = 1;
 		return;
 	}
@@ -94,7 +94,7 @@ static void relay(approver *a)
 int main(int argc, char **argv)
 {
 	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL",
-					 "SLUICE_API_TOKENS", NULL};
+	                                 "SLUICE_API_TOKENS", NULL};
 	approver a;
 	char errbuf[1024];
 	char **rest = calloc((size_t)argc + 1, sizeof(char *));
@@ -109,7 +109,7 @@ int main(int argc, char **argv)
 	if (sl_config_from_args(&a.cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf)) ||
 	    sl_config_require(&a.cfg, required, errbuf, sizeof(errbuf)) ||
 	    ap_api_parse_tokens(a.cfg.api_tokens, &a.api.ids, &a.api.nids, errbuf,
-				sizeof(errbuf))) {
+	                        sizeof(errbuf))) {
 		sl_error("%s", errbuf);
 		goto out;
 	}
@@ -136,7 +136,8 @@ int main(int argc, char **argv)
 	}
 	topics[0] = a.topic_approvals;
 	topics[1] = NULL;
-	a.consumer = sl_kafka_consumer_new(&a.cfg, "sluice-approver", topics, errbuf, sizeof(errbuf));
+	a.consumer =
+	    sl_kafka_consumer_new(&a.cfg, "sluice-approver", topics, errbuf, sizeof(errbuf));
 	if (!a.consumer) {
 		sl_error("kafka consumer: %s", errbuf);
 		goto out;
@@ -145,13 +146,13 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	a.httpd = sl_httpd_start(a.cfg.approver_listen, AP_API_MAX_BODY, false, ap_api_handle,
-				 &a.api, errbuf, sizeof(errbuf));
+	                         &a.api, errbuf, sizeof(errbuf));
 	if (!a.httpd) {
 		sl_error("%s", errbuf);
 		goto out;
 	}
 	sl_info("approver started: HTTP API on %s, %zu identities, consuming %s",
-		a.cfg.approver_listen, a.api.nids, a.topic_approvals);
+	        a.cfg.approver_listen, a.api.nids, a.topic_approvals);
 	while (!stopping) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(a.consumer, 20);
 

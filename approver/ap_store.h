@@ -43,11 +43,11 @@ typedef struct ap_decision {
  * SL_CONFLICT: already resolved, expired, or the run is not paused.
  */
 sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, json_t **out,
-			   char *errbuf, size_t errsize);
+                           char *errbuf, size_t errsize);
 
 /* GET /v1/runs/{id}. SL_NOT_FOUND when there is no such run. */
 sl_status ap_store_get_run(ap_store *s, const char *run_id, json_t **out, char *errbuf,
-			   size_t errsize);
+                           size_t errsize);
 
 /* The filters of GET /v1/approvals, in this order; NULL means any. */
 enum {
@@ -68,20 +68,19 @@ enum {
  * total_count}}.
  */
 sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_COUNT], long page,
-				  long limit, json_t **out, char *errbuf, size_t errsize);
+                                  long limit, json_t **out, char *errbuf, size_t errsize);
 
 /* Lists requirements by status and run (NULL: any), oldest first, paged as
  * ap_store_list_approvals. */
-sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id,
-				     long page, long limit, json_t **out, char *errbuf,
-				     size_t errsize);
+sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id, long page,
+                                     long limit, json_t **out, char *errbuf, size_t errsize);
 
 /* GET /v1/approvals/{id}. */
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,
-				size_t errsize);
+                                size_t errsize);
 
 /* GET /v1/approvals/count: pending approvals, for one user when user_id. */
-sl_status ap_store_count_pending(ap_store *s, const char *user_id, long long *count,
-				 char *errbuf, size_t errsize);
+sl_status ap_store_count_pending(ap_store *s, const char *user_id, long long *count, char *errbuf,
+                                 size_t errsize);
 
 #endif

@@ -44,7 +44,7 @@ typedef struct stack {
 static int usage(void)
 {
 	fprintf(stderr, "usage: sluice dev up --env-file FILE [--agents FILE] [--workers N]\n"
-			"       sluice dev down --env-file FILE\n");
+	                "       sluice dev down --env-file FILE\n");
 	return 2;
 }
 
@@ -207,7 +207,8 @@ static char *find_pgbin(void)
 			if (v > bestv) {
 				bestv = v;
 				free(best);
-				best = sl_strndup(g.gl_pathv[i], strlen(g.gl_pathv[i]) - strlen("/pg_ctl"));
+				best = sl_strndup(g.gl_pathv[i],
+				                  strlen(g.gl_pathv[i]) - strlen("/pg_ctl"));
 			}
 		}
 	}
@@ -255,16 +256,18 @@ static bool start_postgres(stack *s, char **url)
 	char *portopt = sl_asprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, s->dir);
 	char *logf = sl_asprintf("%s/postgres.log", s->dir);
 	char *admin = NULL;
-	char *initdb_args[] = {"-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-			       "--no-sync", NULL};
-	char *start_args[] = {"-D", pgdata, "-l", logf, "-o", portopt, "-w", "-t", "60", "start", NULL};
+	char *initdb_args[] = {"-D", pgdata, "-U",        "postgres", "--auth=trust",
+	                       "-E", "UTF8", "--no-sync", NULL};
+	char *start_args[] = {"-D", pgdata, "-l", logf,    "-o", portopt,
+	                      "-w", "-t",   "60", "start", NULL};
 	char errbuf[512];
 	PGconn *c = NULL;
 	bool ok = false;
 
 	s->pgbin = find_pgbin();
 	if (!s->pgbin) {
-		fprintf(stderr, "sluice dev: PostgreSQL is not installed (no /usr/lib/postgresql/*/bin)\n");
+		fprintf(stderr,
+		        "sluice dev: PostgreSQL is not installed (no /usr/lib/postgresql/*/bin)\n");
 		goto out;
 	}
 	if (mkdir(pgdata, 0700)) {
@@ -275,7 +278,8 @@ static bool start_postgres(stack *s, char **url)
 		struct passwd *pw = getpwnam("postgres");
 		if (!pw || chown(pgdata, pw->pw_uid, pw->pw_gid) ||
 		    chown(s->dir, pw->pw_uid, pw->pw_gid)) {
-			fprintf(stderr, "sluice dev: cannot give %s to the postgres user\n", pgdata);
+			fprintf(stderr, "sluice dev: cannot give %s to the postgres user\n",
+			        pgdata);
 			goto out;
 		}
 		/* the log file is opened by pg_ctl as postgres */
@@ -331,6 +335,26 @@ static void stop_postgres(stack *s)
 	free(pgdata);
 }
 
+/* True while pid runs; a zombie (exited, not yet reaped by a parent that is
+ * not us) counts as stopped. */
+static bool running(int pid)
+{
+	char path[64], buf[512];
+	FILE *f;
+	char *paren;
+	bool zombie = false;
+
+	if (kill(pid, 0) != 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (f && fgets(buf, sizeof(buf), f) && (paren = strrchr(buf, ')')) && paren[1] == ' ')
+		zombie = paren[2] == 'Z';
+	if (f)
+		fclose(f);
+	return !zombie;
+}
+
 /* Stops a process recorded in DIR/NAME.pid: TERM, then KILL after 10 s. */
 static void stop_pidfile(const char *dir, const char *file)
 {
@@ -340,11 +364,11 @@ static void stop_pidfile(const char *dir, const char *file)
 
 	if (f && fscanf(f, "%d", &pid) == 1 && pid > 1 && kill(pid, SIGTERM) == 0) {
 		long long deadline = sl_mono_ms() + 10000;
-		while (kill(pid, 0) == 0 && sl_mono_ms() < deadline) {
+		while (running(pid) && sl_mono_ms() < deadline) {
 			waitpid(pid, NULL, WNOHANG);
 			sl_sleep_ms(20);
 		}
-		if (kill(pid, 0) == 0) {
+		if (running(pid)) {
 			fprintf(stderr, "sluice dev: %s did not stop in 10 s; killing it\n", file);
 			kill(pid, SIGKILL);
 		}
@@ -367,7 +391,8 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 /* Stops everything recorded in dir, in order, and removes dir. */
 static void teardown(stack *s)
 {
-	static const char *order[] = {"worker", "approver", "scripted-model", "broker", NULL};
+	/* "" last: whatever else a crashed `up` left running (initdb, pg_ctl) */
+	static const char *order[] = {"worker", "approver", "scripted-model", "broker", "", NULL};
 	char *marker = sl_asprintf("%s/%s", s->dir, MARKER);
 	struct dirent *e;
 	DIR *d;
@@ -383,7 +408,8 @@ static void teardown(stack *s)
 		while (d && (e = readdir(d))) {
 			size_t n = strlen(e->d_name);
 			if (n > 4 && !strcmp(e->d_name + n - 4, ".pid") &&
-			    !strncmp(e->d_name, *o, strlen(*o)))
+			    !strncmp(e->d_name, *o, strlen(*o)) &&
+			    strcmp(e->d_name, "postgres.pid"))
 				stop_pidfile(s->dir, e->d_name);
 		}
 		if (d)
@@ -391,7 +417,14 @@ static void teardown(stack *s)
 	}
 	s->as_postgres = geteuid() == 0;
 	stop_postgres(s);
-	nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	/* A server that was still starting may write a last file or two. */
+	for (int i = 0; i < 50 && access(s->dir, F_OK) == 0; i++) {
+		nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		if (access(s->dir, F_OK) == 0)
+			sl_sleep_ms(100);
+	}
+	if (access(s->dir, F_OK) == 0)
+		fprintf(stderr, "sluice dev: could not remove %s\n", s->dir);
 }
 
 static void export(const char *key, const char *value, sl_buf *env)
@@ -430,9 +463,9 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 	sl_buf_init(&env, 1 << 20);
 	if (existing && access(existing, F_OK) == 0) {
 		fprintf(stderr,
-			"sluice dev: %s already names a running stack (%s); run `sluice dev down "
-			"--env-file %s` first\n",
-			env_file, existing, env_file);
+		        "sluice dev: %s already names a running stack (%s); run `sluice dev down "
+		        "--env-file %s` first\n",
+		        env_file, existing, env_file);
 		free(existing);
 		free(migrations);
 		return 1;
@@ -445,7 +478,8 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 		return 1;
 	}
 	if (!mkdtemp(tmpl) || chmod(tmpl, 0755)) {
-		fprintf(stderr, "sluice dev: cannot create a folder in /tmp: %s\n", strerror(errno));
+		fprintf(stderr, "sluice dev: cannot create a folder in /tmp: %s\n",
+		        strerror(errno));
 		goto out;
 	}
 	s.dir = sl_strdup(tmpl);
@@ -468,11 +502,13 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 	{
 		char *bin = sl_asprintf("%s/sluice-dev-broker", s.bindir);
 		char *addr_file = sl_asprintf("%s/broker.addr", s.dir);
-		char *argv[] = {bin, "--addr-file", addr_file, "--topic-prefix", cfg->topic_prefix, NULL};
+		char *argv[] = {bin, "--addr-file", addr_file, "--topic-prefix", cfg->topic_prefix,
+		                NULL};
 		pid_t pid = spawn(&s, "broker", argv);
 		long long deadline = sl_mono_ms() + 15000;
 
-		while (pid > 0 && alive(pid) && access(addr_file, R_OK) != 0 && sl_mono_ms() < deadline)
+		while (pid > 0 && alive(pid) && access(addr_file, R_OK) != 0 &&
+		       sl_mono_ms() < deadline)
 			sl_sleep_ms(20);
 		if (access(addr_file, R_OK) == 0) {
 			FILE *f = fopen(addr_file, "r");
@@ -655,7 +691,8 @@ int cli_dev(sl_config *cfg, int argc, char **argv)
 			char *end;
 			workers = strtol(argv[++i], &end, 10);
 			if (*end || workers < 1 || workers > MAX_WORKERS) {
-				fprintf(stderr, "sluice dev: --workers must be 1 to %d\n", MAX_WORKERS);
+				fprintf(stderr, "sluice dev: --workers must be 1 to %d\n",
+				        MAX_WORKERS);
 				free(agents);
 				return 2;
 			}
@@ -669,8 +706,9 @@ int cli_dev(sl_config *cfg, int argc, char **argv)
 		return usage();
 	}
 	if (!strcmp(argv[0], "up")) {
+		/* --agents is also the SLUICE_AGENTS flag, which main() applies */
 		if (!agents)
-			agents = default_agents();
+			agents = cfg->agents ? sl_strdup(cfg->agents) : default_agents();
 		rc = dev_up(cfg, env_file, agents, workers);
 	} else if (!strcmp(argv[0], "down")) {
 		rc = dev_down(env_file);

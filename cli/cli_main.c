@@ -16,20 +16,21 @@
 
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: sluice COMMAND [ARGS]\n"
-		"  submit --agent ID --input TEXT [--run-id ID] [--session-id ID] [--user-id ID]\n"
-		"                            publish a sluice.run.requested event; prints the run id\n"
-		"  runs get RUN_ID           show a run, its requirements and output\n"
-		"  requirements list [--status S] [--run-id ID] [--limit N] [--page N]\n"
-		"  requirements confirm|reject ID [--note TEXT]\n"
-		"  approvals list [--status S] [--approval-type T] [--run-id ID] [--limit N] ...\n"
-		"  approvals get ID\n"
-		"  migrate [--dir DIR]       apply pending database migrations\n"
-		"  dev up --env-file FILE [--agents FILE] [--workers N]\n"
-		"  dev down --env-file FILE\n"
-		"Configuration comes from SLUICE_* environment variables or --kafka-brokers,\n"
-		"--database-url, --topic-prefix, --approver-url, --api-token flags.\n");
+	fprintf(
+	    stderr,
+	    "usage: sluice COMMAND [ARGS]\n"
+	    "  submit --agent ID --input TEXT [--run-id ID] [--session-id ID] [--user-id ID]\n"
+	    "                            publish a sluice.run.requested event; prints the run id\n"
+	    "  runs get RUN_ID           show a run, its requirements and output\n"
+	    "  requirements list [--status S] [--run-id ID] [--limit N] [--page N]\n"
+	    "  requirements confirm|reject ID [--note TEXT]\n"
+	    "  approvals list [--status S] [--approval-type T] [--run-id ID] [--limit N] ...\n"
+	    "  approvals get ID\n"
+	    "  migrate [--dir DIR]       apply pending database migrations\n"
+	    "  dev up --env-file FILE [--agents FILE] [--workers N]\n"
+	    "  dev down --env-file FILE\n"
+	    "Configuration comes from SLUICE_* environment variables or --kafka-brokers,\n"
+	    "--database-url, --topic-prefix, --approver-url, --api-token flags.\n");
 	return 2;
 }
 
@@ -37,7 +38,7 @@ static int submit(sl_config *cfg, int argc, char **argv)
 {
 	static const char *required[] = {"SLUICE_KAFKA_BROKERS", NULL};
 	const char *agent = NULL, *input = NULL, *run_id = NULL, *session_id = NULL,
-		   *user_id = NULL;
+	           *user_id = NULL;
 	char generated[37], errbuf[512];
 	char *source, *topic, *payload;
 	json_t *event;
@@ -46,12 +47,12 @@ static int submit(sl_config *cfg, int argc, char **argv)
 	sl_status st;
 
 	for (int i = 0; i < argc; i++) {
-		const char **dst = !strcmp(argv[i], "--agent")	    ? &agent
-				   : !strcmp(argv[i], "--input")      ? &input
-				   : !strcmp(argv[i], "--run-id")     ? &run_id
-				   : !strcmp(argv[i], "--session-id") ? &session_id
-				   : !strcmp(argv[i], "--user-id")    ? &user_id
-								      : NULL;
+		const char **dst = !strcmp(argv[i], "--agent")        ? &agent
+		                   : !strcmp(argv[i], "--input")      ? &input
+		                   : !strcmp(argv[i], "--run-id")     ? &run_id
+		                   : !strcmp(argv[i], "--session-id") ? &session_id
+		                   : !strcmp(argv[i], "--user-id")    ? &user_id
+		                                                      : NULL;
 		if (!dst || i + 1 >= argc)
 			return usage();
 		*dst = argv[++i];
@@ -68,15 +69,16 @@ static int submit(sl_config *cfg, int argc, char **argv)
 	}
 	source = sl_event_source("cli");
 	event = sl_event_new(SL_EVENT_RUN_REQUESTED, source, run_id,
-			     json_pack("{s:s, s:s?, s:s, s:s?, s:s}", "run_id", run_id, "session_id",
-				       session_id, "agent_id", agent, "user_id", user_id, "input",
-				       input));
+	                     json_pack("{s:s, s:s?, s:s, s:s?, s:s}", "run_id", run_id,
+	                               "session_id", session_id, "agent_id", agent, "user_id",
+	                               user_id, "input", input));
 	payload = json_dumps(event, JSON_COMPACT);
 	topic = sl_config_topic(cfg, "runs");
-	out = (sl_kafka_out){.topic = topic, .key = run_id, .payload = payload, .len = strlen(payload)};
+	out = (sl_kafka_out){
+	    .topic = topic, .key = run_id, .payload = payload, .len = strlen(payload)};
 	producer = sl_kafka_producer_new(cfg, errbuf, sizeof(errbuf));
 	st = producer ? sl_kafka_produce_batch(producer, &out, 1, 30000, errbuf, sizeof(errbuf))
-		      : SL_FATAL;
+	              : SL_FATAL;
 	if (st)
 		fprintf(stderr, "sluice submit: %s\n", errbuf);
 	else
@@ -111,7 +113,7 @@ static int api(sl_config *cfg, const char *method, const char *path, const char 
 	headers[1] = "Content-Type: application/json";
 	headers[2] = NULL;
 	st = sl_http_request(method, url, headers, body, 64 * 1024 * 1024, 30000, &r, errbuf,
-			     sizeof(errbuf));
+	                     sizeof(errbuf));
 	free(url);
 	free(auth);
 	if (st) {

@@ -105,12 +105,13 @@ sl_status cli_migrate_apply(const char *url, const char *dir, char *errbuf, size
 	}
 	if ((st = sl_db_begin(conn, errbuf, errsize)) ||
 	    (st = sl_db_exec(conn, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")", 0, NULL,
-			     NULL, errbuf, errsize)) ||
-	    (st = sl_db_exec(conn,
-			     "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
-			     "name text NOT NULL, checksum text NOT NULL, "
-			     "applied_at timestamptz NOT NULL DEFAULT now())",
-			     0, NULL, NULL, errbuf, errsize)))
+	                     NULL, errbuf, errsize)) ||
+	    (st = sl_db_exec(
+	         conn,
+	         "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
+	         "name text NOT NULL, checksum text NOT NULL, "
+	         "applied_at timestamptz NOT NULL DEFAULT now())",
+	         0, NULL, NULL, errbuf, errsize)))
 		goto out;
 	for (int i = 0; i < n; i++) {
 		const char *name = list[i]->d_name;
@@ -125,25 +126,29 @@ sl_status cli_migrate_apply(const char *url, const char *dir, char *errbuf, size
 		if (sql)
 			sha256_hex(sql, sum);
 		if (!st)
-			st = sl_db_exec(conn, "SELECT checksum FROM schema_migrations WHERE version = $1",
-					1, p, &res, errbuf, errsize);
+			st = sl_db_exec(conn,
+			                "SELECT checksum FROM schema_migrations WHERE version = $1",
+			                1, p, &res, errbuf, errsize);
 		if (!st && PQntuples(res) == 1) {
 			if (strcmp(PQgetvalue(res, 0, 0), sum))
 				st = sl_err(errbuf, errsize, SL_FATAL,
-					    "migration %s was changed after it was applied (checksum %.12s, "
-					    "recorded %.12s)",
-					    name, sum, PQgetvalue(res, 0, 0));
+				            "migration %s was changed after it was applied "
+				            "(checksum %.12s, "
+				            "recorded %.12s)",
+				            name, sum, PQgetvalue(res, 0, 0));
 		} else if (!st) {
 			PGresult *r = PQexec(conn, sql);
-			if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-				st = sl_err(errbuf, errsize, SL_FATAL, "migration %s failed: %s", name,
-					    PQresultErrorMessage(r));
+			if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+			    PQresultStatus(r) != PGRES_TUPLES_OK)
+				st = sl_err(errbuf, errsize, SL_FATAL, "migration %s failed: %s",
+				            name, PQresultErrorMessage(r));
 			PQclear(r);
 			if (!st)
-				st = sl_db_exec(conn,
-						"INSERT INTO schema_migrations (version, name, checksum) "
-						"VALUES ($1, $2, $3)",
-						3, p, NULL, errbuf, errsize);
+				st = sl_db_exec(
+				    conn,
+				    "INSERT INTO schema_migrations (version, name, checksum) "
+				    "VALUES ($1, $2, $3)",
+				    3, p, NULL, errbuf, errsize);
 			if (!st) {
 				printf("applied %s\n", name);
 				applied++;

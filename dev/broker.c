@@ -26,7 +26,7 @@ static void on_signal(int sig)
 static int usage(void)
 {
 	fprintf(stderr, "usage: sluice-dev-broker [--addr-file FILE] [--topic-prefix P] "
-			"[--partitions N]\n");
+	                "[--partitions N]\n");
 	return 2;
 }
 
@@ -79,8 +79,8 @@ int main(int argc, char **argv)
 	if (addr_file) {
 		char *tmp = sl_asprintf("%s.tmp", addr_file);
 		FILE *f = fopen(tmp, "w");
-		if (!f || fprintf(f, "%s\n", rd_kafka_mock_cluster_bootstraps(mc)) < 0 || fclose(f) ||
-		    rename(tmp, addr_file)) {
+		if (!f || fprintf(f, "%s\n", rd_kafka_mock_cluster_bootstraps(mc)) < 0 ||
+		    fclose(f) || rename(tmp, addr_file)) {
 			sl_error("cannot write %s", addr_file);
 			return 1;
 		}
@@ -89,8 +89,8 @@ int main(int argc, char **argv)
 	printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
 	fflush(stdout);
 	sl_info("dev broker (librdkafka mock cluster, in memory) on %s, topics %s* with %ld "
-		"partitions",
-		rd_kafka_mock_cluster_bootstraps(mc), prefix, partitions);
+	        "partitions",
+	        rd_kafka_mock_cluster_bootstraps(mc), prefix, partitions);
 	while (!stopping)
 		pause();
 	rd_kafka_mock_cluster_destroy(mc);

@@ -59,8 +59,7 @@ static const char *content_text(const json_t *content, sl_buf *b)
 
 	if (json_is_string(content))
 		return json_string_value(content);
-	json_array_foreach(content, i, part)
-	{
+	json_array_foreach (content, i, part) {
 		const char *t = json_string_value(json_object_get(part, "text"));
 		if (t)
 			sl_buf_append(b, t, strlen(t));
@@ -74,14 +73,13 @@ static json_t *tool_list(bool chat, const json_t *req)
 	json_t *out = json_array(), *t;
 	size_t i;
 
-	json_array_foreach(json_object_get(req, "tools"), i, t)
-	{
+	json_array_foreach (json_object_get(req, "tools"), i, t) {
 		json_t *fn = chat ? json_object_get(t, "function") : t;
 		const char *name = json_string_value(json_object_get(fn, "name"));
 		json_t *params = json_object_get(fn, "parameters");
 		if (name)
-			json_array_append_new(out, json_pack("{s:s, s:O?}", "name", name, "parameters",
-							     params));
+			json_array_append_new(
+			    out, json_pack("{s:s, s:O?}", "name", name, "parameters", params));
 	}
 	return out;
 }
@@ -114,8 +112,8 @@ static json_t *scripted_calls(const char *text)
 			json_t *parsed = json_loads(*args ? args : "{}", 0, NULL);
 			if (*name && json_is_object(parsed)) {
 				char *a = json_dumps(parsed, JSON_COMPACT);
-				json_array_append_new(calls,
-						      json_pack("{s:s, s:s}", "name", name, "arguments", a));
+				json_array_append_new(
+				    calls, json_pack("{s:s, s:s}", "name", name, "arguments", a));
 				free(a);
 			}
 			json_decref(parsed);
@@ -137,13 +135,13 @@ static json_t *default_call(const json_t *tool, const char *text)
 	char *a;
 	json_t *call;
 
-	json_array_foreach(json_object_get(params, "required"), i, r)
-	{
+	json_array_foreach (json_object_get(params, "required"), i, r) {
 		const char *name = json_string_value(r);
-		const char *type = json_string_value(json_object_get(json_object_get(props, name), "type"));
+		const char *type =
+		    json_string_value(json_object_get(json_object_get(props, name), "type"));
 		if (name && (!type || !strcmp(type, "string")))
 			json_object_set_new(args, name,
-					    toklen ? json_stringn(tok, toklen) : json_string(text));
+			                    toklen ? json_stringn(tok, toklen) : json_string(text));
 	}
 	a = json_dumps(args, JSON_COMPACT);
 	call = json_pack("{s:O, s:s}", "name", json_object_get(tool, "name"), "arguments", a);
@@ -157,27 +155,26 @@ static json_t *responses_answer(const json_t *req, json_t *calls, const char *te
 	json_t *output = json_array(), *c;
 	size_t i;
 
-	json_array_foreach(calls, i, c)
-	{
+	json_array_foreach (calls, i, c) {
 		char *id = call_id(req, i);
-		json_array_append_new(output, json_pack("{s:s, s:s, s:s, s:O, s:O, s:s}", "type",
-							"function_call", "id", id, "call_id", id, "name",
-							json_object_get(c, "name"), "arguments",
-							json_object_get(c, "arguments"), "status",
-							"completed"));
+		json_array_append_new(
+		    output,
+		    json_pack("{s:s, s:s, s:s, s:O, s:O, s:s}", "type", "function_call", "id", id,
+		              "call_id", id, "name", json_object_get(c, "name"), "arguments",
+		              json_object_get(c, "arguments"), "status", "completed"));
 		free(id);
 	}
 	if (text)
 		json_array_append_new(output,
-				      json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:[]}]}", "type",
-						"message", "id", "msg_scripted", "status", "completed",
-						"role", "assistant", "content", "type", "output_text",
-						"text", text, "annotations"));
-	return json_pack("{s:s, s:s, s:I, s:s, s:O, s:o}", "id", "resp_scripted", "object",
-			 "response", "created_at", (json_int_t)time(NULL), "status", "completed",
-			 "model", json_object_get(req, "model") ? json_object_get(req, "model")
-								 : json_null(),
-			 "output", output);
+		                      json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:[]}]}",
+		                                "type", "message", "id", "msg_scripted", "status",
+		                                "completed", "role", "assistant", "content", "type",
+		                                "output_text", "text", text, "annotations"));
+	return json_pack(
+	    "{s:s, s:s, s:I, s:s, s:O, s:o}", "id", "resp_scripted", "object", "response",
+	    "created_at", (json_int_t)time(NULL), "status", "completed", "model",
+	    json_object_get(req, "model") ? json_object_get(req, "model") : json_null(), "output",
+	    output);
 }
 
 static json_t *chat_answer(const json_t *req, json_t *calls, const char *text)
@@ -185,13 +182,12 @@ static json_t *chat_answer(const json_t *req, json_t *calls, const char *text)
 	json_t *tool_calls = json_array(), *c, *msg;
 	size_t i;
 
-	json_array_foreach(calls, i, c)
-	{
+	json_array_foreach (calls, i, c) {
 		char *id = call_id(req, i);
-		json_array_append_new(tool_calls,
-				      json_pack("{s:s, s:s, s:{s:O, s:O}}", "id", id, "type", "function",
-						"function", "name", json_object_get(c, "name"),
-						"arguments", json_object_get(c, "arguments")));
+		json_array_append_new(tool_calls, json_pack("{s:s, s:s, s:{s:O, s:O}}", "id", id,
+		                                            "type", "function", "function", "name",
+		                                            json_object_get(c, "name"), "arguments",
+		                                            json_object_get(c, "arguments")));
 		free(id);
 	}
 	msg = json_pack("{s:s, s:s?}", "role", "assistant", "content", text);
@@ -200,11 +196,11 @@ static json_t *chat_answer(const json_t *req, json_t *calls, const char *text)
 	if (json_array_size(tool_calls))
 		json_object_set(msg, "tool_calls", tool_calls);
 	json_decref(tool_calls);
-	return json_pack("{s:s, s:s, s:I, s:O, s:[{s:i, s:o, s:s}]}", "id", "chatcmpl-scripted",
-			 "object", "chat.completion", "created", (json_int_t)time(NULL), "model",
-			 json_object_get(req, "model") ? json_object_get(req, "model") : json_null(),
-			 "choices", "index", 0, "message", msg, "finish_reason",
-			 text ? "stop" : "tool_calls");
+	return json_pack(
+	    "{s:s, s:s, s:I, s:O, s:[{s:i, s:o, s:s}]}", "id", "chatcmpl-scripted", "object",
+	    "chat.completion", "created", (json_int_t)time(NULL), "model",
+	    json_object_get(req, "model") ? json_object_get(req, "model") : json_null(), "choices",
+	    "index", 0, "message", msg, "finish_reason", text ? "stop" : "tool_calls");
 }
 
 json_t *dv_scripted_answer(bool chat, const json_t *req, char *errbuf, size_t errsize)
@@ -239,7 +235,7 @@ json_t *dv_scripted_answer(bool chat, const json_t *req, char *errbuf, size_t er
 				const char *t = json_string_value(json_object_get(it, "type"));
 				const char *r = json_string_value(json_object_get(it, "role"));
 				if (chat ? !(r && !strcmp(r, "tool"))
-					 : !(t && !strcmp(t, "function_call_output")))
+				         : !(t && !strcmp(t, "function_call_output")))
 					break;
 				first--;
 			}
@@ -249,7 +245,8 @@ json_t *dv_scripted_answer(bool chat, const json_t *req, char *errbuf, size_t er
 				sl_buf out;
 				const char *o;
 				sl_buf_init(&out, (size_t)-1);
-				o = content_text(json_object_get(it, chat ? "content" : "output"), &out);
+				o = content_text(json_object_get(it, chat ? "content" : "output"),
+				                 &out);
 				if (i > first)
 					sl_buf_append(&done, "; ", 2);
 				sl_buf_append(&done, o, strlen(o));
@@ -269,7 +266,8 @@ json_t *dv_scripted_answer(bool chat, const json_t *req, char *errbuf, size_t er
 	if (!text) {
 		calls = scripted_calls(user_text);
 		if (json_array_size(calls) == 0 && json_array_size(tools) > 0)
-			json_array_append_new(calls, default_call(json_array_get(tools, 0), user_text));
+			json_array_append_new(calls,
+			                      default_call(json_array_get(tools, 0), user_text));
 		if (json_array_size(calls) == 0)
 			text = sl_strdup(user_text);
 	}

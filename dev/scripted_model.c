@@ -104,8 +104,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	sl_info("this is the SCRIPTED model, not a real one: deterministic answers on "
-		"http://127.0.0.1:%u/v1 (latency %ld ms, fail rate %.3f, 429 rate %.3f)",
-		sl_httpd_port(h), latency_ms, fail_rate, rate_429);
+	        "http://127.0.0.1:%u/v1 (latency %ld ms, fail rate %.3f, 429 rate %.3f)",
+	        sl_httpd_port(h), latency_ms, fail_rate, rate_429);
 	while (!stopping)
 		pause();
 	sl_httpd_stop(h);

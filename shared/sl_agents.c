@@ -42,7 +42,7 @@ static bool opt_bool(json_t *o, const char *key, bool *bad)
 }
 
 static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char *errbuf,
-				size_t errsize)
+                                size_t errsize)
 {
 	const char *kind = opt_str(ex, "kind");
 	json_t *tmo = json_object_get(ex, "timeout_ms");
@@ -51,9 +51,10 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 	if (tmo) {
 		if (!json_is_integer(tmo) || json_integer_value(tmo) <= 0 ||
 		    json_integer_value(tmo) > 3600000)
-			return sl_err(errbuf, errsize, SL_INVALID,
-				      "%s: field executor.timeout_ms must be an integer from 1 to 3600000",
-				      where);
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "%s: field executor.timeout_ms must be an integer from 1 to 3600000",
+			    where);
 		t->timeout_ms = (long)json_integer_value(tmo);
 	}
 	if (kind && !strcmp(kind, "command")) {
@@ -61,15 +62,15 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 		size_t i;
 
 		if (!json_is_array(argv) || json_array_size(argv) == 0)
-			return sl_err(errbuf, errsize, SL_INVALID,
-				      "%s: field executor.argv must be a non-empty array of strings",
-				      where);
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "%s: field executor.argv must be a non-empty array of strings", where);
 		t->argv = sl_calloc(json_array_size(argv) + 1, sizeof(char *));
-		json_array_foreach(argv, i, a)
-		{
+		json_array_foreach (argv, i, a) {
 			if (!json_is_string(a))
 				return sl_err(errbuf, errsize, SL_INVALID,
-					      "%s: field executor.argv[%zu] must be a string", where, i);
+				              "%s: field executor.argv[%zu] must be a string",
+				              where, i);
 			t->argv[i] = (char *)json_string_value(a);
 		}
 		t->executor = SL_EXEC_COMMAND;
@@ -79,16 +80,16 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 		t->url = opt_str(ex, "url");
 		if (!t->url || (strncmp(t->url, "http://", 7) && strncmp(t->url, "https://", 8)))
 			return sl_err(errbuf, errsize, SL_INVALID,
-				      "%s: field executor.url must be an http(s) URL", where);
+			              "%s: field executor.url must be an http(s) URL", where);
 		t->executor = SL_EXEC_HTTP;
 		return SL_OK;
 	}
 	return sl_err(errbuf, errsize, SL_INVALID,
-		      "%s: field executor.kind must be \"command\" or \"http\"", where);
+	              "%s: field executor.kind must be \"command\" or \"http\"", where);
 }
 
 static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t idx, char *errbuf,
-			    size_t errsize)
+                            size_t errsize)
 {
 	char where[256];
 	const char *approval;
@@ -98,11 +99,12 @@ static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t id
 
 	if (!json_is_object(jt))
 		return sl_err(errbuf, errsize, SL_INVALID, "agent %s: tools[%zu] must be an object",
-			      agent, idx);
+		              agent, idx);
 	t->name = opt_str(jt, "name");
 	if (!t->name || !sl_event_id_valid(t->name))
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "agent %s: tools[%zu]: field name must be an id-like string", agent, idx);
+		              "agent %s: tools[%zu]: field name must be an id-like string", agent,
+		              idx);
 	snprintf(where, sizeof(where), "agent %s: tool %s", agent, t->name);
 	t->description = opt_str(jt, "description");
 	if (!t->description)
@@ -110,47 +112,49 @@ static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t id
 	t->parameters = json_object_get(jt, "parameters");
 	if (t->parameters && !json_is_object(t->parameters))
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "%s: field parameters must be a JSON schema object", where);
+		              "%s: field parameters must be a JSON schema object", where);
 	t->requires_confirmation = opt_bool(jt, "requires_confirmation", &bad);
 	if (bad)
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "%s: field requires_confirmation must be true or false", where);
+		              "%s: field requires_confirmation must be true or false", where);
 	t->requires_user_input = opt_bool(jt, "requires_user_input", &bad);
 	if (bad)
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "%s: field requires_user_input must be true or false", where);
+		              "%s: field requires_user_input must be true or false", where);
 	t->external_execution = opt_bool(jt, "external_execution", &bad);
 	if (bad)
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "%s: field external_execution must be true or false", where);
+		              "%s: field external_execution must be true or false", where);
 	flags = t->requires_confirmation + t->requires_user_input + t->external_execution;
 	if (flags > 1)
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "%s: at most one of requires_confirmation, requires_user_input and "
-			      "external_execution may be set",
-			      where);
+		              "%s: at most one of requires_confirmation, requires_user_input and "
+		              "external_execution may be set",
+		              where);
 	t->user_input_fields = json_object_get(jt, "user_input_fields");
 	if (t->requires_user_input) {
 		json_t *props = json_object_get(t->parameters, "properties"), *f;
 		size_t i;
 
-		if (!json_is_array(t->user_input_fields) || json_array_size(t->user_input_fields) == 0)
-			return sl_err(errbuf, errsize, SL_INVALID,
-				      "%s: field user_input_fields must list the parameters to ask for",
-				      where);
-		json_array_foreach(t->user_input_fields, i, f)
-		{
+		if (!json_is_array(t->user_input_fields) ||
+		    json_array_size(t->user_input_fields) == 0)
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "%s: field user_input_fields must list the parameters to ask for",
+			    where);
+		json_array_foreach (t->user_input_fields, i, f) {
 			if (!json_is_string(f) || !json_object_get(props, json_string_value(f)))
-				return sl_err(errbuf, errsize, SL_INVALID,
-					      "%s: field user_input_fields[%zu] must name a parameter",
-					      where, i);
+				return sl_err(
+				    errbuf, errsize, SL_INVALID,
+				    "%s: field user_input_fields[%zu] must name a parameter", where,
+				    i);
 		}
 	}
 	approval = opt_str(jt, "approval");
 	v = json_object_get(jt, "approval");
 	if (v && !json_is_null(v) && !approval)
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "%s: field approval must be \"required\" or \"audit\"", where);
+		              "%s: field approval must be \"required\" or \"audit\"", where);
 	if (!approval)
 		t->approval = SL_APPROVAL_NONE;
 	else if (!strcmp(approval, "required"))
@@ -159,32 +163,34 @@ static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t id
 		t->approval = SL_APPROVAL_AUDIT;
 	else
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "%s: field approval must be \"required\" or \"audit\"", where);
+		              "%s: field approval must be \"required\" or \"audit\"", where);
 	if (t->approval == SL_APPROVAL_AUDIT && flags == 0)
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "%s: field approval: \"audit\" needs requires_confirmation, "
-			      "requires_user_input or external_execution",
-			      where);
+		              "%s: field approval: \"audit\" needs requires_confirmation, "
+		              "requires_user_input or external_execution",
+		              where);
 	if (t->approval == SL_APPROVAL_REQUIRED && flags == 0)
 		t->requires_confirmation = true;
 	v = json_object_get(jt, "approval_timeout");
 	if (v) {
 		if (!json_is_integer(v) || json_integer_value(v) <= 0)
-			return sl_err(errbuf, errsize, SL_INVALID,
-				      "%s: field approval_timeout must be a positive number of seconds",
-				      where);
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "%s: field approval_timeout must be a positive number of seconds",
+			    where);
 		t->approval_timeout_s = (long)json_integer_value(v);
 	}
 	v = json_object_get(jt, "executor");
 	if (v && !json_is_object(v))
 		return sl_err(errbuf, errsize, SL_INVALID, "%s: field executor must be an object",
-			      where);
+		              where);
 	if (!v) {
 		if (!t->external_execution)
-			return sl_err(errbuf, errsize, SL_INVALID,
-				      "%s: field executor is missing (only external_execution tools "
-				      "need none)",
-				      where);
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "%s: field executor is missing (only external_execution tools "
+			    "need none)",
+			    where);
 		return SL_OK;
 	}
 	return parse_executor(v, t, where, errbuf, errsize);
@@ -202,11 +208,11 @@ static sl_status parse_agent(json_t *ja, sl_agent *a, size_t idx, char *errbuf, 
 	a->id = opt_str(ja, "id");
 	if (!a->id || !sl_event_id_valid(a->id))
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "agents[%zu]: field id must be an id-like string", idx);
+		              "agents[%zu]: field id must be an id-like string", idx);
 	model = json_object_get(ja, "model");
 	if (!json_is_object(model))
-		return sl_err(errbuf, errsize, SL_INVALID, "agent %s: field model must be an object",
-			      a->id);
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "agent %s: field model must be an object", a->id);
 	provider = opt_str(model, "provider");
 	if (provider && !strcmp(provider, "openai-responses"))
 		a->provider = SL_PROVIDER_RESPONSES;
@@ -214,36 +220,35 @@ static sl_status parse_agent(json_t *ja, sl_agent *a, size_t idx, char *errbuf, 
 		a->provider = SL_PROVIDER_CHAT;
 	else
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "agent %s: field model.provider must be \"openai-responses\" or "
-			      "\"openai-chat\"",
-			      a->id);
+		              "agent %s: field model.provider must be \"openai-responses\" or "
+		              "\"openai-chat\"",
+		              a->id);
 	a->model_id = opt_str(model, "id");
 	if (!a->model_id || !*a->model_id)
 		return sl_err(errbuf, errsize, SL_INVALID, "agent %s: field model.id is missing",
-			      a->id);
+		              a->id);
 	a->base_url = opt_str(model, "base_url");
 	a->instructions = opt_str(ja, "instructions");
 	tools = json_object_get(ja, "tools");
 	if (tools && !json_is_array(tools))
 		return sl_err(errbuf, errsize, SL_INVALID, "agent %s: field tools must be an array",
-			      a->id);
+		              a->id);
 	a->ntools = json_array_size(tools);
 	a->tools = sl_calloc(a->ntools, sizeof(sl_tool));
-	json_array_foreach(tools, i, jt)
-	{
+	json_array_foreach (tools, i, jt) {
 		if ((st = parse_tool(jt, &a->tools[i], a->id, i, errbuf, errsize)))
 			return st;
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(a->tools[k].name, a->tools[i].name))
 				return sl_err(errbuf, errsize, SL_INVALID,
-					      "agent %s: tool %s: field name is used twice", a->id,
-					      a->tools[i].name);
+				              "agent %s: tool %s: field name is used twice", a->id,
+				              a->tools[i].name);
 	}
 	return SL_OK;
 }
 
 sl_status sl_agents_parse(const char *text, size_t len, sl_agents **out, char *errbuf,
-			  size_t errsize)
+                          size_t errsize)
 {
 	sl_agents *a = sl_calloc(1, sizeof(*a));
 	json_error_t jerr;
@@ -255,25 +260,24 @@ sl_status sl_agents_parse(const char *text, size_t len, sl_agents **out, char *e
 	a->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!a->root) {
 		st = sl_err(errbuf, errsize, SL_INVALID, "agents file: bad JSON at line %d: %s",
-			    jerr.line, jerr.text);
+		            jerr.line, jerr.text);
 		goto out;
 	}
 	list = json_object_get(a->root, "agents");
 	if (!json_is_array(list) || json_array_size(list) == 0) {
 		st = sl_err(errbuf, errsize, SL_INVALID,
-			    "agents file: field agents must be a non-empty array");
+		            "agents file: field agents must be a non-empty array");
 		goto out;
 	}
 	a->n = json_array_size(list);
 	a->agents = sl_calloc(a->n, sizeof(sl_agent));
-	json_array_foreach(list, i, ja)
-	{
+	json_array_foreach (list, i, ja) {
 		if ((st = parse_agent(ja, &a->agents[i], i, errbuf, errsize)))
 			goto out;
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(a->agents[k].id, a->agents[i].id)) {
 				st = sl_err(errbuf, errsize, SL_INVALID,
-					    "agent %s: field id is used twice", a->agents[i].id);
+				            "agent %s: field id is used twice", a->agents[i].id);
 				goto out;
 			}
 	}
@@ -304,7 +308,7 @@ sl_status sl_agents_load(const char *path, sl_agents **out, char *errbuf, size_t
 	if (st) {
 		sl_buf_free(&b);
 		return sl_err(errbuf, errsize, SL_INVALID, "agents file %s is over %d bytes", path,
-			      AGENTS_MAX_BYTES);
+		              AGENTS_MAX_BYTES);
 	}
 	st = sl_agents_parse(b.data ? b.data : "", b.len, out, errbuf, errsize);
 	sl_buf_free(&b);

@@ -25,7 +25,7 @@ typedef struct sl_tool {
 	sl_approval approval;
 	long approval_timeout_s; /* 0: none */
 	sl_executor_kind executor;
-	char **argv; /* command: NULL-terminated */
+	char **argv;     /* command: NULL-terminated */
 	const char *url; /* http */
 	long timeout_ms;
 } sl_tool;
@@ -34,7 +34,7 @@ typedef struct sl_agent {
 	const char *id;
 	sl_provider provider;
 	const char *model_id;
-	const char *base_url; /* may be NULL: use the configured one */
+	const char *base_url;     /* may be NULL: use the configured one */
 	const char *instructions; /* may be NULL */
 	sl_tool *tools;
 	size_t ntools;
@@ -52,7 +52,7 @@ typedef struct sl_agents {
  * On success *out belongs to the caller (sl_agents_free).
  */
 sl_status sl_agents_parse(const char *text, size_t len, sl_agents **out, char *errbuf,
-			  size_t errsize);
+                          size_t errsize);
 
 /* Reads path and parses it as sl_agents_parse does. */
 sl_status sl_agents_load(const char *path, sl_agents **out, char *errbuf, size_t errsize);

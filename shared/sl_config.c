@@ -14,19 +14,19 @@ struct field {
 };
 
 static const struct field fields[] = {
-	{"SLUICE_KAFKA_BROKERS", "--kafka-brokers", offsetof(sl_config, kafka_brokers), NULL},
-	{"SLUICE_DATABASE_URL", "--database-url", offsetof(sl_config, database_url), NULL},
-	{"SLUICE_TOPIC_PREFIX", "--topic-prefix", offsetof(sl_config, topic_prefix), "sluice."},
-	{"SLUICE_AGENTS", "--agents", offsetof(sl_config, agents), NULL},
-	{"SLUICE_APPROVER_LISTEN", "--approver-listen", offsetof(sl_config, approver_listen),
-	 "127.0.0.1:8080"},
-	{"SLUICE_APPROVER_URL", "--approver-url", offsetof(sl_config, approver_url),
-	 "http://127.0.0.1:8080"},
-	{"SLUICE_API_TOKENS", "--api-tokens", offsetof(sl_config, api_tokens), NULL},
-	{"SLUICE_API_TOKEN", "--api-token", offsetof(sl_config, api_token), NULL},
-	{"OPENAI_API_KEY", "--openai-api-key", offsetof(sl_config, openai_api_key), NULL},
-	{"OPENAI_BASE_URL", "--openai-base-url", offsetof(sl_config, openai_base_url),
-	 "https://api.openai.com/v1"},
+    {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", offsetof(sl_config, kafka_brokers), NULL},
+    {"SLUICE_DATABASE_URL", "--database-url", offsetof(sl_config, database_url), NULL},
+    {"SLUICE_TOPIC_PREFIX", "--topic-prefix", offsetof(sl_config, topic_prefix), "sluice."},
+    {"SLUICE_AGENTS", "--agents", offsetof(sl_config, agents), NULL},
+    {"SLUICE_APPROVER_LISTEN", "--approver-listen", offsetof(sl_config, approver_listen),
+     "127.0.0.1:8080"},
+    {"SLUICE_APPROVER_URL", "--approver-url", offsetof(sl_config, approver_url),
+     "http://127.0.0.1:8080"},
+    {"SLUICE_API_TOKENS", "--api-tokens", offsetof(sl_config, api_tokens), NULL},
+    {"SLUICE_API_TOKEN", "--api-token", offsetof(sl_config, api_token), NULL},
+    {"OPENAI_API_KEY", "--openai-api-key", offsetof(sl_config, openai_api_key), NULL},
+    {"OPENAI_BASE_URL", "--openai-base-url", offsetof(sl_config, openai_base_url),
+     "https://api.openai.com/v1"},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -54,7 +54,7 @@ void sl_config_from_env(sl_config *c)
 }
 
 sl_status sl_config_from_args(sl_config *c, int argc, char **argv, int first, char **rest,
-			      int *nrest, char *errbuf, size_t errsize)
+                              int *nrest, char *errbuf, size_t errsize)
 {
 	*nrest = 0;
 	for (int i = first; i < argc; i++) {
@@ -75,7 +75,8 @@ sl_status sl_config_from_args(sl_config *c, int argc, char **argv, int first, ch
 		}
 		if (!val) {
 			if (i + 1 >= argc)
-				return sl_err(errbuf, errsize, SL_INVALID, "%s needs a value", f->flag);
+				return sl_err(errbuf, errsize, SL_INVALID, "%s needs a value",
+				              f->flag);
 			val = argv[++i];
 		}
 		set(c, f, val);
@@ -84,7 +85,7 @@ sl_status sl_config_from_args(sl_config *c, int argc, char **argv, int first, ch
 }
 
 sl_status sl_config_require(const sl_config *c, const char *const *names, char *errbuf,
-			    size_t errsize)
+                            size_t errsize)
 {
 	for (; *names; names++) {
 		for (size_t k = 0; k < NFIELDS; k++) {
@@ -92,8 +93,8 @@ sl_status sl_config_require(const sl_config *c, const char *const *names, char *
 				continue;
 			if (!*slot((sl_config *)c, &fields[k]))
 				return sl_err(errbuf, errsize, SL_INVALID,
-					      "%s is not set (environment variable or %s flag)",
-					      fields[k].env, fields[k].flag);
+				              "%s is not set (environment variable or %s flag)",
+				              fields[k].env, fields[k].flag);
 		}
 	}
 	return SL_OK;

@@ -31,12 +31,12 @@ void sl_config_from_env(sl_config *c);
  * Returns SL_INVALID when a configuration flag has no value.
  */
 sl_status sl_config_from_args(sl_config *c, int argc, char **argv, int first, char **rest,
-			      int *nrest, char *errbuf, size_t errsize);
+                              int *nrest, char *errbuf, size_t errsize);
 
 /* Fails with SL_INVALID naming the first of the listed settings that is
  * missing: names are the environment names ("SLUICE_KAFKA_BROKERS"). */
 sl_status sl_config_require(const sl_config *c, const char *const *names, char *errbuf,
-			    size_t errsize);
+                            size_t errsize);
 
 /* Returns a newly allocated full topic name: prefix + name ("runs"). */
 char *sl_config_topic(const sl_config *c, const char *name);

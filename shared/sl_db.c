@@ -32,7 +32,7 @@ sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize)
 	if (PQstatus(conn) == CONNECTION_OK)
 		return SL_OK;
 	return sl_err(errbuf, errsize, SL_RETRY, "PostgreSQL connection lost: %s",
-		      PQerrorMessage(conn));
+	              PQerrorMessage(conn));
 }
 
 static sl_status classify(PGconn *conn, const PGresult *res)
@@ -52,7 +52,7 @@ static sl_status classify(PGconn *conn, const PGresult *res)
 }
 
 sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
-		     PGresult **res, char *errbuf, size_t errsize)
+                     PGresult **res, char *errbuf, size_t errsize)
 {
 	PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	ExecStatusType es = PQresultStatus(r);
@@ -101,8 +101,8 @@ char *sl_db_value(const PGresult *res, int row, int col)
 	return sl_strdup(PQgetvalue(res, row, col));
 }
 
-sl_status sl_db_query_json(PGconn *conn, const char *sql, int nparams,
-			   const char *const *params, json_t **out, char *errbuf, size_t errsize)
+sl_status sl_db_query_json(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                           json_t **out, char *errbuf, size_t errsize)
 {
 	PGresult *res;
 	json_error_t jerr;
@@ -118,6 +118,7 @@ sl_status sl_db_query_json(PGconn *conn, const char *sql, int nparams,
 	*out = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
 	PQclear(res);
 	if (!*out)
-		return sl_err(errbuf, errsize, SL_FATAL, "database returned bad JSON: %s", jerr.text);
+		return sl_err(errbuf, errsize, SL_FATAL, "database returned bad JSON: %s",
+		              jerr.text);
 	return SL_OK;
 }

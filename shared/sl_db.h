@@ -25,7 +25,7 @@ sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize);
  * SL_FATAL.
  */
 sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
-		     PGresult **res, char *errbuf, size_t errsize);
+                     PGresult **res, char *errbuf, size_t errsize);
 
 sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize);
 sl_status sl_db_commit(PGconn *conn, char *errbuf, size_t errsize);
@@ -37,7 +37,7 @@ char *sl_db_value(const PGresult *res, int row, int col);
 
 /* Runs sql with params and parses its single text column (row 0) as JSON.
  * Returns SL_NOT_FOUND when no row comes back. */
-sl_status sl_db_query_json(PGconn *conn, const char *sql, int nparams,
-			   const char *const *params, json_t **out, char *errbuf, size_t errsize);
+sl_status sl_db_query_json(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                           json_t **out, char *errbuf, size_t errsize);
 
 #endif

@@ -13,8 +13,8 @@ json_t *sl_event_new(const char *type, const char *source, const char *subject, 
 	sl_uuid_v4(id);
 	sl_time_rfc3339(when);
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id", id,
-			 "source", source, "type", type, "time", when, "subject", subject,
-			 "datacontenttype", "application/json", "data", data);
+	                 "source", source, "type", type, "time", when, "subject", subject,
+	                 "datacontenttype", "application/json", "data", data);
 }
 
 char *sl_event_source(const char *role)
@@ -32,8 +32,8 @@ bool sl_event_id_valid(const char *s)
 
 	for (; s[n]; n++) {
 		char ch = s[n];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '-' || ch == '_' || ch == '.' || ch == ':'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == ':'))
 			return false;
 	}
 	return n > 0 && n <= SL_EVENT_MAX_ID;
@@ -41,37 +41,39 @@ bool sl_event_id_valid(const char *s)
 
 /* Checks an optional (or required) id field of obj. */
 static sl_status check_id(json_t *obj, const char *key, bool required, const char *where,
-			  char *errbuf, size_t errsize)
+                          char *errbuf, size_t errsize)
 {
 	json_t *v = json_object_get(obj, key);
 
 	if (!v || json_is_null(v)) {
 		if (required)
-			return sl_err(errbuf, errsize, SL_INVALID, "%s: missing field %s", where, key);
+			return sl_err(errbuf, errsize, SL_INVALID, "%s: missing field %s", where,
+			              key);
 		return SL_OK;
 	}
 	if (!json_is_string(v) || !sl_event_id_valid(json_string_value(v)))
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "%s: field %s must be an id of 1-%d characters [A-Za-z0-9._:-]", where,
-			      key, SL_EVENT_MAX_ID);
+		              "%s: field %s must be an id of 1-%d characters [A-Za-z0-9._:-]",
+		              where, key, SL_EVENT_MAX_ID);
 	return SL_OK;
 }
 
 static sl_status check_type(json_t *obj, const char *key, json_type type, bool required,
-			    const char *where, char *errbuf, size_t errsize)
+                            const char *where, char *errbuf, size_t errsize)
 {
-	static const char *names[] = {"an object", "an array", "a string", "an integer",
-				      "a number",  "true or false", "true or false", "null"};
+	static const char *names[] = {"an object", "an array",      "a string",      "an integer",
+	                              "a number",  "true or false", "true or false", "null"};
 	json_t *v = json_object_get(obj, key);
 
 	if (!v || (json_is_null(v) && !required)) {
 		if (required)
-			return sl_err(errbuf, errsize, SL_INVALID, "%s: missing field %s", where, key);
+			return sl_err(errbuf, errsize, SL_INVALID, "%s: missing field %s", where,
+			              key);
 		return SL_OK;
 	}
 	if (type == JSON_TRUE ? !json_is_boolean(v) : json_typeof(v) != type)
 		return sl_err(errbuf, errsize, SL_INVALID, "%s: field %s must be %s", where, key,
-			      names[type]);
+		              names[type]);
 	return SL_OK;
 }
 
@@ -91,8 +93,8 @@ static sl_status check_run_requested(json_t *d, char *errbuf, size_t errsize)
 	if (json_string_length(input) == 0)
 		return sl_err(errbuf, errsize, SL_INVALID, "data: field input is empty");
 	if (json_string_length(input) > SL_EVENT_MAX_INPUT)
-		return sl_err(errbuf, errsize, SL_INVALID, "data: field input is longer than %d bytes",
-			      SL_EVENT_MAX_INPUT);
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "data: field input is longer than %d bytes", SL_EVENT_MAX_INPUT);
 	return SL_OK;
 }
 
@@ -131,8 +133,7 @@ static sl_status check_run_paused(json_t *d, char *errbuf, size_t errsize)
 	reqs = json_object_get(d, "requirements");
 	if (json_array_size(reqs) == 0)
 		return sl_err(errbuf, errsize, SL_INVALID, "data: requirements is empty");
-	json_array_foreach(reqs, i, r)
-	{
+	json_array_foreach (reqs, i, r) {
 		if ((st = check_requirement(r, i, errbuf, errsize)))
 			return st;
 	}
@@ -151,8 +152,7 @@ static sl_status check_run_continue(json_t *d, char *errbuf, size_t errsize)
 	decs = json_object_get(d, "decisions");
 	if (json_array_size(decs) == 0)
 		return sl_err(errbuf, errsize, SL_INVALID, "data: decisions is empty");
-	json_array_foreach(decs, i, x)
-	{
+	json_array_foreach (decs, i, x) {
 		char w[48];
 
 		snprintf(w, sizeof(w), "data.decisions[%zu]", i);
@@ -176,7 +176,7 @@ static sl_status check_run_result(json_t *d, char *errbuf, size_t errsize)
 }
 
 sl_status sl_event_parse(const char *buf, size_t len, const char *const *types, sl_event *ev,
-			 char *errbuf, size_t errsize)
+                         char *errbuf, size_t errsize)
 {
 	static const char *required[] = {"specversion", "id", "source", "type"};
 	json_error_t jerr;
@@ -187,12 +187,14 @@ sl_status sl_event_parse(const char *buf, size_t len, const char *const *types, 
 
 	memset(ev, 0, sizeof(*ev));
 	if (len > SL_EVENT_MAX_BYTES)
-		return sl_err(errbuf, errsize, SL_TOO_BIG, "message of %zu bytes is over the %d byte limit",
-			      len, SL_EVENT_MAX_BYTES);
+		return sl_err(errbuf, errsize, SL_TOO_BIG,
+		              "message of %zu bytes is over the %d byte limit", len,
+		              SL_EVENT_MAX_BYTES);
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
-		return sl_err(errbuf, errsize, SL_INVALID, "malformed JSON at line %d column %d: %s",
-			      jerr.line, jerr.column, jerr.text);
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+		              jerr.text);
 	if (!json_is_object(root)) {
 		st = sl_err(errbuf, errsize, SL_INVALID, "event is not a JSON object");
 		goto fail;
@@ -201,7 +203,7 @@ sl_status sl_event_parse(const char *buf, size_t len, const char *const *types, 
 		json_t *v = json_object_get(root, required[i]);
 		if (!json_is_string(v) || json_string_length(v) == 0) {
 			st = sl_err(errbuf, errsize, SL_INVALID, "event: missing or empty field %s",
-				    required[i]);
+			            required[i]);
 			goto fail;
 		}
 	}

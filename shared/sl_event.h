@@ -49,7 +49,7 @@ typedef struct sl_event {
  * otherwise, and ev is empty.
  */
 sl_status sl_event_parse(const char *buf, size_t len, const char *const *types, sl_event *ev,
-			 char *errbuf, size_t errsize);
+                         char *errbuf, size_t errsize);
 
 void sl_event_clear(sl_event *ev);
 

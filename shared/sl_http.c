@@ -22,8 +22,8 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 }
 
 sl_status sl_http_request(const char *method, const char *url, const char *const *headers,
-			  const char *body, size_t max_body, long timeout_ms,
-			  sl_http_response *resp, char *errbuf, size_t errsize)
+                          const char *body, size_t max_body, long timeout_ms,
+                          sl_http_response *resp, char *errbuf, size_t errsize)
 {
 	CURL *c = curl_easy_init();
 	struct curl_slist *hl = NULL;
@@ -54,12 +54,12 @@ sl_status sl_http_request(const char *method, const char *url, const char *const
 	rc = curl_easy_perform(c);
 	if (rc == CURLE_WRITE_ERROR && b.len + CURL_MAX_WRITE_SIZE > max_body) {
 		st = sl_err(errbuf, errsize, SL_TOO_BIG, "response from %s is over %zu bytes", url,
-			    max_body);
+		            max_body);
 		goto out;
 	}
 	if (rc != CURLE_OK) {
 		st = sl_err(errbuf, errsize, SL_RETRY, "%s %s: %s", method, url,
-			    cerr[0] ? cerr : curl_easy_strerror(rc));
+		            cerr[0] ? cerr : curl_easy_strerror(rc));
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);

@@ -23,8 +23,8 @@ void sl_http_global_init(void);
  * Transport failures and time-outs are SL_RETRY.
  */
 sl_status sl_http_request(const char *method, const char *url, const char *const *headers,
-			  const char *body, size_t max_body, long timeout_ms,
-			  sl_http_response *resp, char *errbuf, size_t errsize);
+                          const char *body, size_t max_body, long timeout_ms,
+                          sl_http_response *resp, char *errbuf, size_t errsize);
 
 void sl_http_response_free(sl_http_response *resp);
 

@@ -24,7 +24,7 @@ typedef struct request_state {
 } request_state;
 
 enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,
-			      const char *content_type, const char *body, size_t len)
+                              const char *content_type, const char *body, size_t len)
 {
 	struct MHD_Response *r =
 	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -46,8 +46,8 @@ enum MHD_Result sl_httpd_send_json(struct MHD_Connection *conn, unsigned status,
 	return ret;
 }
 
-enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status,
-				    const char *fmt, ...)
+enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status, const char *fmt,
+                                    ...)
 {
 	char msg[512];
 	va_list ap;
@@ -59,8 +59,8 @@ enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version, const char *data,
-				  size_t *data_size, void **con_cls)
+                                  const char *method, const char *version, const char *data,
+                                  size_t *data_size, void **con_cls)
 {
 	sl_httpd *h = cls;
 	request_state *rs = *con_cls;
@@ -82,7 +82,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 	if (rs->too_big)
-		return sl_httpd_send_error(conn, 413, "request body is over %zu bytes", h->max_body);
+		return sl_httpd_send_error(conn, 413, "request body is over %zu bytes",
+		                           h->max_body);
 	req.conn = conn;
 	req.method = method;
 	req.path = url;
@@ -92,7 +93,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
+                         enum MHD_RequestTerminationCode toe)
 {
 	request_state *rs = *con_cls;
 
@@ -107,7 +108,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 sl_httpd *sl_httpd_start(const char *listen, size_t max_body, bool per_connection,
-			 sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize)
+                         sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize)
 {
 	struct sockaddr_in sa;
 	const char *colon = strrchr(listen, ':');
@@ -128,7 +129,8 @@ sl_httpd *sl_httpd_start(const char *listen, size_t max_body, bool per_connectio
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)port);
 	if (*end || port < 0 || port > 65535 ||
-	    inet_pton(AF_INET, !strcmp(host, "localhost") ? "127.0.0.1" : host, &sa.sin_addr) != 1) {
+	    inet_pton(AF_INET, !strcmp(host, "localhost") ? "127.0.0.1" : host, &sa.sin_addr) !=
+	        1) {
 		sl_err(errbuf, errsize, SL_INVALID, "listen address %s is not IPV4:PORT", listen);
 		return NULL;
 	}
@@ -141,8 +143,8 @@ sl_httpd *sl_httpd_start(const char *listen, size_t max_body, bool per_connectio
 	else
 		flags |= MHD_USE_EPOLL;
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-				MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
 	if (!h->d) {
 		sl_err(errbuf, errsize, SL_FATAL, "cannot listen on %s", listen);
 		free(h);

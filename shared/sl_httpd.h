@@ -31,7 +31,7 @@ typedef enum MHD_Result (*sl_httpd_handler)(void *ud, const sl_httpd_request *re
  * errbuf.
  */
 sl_httpd *sl_httpd_start(const char *listen, size_t max_body, bool per_connection,
-			 sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize);
+                         sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize);
 
 /* The port actually bound. */
 unsigned sl_httpd_port(const sl_httpd *h);
@@ -41,11 +41,11 @@ void sl_httpd_stop(sl_httpd *h);
 
 /* Sends body (copied) with status and content type. */
 enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,
-			      const char *content_type, const char *body, size_t len);
+                              const char *content_type, const char *body, size_t len);
 /* Sends json (stolen) as application/json. */
 enum MHD_Result sl_httpd_send_json(struct MHD_Connection *conn, unsigned status, json_t *json);
 /* Sends {"error": msg}. */
-enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status,
-				    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status, const char *fmt,
+                                    ...) __attribute__((format(printf, 3, 4)));
 
 #endif

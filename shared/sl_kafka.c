@@ -19,7 +19,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 }
 
 static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf,
-		     size_t errsize)
+                     size_t errsize)
 {
 	return rd_kafka_conf_set(conf, k, v, errbuf, errsize) == RD_KAFKA_CONF_OK;
 }
@@ -33,7 +33,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		*(bool *)m->_private = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (m->err)
 		sl_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
-			rd_kafka_err2str(m->err));
+		        rd_kafka_err2str(m->err));
 }
 
 rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsize)
@@ -56,8 +56,8 @@ rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsi
 	return rk;
 }
 
-rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group,
-				  const char *const *topics, char *errbuf, size_t errsize)
+rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const char *const *topics,
+                                  char *errbuf, size_t errsize)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_topic_partition_list_t *subs;
@@ -102,8 +102,8 @@ rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group,
 	return rk;
 }
 
-sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_t n,
-				 int timeout_ms, char *errbuf, size_t errsize)
+sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_t n, int timeout_ms,
+                                 char *errbuf, size_t errsize)
 {
 	long long deadline = sl_mono_ms() + timeout_ms;
 	size_t pending = 0, failed = 0;
@@ -118,15 +118,16 @@ sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_
 			for (const char *const *h = msgs[i].headers; h[0]; h += 2)
 				rd_kafka_header_add(hdrs, h[0], -1, h[1], -1);
 		}
-		err = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(msgs[i].topic),
-					RD_KAFKA_V_KEY(msgs[i].key, msgs[i].key ? strlen(msgs[i].key) : 0),
-					RD_KAFKA_V_VALUE((void *)msgs[i].payload, msgs[i].len),
-					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					RD_KAFKA_V_OPAQUE(&msgs[i].delivered),
-					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+		err = rd_kafka_producev(
+		    producer, RD_KAFKA_V_TOPIC(msgs[i].topic),
+		    RD_KAFKA_V_KEY(msgs[i].key, msgs[i].key ? strlen(msgs[i].key) : 0),
+		    RD_KAFKA_V_VALUE((void *)msgs[i].payload, msgs[i].len),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&msgs[i].delivered),
+		    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
 		if (err) {
 			rd_kafka_headers_destroy(hdrs);
-			sl_warn("kafka produce to %s failed: %s", msgs[i].topic, rd_kafka_err2str(err));
+			sl_warn("kafka produce to %s failed: %s", msgs[i].topic,
+			        rd_kafka_err2str(err));
 			failed++;
 			continue;
 		}
@@ -141,32 +142,33 @@ sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_
 			failed++;
 	(void)pending;
 	if (failed)
-		return sl_err(errbuf, errsize, SL_RETRY, "%zu of %zu messages not delivered", failed, n);
+		return sl_err(errbuf, errsize, SL_RETRY, "%zu of %zu messages not delivered",
+		              failed, n);
 	return SL_OK;
 }
 
 sl_status sl_kafka_dead_letter(rd_kafka_t *producer, const sl_config *c,
-			       const rd_kafka_message_t *m, const char *reason)
+                               const rd_kafka_message_t *m, const char *reason)
 {
 	char *dlq = sl_config_topic(c, "dlq");
 	char *key = m->key ? sl_strndup(m->key, m->key_len) : NULL;
 	const char *source = rd_kafka_topic_name(m->rkt);
 	const char *headers[] = {"sluice-error", reason, "sluice-source-topic", source, NULL};
 	sl_kafka_out out = {.topic = dlq,
-			    .key = key,
-			    .payload = m->payload ? m->payload : "",
-			    .len = m->len,
-			    .headers = headers};
+	                    .key = key,
+	                    .payload = m->payload ? m->payload : "",
+	                    .len = m->len,
+	                    .headers = headers};
 	char errbuf[256];
 	sl_status st;
 
 	st = sl_kafka_produce_batch(producer, &out, 1, 10000, errbuf, sizeof(errbuf));
 	if (st)
 		sl_error("dead-letter of %s[%d]@%lld failed: %s", source, (int)m->partition,
-			 (long long)m->offset, errbuf);
+		         (long long)m->offset, errbuf);
 	else
 		sl_warn("dead-lettered %s[%d]@%lld to %s: %s", source, (int)m->partition,
-			(long long)m->offset, dlq, reason);
+		        (long long)m->offset, dlq, reason);
 	free(dlq);
 	free(key);
 	return st;

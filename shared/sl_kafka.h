@@ -24,8 +24,8 @@ rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsi
  * rd_kafka_offsets_store() once its effect is durable; stored offsets are
  * committed in the background. Returns NULL with the reason in errbuf.
  */
-rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group,
-				  const char *const *topics, char *errbuf, size_t errsize);
+rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const char *const *topics,
+                                  char *errbuf, size_t errsize);
 
 /* One message to produce with sl_kafka_produce_batch(). */
 typedef struct sl_kafka_out {
@@ -44,8 +44,8 @@ typedef struct sl_kafka_out {
  * reports. Each message's delivered flag tells its fate. Returns SL_OK when
  * all were delivered, SL_RETRY otherwise.
  */
-sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_t n,
-				 int timeout_ms, char *errbuf, size_t errsize);
+sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_t n, int timeout_ms,
+                                 char *errbuf, size_t errsize);
 
 /*
  * Sends m, unchanged, to the dead-letter topic (prefix + "dlq") with the
@@ -53,7 +53,7 @@ sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_
  * delivered.
  */
 sl_status sl_kafka_dead_letter(rd_kafka_t *producer, const sl_config *c,
-			       const rd_kafka_message_t *m, const char *reason);
+                               const rd_kafka_message_t *m, const char *reason);
 
 /* Marks m as finished: its offset + 1 is stored for the next commit. */
 void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m);

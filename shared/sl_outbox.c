@@ -10,15 +10,14 @@
 #include <string.h>
 
 sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const json_t *event,
-			char *errbuf, size_t errsize)
+                        char *errbuf, size_t errsize)
 {
 	char *payload = json_dumps(event, JSON_COMPACT);
 	const char *params[] = {topic, key, payload};
 	sl_status st;
 
-	st = sl_db_exec(conn,
-			"INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", 3, params,
-			NULL, errbuf, errsize);
+	st = sl_db_exec(conn, "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", 3,
+	                params, NULL, errbuf, errsize);
 	if (st == SL_OK)
 		st = sl_db_exec(conn, "NOTIFY sluice_outbox", 0, NULL, NULL, errbuf, errsize);
 	free(payload);
@@ -26,7 +25,7 @@ sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const 
 }
 
 sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent, char *errbuf,
-			  size_t errsize)
+                          size_t errsize)
 {
 	char limit[16];
 	const char *params[1] = {limit};
@@ -42,9 +41,9 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
 	if ((st = sl_db_begin(conn, errbuf, errsize)))
 		return st;
 	st = sl_db_exec(conn,
-			"SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL "
-			"ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-			1, params, &res, errbuf, errsize);
+	                "SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL "
+	                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+	                1, params, &res, errbuf, errsize);
 	if (st)
 		goto out;
 	n = PQntuples(res);
@@ -71,13 +70,14 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
 	sl_buf_append(&ids, "}", 1);
 	if (*sent) {
 		const char *p[] = {ids.data};
-		if ((st = sl_db_exec(conn, "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
-				     1, p, NULL, errbuf, errsize)))
+		if ((st = sl_db_exec(
+		         conn, "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", 1,
+		         p, NULL, errbuf, errsize)))
 			goto out;
 	}
 	if (*sent < n)
-		st = sl_err(errbuf, errsize, SL_RETRY, "%d of %d outbox events not delivered", n - *sent,
-			    n);
+		st = sl_err(errbuf, errsize, SL_RETRY, "%d of %d outbox events not delivered",
+		            n - *sent, n);
 out:
 	if (st == SL_OK || *sent) {
 		char cerr[256];
@@ -96,16 +96,16 @@ out:
 }
 
 sl_status sl_inbox_claim(PGconn *conn, const char *consumer, const char *event_id, bool *fresh,
-			 char *errbuf, size_t errsize)
+                         char *errbuf, size_t errsize)
 {
 	const char *params[] = {consumer, event_id};
 	PGresult *res;
 	sl_status st;
 
 	st = sl_db_exec(conn,
-			"INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
-			"ON CONFLICT DO NOTHING",
-			2, params, &res, errbuf, errsize);
+	                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
+	                "ON CONFLICT DO NOTHING",
+	                2, params, &res, errbuf, errsize);
 	if (st)
 		return st;
 	*fresh = !strcmp(PQcmdTuples(res), "1");

@@ -20,7 +20,7 @@
 /* Adds event to the outbox for topic, keyed by key, in the caller's
  * transaction. The event is not stolen. */
 sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const json_t *event,
-			char *errbuf, size_t errsize);
+                        char *errbuf, size_t errsize);
 
 /*
  * Publishes up to max unsent outbox rows, oldest first, and marks the
@@ -29,7 +29,7 @@ sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const 
  * rows not delivered stay unsent and are tried again).
  */
 sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent, char *errbuf,
-			  size_t errsize);
+                          size_t errsize);
 
 /*
  * Records that consumer processed event_id, in the caller's transaction.
@@ -37,6 +37,6 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
  * back and skips the event).
  */
 sl_status sl_inbox_claim(PGconn *conn, const char *consumer, const char *event_id, bool *fresh,
-			 char *errbuf, size_t errsize);
+                         char *errbuf, size_t errsize);
 
 #endif

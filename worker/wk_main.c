@@ -66,15 +66,15 @@ static bool handle(worker *w, const rd_kafka_message_t *m)
 	sl_status st;
 
 	st = sl_event_parse(m->payload ? m->payload : "", m->len,
-			    is_run ? run_types : continue_types, &ev, errbuf, sizeof(errbuf));
+	                    is_run ? run_types : continue_types, &ev, errbuf, sizeof(errbuf));
 	while (st == SL_OK && !stopping) {
 		if ((st = sl_db_ensure(w->ctx.db, errbuf, sizeof(errbuf))) == SL_OK)
 			st = is_run ? wk_run_requested(&w->ctx, &ev, errbuf, sizeof(errbuf))
-				    : wk_run_continue(&w->ctx, &ev, errbuf, sizeof(errbuf));
+			            : wk_run_continue(&w->ctx, &ev, errbuf, sizeof(errbuf));
 		if (st != SL_RETRY)
 			break;
 		sl_warn("%s[%d]@%lld: transient failure, retrying in %ld ms: %s", topic,
-			(int)m->partition, (long long)m->offset, backoff, errbuf);
+		        (int)m->partition, (long long)m->offset, backoff, errbuf);
 		sl_sleep_ms(backoff);
 		backoff = backoff < 5000 ? backoff * 2 : 10000;
 		st = SL_OK;
@@ -83,8 +83,8 @@ static bool handle(worker *w, const rd_kafka_message_t *m)
 	if (stopping && st == SL_OK)
 		return false;
 	if (st == SL_FATAL) {
-		sl_error("%s[%d]@%lld: %s; stopping", topic, (int)m->partition, (long long)m->offset,
-			 errbuf);
+		sl_error("%s[%d]@%lld: %s; stopping", topic, (int)m->partition,
+		         (long long)m->offset, errbuf);
 		stopping = 1;
 		return false;
 	}
@@ -123,7 +123,7 @@ static int run(worker *w)
 int main(int argc, char **argv)
 {
 	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL",
-					 "SLUICE_AGENTS", NULL};
+	                                 "SLUICE_AGENTS", NULL};
 	worker w;
 	char errbuf[1024];
 	char **rest = calloc((size_t)argc + 1, sizeof(char *));
@@ -168,7 +168,8 @@ int main(int argc, char **argv)
 		sl_error("kafka producer: %s", errbuf);
 		goto out;
 	}
-	w.consumer = sl_kafka_consumer_new(&w.cfg, "sluice-workers", topics, errbuf, sizeof(errbuf));
+	w.consumer =
+	    sl_kafka_consumer_new(&w.cfg, "sluice-workers", topics, errbuf, sizeof(errbuf));
 	if (!w.consumer) {
 		sl_error("kafka consumer: %s", errbuf);
 		goto out;
@@ -177,7 +178,7 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	sl_info("worker started: %zu agent(s), topics %s and %s", w.agents->n, w.topic_runs,
-		w.topic_continues);
+	        w.topic_continues);
 	rc = run(&w);
 	sl_info("worker stopping");
 out:

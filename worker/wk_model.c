@@ -21,9 +21,10 @@ json_t *wk_model_responses_request(const sl_agent *agent, const json_t *items)
 
 	for (size_t i = 0; i < agent->ntools; i++) {
 		const sl_tool *t = &agent->tools[i];
-		json_array_append_new(tools, json_pack("{s:s, s:s, s:s, s:o}", "type", "function", "name",
-						       t->name, "description", t->description,
-						       "parameters", tool_parameters(t)));
+		json_array_append_new(tools,
+		                      json_pack("{s:s, s:s, s:s, s:o}", "type", "function", "name",
+		                                t->name, "description", t->description,
+		                                "parameters", tool_parameters(t)));
 	}
 	req = json_pack("{s:s, s:O, s:b}", "model", agent->model_id, "input", items, "store", 0);
 	if (json_array_size(tools))
@@ -46,8 +47,7 @@ static json_t *message_text(const json_t *content)
 	if (json_is_string(content))
 		return json_incref((json_t *)content);
 	sl_buf_init(&b, (size_t)-1);
-	json_array_foreach(content, i, part)
-	{
+	json_array_foreach (content, i, part) {
 		const char *t = json_string_value(json_object_get(part, "text"));
 		if (t)
 			sl_buf_append(&b, t, strlen(t));
@@ -65,9 +65,8 @@ json_t *wk_model_chat_request(const sl_agent *agent, const json_t *items)
 
 	if (agent->instructions)
 		json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content",
-						      agent->instructions));
-	json_array_foreach(items, i, item)
-	{
+		                                      agent->instructions));
+	json_array_foreach (items, i, item) {
 		const char *type = json_string_value(json_object_get(item, "type"));
 		const char *role = json_string_value(json_object_get(item, "role"));
 
@@ -75,34 +74,36 @@ json_t *wk_model_chat_request(const sl_agent *agent, const json_t *items)
 			/* consecutive calls become one assistant message */
 			if (!pending_calls) {
 				pending_calls = json_array();
-				json_array_append_new(msgs, json_pack("{s:s, s:n, s:O}", "role", "assistant",
-								      "content", "tool_calls",
-								      pending_calls));
+				json_array_append_new(msgs, json_pack("{s:s, s:n, s:O}", "role",
+				                                      "assistant", "content",
+				                                      "tool_calls", pending_calls));
 				json_decref(pending_calls);
 			}
-			json_array_append_new(
-			    pending_calls,
-			    json_pack("{s:O, s:s, s:{s:O, s:O}}", "id", json_object_get(item, "call_id"),
-				      "type", "function", "function", "name",
-				      json_object_get(item, "name"), "arguments",
-				      json_object_get(item, "arguments")));
+			json_array_append_new(pending_calls,
+			                      json_pack("{s:O, s:s, s:{s:O, s:O}}", "id",
+			                                json_object_get(item, "call_id"), "type",
+			                                "function", "function", "name",
+			                                json_object_get(item, "name"), "arguments",
+			                                json_object_get(item, "arguments")));
 			continue;
 		}
 		pending_calls = NULL;
 		if (type && !strcmp(type, "function_call_output"))
-			json_array_append_new(msgs, json_pack("{s:s, s:O, s:O}", "role", "tool",
-							      "tool_call_id",
-							      json_object_get(item, "call_id"), "content",
-							      json_object_get(item, "output")));
+			json_array_append_new(
+			    msgs, json_pack("{s:s, s:O, s:O}", "role", "tool", "tool_call_id",
+			                    json_object_get(item, "call_id"), "content",
+			                    json_object_get(item, "output")));
 		else if (role)
-			json_array_append_new(msgs, json_pack("{s:s, s:o}", "role", role, "content",
-							      message_text(json_object_get(item, "content"))));
+			json_array_append_new(
+			    msgs, json_pack("{s:s, s:o}", "role", role, "content",
+			                    message_text(json_object_get(item, "content"))));
 	}
 	for (size_t k = 0; k < agent->ntools; k++) {
 		const sl_tool *t = &agent->tools[k];
-		json_array_append_new(tools, json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "function",
-						       "function", "name", t->name, "description",
-						       t->description, "parameters", tool_parameters(t)));
+		json_array_append_new(tools,
+		                      json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "function",
+		                                "function", "name", t->name, "description",
+		                                t->description, "parameters", tool_parameters(t)));
 	}
 	req = json_pack("{s:s, s:o}", "model", agent->model_id, "messages", msgs);
 	if (json_array_size(tools))
@@ -120,15 +121,15 @@ static void reply_init(wk_model_reply *r)
 }
 
 static sl_status add_call(wk_model_reply *r, const char *call_id, const char *name,
-			  const char *arguments, char *errbuf, size_t errsize)
+                          const char *arguments, char *errbuf, size_t errsize)
 {
 	json_t *call;
 
 	if (!call_id || !*call_id || !name || !*name || !arguments)
 		return sl_err(errbuf, errsize, SL_INVALID,
-			      "model answer: a function call lacks call_id, name or arguments");
-	call = json_pack("{s:s, s:s, s:s, s:s}", "type", "function_call", "call_id", call_id, "name",
-			 name, "arguments", arguments);
+		              "model answer: a function call lacks call_id, name or arguments");
+	call = json_pack("{s:s, s:s, s:s, s:s}", "type", "function_call", "call_id", call_id,
+	                 "name", name, "arguments", arguments);
 	json_array_append(r->items, call);
 	json_array_append_new(r->calls, call);
 	return SL_OK;
@@ -138,14 +139,14 @@ static void add_text(wk_model_reply *r, sl_buf *text)
 {
 	if (text->len)
 		json_array_append_new(r->items,
-				      json_pack("{s:s, s:s, s:[{s:s, s:s}]}", "type", "message", "role",
-						"assistant", "content", "type", "output_text", "text",
-						text->data));
+		                      json_pack("{s:s, s:s, s:[{s:s, s:s}]}", "type", "message",
+		                                "role", "assistant", "content", "type",
+		                                "output_text", "text", text->data));
 	r->text = sl_buf_steal(text);
 }
 
 sl_status wk_model_responses_decode(const json_t *body, wk_model_reply *reply, char *errbuf,
-				    size_t errsize)
+                                    size_t errsize)
 {
 	json_t *output = json_object_get(body, "output"), *item;
 	sl_status st = SL_OK;
@@ -158,24 +159,22 @@ sl_status wk_model_responses_decode(const json_t *body, wk_model_reply *reply, c
 		st = sl_err(errbuf, errsize, SL_INVALID, "model answer: no output array");
 		goto out;
 	}
-	json_array_foreach(output, i, item)
-	{
+	json_array_foreach (output, i, item) {
 		const char *type = json_string_value(json_object_get(item, "type"));
 
 		if (!type)
 			continue;
 		if (!strcmp(type, "function_call")) {
 			st = add_call(reply, json_string_value(json_object_get(item, "call_id")),
-				      json_string_value(json_object_get(item, "name")),
-				      json_string_value(json_object_get(item, "arguments")), errbuf,
-				      errsize);
+			              json_string_value(json_object_get(item, "name")),
+			              json_string_value(json_object_get(item, "arguments")), errbuf,
+			              errsize);
 			if (st)
 				goto out;
 		} else if (!strcmp(type, "message")) {
 			json_t *part;
 			size_t k;
-			json_array_foreach(json_object_get(item, "content"), k, part)
-			{
+			json_array_foreach (json_object_get(item, "content"), k, part) {
 				const char *t = json_string_value(json_object_get(part, "text"));
 				if (t)
 					sl_buf_append(&text, t, strlen(t));
@@ -191,9 +190,10 @@ out:
 }
 
 sl_status wk_model_chat_decode(const json_t *body, wk_model_reply *reply, char *errbuf,
-			       size_t errsize)
+                               size_t errsize)
 {
-	json_t *msg = json_object_get(json_array_get(json_object_get(body, "choices"), 0), "message");
+	json_t *msg =
+	    json_object_get(json_array_get(json_object_get(body, "choices"), 0), "message");
 	json_t *calls = json_object_get(msg, "tool_calls"), *c;
 	const char *content = json_string_value(json_object_get(msg, "content"));
 	sl_status st = SL_OK;
@@ -208,12 +208,11 @@ sl_status wk_model_chat_decode(const json_t *body, wk_model_reply *reply, char *
 	}
 	if (content)
 		sl_buf_append(&text, content, strlen(content));
-	json_array_foreach(calls, i, c)
-	{
+	json_array_foreach (calls, i, c) {
 		json_t *fn = json_object_get(c, "function");
 		st = add_call(reply, json_string_value(json_object_get(c, "id")),
-			      json_string_value(json_object_get(fn, "name")),
-			      json_string_value(json_object_get(fn, "arguments")), errbuf, errsize);
+		              json_string_value(json_object_get(fn, "name")),
+		              json_string_value(json_object_get(fn, "arguments")), errbuf, errsize);
 		if (st)
 			goto out;
 	}
@@ -225,16 +224,17 @@ out:
 }
 
 sl_status wk_model_call(const sl_config *cfg, const sl_agent *agent, const json_t *items,
-			wk_model_reply *reply, char *errbuf, size_t errsize)
+                        wk_model_reply *reply, char *errbuf, size_t errsize)
 {
 	bool chat = agent->provider == SL_PROVIDER_CHAT;
 	const char *base = agent->base_url ? agent->base_url : cfg->openai_base_url;
 	char *url = sl_asprintf("%s%s", base, chat ? "/chat/completions" : "/responses");
-	char *auth = cfg->openai_api_key ? sl_asprintf("Authorization: Bearer %s", cfg->openai_api_key)
-					 : NULL;
+	char *auth = cfg->openai_api_key
+	                 ? sl_asprintf("Authorization: Bearer %s", cfg->openai_api_key)
+	                 : NULL;
 	const char *headers[] = {"Content-Type: application/json", auth, NULL};
-	json_t *req = chat ? wk_model_chat_request(agent, items)
-			   : wk_model_responses_request(agent, items);
+	json_t *req =
+	    chat ? wk_model_chat_request(agent, items) : wk_model_responses_request(agent, items);
 	char *body = json_dumps(req, JSON_COMPACT);
 	sl_http_response resp;
 	json_error_t jerr;
@@ -242,8 +242,8 @@ sl_status wk_model_call(const sl_config *cfg, const sl_agent *agent, const json_
 	sl_status st;
 
 	memset(reply, 0, sizeof(*reply));
-	st = sl_http_request("POST", url, headers, body, WK_MODEL_MAX_RESPONSE, 300000, &resp, errbuf,
-			     errsize);
+	st = sl_http_request("POST", url, headers, body, WK_MODEL_MAX_RESPONSE, 300000, &resp,
+	                     errbuf, errsize);
 	if (st == SL_TOO_BIG)
 		st = SL_INVALID;
 	if (st)
@@ -253,8 +253,8 @@ sl_status wk_model_call(const sl_config *cfg, const sl_agent *agent, const json_
 		goto out;
 	}
 	if (resp.status < 200 || resp.status > 299) {
-		st = sl_err(errbuf, errsize, SL_INVALID, "model refused the request: HTTP %ld: %.200s",
-			    resp.status, resp.body);
+		st = sl_err(errbuf, errsize, SL_INVALID,
+		            "model refused the request: HTTP %ld: %.200s", resp.status, resp.body);
 		goto out;
 	}
 	answer = json_loadb(resp.body, resp.len, 0, &jerr);
@@ -263,7 +263,7 @@ sl_status wk_model_call(const sl_config *cfg, const sl_agent *agent, const json_
 		goto out;
 	}
 	st = chat ? wk_model_chat_decode(answer, reply, errbuf, errsize)
-		  : wk_model_responses_decode(answer, reply, errbuf, errsize);
+	          : wk_model_responses_decode(answer, reply, errbuf, errsize);
 out:
 	json_decref(answer);
 	sl_http_response_free(&resp);

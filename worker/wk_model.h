@@ -18,7 +18,7 @@
 typedef struct wk_model_reply {
 	json_t *items; /* output items to append to the conversation */
 	json_t *calls; /* the function_call items among them, in order */
-	char *text; /* the assistant's text, "" when none */
+	char *text;    /* the assistant's text, "" when none */
 } wk_model_reply;
 
 /*
@@ -29,7 +29,7 @@ typedef struct wk_model_reply {
  * cannot be decoded.
  */
 sl_status wk_model_call(const sl_config *cfg, const sl_agent *agent, const json_t *items,
-			wk_model_reply *reply, char *errbuf, size_t errsize);
+                        wk_model_reply *reply, char *errbuf, size_t errsize);
 
 void wk_model_reply_free(wk_model_reply *reply);
 
@@ -37,8 +37,8 @@ void wk_model_reply_free(wk_model_reply *reply);
 json_t *wk_model_responses_request(const sl_agent *agent, const json_t *items);
 json_t *wk_model_chat_request(const sl_agent *agent, const json_t *items);
 sl_status wk_model_responses_decode(const json_t *body, wk_model_reply *reply, char *errbuf,
-				    size_t errsize);
+                                    size_t errsize);
 sl_status wk_model_chat_decode(const json_t *body, wk_model_reply *reply, char *errbuf,
-			       size_t errsize);
+                               size_t errsize);
 
 #endif

@@ -46,7 +46,7 @@ static const char *str_or_null(const char *s)
 static void append_output(json_t *items, const char *call_id, const char *output)
 {
 	json_array_append_new(items, json_pack("{s:s, s:s, s:s}", "type", "function_call_output",
-					       "call_id", call_id, "output", output));
+	                                       "call_id", call_id, "output", output));
 }
 
 /*
@@ -55,7 +55,7 @@ static void append_output(json_t *items, const char *call_id, const char *output
  * attempt was interrupted is not run again.
  */
 static sl_status execute_once(wk_ctx *ctx, run *r, const sl_tool *t, const char *call_id,
-			      const json_t *args, char **result, char *errbuf, size_t errsize)
+                              const json_t *args, char **result, char *errbuf, size_t errsize)
 {
 	const char *claim[] = {r->run_id, call_id, t->name};
 	PGresult *res;
@@ -63,29 +63,30 @@ static sl_status execute_once(wk_ctx *ctx, run *r, const sl_tool *t, const char 
 
 	*result = NULL;
 	st = sl_db_exec(ctx->db,
-			"INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
-			"VALUES ($1, $2, $3, 'started') ON CONFLICT DO NOTHING",
-			3, claim, &res, errbuf, errsize);
+	                "INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
+	                "VALUES ($1, $2, $3, 'started') ON CONFLICT DO NOTHING",
+	                3, claim, &res, errbuf, errsize);
 	if (st)
 		return st;
 	if (strcmp(PQcmdTuples(res), "1")) {
 		PQclear(res);
 		st = sl_db_exec(ctx->db,
-				"SELECT status, result FROM tool_executions "
-				"WHERE run_id = $1 AND tool_call_id = $2",
-				2, claim, &res, errbuf, errsize);
+		                "SELECT status, result FROM tool_executions "
+		                "WHERE run_id = $1 AND tool_call_id = $2",
+		                2, claim, &res, errbuf, errsize);
 		if (st)
 			return st;
 		if (PQntuples(res) && !strcmp(PQgetvalue(res, 0, 0), "done")) {
 			*result = sl_strdup(PQgetvalue(res, 0, 1));
 			sl_info("run %s: tool %s call %s already ran; using its recorded result",
-				r->run_id, t->name, call_id);
+			        r->run_id, t->name, call_id);
 		} else {
-			*result = sl_asprintf("error: an earlier attempt of tool %s was interrupted; "
-					      "it is not run again",
-					      t->name);
+			*result =
+			    sl_asprintf("error: an earlier attempt of tool %s was interrupted; "
+			                "it is not run again",
+			                t->name);
 			sl_warn("run %s: tool %s call %s was interrupted earlier; not run again",
-				r->run_id, t->name, call_id);
+			        r->run_id, t->name, call_id);
 		}
 		PQclear(res);
 		return SL_OK;
@@ -100,9 +101,9 @@ static sl_status execute_once(wk_ctx *ctx, run *r, const sl_tool *t, const char 
 	{
 		const char *done[] = {r->run_id, call_id, *result};
 		st = sl_db_exec(ctx->db,
-				"UPDATE tool_executions SET status = 'done', result = $3, "
-				"finished_at = now() WHERE run_id = $1 AND tool_call_id = $2",
-				3, done, NULL, errbuf, errsize);
+		                "UPDATE tool_executions SET status = 'done', result = $3, "
+		                "finished_at = now() WHERE run_id = $1 AND tool_call_id = $2",
+		                3, done, NULL, errbuf, errsize);
 	}
 	if (st) {
 		free(*result);
@@ -120,14 +121,13 @@ static json_t *user_input_schema(const sl_tool *t)
 
 	if (!t->requires_user_input)
 		return schema;
-	json_array_foreach(t->user_input_fields, i, f)
-	{
+	json_array_foreach (t->user_input_fields, i, f) {
 		json_t *p = json_object_get(props, json_string_value(f));
 		const char *type = json_string_value(json_object_get(p, "type"));
 		const char *desc = json_string_value(json_object_get(p, "description"));
 		json_array_append_new(schema, json_pack("{s:O, s:s, s:s}", "name", f, "type",
-							type ? type : "string", "description",
-							desc ? desc : ""));
+		                                        type ? type : "string", "description",
+		                                        desc ? desc : ""));
 	}
 	return schema;
 }
@@ -136,18 +136,18 @@ static json_t *requirement_json(const pending_req *p)
 {
 	const char *approval = sl_approval_name(p->tool->approval);
 
-	return json_pack("{s:s, s:O, s:s, s:O, s:b, s:b, s:o, s:b, s:s?}", "id", p->id,
-			 "tool_call_id", json_object_get(p->call, "call_id"), "tool_name",
-			 p->tool->name, "tool_args", p->args, "needs_confirmation",
-			 p->tool->requires_confirmation, "needs_user_input",
-			 p->tool->requires_user_input, "user_input_schema", user_input_schema(p->tool),
-			 "external_execution", p->tool->external_execution, "approval_type", approval);
+	return json_pack(
+	    "{s:s, s:O, s:s, s:O, s:b, s:b, s:o, s:b, s:s?}", "id", p->id, "tool_call_id",
+	    json_object_get(p->call, "call_id"), "tool_name", p->tool->name, "tool_args", p->args,
+	    "needs_confirmation", p->tool->requires_confirmation, "needs_user_input",
+	    p->tool->requires_user_input, "user_input_schema", user_input_schema(p->tool),
+	    "external_execution", p->tool->external_execution, "approval_type", approval);
 }
 
 /* Claims the consumed event inside the open transaction. *dup is set when it
  * was processed before. */
 static sl_status claim_event(wk_ctx *ctx, const char *event_id, bool *dup, char *errbuf,
-			     size_t errsize)
+                             size_t errsize)
 {
 	bool fresh = true;
 	sl_status st = SL_OK;
@@ -159,7 +159,7 @@ static sl_status claim_event(wk_ctx *ctx, const char *event_id, bool *dup, char 
 }
 
 static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, const char *event_id,
-			   char *errbuf, size_t errsize)
+                           char *errbuf, size_t errsize)
 {
 	char *messages = json_dumps(r->items, JSON_COMPACT);
 	const char *up[] = {r->run_id, messages};
@@ -174,14 +174,15 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 	if ((st = claim_event(ctx, event_id, &dup, errbuf, errsize)))
 		goto out;
 	if (dup) {
-		sl_info("run %s: event %s was processed before; nothing to do", r->run_id, event_id);
+		sl_info("run %s: event %s was processed before; nothing to do", r->run_id,
+		        event_id);
 		goto out;
 	}
 	st = sl_db_exec(ctx->db,
-			"UPDATE runs SET status = 'paused', messages = $2::jsonb, "
-			"pause_seq = pause_seq + 1, version = version + 1, updated_at = now() "
-			"WHERE run_id = $1 AND status = 'running' RETURNING pause_seq",
-			2, up, &res, errbuf, errsize);
+	                "UPDATE runs SET status = 'paused', messages = $2::jsonb, "
+	                "pause_seq = pause_seq + 1, version = version + 1, updated_at = now() "
+	                "WHERE run_id = $1 AND status = 'running' RETURNING pause_seq",
+	                2, up, &res, errbuf, errsize);
 	if (st)
 		goto out;
 	if (PQntuples(res) != 1) {
@@ -195,28 +196,29 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 		char *schema = json_dumps(json_object_get(rj, "user_input_schema"), JSON_COMPACT);
 		char pos[24], timeout[24];
 		const char *p[] = {reqs[i].id,
-				   r->run_id,
-				   seq,
-				   pos,
-				   json_string_value(json_object_get(reqs[i].call, "call_id")),
-				   reqs[i].tool->name,
-				   args,
-				   reqs[i].tool->requires_confirmation ? "true" : "false",
-				   reqs[i].tool->requires_user_input ? "true" : "false",
-				   schema,
-				   reqs[i].tool->external_execution ? "true" : "false",
-				   sl_approval_name(reqs[i].tool->approval),
-				   reqs[i].tool->approval_timeout_s ? timeout : NULL};
+		                   r->run_id,
+		                   seq,
+		                   pos,
+		                   json_string_value(json_object_get(reqs[i].call, "call_id")),
+		                   reqs[i].tool->name,
+		                   args,
+		                   reqs[i].tool->requires_confirmation ? "true" : "false",
+		                   reqs[i].tool->requires_user_input ? "true" : "false",
+		                   schema,
+		                   reqs[i].tool->external_execution ? "true" : "false",
+		                   sl_approval_name(reqs[i].tool->approval),
+		                   reqs[i].tool->approval_timeout_s ? timeout : NULL};
 
 		snprintf(pos, sizeof(pos), "%zu", i);
 		snprintf(timeout, sizeof(timeout), "%ld", reqs[i].tool->approval_timeout_s);
-		st = sl_db_exec(ctx->db,
-				"INSERT INTO requirements (id, run_id, pause_seq, position, tool_call_id, "
-				"tool_name, tool_args, needs_confirmation, needs_user_input, "
-				"user_input_schema, external_execution, approval_type, expires_at) "
-				"VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11, $12, "
-				"now() + make_interval(secs => $13::int))",
-				13, p, NULL, errbuf, errsize);
+		st = sl_db_exec(
+		    ctx->db,
+		    "INSERT INTO requirements (id, run_id, pause_seq, position, tool_call_id, "
+		    "tool_name, tool_args, needs_confirmation, needs_user_input, "
+		    "user_input_schema, external_execution, approval_type, expires_at) "
+		    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11, $12, "
+		    "now() + make_interval(secs => $13::int))",
+		    13, p, NULL, errbuf, errsize);
 		free(args);
 		free(schema);
 		json_array_append_new(list, rj);
@@ -224,7 +226,7 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 			goto out;
 	}
 	data = json_pack("{s:s, s:s, s:s, s:O}", "run_id", r->run_id, "session_id", r->session_id,
-			 "agent_id", r->agent->id, "requirements", list);
+	                 "agent_id", r->agent->id, "requirements", list);
 	event = sl_event_new(SL_EVENT_RUN_PAUSED, ctx->source, r->run_id, data);
 	st = sl_outbox_put(ctx->db, ctx->topic_approvals, r->run_id, event, errbuf, errsize);
 	json_decref(event);
@@ -242,7 +244,7 @@ out:
 }
 
 static sl_status finish_run(wk_ctx *ctx, run *r, bool ok, const char *text, const char *event_id,
-			    char *errbuf, size_t errsize)
+                            char *errbuf, size_t errsize)
 {
 	char *messages = json_dumps(r->items, JSON_COMPACT);
 	const char *status = ok ? "completed" : "failed";
@@ -257,14 +259,16 @@ static sl_status finish_run(wk_ctx *ctx, run *r, bool ok, const char *text, cons
 	if ((st = claim_event(ctx, event_id, &dup, errbuf, errsize)))
 		goto out;
 	if (dup) {
-		sl_info("run %s: event %s was processed before; nothing to do", r->run_id, event_id);
+		sl_info("run %s: event %s was processed before; nothing to do", r->run_id,
+		        event_id);
 		goto out;
 	}
-	st = sl_db_exec(ctx->db,
-			"UPDATE runs SET status = $2, output = $3, error = $4, messages = $5::jsonb, "
-			"version = version + 1, updated_at = now() "
-			"WHERE run_id = $1 AND status = 'running'",
-			5, up, &res, errbuf, errsize);
+	st = sl_db_exec(
+	    ctx->db,
+	    "UPDATE runs SET status = $2, output = $3, error = $4, messages = $5::jsonb, "
+	    "version = version + 1, updated_at = now() "
+	    "WHERE run_id = $1 AND status = 'running'",
+	    5, up, &res, errbuf, errsize);
 	if (st)
 		goto out;
 	if (strcmp(PQcmdTuples(res), "1")) {
@@ -272,10 +276,10 @@ static sl_status finish_run(wk_ctx *ctx, run *r, bool ok, const char *text, cons
 		goto out;
 	}
 	data = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "run_id", r->run_id, "session_id",
-			 r->session_id, "status", status, "content", ok ? text : NULL, "error",
-			 ok ? NULL : text);
+	                 r->session_id, "status", status, "content", ok ? text : NULL, "error",
+	                 ok ? NULL : text);
 	event = sl_event_new(ok ? SL_EVENT_RUN_COMPLETED : SL_EVENT_RUN_FAILED, ctx->source,
-			     r->run_id, data);
+	                     r->run_id, data);
 	st = sl_outbox_put(ctx->db, ctx->topic_results, r->run_id, event, errbuf, errsize);
 	json_decref(event);
 	if (st)
@@ -295,7 +299,7 @@ out:
 
 /* Calls the model, retrying transient failures a few times. */
 static sl_status call_model(wk_ctx *ctx, run *r, wk_model_reply *reply, char *errbuf,
-			    size_t errsize)
+                            size_t errsize)
 {
 	static const long backoff_ms[] = {200, 1000, 3000};
 	sl_status st;
@@ -305,7 +309,7 @@ static sl_status call_model(wk_ctx *ctx, run *r, wk_model_reply *reply, char *er
 		if (st != SL_RETRY || attempt == sizeof(backoff_ms) / sizeof(backoff_ms[0]))
 			return st;
 		sl_warn("run %s: model call failed (%s); retrying in %ld ms", r->run_id, errbuf,
-			backoff_ms[attempt]);
+		        backoff_ms[attempt]);
 		sl_sleep_ms(backoff_ms[attempt]);
 	}
 }
@@ -315,8 +319,7 @@ static sl_status call_model(wk_ctx *ctx, run *r, wk_model_reply *reply, char *er
  * fails, and writes that outcome. event_id, when not NULL, is claimed in the
  * outcome's transaction.
  */
-static sl_status agent_loop(wk_ctx *ctx, run *r, const char *event_id, char *errbuf,
-			    size_t errsize)
+static sl_status agent_loop(wk_ctx *ctx, run *r, const char *event_id, char *errbuf, size_t errsize)
 {
 	sl_status st = SL_OK;
 
@@ -344,8 +347,7 @@ static sl_status agent_loop(wk_ctx *ctx, run *r, const char *event_id, char *err
 			return st;
 		}
 		reqs = sl_calloc(ncalls, sizeof(*reqs));
-		json_array_foreach(reply.calls, i, call)
-		{
+		json_array_foreach (reply.calls, i, call) {
 			const char *call_id = json_string_value(json_object_get(call, "call_id"));
 			const char *name = json_string_value(json_object_get(call, "name"));
 			const char *argstr = json_string_value(json_object_get(call, "arguments"));
@@ -356,8 +358,8 @@ static sl_status agent_loop(wk_ctx *ctx, run *r, const char *event_id, char *err
 			if (!t) {
 				result = sl_asprintf("error: there is no tool named %s", name);
 			} else if (!json_is_object(args)) {
-				result = sl_asprintf("error: the arguments of %s are not a JSON object",
-						     name);
+				result = sl_asprintf(
+				    "error: the arguments of %s are not a JSON object", name);
 			} else if (sl_tool_gated(t)) {
 				sl_uuid_v4(reqs[nreq].id);
 				reqs[nreq].tool = t;
@@ -367,7 +369,7 @@ static sl_status agent_loop(wk_ctx *ctx, run *r, const char *event_id, char *err
 				nreq++;
 				continue;
 			} else if ((st = execute_once(ctx, r, t, call_id, args, &result, errbuf,
-						      errsize))) {
+			                              errsize))) {
 				json_decref(args);
 				break;
 			}
@@ -385,7 +387,8 @@ static sl_status agent_loop(wk_ctx *ctx, run *r, const char *event_id, char *err
 			return st;
 	}
 	{
-		char *why = sl_asprintf("the model made more than %d tool-call rounds", WK_MAX_TURNS);
+		char *why =
+		    sl_asprintf("the model made more than %d tool-call rounds", WK_MAX_TURNS);
 		st = finish_run(ctx, r, false, why, event_id, errbuf, errsize);
 		free(why);
 	}
@@ -419,11 +422,12 @@ sl_status wk_run_requested(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t
 		const char *p[] = {r.run_id, r.session_id, agent_id, r.user_id, input, messages};
 		if ((st = sl_db_begin(ctx->db, errbuf, errsize)))
 			goto out;
-		st = sl_db_exec(ctx->db,
-				"INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, "
-				"messages) VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb) "
-				"ON CONFLICT (run_id) DO NOTHING",
-				6, p, &res, errbuf, errsize);
+		st = sl_db_exec(
+		    ctx->db,
+		    "INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, "
+		    "messages) VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb) "
+		    "ON CONFLICT (run_id) DO NOTHING",
+		    6, p, &res, errbuf, errsize);
 		if (st)
 			goto out;
 	}
@@ -431,21 +435,22 @@ sl_status wk_run_requested(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t
 		/* The run exists: a repeated request, or a redelivery after a crash. */
 		const char *p[] = {r.run_id};
 		PQclear(res);
-		st = sl_db_exec(ctx->db,
-				"SELECT status, messages, agent_id FROM runs WHERE run_id = $1 FOR UPDATE",
-				1, p, &res, errbuf, errsize);
+		st = sl_db_exec(
+		    ctx->db,
+		    "SELECT status, messages, agent_id FROM runs WHERE run_id = $1 FOR UPDATE", 1,
+		    p, &res, errbuf, errsize);
 		if (st)
 			goto out;
 		if (strcmp(PQgetvalue(res, 0, 2), agent_id)) {
 			st = sl_err(errbuf, errsize, SL_CONFLICT,
-				    "run %s exists for another agent (%s)", r.run_id,
-				    PQgetvalue(res, 0, 2));
+			            "run %s exists for another agent (%s)", r.run_id,
+			            PQgetvalue(res, 0, 2));
 			goto out;
 		}
 		if (strcmp(PQgetvalue(res, 0, 0), "running")) {
 			bool dup;
 			sl_info("run %s is already %s; request %s ignored", r.run_id,
-				PQgetvalue(res, 0, 0), ev->id);
+			        PQgetvalue(res, 0, 0), ev->id);
 			if ((st = claim_event(ctx, ev->id, &dup, errbuf, errsize)) ||
 			    (st = sl_db_commit(ctx->db, errbuf, errsize)))
 				goto out;
@@ -454,8 +459,8 @@ sl_status wk_run_requested(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t
 		json_decref(r.items);
 		r.items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
 		if (!json_is_array(r.items)) {
-			st = sl_err(errbuf, errsize, SL_FATAL, "run %s: stored messages are not a list",
-				    r.run_id);
+			st = sl_err(errbuf, errsize, SL_FATAL,
+			            "run %s: stored messages are not a list", r.run_id);
 			goto out;
 		}
 		sl_info("run %s: resuming an interrupted start", r.run_id);
@@ -475,7 +480,7 @@ out:
 
 /* The tool result the model sees for a resolved requirement. */
 static sl_status decision_output(wk_ctx *ctx, run *r, PGresult *reqs, int row, char **output,
-				 char *errbuf, size_t errsize)
+                                 char *errbuf, size_t errsize)
 {
 	const char *call_id = PQgetvalue(reqs, row, 1);
 	const char *name = PQgetvalue(reqs, row, 2);
@@ -488,12 +493,14 @@ static sl_status decision_output(wk_ctx *ctx, run *r, PGresult *reqs, int row, c
 
 	*output = NULL;
 	if (!strcmp(status, "expired")) {
-		*output = sl_asprintf("The tool call %s was not approved in time and was not run.", name);
+		*output =
+		    sl_asprintf("The tool call %s was not approved in time and was not run.", name);
 		return SL_OK;
 	}
 	if (!confirmed) {
-		*output = sl_asprintf("The tool call %s was rejected by the user and was not run.%s%s",
-				      name, note ? " Reason: " : "", note ? note : "");
+		*output =
+		    sl_asprintf("The tool call %s was rejected by the user and was not run.%s%s",
+		                name, note ? " Reason: " : "", note ? note : "");
 		return SL_OK;
 	}
 	if (!PQgetisnull(reqs, row, 8)) {
@@ -536,9 +543,9 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 		goto out;
 	}
 	st = sl_db_exec(ctx->db,
-			"SELECT status, messages, pause_seq, agent_id, session_id, user_id "
-			"FROM runs WHERE run_id = $1 FOR UPDATE",
-			1, p, &res, errbuf, errsize);
+	                "SELECT status, messages, pause_seq, agent_id, session_id, user_id "
+	                "FROM runs WHERE run_id = $1 FOR UPDATE",
+	                1, p, &res, errbuf, errsize);
 	if (st)
 		goto out;
 	if (PQntuples(res) != 1) {
@@ -546,8 +553,9 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "paused")) {
-		st = sl_err(errbuf, errsize, SL_CONFLICT, "run %s is %s, not paused; continue refused",
-			    run_id, PQgetvalue(res, 0, 0));
+		st = sl_err(errbuf, errsize, SL_CONFLICT,
+		            "run %s is %s, not paused; continue refused", run_id,
+		            PQgetvalue(res, 0, 0));
 		goto out;
 	}
 	r.run_id = sl_strdup(run_id);
@@ -555,17 +563,18 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 	r.user_id = sl_db_value(res, 0, 5);
 	r.agent = sl_agents_find(ctx->agents, PQgetvalue(res, 0, 3));
 	if (!r.agent) {
-		st = sl_err(errbuf, errsize, SL_NOT_FOUND, "run %s: agent %s is no longer configured",
-			    run_id, PQgetvalue(res, 0, 3));
+		st = sl_err(errbuf, errsize, SL_NOT_FOUND,
+		            "run %s: agent %s is no longer configured", run_id,
+		            PQgetvalue(res, 0, 3));
 		goto out;
 	}
 	r.items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
 	p[1] = PQgetvalue(res, 0, 2);
 	st = sl_db_exec(ctx->db,
-			"SELECT id, tool_call_id, tool_name, tool_args, status, confirmed, note, "
-			"user_input, external_result FROM requirements "
-			"WHERE run_id = $1 AND pause_seq = $2 ORDER BY position",
-			2, p, &reqs, errbuf, errsize);
+	                "SELECT id, tool_call_id, tool_name, tool_args, status, confirmed, note, "
+	                "user_input, external_result FROM requirements "
+	                "WHERE run_id = $1 AND pause_seq = $2 ORDER BY position",
+	                2, p, &reqs, errbuf, errsize);
 	if (st)
 		goto out;
 	n = PQntuples(reqs);
@@ -574,36 +583,36 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 	for (int k = 0; k < n; k++) {
 		if (!strcmp(PQgetvalue(reqs, k, 4), "pending")) {
 			st = sl_err(errbuf, errsize, SL_CONFLICT,
-				    "run %s: requirement %s is not resolved; continue refused", run_id,
-				    PQgetvalue(reqs, k, 0));
+			            "run %s: requirement %s is not resolved; continue refused",
+			            run_id, PQgetvalue(reqs, k, 0));
 			goto out;
 		}
 	}
-	json_array_foreach(decisions, i, dec)
-	{
+	json_array_foreach (decisions, i, dec) {
 		const char *rid = json_string_value(json_object_get(dec, "requirement_id"));
 		bool found = false;
 		for (int k = 0; k < n && !found; k++)
 			found = !strcmp(PQgetvalue(reqs, k, 0), rid);
 		if (!found) {
 			st = sl_err(errbuf, errsize, SL_INVALID,
-				    "run %s: continue names requirement %s, which the run is not "
-				    "waiting for",
-				    run_id, rid);
+			            "run %s: continue names requirement %s, which the run is not "
+			            "waiting for",
+			            run_id, rid);
 			goto out;
 		}
 	}
 	if ((int)json_array_size(decisions) != n) {
 		st = sl_err(errbuf, errsize, SL_INVALID,
-			    "run %s: continue carries %zu decisions for %d requirements", run_id,
-			    json_array_size(decisions), n);
+		            "run %s: continue carries %zu decisions for %d requirements", run_id,
+		            json_array_size(decisions), n);
 		goto out;
 	}
 	/* The claim: only one continue moves the run from paused to running. */
-	st = sl_db_exec(ctx->db,
-			"UPDATE runs SET status = 'running', version = version + 1, updated_at = now() "
-			"WHERE run_id = $1 AND status = 'paused'",
-			1, p, NULL, errbuf, errsize);
+	st = sl_db_exec(
+	    ctx->db,
+	    "UPDATE runs SET status = 'running', version = version + 1, updated_at = now() "
+	    "WHERE run_id = $1 AND status = 'paused'",
+	    1, p, NULL, errbuf, errsize);
 	if (st || (st = sl_db_commit(ctx->db, errbuf, errsize)))
 		goto out;
 	sl_info("run %s: continuing with %d decision(s)", run_id, n);

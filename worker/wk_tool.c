@@ -23,16 +23,17 @@ sl_status wk_tool_check(const sl_agents *agents, char *errbuf, size_t errsize)
 		for (size_t k = 0; k < agents->agents[i].ntools; k++) {
 			const sl_tool *t = &agents->agents[i].tools[k];
 			if (t->executor == SL_EXEC_COMMAND && access(t->argv[0], X_OK) != 0)
-				return sl_err(errbuf, errsize, SL_INVALID,
-					      "agent %s: tool %s: field executor.argv[0]: %s is not an "
-					      "executable file: %s",
-					      agents->agents[i].id, t->name, t->argv[0], strerror(errno));
+				return sl_err(
+				    errbuf, errsize, SL_INVALID,
+				    "agent %s: tool %s: field executor.argv[0]: %s is not an "
+				    "executable file: %s",
+				    agents->agents[i].id, t->name, t->argv[0], strerror(errno));
 		}
 	return SL_OK;
 }
 
 static sl_status run_command(const sl_tool *t, const char *input, char **result, char *errbuf,
-			     size_t errsize)
+                             size_t errsize)
 {
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, status = 0, rc;
 	posix_spawn_file_actions_t fa;
@@ -57,7 +58,8 @@ static sl_status run_command(const sl_tool *t, const char *input, char **result,
 	close(out[1]);
 	in[0] = out[1] = -1;
 	if (rc != 0) {
-		st = sl_err(errbuf, errsize, SL_FATAL, "cannot start %s: %s", t->argv[0], strerror(rc));
+		st = sl_err(errbuf, errsize, SL_FATAL, "cannot start %s: %s", t->argv[0],
+		            strerror(rc));
 		goto out;
 	}
 	fcntl(in[1], F_SETFL, O_NONBLOCK);
@@ -104,15 +106,16 @@ static sl_status run_command(const sl_tool *t, const char *input, char **result,
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (timed_out)
-		*result = sl_asprintf("error: tool %s timed out after %ld ms", t->name, t->timeout_ms);
+		*result =
+		    sl_asprintf("error: tool %s timed out after %ld ms", t->name, t->timeout_ms);
 	else if (too_big)
 		*result = sl_asprintf("error: tool %s wrote more than %d bytes", t->name,
-				      WK_TOOL_MAX_OUTPUT);
+		                      WK_TOOL_MAX_OUTPUT);
 	else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		*result = sl_asprintf("error: tool %s failed (%s %d): %.2000s", t->name,
-				      WIFEXITED(status) ? "exit status" : "signal",
-				      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
-				      b.data ? b.data : "");
+		                      WIFEXITED(status) ? "exit status" : "signal",
+		                      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+		                      b.data ? b.data : "");
 	else {
 		/* drop one trailing newline, as a shell's $(...) would */
 		if (b.len && b.data[b.len - 1] == '\n')
@@ -131,7 +134,7 @@ out:
 }
 
 static sl_status run_http(const sl_tool *t, const char *run_id, const char *call_id,
-			  const char *input, char **result, char *errbuf, size_t errsize)
+                          const char *input, char **result, char *errbuf, size_t errsize)
 {
 	char *idem = sl_asprintf("Idempotency-Key: %s:%s", run_id, call_id);
 	const char *headers[] = {"Content-Type: application/json", idem, NULL};
@@ -140,16 +143,16 @@ static sl_status run_http(const sl_tool *t, const char *run_id, const char *call
 
 	(void)errbuf;
 	(void)errsize;
-	st = sl_http_request("POST", t->url, headers, input, WK_TOOL_MAX_OUTPUT, t->timeout_ms, &resp,
-			     NULL, 0);
+	st = sl_http_request("POST", t->url, headers, input, WK_TOOL_MAX_OUTPUT, t->timeout_ms,
+	                     &resp, NULL, 0);
 	if (st == SL_TOO_BIG)
 		*result = sl_asprintf("error: tool %s answered more than %d bytes", t->name,
-				      WK_TOOL_MAX_OUTPUT);
+		                      WK_TOOL_MAX_OUTPUT);
 	else if (st)
 		*result = sl_asprintf("error: tool %s could not be reached", t->name);
 	else if (resp.status < 200 || resp.status > 299)
-		*result = sl_asprintf("error: tool %s answered HTTP %ld: %.2000s", t->name, resp.status,
-				      resp.body);
+		*result = sl_asprintf("error: tool %s answered HTTP %ld: %.2000s", t->name,
+		                      resp.status, resp.body);
 	else {
 		*result = resp.body;
 		resp.body = NULL;
@@ -160,7 +163,7 @@ static sl_status run_http(const sl_tool *t, const char *run_id, const char *call
 }
 
 sl_status wk_tool_execute(const sl_tool *t, const char *run_id, const char *call_id,
-			  const json_t *args, char **result, char *errbuf, size_t errsize)
+                          const json_t *args, char **result, char *errbuf, size_t errsize)
 {
 	char *input = json_dumps(args, JSON_COMPACT);
 	sl_status st;

@@ -21,7 +21,7 @@
  * when the tool could not be started at all.
  */
 sl_status wk_tool_execute(const sl_tool *t, const char *run_id, const char *call_id,
-			  const json_t *args, char **result, char *errbuf, size_t errsize);
+                          const json_t *args, char **result, char *errbuf, size_t errsize);
 
 /* Checks at start-up that every command tool's program exists and can be
  * run; the error names the agent, the tool and the field. */

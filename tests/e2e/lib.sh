@@ -1,0 +1,75 @@
+# Helpers of the end-to-end tests: TAP output, the approver API, polling.
+# Sourced by tests/e2e/run.
+
+T_PASS=0
+T_FAIL=0
+T_NUM=0
+T_CURRENT=""
+T_ERRORS=""
+
+# check DESCRIPTION COMMAND...: one assertion of the current test.
+check() {
+  local what=$1
+  shift
+  if "$@" >/dev/null; then
+    return 0
+  fi
+  T_ERRORS="$T_ERRORS\n#   failed: $what"
+  return 1
+}
+
+# run_test NAME FUNCTION: runs a test function and prints one TAP line.
+run_test() {
+  local name=$1 fn=$2 start
+  T_CURRENT=$name
+  T_ERRORS=""
+  T_NUM=$((T_NUM + 1))
+  start=$(date +%s%N)
+  if "$fn" && [ -z "$T_ERRORS" ]; then
+    T_PASS=$((T_PASS + 1))
+    printf 'ok %d - %s (%d ms)\n' "$T_NUM" "$name" $((($(date +%s%N) - start) / 1000000))
+  else
+    T_FAIL=$((T_FAIL + 1))
+    printf 'not ok %d - %s\n' "$T_NUM" "$name"
+    [ -n "$T_ERRORS" ] && printf '%b\n' "$T_ERRORS"
+  fi
+  return 0
+}
+
+# api METHOD PATH [BODY]: prints the body; http_status tells the status.
+HTTP_STATUS_FILE=$(mktemp)
+api() {
+  curl -sS -o "$HTTP_STATUS_FILE.body" -w '%{http_code}' -X "$1" \
+    -H "Authorization: Bearer $SLUICE_API_TOKEN" -H 'Content-Type: application/json' \
+    ${3:+--data "$3"} "$SLUICE_APPROVER_URL$2" > "$HTTP_STATUS_FILE"
+  cat "$HTTP_STATUS_FILE.body"
+}
+http_status() { cat "$HTTP_STATUS_FILE"; }
+
+# eventually SECONDS COMMAND...: retries COMMAND every 0.1 s until it succeeds.
+eventually() {
+  local limit=$1 i
+  shift
+  for i in $(seq 1 $((limit * 10))); do
+    if "$@" >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+run_status() { api GET "/v1/runs/$1" | jq -r '.status // empty'; }
+run_is() { [ "$(run_status "$1")" = "$2" ]; }
+submit() { "$BIN/sluice" submit --agent "$1" --input "$2" ${3:+--run-id "$3"}; }
+pending_requirement() { api GET "/v1/requirements?status=pending&run_id=$1" | jq -r '.data[0].id // empty'; }
+tool_calls_for() { grep -c "\"$1\"" "$SLUICE_TEST_TOOL_LOG" || true; }
+
+# A zombie (exited, parent gone) counts as stopped.
+process_gone() { [ ! -e "/proc/$1/stat" ] || [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" = Z ]; }
+no_process_matching() { ! pgrep -f "$1" >/dev/null; }
+
+# Messages of a topic as "HEADERS<TAB>PAYLOAD" lines.
+topic_dump() {
+  kcat -b "$SLUICE_KAFKA_BROKERS" -C -t "$1" -e -q -f '%h\t%s\n' 2>/dev/null
+}

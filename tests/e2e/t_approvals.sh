@@ -1,0 +1,120 @@
+# The approval flow over the real stack.
+
+t_seed() {
+  local out rid
+  out=$(SLUICE_BIN=$BIN "$ROOT/scripts/demo" --env-file "$ENV_FILE" 2>&1)
+  check "the demo's four steps pass: $out" grep -q "All checks passed" <<<"$out"
+  check "step 2 saw zero approvals" grep -q "Total approvals before resolution: 0" <<<"$out"
+  rid=$(sed -n 's/^Submitted run //p' <<<"$out")
+  check "the run completed" run_is "$rid" completed
+  check "the output names the deleted user" \
+    grep -q "Deleted data for user U-99887" <<<"$(api GET "/v1/runs/$rid" | jq -r .output)"
+  check "the tool ran exactly once" [ "$(tool_calls_for U-99887)" = 1 ]
+  check "one audit approval, approved, resolved by the token's identity" \
+    [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r '[.meta.total_count, .data[0].status, .data[0].approval_type, .data[0].resolved_by, .data[0].pause_type] | join(" ")')" = "1 approved audit admin confirmation" ]
+  check "a sluice.run.completed event was published" eventually 10 \
+    bash -c "kcat -b $SLUICE_KAFKA_BROKERS -C -t sluice.results -e -q | jq -e 'select(.subject == \"$rid\" and .type == \"sluice.run.completed\" and .data.status == \"completed\")'"
+}
+
+t_reject() {
+  local rid req approvals
+  rid=$(submit data-admin "Delete all data for user U-2001.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  api POST "/v1/requirements/$req/reject" '{"note":"customer is under legal hold"}' >/dev/null
+  check "reject answers 200" [ "$(http_status)" = 200 ]
+  check "run completes" eventually 20 run_is "$rid" completed
+  check "the model was told of the rejection and its reason" \
+    grep -q "rejected.*legal hold" <<<"$(api GET "/v1/runs/$rid" | jq -r .output)"
+  check "the tool never ran" [ "$(tool_calls_for U-2001)" = 0 ]
+  approvals=$(api GET "/v1/approvals?run_id=$rid&approval_type=audit")
+  check "one rejected audit record with the note" \
+    [ "$(jq -r '[.meta.total_count, .data[0].status, .data[0].resolution_data.note] | join("|")' <<<"$approvals")" = "1|rejected|customer is under legal hold" ]
+  check "the requirement shows the decision" \
+    [ "$(api GET "/v1/runs/$rid" | jq -r '.requirements[0] | [.status, .confirmed] | join(" ")')" = "resolved false" ]
+}
+
+t_second_decision() {
+  local rid req body
+  rid=$(submit data-admin "Delete all data for user U-2002.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  api POST "/v1/requirements/$req/confirm" '{"note":"ok"}' >/dev/null
+  check "first decision 200" [ "$(http_status)" = 200 ]
+  body=$(api POST "/v1/requirements/$req/reject" '{"note":"changed my mind"}')
+  check "second decision 409" [ "$(http_status)" = 409 ]
+  check "409 body is a JSON error" jq -e '.error | test("already resolved")' <<<"$body"
+  api POST "/v1/requirements/$req/confirm" >/dev/null
+  check "third decision 409" [ "$(http_status)" = 409 ]
+  check "run completes" eventually 20 run_is "$rid" completed
+  check "the first decision stands" \
+    [ "$(api GET "/v1/runs/$rid" | jq -r '.requirements[0] | [.confirmed, .note] | join(" ")')" = "true ok" ]
+  check "one approval, approved" \
+    [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r '[.meta.total_count, .data[0].status] | join(" ")')" = "1 approved" ]
+  check "the tool ran once" [ "$(tool_calls_for U-2002)" = 1 ]
+}
+
+t_auth_and_errors() {
+  local code
+  code=$(curl -s -o "$WORK/noauth" -w '%{http_code}' "$SLUICE_APPROVER_URL/v1/approvals")
+  check "no token: 401" [ "$code" = 401 ]
+  check "401 body is a JSON error" jq -e .error "$WORK/noauth"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer wrong" "$SLUICE_APPROVER_URL/v1/requirements")
+  check "wrong token: 401" [ "$code" = 401 ]
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SLUICE_APPROVER_URL/v1/requirements/x/confirm")
+  check "no token on a decision: 401" [ "$code" = 401 ]
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$SLUICE_APPROVER_URL/healthz")
+  check "healthz needs no token" [ "$code" = 200 ]
+  api POST /v1/requirements/no-such-requirement/confirm '{}' >/dev/null
+  check "unknown requirement: 404" [ "$(http_status)" = 404 ]
+  api GET /v1/runs/no-such-run >/dev/null
+  check "unknown run: 404" [ "$(http_status)" = 404 ]
+  api GET "/v1/approvals?limit=0" >/dev/null
+  check "limit 0: 400" [ "$(http_status)" = 400 ]
+  api GET "/v1/approvals?status=maybe" >/dev/null
+  check "unknown status filter: 400" [ "$(http_status)" = 400 ]
+  api POST /v1/requirements/no-such-requirement/confirm 'not json' >/dev/null
+  check "malformed body: 400" [ "$(http_status)" = 400 ]
+  head -c 70000 /dev/zero | tr '\0' 'a' > "$WORK/big"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $SLUICE_API_TOKEN" \
+    --data-binary @"$WORK/big" "$SLUICE_APPROVER_URL/v1/requirements/x/confirm")
+  check "oversized body: 413" [ "$code" = 413 ]
+  check "the approver is still healthy" curl -sf "$SLUICE_APPROVER_URL/healthz" -o /dev/null
+}
+
+t_duplicate_continue() {
+  local rid req event copy
+  rid=$(submit data-admin "Delete all data for user U-2003.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
+  check "run completes" eventually 20 run_is "$rid" completed || return 1
+  event=$(kcat -b "$SLUICE_KAFKA_BROKERS" -C -t sluice.continues -e -q | jq -c "select(.subject == \"$rid\")")
+  check "one continue event was published" [ "$(grep -c . <<<"$event")" = 1 ] || return 1
+  # The very same event again: recorded in processed_events, no second effect.
+  printf '%s\n' "$event" | kcat -b "$SLUICE_KAFKA_BROKERS" -P -t sluice.continues -k "$rid"
+  check "the worker saw it was processed before" eventually 20 \
+    grep -q "continue event $(jq -r .id <<<"$event") was processed before" "$SLUICE_DEV_DIR"/worker-*.log
+  # A new event with the same decisions: the run is finished, so it is refused.
+  copy=$(jq -c '.id = "replayed-'"$rid"'"' <<<"$event")
+  printf '%s\n' "$copy" | kcat -b "$SLUICE_KAFKA_BROKERS" -P -t sluice.continues -k "$rid"
+  check "a continue for a finished run is dead-lettered" eventually 20 \
+    bash -c "kcat -b $SLUICE_KAFKA_BROKERS -C -t sluice.dlq -e -q -f '%h\t%s\n' | grep 'replayed-$rid' | grep -q 'not paused'"
+  check "the tool ran once" [ "$(tool_calls_for U-2003)" = 1 ]
+  check "one approval" [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r .meta.total_count)" = 1 ]
+  check "the run is still completed" run_is "$rid" completed
+}
+
+t_chat_provider() {
+  local rid req
+  rid=$(submit chat-admin "Delete all data for user U-2005.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "the requirement has no approval type" \
+    [ "$(api GET "/v1/runs/$rid" | jq -r '.requirements[0].approval_type')" = null ]
+  api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
+  check "run completes" eventually 20 run_is "$rid" completed
+  check "the model saw the tool result" \
+    [ "$(api GET "/v1/runs/$rid" | jq -r .output)" = "Done: Deleted data for user U-2005" ]
+  check "no approval row without approval" [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r .meta.total_count)" = 0 ]
+}

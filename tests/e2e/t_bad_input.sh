@@ -1,0 +1,59 @@
+# Untrusted input: Kafka messages and the agents file.
+
+dlq_has() { # SOURCE_TOPIC KEY REASON_PATTERN
+  kcat -b "$SLUICE_KAFKA_BROKERS" -C -t sluice.dlq -e -q -K '\t' -f '%k\t%h\n' 2>/dev/null |
+    grep "^$2	" | grep "sluice-source-topic=$1" | grep -q "sluice-error=.*$3"
+}
+
+produce() { # TOPIC KEY FILE
+  kcat -b "$SLUICE_KAFKA_BROKERS" -P -t "$1" -k "$2" -X message.max.bytes=4000000 "$3"
+}
+
+envelope() { # TYPE DATA_JSON
+  jq -cn --arg t "$1" --argjson d "$2" \
+    '{specversion:"1.0", id:("bad-" + ($d|tostring|length|tostring) + "-" + $t), source:"test", type:$t, subject:"x", data:$d}'
+}
+
+t_malformed() {
+  local topic rid
+  for topic in runs continues approvals; do
+    printf 'this is not json {' > "$WORK/bad.json"
+    produce "sluice.$topic" "garbage-$topic" "$WORK/bad.json"
+  done
+  envelope sluice.run.paused '{"run_id":"r"}' > "$WORK/m1" && produce sluice.runs wrong-type "$WORK/m1"
+  envelope sluice.run.requested '{"agent_id":"data-admin"}' > "$WORK/m2" && produce sluice.runs missing-input "$WORK/m2"
+  envelope sluice.run.requested '{"agent_id":"nobody","input":"hi","run_id":"unknown-agent-run"}' > "$WORK/m3" && produce sluice.runs unknown-agent "$WORK/m3"
+  envelope sluice.run.continue '{"run_id":"no-such-run","decisions":[{"requirement_id":"q","confirmed":true}]}' > "$WORK/m4" && produce sluice.continues unknown-run "$WORK/m4"
+  envelope sluice.run.paused '{"run_id":"no-such-run","agent_id":"a","requirements":[{"id":"q","tool_call_id":"c","tool_name":"t","tool_args":{},"needs_confirmation":true,"needs_user_input":false,"external_execution":false}]}' > "$WORK/m5" && produce sluice.approvals unknown-run "$WORK/m5"
+  { printf '{"specversion":"1.0","id":"big","source":"t","type":"sluice.run.requested","data":{"agent_id":"data-admin","input":"'
+    head -c 1100000 /dev/zero | tr '\0' 'x'
+    printf '"}}'; } > "$WORK/m6"
+  produce sluice.runs oversized "$WORK/m6"
+  for topic in runs continues approvals; do
+    check "malformed JSON on sluice.$topic is dead-lettered with its reason" \
+      eventually 30 dlq_has "sluice.$topic" "garbage-$topic" "malformed JSON"
+  done
+  check "wrong event type is dead-lettered" eventually 10 dlq_has sluice.runs wrong-type "unexpected type"
+  check "missing field is dead-lettered" eventually 10 dlq_has sluice.runs missing-input "missing field input"
+  check "unknown agent is dead-lettered" eventually 10 dlq_has sluice.runs unknown-agent "unknown agent nobody"
+  check "continue for an unknown run is dead-lettered" eventually 10 dlq_has sluice.continues unknown-run "unknown run"
+  check "paused event for an unknown run is dead-lettered" eventually 10 dlq_has sluice.approvals unknown-run "unknown run"
+  check "oversized message is dead-lettered" eventually 10 dlq_has sluice.runs oversized "limit"
+  api GET /v1/runs/unknown-agent-run >/dev/null
+  check "nothing was recorded for the unknown agent" [ "$(http_status)" = 404 ]
+  rid=$(submit data-admin "Delete all data for user U-2004.")
+  check "the workers keep going: a valid run still pauses" eventually 30 run_is "$rid" paused
+}
+
+t_bad_agents_file() {
+  local out rc
+  jq '.agents[0].tools[0] |= del(.requires_confirmation)' tests/e2e/agents.json > "$WORK/bad-agents.json"
+  out=$(SLUICE_AGENTS=$WORK/bad-agents.json timeout 20 "$BIN/sluice-worker" 2>&1)
+  rc=$?
+  check "the worker exits with status 1 (got $rc)" [ "$rc" = 1 ]
+  check "the message names agent, tool and field: $out" \
+    grep -q "agent data-admin: tool delete_user_data: field approval" <<<"$out"
+  jq '.agents[0].tools[0].executor.argv = ["/nonexistent/tool"]' tests/e2e/agents.json > "$WORK/bad-agents.json"
+  out=$(SLUICE_AGENTS=$WORK/bad-agents.json timeout 20 "$BIN/sluice-worker" 2>&1)
+  check "a missing tool program is named" grep -q "field executor.argv\[0\]" <<<"$out"
+}

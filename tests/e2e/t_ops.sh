@@ -1,0 +1,52 @@
+# Operations: migrations, the compose file, the dev stack's life cycle,
+# sanitizers.
+
+t_migrate() {
+  local out
+  out=$("$BIN/sluice" migrate 2>&1)
+  check "a second migrate applies nothing: $out" grep -q "up to date" <<<"$out"
+  check "versions and checksums are recorded" \
+    [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM schema_migrations WHERE length(checksum) = 64")" -ge 1 ]
+  mkdir -p "$WORK/migrations"
+  cp migrations/*.sql "$WORK/migrations/"
+  echo "-- an edit after the fact" >> "$WORK/migrations/0001_init.sql"
+  out=$("$BIN/sluice" migrate --dir "$WORK/migrations" 2>&1)
+  check "a changed applied migration fails (exit $?)" [ $? -ne 0 ]
+  check "and says so: $out" grep -q "0001_init.sql was changed after it was applied" <<<"$out"
+}
+
+t_compose() {
+  check "docker-compose config -q" docker-compose -f docker-compose.yml config -q
+}
+
+t_down_cleans() {
+  local pid
+  check "the folder is gone" [ ! -e "$SLUICE_DEV_DIR" ]
+  check "the env file is gone" [ ! -e "$ENV_FILE" ]
+  for pid in $STACK_PIDS; do
+    check "process $pid stopped" process_gone "$pid"
+  done
+}
+
+t_crashed_up() {
+  local env2=$WORK/crashed.env dir up
+  "$BIN/sluice" dev up --env-file "$env2" --agents tests/e2e/agents.json > "$WORK/crashed-up.log" 2>&1 &
+  up=$!
+  check "up names its folder early" eventually 20 grep -q SLUICE_DEV_DIR "$env2" || return 1
+  dir=$(sed -n 's/^SLUICE_DEV_DIR=//p' "$env2")
+  check "PostgreSQL got started" eventually 30 test -e "$dir/pg/postmaster.pid"
+  kill -9 "$up"
+  wait "$up" 2>/dev/null
+  "$BIN/sluice" dev down --env-file "$env2" > "$WORK/crashed-down.log" 2>&1
+  check "down removes the folder" [ ! -e "$dir" ]
+  check "no process of that stack is left" no_process_matching "$dir"
+}
+
+t_sanitizers() {
+  local reports
+  reports=$(ls "$WORK"/asan.* "$WORK"/ubsan.* 2>/dev/null)
+  if [ -n "$reports" ]; then
+    head -50 $reports
+  fi
+  check "no reports: $reports" [ -z "$reports" ]
+}

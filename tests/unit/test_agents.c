@@ -1,0 +1,127 @@
+/* Unit tests of sl_agents: the agents file's validation names agent, tool
+ * and field. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sl_agents.h"
+
+#define AGENT(tools)                                                                        \
+	"{\"agents\":[{\"id\":\"data-admin\",\"model\":{\"provider\":\"openai-responses\"," \
+	"\"id\":\"m\"},\"tools\":[" tools "]}]}"
+#define PARAMS                                                                                    \
+	"\"parameters\":{\"type\":\"object\",\"properties\":{\"user_id\":{\"type\":\"string\"}}," \
+	"\"required\":[\"user_id\"]}"
+#define EXEC "\"executor\":{\"kind\":\"command\",\"argv\":[\"/bin/echo\"]}"
+
+static sl_status load(const char *text, sl_agents **out, char *err)
+{
+	return sl_agents_parse(text, strlen(text), out, err, 512);
+}
+
+static void seed_agent(void **state)
+{
+	sl_agents *a;
+	char err[512];
+	const sl_tool *t;
+	(void)state;
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"delete_user_data\"," PARAMS
+	               ",\"requires_confirmation\":true,\"approval\":\"audit\"," EXEC "}"),
+	         &a, err),
+	    SL_OK);
+	t = sl_agent_tool(sl_agents_find(a, "data-admin"), "delete_user_data");
+	assert_non_null(t);
+	assert_true(t->requires_confirmation);
+	assert_int_equal(t->approval, SL_APPROVAL_AUDIT);
+	assert_int_equal(t->executor, SL_EXEC_COMMAND);
+	assert_string_equal(t->argv[0], "/bin/echo");
+	assert_true(sl_tool_gated(t));
+	assert_null(sl_agents_find(a, "other"));
+	sl_agents_free(a);
+}
+
+static void audit_needs_flag(void **state)
+{
+	sl_agents *a;
+	char err[512];
+	(void)state;
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"wipe\",\"approval\":\"audit\"," EXEC "}"), &a, err),
+	    SL_INVALID);
+	assert_null(a);
+	assert_non_null(strstr(err, "agent data-admin"));
+	assert_non_null(strstr(err, "tool wipe"));
+	assert_non_null(strstr(err, "approval"));
+}
+
+static void required_implies_confirmation(void **state)
+{
+	sl_agents *a;
+	char err[512];
+	(void)state;
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"wipe\",\"approval\":\"required\"," EXEC "}"), &a, err), SL_OK);
+	assert_true(a->agents[0].tools[0].requires_confirmation);
+	sl_agents_free(a);
+}
+
+static void bad_files(void **state)
+{
+	sl_agents *a;
+	char err[512];
+	(void)state;
+	assert_int_equal(load("{", &a, err), SL_INVALID);
+	assert_non_null(strstr(err, "bad JSON"));
+	assert_int_equal(load("{\"agents\":[{\"id\":\"x\",\"model\":{\"provider\":\"anthropic\","
+	                      "\"id\":\"m\"}}]}",
+	                      &a, err),
+	                 SL_INVALID);
+	assert_non_null(strstr(err, "model.provider"));
+	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"requires_confirmation\":true}"), &a, err),
+	                 SL_INVALID);
+	assert_non_null(strstr(err, "executor"));
+	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"requires_confirmation\":true,"
+	                            "\"external_execution\":true}"),
+	                      &a, err),
+	                 SL_INVALID);
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"t\"," EXEC "},{\"name\":\"t\"," EXEC "}"), &a, err),
+	    SL_INVALID);
+	assert_non_null(strstr(err, "used twice"));
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"t\",\"approval\":\"sometimes\"," EXEC "}"), &a, err),
+	    SL_INVALID);
+	assert_int_equal(load(AGENT("{\"name\":\"t\",\"requires_user_input\":true,"
+	                            "\"user_input_fields\":[\"nope\"]," PARAMS "," EXEC "}"),
+	                      &a, err),
+	                 SL_INVALID);
+	assert_non_null(strstr(err, "user_input_fields"));
+}
+
+static void external_needs_no_executor(void **state)
+{
+	sl_agents *a;
+	char err[512];
+	(void)state;
+	assert_int_equal(load(AGENT("{\"name\":\"ext\",\"external_execution\":true}"), &a, err),
+	                 SL_OK);
+	assert_int_equal(a->agents[0].tools[0].executor, SL_EXEC_NONE);
+	sl_agents_free(a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(seed_agent),
+	    cmocka_unit_test(audit_needs_flag),
+	    cmocka_unit_test(required_implies_confirmation),
+	    cmocka_unit_test(bad_files),
+	    cmocka_unit_test(external_needs_no_executor),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
