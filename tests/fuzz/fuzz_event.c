@@ -6,7 +6,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *types[] = {SL_EVENT_RUN_REQUESTED, SL_EVENT_RUN_PAUSED,
-				      SL_EVENT_RUN_CONTINUE, SL_EVENT_RUN_COMPLETED, NULL};
+	                              SL_EVENT_RUN_CONTINUE, SL_EVENT_RUN_COMPLETED, NULL};
 	char errbuf[256];
 	sl_event ev;
 
