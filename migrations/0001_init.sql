@@ -14,6 +14,9 @@ CREATE TABLE runs (
     error       text,
     -- Incremented on every pause; requirements of the current pause share it.
     pause_seq   integer NOT NULL DEFAULT 0,
+    -- The continue event that moved the run from paused to running: its
+    -- redelivery (after a worker died) resumes the run; any other is refused.
+    claim_event text,
     version     integer NOT NULL DEFAULT 0,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()

@@ -146,8 +146,8 @@ static json_t *requirement_json(const pending_req *p)
 
 /* Claims the consumed event inside the open transaction. *dup is set when it
  * was processed before. */
-static sl_status claim_event(wk_ctx *ctx, const char *event_id, bool *dup, char *errbuf,
-                             size_t errsize)
+static sl_status record_event(wk_ctx *ctx, const char *event_id, bool *dup, char *errbuf,
+                              size_t errsize)
 {
 	bool fresh = true;
 	sl_status st = SL_OK;
@@ -156,6 +156,24 @@ static sl_status claim_event(wk_ctx *ctx, const char *event_id, bool *dup, char 
 		st = sl_inbox_claim(ctx->db, CONSUMER, event_id, &fresh, errbuf, errsize);
 	*dup = !fresh;
 	return st;
+}
+
+/* Tells, without recording it, whether event_id was processed already. */
+static sl_status event_seen(wk_ctx *ctx, const char *event_id, bool *seen, char *errbuf,
+                            size_t errsize)
+{
+	const char *p[] = {CONSUMER, event_id};
+	PGresult *res;
+	sl_status st;
+
+	st = sl_db_exec(ctx->db,
+	                "SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2", 2,
+	                p, &res, errbuf, errsize);
+	if (st)
+		return st;
+	*seen = PQntuples(res) > 0;
+	PQclear(res);
+	return SL_OK;
 }
 
 static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, const char *event_id,
@@ -171,7 +189,7 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 
 	if ((st = sl_db_begin(ctx->db, errbuf, errsize)))
 		goto out;
-	if ((st = claim_event(ctx, event_id, &dup, errbuf, errsize)))
+	if ((st = record_event(ctx, event_id, &dup, errbuf, errsize)))
 		goto out;
 	if (dup) {
 		sl_info("run %s: event %s was processed before; nothing to do", r->run_id,
@@ -256,7 +274,7 @@ static sl_status finish_run(wk_ctx *ctx, run *r, bool ok, const char *text, cons
 
 	if ((st = sl_db_begin(ctx->db, errbuf, errsize)))
 		goto out;
-	if ((st = claim_event(ctx, event_id, &dup, errbuf, errsize)))
+	if ((st = record_event(ctx, event_id, &dup, errbuf, errsize)))
 		goto out;
 	if (dup) {
 		sl_info("run %s: event %s was processed before; nothing to do", r->run_id,
@@ -451,7 +469,7 @@ sl_status wk_run_requested(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t
 			bool dup;
 			sl_info("run %s is already %s; request %s ignored", r.run_id,
 			        PQgetvalue(res, 0, 0), ev->id);
-			if ((st = claim_event(ctx, ev->id, &dup, errbuf, errsize)) ||
+			if ((st = record_event(ctx, ev->id, &dup, errbuf, errsize)) ||
 			    (st = sl_db_commit(ctx->db, errbuf, errsize)))
 				goto out;
 			goto out;
@@ -530,21 +548,21 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 	PGresult *res = NULL, *reqs = NULL;
 	run r = {0};
 	sl_status st;
-	bool dup;
+	bool dup, resuming;
 	size_t i;
 	int n;
 
 	if ((st = sl_db_begin(ctx->db, errbuf, errsize)))
 		goto out;
-	if ((st = claim_event(ctx, ev->id, &dup, errbuf, errsize)))
+	if ((st = event_seen(ctx, ev->id, &dup, errbuf, errsize)))
 		goto out;
 	if (dup) {
 		sl_info("run %s: continue event %s was processed before; ignored", run_id, ev->id);
 		goto out;
 	}
 	st = sl_db_exec(ctx->db,
-	                "SELECT status, messages, pause_seq, agent_id, session_id, user_id "
-	                "FROM runs WHERE run_id = $1 FOR UPDATE",
+	                "SELECT status, messages, pause_seq, agent_id, session_id, user_id, "
+	                "claim_event FROM runs WHERE run_id = $1 FOR UPDATE",
 	                1, p, &res, errbuf, errsize);
 	if (st)
 		goto out;
@@ -552,7 +570,11 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 		st = sl_err(errbuf, errsize, SL_NOT_FOUND, "continue for unknown run %s", run_id);
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), "paused")) {
+	/* This very event claimed the run before and its worker stopped before
+	 * finishing: carry on from the pause (tools that ran are not run again). */
+	resuming =
+	    !strcmp(PQgetvalue(res, 0, 0), "running") && !strcmp(PQgetvalue(res, 0, 6), ev->id);
+	if (!resuming && strcmp(PQgetvalue(res, 0, 0), "paused")) {
 		st = sl_err(errbuf, errsize, SL_CONFLICT,
 		            "run %s is %s, not paused; continue refused", run_id,
 		            PQgetvalue(res, 0, 0));
@@ -608,14 +630,23 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 		goto out;
 	}
 	/* The claim: only one continue moves the run from paused to running. */
-	st = sl_db_exec(
-	    ctx->db,
-	    "UPDATE runs SET status = 'running', version = version + 1, updated_at = now() "
-	    "WHERE run_id = $1 AND status = 'paused'",
-	    1, p, NULL, errbuf, errsize);
-	if (st || (st = sl_db_commit(ctx->db, errbuf, errsize)))
+	if (!resuming) {
+		const char *c[] = {run_id, ev->id};
+		st = sl_db_exec(ctx->db,
+		                "UPDATE runs SET status = 'running', claim_event = $2, "
+		                "version = version + 1, updated_at = now() "
+		                "WHERE run_id = $1 AND status = 'paused'",
+		                2, c, NULL, errbuf, errsize);
+		if (st)
+			goto out;
+	}
+	if ((st = sl_db_commit(ctx->db, errbuf, errsize)))
 		goto out;
-	sl_info("run %s: continuing with %d decision(s)", run_id, n);
+	if (resuming)
+		sl_warn("run %s: resuming continue %s, which an earlier attempt left unfinished",
+		        run_id, ev->id);
+	else
+		sl_info("run %s: continuing with %d decision(s)", run_id, n);
 	for (int k = 0; k < n; k++) {
 		char *output;
 		if ((st = decision_output(ctx, &r, reqs, k, &output, errbuf, errsize)))
@@ -623,7 +654,7 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 		append_output(r.items, PQgetvalue(reqs, k, 1), output);
 		free(output);
 	}
-	st = agent_loop(ctx, &r, NULL, errbuf, errsize);
+	st = agent_loop(ctx, &r, ev->id, errbuf, errsize);
 out:
 	sl_db_rollback(ctx->db);
 	PQclear(res);

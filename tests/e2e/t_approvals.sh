@@ -118,3 +118,23 @@ t_chat_provider() {
     [ "$(api GET "/v1/runs/$rid" | jq -r .output)" = "Done: Deleted data for user U-2005" ]
   check "no approval row without approval" [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r .meta.total_count)" = 0 ]
 }
+
+t_worker_killed_mid_tool() {
+  local rid req log pid
+  rid=$(submit data-admin "Delete all data for user S-3001.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
+  check "the tool starts" eventually 20 grep -q S-3001 "$SLUICE_TEST_TOOL_LOG" || return 1
+  log=$(grep -l "run $rid: running tool" "$SLUICE_DEV_DIR"/worker-*.log)
+  check "one worker runs it" [ -n "$log" ] || return 1
+  pid=$(cat "${log%.log}.pid")
+  kill -9 "$pid"
+  check "another worker takes the run over and completes it" eventually 60 run_is "$rid" completed
+  check "it says it resumed the unfinished continue" \
+    grep -q "run $rid: resuming continue" "$SLUICE_DEV_DIR"/worker-*.log
+  check "the tool was not run a second time" [ "$(tool_calls_for S-3001)" = 1 ]
+  check "the model was told the outcome is unknown" \
+    grep -q "interrupted" <<<"$(api GET "/v1/runs/$rid" | jq -r .output)"
+  check "one approval" [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r .meta.total_count)" = 1 ]
+}
