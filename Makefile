@@ -7,7 +7,7 @@ BUILD ?= build
 CPPFLAGS += -D_GNU_SOURCE -Ishared $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c17 -Wall -Wextra -Wstrict-prototypes -Werror -pthread
-LDLIBS = -lrdkafka -lpq -lcurl -ljansson -lmicrohttpd -luuid -lcrypto -lpthread
+LDLIBS = -lrdkafka -lpq -lcurl -ljansson -lmicrohttpd -luuid -lcrypto -lpthread -lm
 
 SHARED_SRC := $(wildcard shared/*.c)
 WORKER_SRC := $(wildcard worker/*.c)

@@ -148,37 +148,127 @@ static bool split_id(const char *rest, char *buf, size_t size, const char **suff
 	return sl_event_id_valid(buf);
 }
 
-static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const char *id,
-                              bool confirmed, const char *who)
+/* Parses an optional JSON object body; an empty body is {}. Returns NULL
+ * after answering 400. */
+static json_t *object_body(const sl_httpd_request *req, enum MHD_Result *ret)
 {
-	json_t *body = NULL, *note, *out;
 	json_error_t jerr;
-	ap_decision d = {.confirmed = confirmed, .resolved_by = who};
+	json_t *body;
+
+	if (req->body_len == 0)
+		return json_object();
+	body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(body)) {
+		json_decref(body);
+		*ret = sl_httpd_send_error(req->conn, 400, "body must be a JSON object");
+		return NULL;
+	}
+	return body;
+}
+
+/* Reads an optional string field of at most max bytes into *out; false
+ * (after answering 400) when it is something else. */
+static bool opt_string(const sl_httpd_request *req, const json_t *obj, const char *key, size_t max,
+                       const char **out, enum MHD_Result *ret)
+{
+	json_t *v = json_object_get(obj, key);
+
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return true;
+	if (!json_is_string(v) || json_string_length(v) > max) {
+		*ret = sl_httpd_send_error(req->conn, 400,
+		                           "%s must be a string of at most %zu bytes", key, max);
+		return false;
+	}
+	*out = json_string_value(v);
+	return true;
+}
+
+/* POST /v1/requirements/{id}/{confirm,reject,input,result} and
+ * POST /v1/approvals/{id}/resolve. */
+static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const char *id,
+                              const char *verb, const char *who)
+{
+	ap_decision d = {.resolved_by = who};
+	enum MHD_Result ret = MHD_NO;
+	json_t *body, *data, *out;
+	bool by_approval = !strcmp(verb, "resolve");
 	char errbuf[512];
 	sl_status st;
-	enum MHD_Result ret;
 
-	if (req->body_len) {
-		body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-		if (!json_is_object(body)) {
-			json_decref(body);
-			return sl_httpd_send_error(req->conn, 400, "body must be a JSON object");
+	body = object_body(req, &ret);
+	if (!body)
+		return ret;
+	data = body;
+	if (by_approval) {
+		const char *status = json_string_value(json_object_get(body, "status"));
+		if (!status || (strcmp(status, "approved") && strcmp(status, "rejected"))) {
+			ret = sl_httpd_send_error(req->conn, 400,
+			                          "status must be \"approved\" or \"rejected\"");
+			goto out;
 		}
-		note = json_object_get(body, "note");
-		if (note && !json_is_null(note) &&
-		    (!json_is_string(note) || json_string_length(note) > MAX_NOTE)) {
-			json_decref(body);
-			return sl_httpd_send_error(
-			    req->conn, 400, "note must be a string of at most %d bytes", MAX_NOTE);
+		d.action = !strcmp(status, "approved") ? AP_APPROVE : AP_REJECT;
+		data = json_object_get(body, "resolution_data");
+		if (data && !json_is_null(data) && !json_is_object(data)) {
+			ret = sl_httpd_send_error(req->conn, 400,
+			                          "resolution_data must be an object");
+			goto out;
 		}
-		d.note = json_string_value(note);
+	} else {
+		d.action = !strcmp(verb, "confirm")  ? AP_CONFIRM
+		           : !strcmp(verb, "reject") ? AP_REJECT
+		           : !strcmp(verb, "input")  ? AP_INPUT
+		                                     : AP_RESULT;
 	}
-	st = ap_store_resolve(&api->store, id, &d, &out, errbuf, sizeof(errbuf));
-	json_decref(body);
-	if (st)
-		return store_error(req->conn, st, errbuf);
+	if (!opt_string(req, data, "note", MAX_NOTE, &d.note, &ret) ||
+	    !opt_string(req, data, "result", AP_API_MAX_BODY, &d.result, &ret))
+		goto out;
+	d.values = json_object_get(data, "values");
+	d.tool_args = json_object_get(data, "tool_args");
+	if (d.action == AP_INPUT && !json_is_object(d.values)) {
+		ret =
+		    sl_httpd_send_error(req->conn, 400, "values must be an object of field values");
+		goto out;
+	}
+	if (d.action == AP_RESULT && !d.result) {
+		ret = sl_httpd_send_error(req->conn, 400, "result must be a string");
+		goto out;
+	}
+	st = by_approval
+	         ? ap_store_resolve_approval(&api->store, id, &d, &out, errbuf, sizeof(errbuf))
+	         : ap_store_resolve(&api->store, id, &d, &out, errbuf, sizeof(errbuf));
+	if (st) {
+		ret = store_error(req->conn, st, errbuf);
+		goto out;
+	}
 	atomic_fetch_add(&n_decisions, 1);
 	ret = sl_httpd_send_json(req->conn, 200, out);
+out:
+	json_decref(body);
+	return ret;
+}
+
+/* POST /v1/runs/{id}/cancel {"reason"?} */
+static enum MHD_Result cancel(ap_api *api, const sl_httpd_request *req, const char *run_id,
+                              const char *who)
+{
+	enum MHD_Result ret = MHD_NO;
+	const char *reason;
+	char errbuf[512];
+	json_t *body, *out;
+	sl_status st;
+
+	body = object_body(req, &ret);
+	if (!body)
+		return ret;
+	if (opt_string(req, body, "reason", MAX_NOTE, &reason, &ret)) {
+		st =
+		    ap_store_cancel(&api->store, run_id, reason, who, &out, errbuf, sizeof(errbuf));
+		ret = st ? store_error(req->conn, st, errbuf)
+		         : sl_httpd_send_json(req->conn, 200, out);
+	}
+	json_decref(body);
 	return ret;
 }
 
@@ -223,7 +313,7 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 
 static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *req)
 {
-	static const char *statuses[] = {"pending", "resolved", "expired", NULL};
+	static const char *statuses[] = {"pending", "resolved", "expired", "cancelled", NULL};
 	const char *status = arg(req->conn, "status"), *run_id = arg(req->conn, "run_id");
 	char errbuf[512];
 	long page, limit;
@@ -231,8 +321,8 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 	sl_status st;
 
 	if (!one_of(status, statuses))
-		return sl_httpd_send_error(req->conn, 400,
-		                           "status must be pending, resolved or expired");
+		return sl_httpd_send_error(
+		    req->conn, 400, "status must be pending, resolved, expired or cancelled");
 	if (!int_arg(req->conn, "limit", 20, 1000, &limit))
 		return sl_httpd_send_error(req->conn, 400,
 		                           "limit must be an integer from 1 to 1000");
@@ -287,9 +377,13 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		return store_error(req->conn, st, errbuf);
 
 	if (!strncmp(req->path, "/v1/runs/", 9)) {
-		if (!split_id(req->path + 9, id, sizeof(id), &suffix) || *suffix)
+		if (!split_id(req->path + 9, id, sizeof(id), &suffix) ||
+		    (*suffix && strcmp(suffix, "/cancel")))
 			return sl_httpd_send_error(req->conn, 404, "no such resource: %s",
 			                           req->path);
+		if (*suffix)
+			return post ? cancel(api, req, id, who)
+			            : sl_httpd_send_error(req->conn, 405, "use POST");
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
 		st = ap_store_get_run(&api->store, id, &out, errbuf, sizeof(errbuf));
@@ -307,10 +401,11 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		if (!split_id(req->path + 17, id, sizeof(id), &suffix))
 			return sl_httpd_send_error(req->conn, 404, "no such resource: %s",
 			                           req->path);
-		if (!strcmp(suffix, "/confirm") || !strcmp(suffix, "/reject")) {
+		if (!strcmp(suffix, "/confirm") || !strcmp(suffix, "/reject") ||
+		    !strcmp(suffix, "/input") || !strcmp(suffix, "/result")) {
 			if (!post)
 				return sl_httpd_send_error(req->conn, 405, "use POST");
-			return decide(api, req, id, !strcmp(suffix, "/confirm"), who);
+			return decide(api, req, id, suffix + 1, who);
 		}
 		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
 	}
@@ -331,9 +426,13 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		                          json_pack("{s:I}", "count", (json_int_t)n));
 	}
 	if (!strncmp(req->path, "/v1/approvals/", 14)) {
-		if (!split_id(req->path + 14, id, sizeof(id), &suffix) || *suffix)
+		if (!split_id(req->path + 14, id, sizeof(id), &suffix) ||
+		    (*suffix && strcmp(suffix, "/resolve")))
 			return sl_httpd_send_error(req->conn, 404, "no such resource: %s",
 			                           req->path);
+		if (*suffix)
+			return post ? decide(api, req, id, "resolve", who)
+			            : sl_httpd_send_error(req->conn, 405, "use POST");
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
 		st = ap_store_get_approval(&api->store, id, &out, errbuf, sizeof(errbuf));

@@ -35,6 +35,7 @@ typedef struct approver {
 	char *source;
 	char *topic_approvals;
 	char *topic_continues;
+	char *topic_results;
 } approver;
 
 static void handle(approver *a, const rd_kafka_message_t *m)
@@ -91,6 +92,17 @@ static void relay(approver *a)
 	} while (sent == 500);
 }
 
+/* Expires requirements past their expires_at: fail safe, as rejections. */
+static void expire(approver *a)
+{
+	char errbuf[512];
+	int n;
+
+	if (sl_db_ensure(a->store.db, errbuf, sizeof(errbuf)) ||
+	    ap_store_expire_due(&a->store, &n, errbuf, sizeof(errbuf)))
+		sl_warn("expiry: %s", errbuf);
+}
+
 int main(int argc, char **argv)
 {
 	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL",
@@ -99,7 +111,7 @@ int main(int argc, char **argv)
 	char errbuf[1024];
 	char **rest = calloc((size_t)argc + 1, sizeof(char *));
 	const char *topics[2];
-	long long next_relay = 0;
+	long long next_relay = 0, next_expiry = 0;
 	int nrest, rc = 1;
 
 	memset(&a, 0, sizeof(a));
@@ -121,7 +133,9 @@ int main(int argc, char **argv)
 	a.topic_approvals = sl_config_topic(&a.cfg, "approvals");
 	a.topic_continues = sl_config_topic(&a.cfg, "continues");
 	a.store.source = a.api.store.source = a.source;
+	a.topic_results = sl_config_topic(&a.cfg, "results");
 	a.store.topic_continues = a.api.store.topic_continues = a.topic_continues;
+	a.store.topic_results = a.api.store.topic_results = a.topic_results;
 	a.store.db = sl_db_connect(a.cfg.database_url, errbuf, sizeof(errbuf));
 	if (a.store.db)
 		a.api.store.db = sl_db_connect(a.cfg.database_url, errbuf, sizeof(errbuf));
@@ -163,6 +177,10 @@ int main(int argc, char **argv)
 				handle(&a, m);
 			rd_kafka_message_destroy(m);
 		}
+		if (sl_mono_ms() >= next_expiry) {
+			expire(&a);
+			next_expiry = sl_mono_ms() + 1000;
+		}
 		/* Decisions arrive over HTTP, so the relay polls its outbox. */
 		if (sl_mono_ms() >= next_relay) {
 			relay(&a);
@@ -189,6 +207,7 @@ out:
 	free(a.source);
 	free(a.topic_approvals);
 	free(a.topic_continues);
+	free(a.topic_results);
 	sl_config_free(&a.cfg);
 	free(rest);
 	return rc;

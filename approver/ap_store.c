@@ -6,6 +6,7 @@
 #include "sl_db.h"
 #include "sl_log.h"
 #include "sl_outbox.h"
+#include "sl_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,23 +67,6 @@ sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, 
 		const char *q[] = {json_string_value(json_object_get(r, "id")), run_id};
 		PGresult *row;
 
-		/* A pending "required" approval opens with the pause; audit
-		 * approvals are written only when resolved. */
-		st = sl_db_exec(
-		    s->db,
-		    "INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, "
-		    "user_id, approval_type, pause_type, status, tool_name, tool_args, "
-		    "expires_at, run_status) "
-		    "SELECT gen_random_uuid()::text, r.run_id, u.session_id, r.id, u.agent_id, "
-		    "u.user_id, 'required', CASE WHEN r.needs_user_input THEN 'user_input' "
-		    "WHEN r.external_execution THEN 'external_execution' ELSE 'confirmation' "
-		    "END, 'pending', r.tool_name, r.tool_args, r.expires_at, u.status "
-		    "FROM requirements r JOIN runs u ON u.run_id = r.run_id "
-		    "WHERE r.id = $1 AND r.run_id = $2 AND r.approval_type = 'required' "
-		    "AND r.status = 'pending' ON CONFLICT (requirement_id) DO NOTHING",
-		    2, q, NULL, errbuf, errsize);
-		if (st)
-			goto out;
 		st = sl_db_exec(s->db, "SELECT 1 FROM requirements WHERE id = $1 AND run_id = $2",
 		                2, q, &row, errbuf, errsize);
 		if (st)
@@ -138,59 +122,208 @@ static sl_status maybe_continue(ap_store *s, const char *run_id, const char *seq
 	return st;
 }
 
+/* Checks user-input values against the requirement's field list: every
+ * field given, no other, each of its type. */
+static sl_status check_values(const json_t *values, const json_t *fields, char *errbuf,
+                              size_t errsize)
+{
+	const char *key;
+	json_t *v, *f;
+	size_t i;
+
+	if (!json_is_object(values))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "values must be an object of field values");
+	json_array_foreach (fields, i, f) {
+		const char *name = json_string_value(json_object_get(f, "name"));
+		const char *type = json_string_value(json_object_get(f, "type"));
+
+		v = json_object_get(values, name ? name : "");
+		if (!v)
+			return sl_err(errbuf, errsize, SL_INVALID, "values: field %s is missing",
+			              name);
+		if (type && !sl_schema_type_is(v, type))
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "values: field %s must be of type %s", name, type);
+	}
+	json_object_foreach ((json_t *)values, key, v) {
+		bool known = false;
+		json_array_foreach (fields, i, f)
+			known =
+			    known || !strcmp(json_string_value(json_object_get(f, "name")), key);
+		if (!known)
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "values: field %.100s is not asked for", key);
+	}
+	return SL_OK;
+}
+
+/* The requirement row resolve works on. */
+typedef struct req_row {
+	PGresult *res;
+	const char *status;
+	bool expired, needs_input, external;
+	json_t *fields, *tool_args, *tool_schema;
+} req_row;
+
+static void req_row_clear(req_row *r)
+{
+	PQclear(r->res);
+	json_decref(r->fields);
+	json_decref(r->tool_args);
+	json_decref(r->tool_schema);
+	memset(r, 0, sizeof(*r));
+}
+
+/*
+ * Turns d into what is stored, checked against the requirement: the action
+ * (APPROVE resolved to the one the tool needs), the user input and edited
+ * arguments as JSON text (NULL when none).
+ */
+static sl_status plan(const req_row *r, const ap_decision *d, ap_action *action, char **values,
+                      char **edited, char *errbuf, size_t errsize)
+{
+	sl_status st;
+
+	*values = *edited = NULL;
+	*action = d->action;
+	if (*action == AP_APPROVE)
+		*action = r->needs_input ? AP_INPUT : r->external ? AP_RESULT : AP_CONFIRM;
+	switch (*action) {
+	case AP_CONFIRM:
+		if (r->needs_input)
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "this requirement asks for user input: send the values to /input");
+		if (r->external)
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "this tool runs outside Sluice: send its result to /result");
+		if (d->tool_args) {
+			if (!json_is_object(d->tool_args))
+				return sl_err(errbuf, errsize, SL_INVALID,
+				              "tool_args must be an object");
+			if ((st = sl_schema_validate(r->tool_schema, d->tool_args, "tool_args",
+			                             errbuf, errsize)))
+				return st;
+			*edited = json_dumps(d->tool_args, JSON_COMPACT);
+		}
+		return SL_OK;
+	case AP_INPUT: {
+		json_t *merged;
+
+		if (!r->needs_input)
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "this requirement asks for no input");
+		if ((st = check_values(d->values, r->fields, errbuf, errsize)))
+			return st;
+		merged = json_deep_copy(r->tool_args);
+		json_object_update(merged, (json_t *)d->values);
+		st = sl_schema_validate(r->tool_schema, merged, "tool_args", errbuf, errsize);
+		json_decref(merged);
+		if (st == SL_OK)
+			*values = json_dumps(d->values, JSON_COMPACT);
+		return st;
+	}
+	case AP_RESULT:
+		if (!r->external)
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "this tool is not executed externally; confirm or reject it");
+		if (!d->result)
+			return sl_err(errbuf, errsize, SL_INVALID, "result must be a string");
+		return SL_OK;
+	default: return SL_OK;
+	}
+}
+
+/* Loads and locks requirement id and its run. */
+static sl_status load(ap_store *s, const char *id, PGresult **run, req_row *r, char *errbuf,
+                      size_t errsize)
+{
+	const char *p[] = {id};
+	sl_status st;
+
+	memset(r, 0, sizeof(*r));
+	/* Lock the run first: resolutions of one run's requirements are
+	 * serialised, so exactly one of them sees the last pending one go. */
+	st = sl_db_exec(s->db,
+	                "SELECT u.run_id, u.status, u.pause_seq FROM runs u JOIN requirements r "
+	                "ON r.run_id = u.run_id WHERE r.id = $1 FOR UPDATE OF u",
+	                1, p, run, errbuf, errsize);
+	if (st)
+		return st;
+	if (PQntuples(*run) != 1)
+		return sl_err(errbuf, errsize, SL_NOT_FOUND, "no requirement %s", id);
+	st = sl_db_exec(s->db,
+	                "SELECT status, pause_seq, expires_at IS NOT NULL AND expires_at <= now(), "
+	                "needs_user_input, external_execution, user_input_schema, tool_args, "
+	                "tool_schema FROM requirements WHERE id = $1 FOR UPDATE",
+	                1, p, &r->res, errbuf, errsize);
+	if (st)
+		return st;
+	r->status = PQgetvalue(r->res, 0, 0);
+	r->expired = !strcmp(PQgetvalue(r->res, 0, 2), "t");
+	r->needs_input = !strcmp(PQgetvalue(r->res, 0, 3), "t");
+	r->external = !strcmp(PQgetvalue(r->res, 0, 4), "t");
+	r->fields = json_loads(PQgetvalue(r->res, 0, 5), 0, NULL);
+	r->tool_args = json_loads(PQgetvalue(r->res, 0, 6), 0, NULL);
+	r->tool_schema = json_loads(PQgetvalue(r->res, 0, 7), 0, NULL);
+	if (strcmp(r->status, "pending"))
+		return sl_err(errbuf, errsize, SL_CONFLICT, "requirement %s is already %s", id,
+		              r->status);
+	if (strcmp(PQgetvalue(*run, 0, 1), "paused") ||
+	    strcmp(PQgetvalue(r->res, 0, 1), PQgetvalue(*run, 0, 2)))
+		return sl_err(errbuf, errsize, SL_CONFLICT,
+		              "run %s is %s; requirement %s cannot be decided",
+		              PQgetvalue(*run, 0, 0), PQgetvalue(*run, 0, 1), id);
+	return SL_OK;
+}
+
 sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, json_t **out,
                            char *errbuf, size_t errsize)
 {
 	const char *p[] = {id};
-	PGresult *req = NULL, *run = NULL;
-	char *run_id = NULL, *seq = NULL;
+	PGresult *run = NULL;
+	req_row r;
+	ap_action action = d->action;
+	char *values = NULL, *edited = NULL, *run_id = NULL, *seq = NULL;
+	const char *note = d->note, *who = d->resolved_by;
+	bool late = false;
 	sl_status st;
 
 	*out = NULL;
 	if ((st = sl_db_begin(s->db, errbuf, errsize)))
 		goto out;
-	/* Lock the run first: resolutions of one run's requirements are serialised,
-	 * so exactly one of them sees the last pending one go. */
-	st = sl_db_exec(s->db,
-	                "SELECT u.run_id, u.status, u.pause_seq FROM runs u JOIN requirements r "
-	                "ON r.run_id = u.run_id WHERE r.id = $1 FOR UPDATE OF u",
-	                1, p, &run, errbuf, errsize);
-	if (st)
+	if ((st = load(s, id, &run, &r, errbuf, errsize)))
 		goto out;
-	if (PQntuples(run) != 1) {
-		st = sl_err(errbuf, errsize, SL_NOT_FOUND, "no requirement %s", id);
-		goto out;
-	}
 	run_id = sl_strdup(PQgetvalue(run, 0, 0));
 	seq = sl_strdup(PQgetvalue(run, 0, 2));
-	st = sl_db_exec(s->db,
-	                "SELECT status, pause_seq, expires_at IS NOT NULL AND expires_at < now() "
-	                "FROM requirements WHERE id = $1 FOR UPDATE",
-	                1, p, &req, errbuf, errsize);
-	if (st)
-		goto out;
-	if (strcmp(PQgetvalue(req, 0, 0), "pending")) {
-		st = sl_err(errbuf, errsize, SL_CONFLICT, "requirement %s is already %s", id,
-		            PQgetvalue(req, 0, 0));
-		goto out;
+	if (r.expired && action != AP_EXPIRE) {
+		/* Too late: the requirement expires now and the decision is refused. */
+		late = true;
+		action = AP_EXPIRE;
 	}
-	if (strcmp(PQgetvalue(run, 0, 1), "paused") || strcmp(PQgetvalue(req, 0, 1), seq)) {
-		st = sl_err(errbuf, errsize, SL_CONFLICT,
-		            "run %s is %s; requirement %s cannot be decided", run_id,
-		            PQgetvalue(run, 0, 1), id);
-		goto out;
-	}
-	if (!strcmp(PQgetvalue(req, 0, 2), "t")) {
-		st = sl_err(errbuf, errsize, SL_CONFLICT, "requirement %s has expired", id);
+	if (action == AP_EXPIRE) {
+		note = "the approval timed out";
+		who = "sluice";
+	} else if ((st = plan(&r, d, &action, &values, &edited, errbuf, errsize))) {
 		goto out;
 	}
 	{
-		const char *u[] = {id, d->confirmed ? "true" : "false", d->note, d->resolved_by};
-		st = sl_db_exec(
-		    s->db,
-		    "UPDATE requirements SET status = 'resolved', confirmed = $2, note = $3, "
-		    "resolved_by = $4, resolved_at = now() WHERE id = $1",
-		    4, u, NULL, errbuf, errsize);
+		bool confirmed = action == AP_CONFIRM || action == AP_INPUT || action == AP_RESULT;
+		const char *status = action == AP_EXPIRE ? "expired" : "resolved";
+		const char *outcome = action == AP_EXPIRE ? "expired"
+		                      : confirmed         ? "approved"
+		                                          : "rejected";
+		const char *result = action == AP_RESULT ? d->result : NULL;
+		const char *u[] = {
+		    id, confirmed ? "true" : "false", note, who, values, result, edited, status};
+		const char *a[] = {id, outcome, note, who, values, result, edited};
+
+		st = sl_db_exec(s->db,
+		                "UPDATE requirements SET status = $8, confirmed = $2, note = $3, "
+		                "resolved_by = $4, user_input = $5::jsonb, external_result = $6, "
+		                "edited_args = $7::jsonb, resolved_at = now() WHERE id = $1",
+		                8, u, NULL, errbuf, errsize);
 		if (st)
 			goto out;
 		/* The approval record: a "required" one was opened at the pause, an
@@ -201,18 +334,16 @@ sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, js
 		    "user_id, approval_type, pause_type, status, tool_name, tool_args, "
 		    "resolution_data, resolved_by, resolved_at, expires_at, run_status) "
 		    "SELECT gen_random_uuid()::text, r.run_id, u.session_id, r.id, u.agent_id, "
-		    "u.user_id, r.approval_type, CASE WHEN r.needs_user_input THEN 'user_input' "
-		    "WHEN r.external_execution THEN 'external_execution' ELSE 'confirmation' END, "
-		    "CASE WHEN $2::boolean THEN 'approved' ELSE 'rejected' END, r.tool_name, "
-		    "r.tool_args, CASE WHEN $3::text IS NULL THEN NULL "
-		    "ELSE json_build_object('note', $3::text)::jsonb END, $4, now(), r.expires_at, "
-		    "u.status FROM requirements r JOIN runs u ON u.run_id = r.run_id "
-		    "WHERE r.id = $1 AND r.approval_type IS NOT NULL "
+		    "u.user_id, r.approval_type, r.pause_type, $2, r.tool_name, r.tool_args, "
+		    "nullif(jsonb_strip_nulls(jsonb_build_object('note', $3::text, 'values', "
+		    "$5::jsonb, 'result', $6::text, 'tool_args', $7::jsonb)), '{}'::jsonb), $4, "
+		    "now(), r.expires_at, u.status FROM requirements r JOIN runs u "
+		    "ON u.run_id = r.run_id WHERE r.id = $1 AND r.approval_type IS NOT NULL "
 		    "ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "
 		    "resolution_data = excluded.resolution_data, resolved_by = "
 		    "excluded.resolved_by, "
 		    "resolved_at = excluded.resolved_at, updated_at = now()",
-		    4, u, NULL, errbuf, errsize);
+		    7, a, NULL, errbuf, errsize);
 		if (st)
 			goto out;
 	}
@@ -226,17 +357,147 @@ sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, js
 	if ((st = sl_db_commit(s->db, errbuf, errsize)))
 		goto out;
 	sl_info("requirement %s of run %s %s by %s", id, run_id,
-	        d->confirmed ? "confirmed" : "rejected", d->resolved_by);
+	        action == AP_EXPIRE   ? "expired"
+	        : action == AP_REJECT ? "rejected"
+	                              : "approved",
+	        who);
+	if (late)
+		st = sl_err(errbuf, errsize, SL_CONFLICT, "requirement %s has expired", id);
 out:
 	if (st) {
 		json_decref(*out);
 		*out = NULL;
 	}
 	sl_db_rollback(s->db);
-	PQclear(req);
+	req_row_clear(&r);
 	PQclear(run);
+	free(values);
+	free(edited);
 	free(run_id);
 	free(seq);
+	return st;
+}
+
+sl_status ap_store_resolve_approval(ap_store *s, const char *approval_id, const ap_decision *d,
+                                    json_t **out, char *errbuf, size_t errsize)
+{
+	const char *p[] = {approval_id};
+	PGresult *res;
+	json_t *req = NULL;
+	sl_status st;
+
+	*out = NULL;
+	st = sl_db_exec(s->db, "SELECT requirement_id FROM approvals WHERE id = $1", 1, p, &res,
+	                errbuf, errsize);
+	if (st)
+		return st;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return sl_err(errbuf, errsize, SL_NOT_FOUND, "no approval %s", approval_id);
+	}
+	st = ap_store_resolve(s, PQgetvalue(res, 0, 0), d, &req, errbuf, errsize);
+	PQclear(res);
+	json_decref(req);
+	if (st)
+		return st;
+	return ap_store_get_approval(s, approval_id, out, errbuf, errsize);
+}
+
+sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
+{
+	ap_decision d = {.action = AP_EXPIRE};
+	PGresult *res;
+	sl_status st;
+
+	*n = 0;
+	st = sl_db_exec(s->db,
+	                "SELECT id FROM requirements WHERE status = 'pending' "
+	                "AND expires_at IS NOT NULL AND expires_at <= now() "
+	                "ORDER BY expires_at LIMIT 100",
+	                0, NULL, &res, errbuf, errsize);
+	if (st)
+		return st;
+	for (int i = 0; i < PQntuples(res); i++) {
+		json_t *out;
+		st = ap_store_resolve(s, PQgetvalue(res, i, 0), &d, &out, errbuf, errsize);
+		json_decref(out);
+		if (st == SL_OK)
+			(*n)++;
+		else if (st != SL_CONFLICT && st != SL_NOT_FOUND)
+			break; /* a concurrent decision is fine; anything else is not */
+		st = SL_OK;
+	}
+	PQclear(res);
+	return st;
+}
+
+sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, const char *who,
+                          json_t **out, char *errbuf, size_t errsize)
+{
+	const char *p[] = {run_id};
+	char *why = NULL;
+	PGresult *res = NULL;
+	json_t *event;
+	sl_status st;
+
+	*out = NULL;
+	if ((st = sl_db_begin(s->db, errbuf, errsize)))
+		goto out;
+	st = sl_db_exec(s->db, "SELECT status, session_id FROM runs WHERE run_id = $1 FOR UPDATE",
+	                1, p, &res, errbuf, errsize);
+	if (st)
+		goto out;
+	if (PQntuples(res) != 1) {
+		st = sl_err(errbuf, errsize, SL_NOT_FOUND, "no run %s", run_id);
+		goto out;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "paused") && strcmp(PQgetvalue(res, 0, 0), "queued")) {
+		st = sl_err(errbuf, errsize, SL_CONFLICT,
+		            "run %s is %s; only a paused or queued run "
+		            "can be cancelled",
+		            run_id, PQgetvalue(res, 0, 0));
+		goto out;
+	}
+	why = sl_asprintf("cancelled by %s%s%s", who, reason ? ": " : "", reason ? reason : "");
+	{
+		const char *c[] = {run_id, why, who};
+		if ((st = sl_db_exec(s->db,
+		                     "UPDATE runs SET status = 'cancelled', error = $2, "
+		                     "version = version + 1, updated_at = now() WHERE run_id = $1",
+		                     2, c, NULL, errbuf, errsize)) ||
+		    (st = sl_db_exec(
+		         s->db,
+		         "UPDATE requirements SET status = 'cancelled', resolved_by = $3, "
+		         "note = $2, resolved_at = now() "
+		         "WHERE run_id = $1 AND status = 'pending'",
+		         3, c, NULL, errbuf, errsize)) ||
+		    (st = sl_db_exec(
+		         s->db,
+		         "UPDATE approvals SET status = 'cancelled', resolved_by = $3, "
+		         "resolution_data = jsonb_build_object('note', $2::text), "
+		         "resolved_at = now(), run_status = 'cancelled', updated_at = now() "
+		         "WHERE run_id = $1 AND status = 'pending'",
+		         3, c, NULL, errbuf, errsize)))
+			goto out;
+	}
+	event = sl_event_new(SL_EVENT_RUN_FAILED, s->source, run_id,
+	                     json_pack("{s:s, s:s, s:s, s:n, s:s}", "run_id", run_id, "session_id",
+	                               PQgetvalue(res, 0, 1), "status", "cancelled", "content",
+	                               "error", why));
+	st = sl_outbox_put(s->db, s->topic_results, run_id, event, errbuf, errsize);
+	json_decref(event);
+	if (st || (st = ap_store_get_run(s, run_id, out, errbuf, errsize)) ||
+	    (st = sl_db_commit(s->db, errbuf, errsize)))
+		goto out;
+	sl_info("run %s: %s", run_id, why);
+out:
+	if (st) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	sl_db_rollback(s->db);
+	PQclear(res);
+	free(why);
 	return st;
 }
 

@@ -17,21 +17,35 @@ typedef struct ap_store {
 	PGconn *db;
 	const char *source; /* CloudEvents source */
 	const char *topic_continues;
+	const char *topic_results;
 } ap_store;
 
 /*
- * Records a validated sluice.run.paused event once: checks the run and its
- * requirements exist (the worker wrote them with the pause) and opens a
- * pending approval for each requirement of approval type "required".
+ * Records a validated sluice.run.paused event once: checks that the run and
+ * the requirements it names exist (the worker wrote them, and the pending
+ * approvals of type "required", in the pause's transaction).
  * SL_NOT_FOUND / SL_INVALID mean the event is to be dead-lettered.
  */
 sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize);
 
-/* One decision on a requirement. */
+/* What a decision does. */
+typedef enum ap_action {
+	AP_CONFIRM, /* run the tool (arguments may be edited) */
+	AP_REJECT,  /* do not run it; the model is told, with the note */
+	AP_INPUT,   /* fill in the fields a user-input tool asks for, then run it */
+	AP_RESULT,  /* give the result of an externally executed tool */
+	AP_APPROVE, /* Agno's "approved": CONFIRM, INPUT or RESULT as the tool needs */
+	AP_EXPIRE   /* the requirement's time ran out: a rejection */
+} ap_action;
+
+/* One decision on a requirement; nothing is stolen. */
 typedef struct ap_decision {
-	bool confirmed;
-	const char *note; /* may be NULL */
-	const char *resolved_by;
+	ap_action action;
+	const char *note;        /* may be NULL */
+	const char *resolved_by; /* the identity behind the API token */
+	const json_t *values;    /* INPUT / APPROVE: field values, may be NULL */
+	const char *result;      /* RESULT / APPROVE: the external result, may be NULL */
+	const json_t *tool_args; /* CONFIRM / APPROVE: edited arguments, may be NULL */
 } ap_decision;
 
 /*
@@ -39,11 +53,36 @@ typedef struct ap_decision {
  * "audit" or "required" requirement, and when no requirement of the run's
  * current pause is left pending, the sluice.run.continue event with all the
  * decisions, all in one transaction. On SL_OK *out is the resolved
- * requirement (a new reference). SL_NOT_FOUND: no such requirement;
- * SL_CONFLICT: already resolved, expired, or the run is not paused.
+ * requirement (a new reference).
+ * SL_NOT_FOUND: no such requirement. SL_CONFLICT: already resolved, expired
+ * (a decision that comes after expires_at expires the requirement and gets
+ * this), or the run is not paused. SL_INVALID: the decision does not fit
+ * the requirement (missing or unknown input fields, arguments that break the
+ * tool's schema, a result for a tool that is not external).
  */
 sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, json_t **out,
                            char *errbuf, size_t errsize);
+
+/*
+ * POST /v1/approvals/{id}/resolve: resolves the approval's requirement with
+ * d (AP_APPROVE or AP_REJECT) and returns the approval in *out.
+ */
+sl_status ap_store_resolve_approval(ap_store *s, const char *approval_id, const ap_decision *d,
+                                    json_t **out, char *errbuf, size_t errsize);
+
+/*
+ * Expires the pending requirements whose expires_at has passed (up to 100
+ * a call); *n receives how many.
+ */
+sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize);
+
+/*
+ * Cancels a paused run: status cancelled, its pending requirements and
+ * approvals cancelled, a sluice.run.failed event. SL_CONFLICT when the run
+ * is running or finished. *out is the run.
+ */
+sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, const char *who,
+                          json_t **out, char *errbuf, size_t errsize);
 
 /* GET /v1/runs/{id}. SL_NOT_FOUND when there is no such run. */
 sl_status ap_store_get_run(ap_store *s, const char *run_id, json_t **out, char *errbuf,

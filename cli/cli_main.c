@@ -24,6 +24,10 @@ static int usage(void)
 	    "  runs get RUN_ID           show a run, its requirements and output\n"
 	    "  requirements list [--status S] [--run-id ID] [--limit N] [--page N]\n"
 	    "  requirements confirm|reject ID [--note TEXT]\n"
+	    "  requirements input ID --values JSON      fill in a user-input tool's fields\n"
+	    "  requirements result ID --result TEXT     the result of an external tool\n"
+	    "  runs cancel RUN_ID [--reason TEXT]\n"
+	    "  approvals resolve ID --status approved|rejected [--resolution-data JSON]\n"
 	    "  approvals list [--status S] [--approval-type T] [--run-id ID] [--limit N] ...\n"
 	    "  approvals get ID\n"
 	    "  migrate [--dir DIR]       apply pending database migrations\n"
@@ -196,6 +200,89 @@ static int decide(sl_config *cfg, const char *verb, int argc, char **argv)
 	return rc;
 }
 
+/* sluice requirements input ID --values JSON | result ID --result TEXT */
+static int decide_with(sl_config *cfg, const char *verb, const char *flag, bool json_value,
+                       int argc, char **argv)
+{
+	json_t *body, *v;
+	char *path, *text;
+	int rc;
+
+	if (argc != 3 || !sl_event_id_valid(argv[0]) || strcmp(argv[1], flag))
+		return usage();
+	v = json_value ? json_loads(argv[2], 0, NULL) : json_string(argv[2]);
+	if (!v) {
+		fprintf(stderr, "sluice: %s must be JSON\n", flag);
+		return 2;
+	}
+	body = json_pack("{s:o}", flag + 2, v);
+	path = sl_asprintf("/v1/requirements/%s/%s", argv[0], verb);
+	text = json_dumps(body, JSON_COMPACT);
+	rc = api(cfg, "POST", path, text);
+	free(text);
+	free(path);
+	json_decref(body);
+	return rc;
+}
+
+/* sluice runs cancel ID [--reason TEXT] */
+static int cancel_run(sl_config *cfg, int argc, char **argv)
+{
+	json_t *body = json_object();
+	char *path, *text;
+	int rc;
+
+	if (argc < 1 || !sl_event_id_valid(argv[0]) ||
+	    (argc > 1 && (argc != 3 || strcmp(argv[1], "--reason")))) {
+		json_decref(body);
+		return usage();
+	}
+	if (argc == 3)
+		json_object_set_new(body, "reason", json_string(argv[2]));
+	path = sl_asprintf("/v1/runs/%s/cancel", argv[0]);
+	text = json_dumps(body, JSON_COMPACT);
+	rc = api(cfg, "POST", path, text);
+	free(text);
+	free(path);
+	json_decref(body);
+	return rc;
+}
+
+/* sluice approvals resolve ID --status approved|rejected [--resolution-data JSON] */
+static int resolve_approval(sl_config *cfg, int argc, char **argv)
+{
+	json_t *body = json_object();
+	char *path, *text;
+	int rc;
+
+	if (argc < 1 || !sl_event_id_valid(argv[0]))
+		goto usage;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--status") && i + 1 < argc)
+			json_object_set_new(body, "status", json_string(argv[++i]));
+		else if (!strcmp(argv[i], "--resolution-data") && i + 1 < argc) {
+			json_t *d = json_loads(argv[++i], 0, NULL);
+			if (!d) {
+				fprintf(stderr, "sluice: --resolution-data must be JSON\n");
+				json_decref(body);
+				return 2;
+			}
+			json_object_set_new(body, "resolution_data", d);
+		} else
+			goto usage;
+	}
+	path = sl_asprintf("/v1/approvals/%s/resolve", argv[0]);
+	text = json_dumps(body, JSON_COMPACT);
+	rc = api(cfg, "POST", path, text);
+	free(text);
+	free(path);
+	json_decref(body);
+	return rc;
+usage:
+	json_decref(body);
+	return usage();
+}
+
 static int get(sl_config *cfg, const char *base, int argc, char **argv)
 {
 	char *path;
@@ -221,6 +308,14 @@ static int dispatch(sl_config *cfg, int argc, char **argv)
 		return cli_dev(cfg, argc - 1, argv + 1);
 	if (!strcmp(cmd, "runs") && !strcmp(sub, "get"))
 		return get(cfg, "/v1/runs", argc - 2, argv + 2);
+	if (!strcmp(cmd, "runs") && !strcmp(sub, "cancel"))
+		return cancel_run(cfg, argc - 2, argv + 2);
+	if (!strcmp(cmd, "requirements") && !strcmp(sub, "input"))
+		return decide_with(cfg, "input", "--values", true, argc - 2, argv + 2);
+	if (!strcmp(cmd, "requirements") && !strcmp(sub, "result"))
+		return decide_with(cfg, "result", "--result", false, argc - 2, argv + 2);
+	if (!strcmp(cmd, "approvals") && !strcmp(sub, "resolve"))
+		return resolve_approval(cfg, argc - 2, argv + 2);
 	if (!strcmp(cmd, "requirements") && !strcmp(sub, "list"))
 		return list(cfg, "/v1/requirements", argc - 2, argv + 2);
 	if (!strcmp(cmd, "requirements") && (!strcmp(sub, "confirm") || !strcmp(sub, "reject")))

@@ -4,7 +4,9 @@
  *   those tools; otherwise the first tool is called with each required string
  *   parameter set to the message's first ID-like token (or the whole
  *   message); with no tools the answer echoes the message;
- * - last inputs are tool results: "Done: " + the outputs joined with "; ".
+ * - last inputs are tool results: "Done: " + the outputs joined with "; ",
+ *   unless an output holds "call TOOL {JSON}" lines: then those tools are
+ *   called, so tests can script runs of several turns.
  */
 #include "scripted.h"
 
@@ -252,7 +254,13 @@ json_t *dv_scripted_answer(bool chat, const json_t *req, char *errbuf, size_t er
 				sl_buf_append(&done, o, strlen(o));
 				sl_buf_free(&out);
 			}
-			text = sl_buf_steal(&done);
+			/* A tool result holding "call TOOL {JSON}" lines scripts the next
+			 * turn: those tools are called (multi-turn runs in tests). */
+			calls = scripted_calls(done.data);
+			if (json_array_size(calls) == 0)
+				text = sl_buf_steal(&done);
+			else
+				user_text = ""; /* answered with the calls below */
 		} else if (role && !strcmp(role, "user")) {
 			user_text = content_text(json_object_get(last, "content"), &b);
 		}
@@ -263,7 +271,7 @@ json_t *dv_scripted_answer(bool chat, const json_t *req, char *errbuf, size_t er
 		goto out;
 	}
 	tools = tool_list(chat, req);
-	if (!text) {
+	if (!text && !calls) {
 		calls = scripted_calls(user_text);
 		if (json_array_size(calls) == 0 && json_array_size(tools) > 0)
 			json_array_append_new(calls,

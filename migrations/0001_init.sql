@@ -37,9 +37,17 @@ CREATE TABLE requirements (
     user_input_schema  jsonb NOT NULL DEFAULT '[]',
     external_execution boolean NOT NULL DEFAULT false,
     approval_type      text CHECK (approval_type IN ('required', 'audit')),
+    pause_type         text NOT NULL GENERATED ALWAYS AS (CASE
+                           WHEN needs_user_input THEN 'user_input'
+                           WHEN external_execution THEN 'external_execution'
+                           ELSE 'confirmation' END) STORED,
+    -- The tool's JSON schema at the pause, to check edited arguments.
+    tool_schema        jsonb NOT NULL DEFAULT '{}',
     status             text NOT NULL DEFAULT 'pending'
-                       CHECK (status IN ('pending', 'resolved', 'expired')),
+                       CHECK (status IN ('pending', 'resolved', 'expired', 'cancelled')),
     confirmed          boolean,
+    -- Arguments edited by the person who confirmed (NULL: as the model gave them).
+    edited_args        jsonb,
     note               text,
     user_input         jsonb,
     external_result    text,
@@ -51,6 +59,8 @@ CREATE TABLE requirements (
 );
 CREATE INDEX requirements_run_idx ON requirements (run_id, pause_seq);
 CREATE INDEX requirements_status_idx ON requirements (status, created_at);
+CREATE INDEX requirements_due_idx ON requirements (expires_at)
+    WHERE status = 'pending' AND expires_at IS NOT NULL;
 
 CREATE TABLE approvals (
     id              text PRIMARY KEY,

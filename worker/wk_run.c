@@ -212,6 +212,9 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 		json_t *rj = requirement_json(&reqs[i]);
 		char *args = json_dumps(reqs[i].args, JSON_COMPACT);
 		char *schema = json_dumps(json_object_get(rj, "user_input_schema"), JSON_COMPACT);
+		char *tool_schema = reqs[i].tool->parameters
+		                        ? json_dumps(reqs[i].tool->parameters, JSON_COMPACT)
+		                        : sl_strdup("{}");
 		char pos[24], timeout[24];
 		const char *p[] = {reqs[i].id,
 		                   r->run_id,
@@ -225,7 +228,8 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 		                   schema,
 		                   reqs[i].tool->external_execution ? "true" : "false",
 		                   sl_approval_name(reqs[i].tool->approval),
-		                   reqs[i].tool->approval_timeout_s ? timeout : NULL};
+		                   reqs[i].tool->approval_timeout_s ? timeout : NULL,
+		                   tool_schema};
 
 		snprintf(pos, sizeof(pos), "%zu", i);
 		snprintf(timeout, sizeof(timeout), "%ld", reqs[i].tool->approval_timeout_s);
@@ -233,13 +237,33 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 		    ctx->db,
 		    "INSERT INTO requirements (id, run_id, pause_seq, position, tool_call_id, "
 		    "tool_name, tool_args, needs_confirmation, needs_user_input, "
-		    "user_input_schema, external_execution, approval_type, expires_at) "
+		    "user_input_schema, external_execution, approval_type, expires_at, "
+		    "tool_schema) "
 		    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11, $12, "
-		    "now() + make_interval(secs => $13::int))",
-		    13, p, NULL, errbuf, errsize);
+		    "now() + make_interval(secs => $13::int), $14::jsonb)",
+		    14, p, NULL, errbuf, errsize);
 		free(args);
 		free(schema);
+		free(tool_schema);
 		json_array_append_new(list, rj);
+		if (st)
+			goto out;
+	}
+	{
+		/* An approval of type "required" is pending from the moment the run
+		 * pauses; an "audit" one is written only when it is resolved. */
+		const char *p[] = {r->run_id, seq};
+		st = sl_db_exec(
+		    ctx->db,
+		    "INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, "
+		    "user_id, "
+		    "approval_type, pause_type, status, tool_name, tool_args, expires_at, "
+		    "run_status) "
+		    "SELECT gen_random_uuid()::text, r.run_id, u.session_id, r.id, u.agent_id, "
+		    "u.user_id, 'required', r.pause_type, 'pending', r.tool_name, r.tool_args, "
+		    "r.expires_at, u.status FROM requirements r JOIN runs u ON u.run_id = r.run_id "
+		    "WHERE r.run_id = $1 AND r.pause_seq = $2 AND r.approval_type = 'required'",
+		    2, p, NULL, errbuf, errsize);
 		if (st)
 			goto out;
 	}
@@ -529,7 +553,8 @@ static sl_status decision_output(wk_ctx *ctx, run *r, PGresult *reqs, int row, c
 		*output = sl_asprintf("error: tool %s is no longer configured", name);
 		return SL_OK;
 	}
-	args = json_loads(PQgetvalue(reqs, row, 3), 0, NULL);
+	/* the arguments as the person edited them, else as the model gave them */
+	args = json_loads(PQgetvalue(reqs, row, PQgetisnull(reqs, row, 9) ? 3 : 9), 0, NULL);
 	if (!PQgetisnull(reqs, row, 7)) {
 		json_t *values = json_loads(PQgetvalue(reqs, row, 7), 0, NULL);
 		json_object_update(args, values);
@@ -594,22 +619,14 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 	p[1] = PQgetvalue(res, 0, 2);
 	st = sl_db_exec(ctx->db,
 	                "SELECT id, tool_call_id, tool_name, tool_args, status, confirmed, note, "
-	                "user_input, external_result FROM requirements "
+	                "user_input, external_result, edited_args FROM requirements "
 	                "WHERE run_id = $1 AND pause_seq = $2 ORDER BY position",
 	                2, p, &reqs, errbuf, errsize);
 	if (st)
 		goto out;
 	n = PQntuples(reqs);
-	/* Act only on what the approver recorded: every requirement of this
-	 * pause resolved, and the event naming exactly those requirements. */
-	for (int k = 0; k < n; k++) {
-		if (!strcmp(PQgetvalue(reqs, k, 4), "pending")) {
-			st = sl_err(errbuf, errsize, SL_CONFLICT,
-			            "run %s: requirement %s is not resolved; continue refused",
-			            run_id, PQgetvalue(reqs, k, 0));
-			goto out;
-		}
-	}
+	/* Act only on what the approver recorded: the event names exactly the
+	 * requirements of this pause, and every one of them is resolved. */
 	json_array_foreach (decisions, i, dec) {
 		const char *rid = json_string_value(json_object_get(dec, "requirement_id"));
 		bool found = false;
@@ -628,6 +645,14 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 		            "run %s: continue carries %zu decisions for %d requirements", run_id,
 		            json_array_size(decisions), n);
 		goto out;
+	}
+	for (int k = 0; k < n; k++) {
+		if (!strcmp(PQgetvalue(reqs, k, 4), "pending")) {
+			st = sl_err(errbuf, errsize, SL_CONFLICT,
+			            "run %s: requirement %s is not resolved; continue refused",
+			            run_id, PQgetvalue(reqs, k, 0));
+			goto out;
+		}
 	}
 	/* The claim: only one continue moves the run from paused to running. */
 	if (!resuming) {

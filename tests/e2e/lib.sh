@@ -63,11 +63,18 @@ run_status() { api GET "/v1/runs/$1" | jq -r '.status // empty'; }
 run_is() { [ "$(run_status "$1")" = "$2" ]; }
 submit() { "$BIN/sluice" submit --agent "$1" --input "$2" ${3:+--run-id "$3"}; }
 pending_requirement() { api GET "/v1/requirements?status=pending&run_id=$1" | jq -r '.data[0].id // empty'; }
-tool_calls_for() { grep -c "\"$1\"" "$SLUICE_TEST_TOOL_LOG" || true; }
+tool_calls_for() { grep -c "\"$1\"" "$SLUICE_TOOL_LOG" || true; }
 
 # A zombie (exited, parent gone) counts as stopped.
 process_gone() { [ ! -e "/proc/$1/stat" ] || [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" = Z ]; }
 no_process_matching() { ! pgrep -f "$1" >/dev/null; }
+
+# topic_has TOPIC JQ_CONDITION: some JSON message of TOPIC satisfies the
+# condition. (jq 1.6's -e looks at the last input only, hence the grep.)
+topic_has() {
+  kcat -b "$SLUICE_KAFKA_BROKERS" -C -t "$1" -e -q 2>/dev/null |
+    jq -cR "fromjson? | select($2)" 2>/dev/null | grep -q .
+}
 
 # Messages of a topic as "HEADERS<TAB>PAYLOAD" lines.
 topic_dump() {

@@ -13,7 +13,7 @@ t_seed() {
   check "one audit approval, approved, resolved by the token's identity" \
     [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r '[.meta.total_count, .data[0].status, .data[0].approval_type, .data[0].resolved_by, .data[0].pause_type] | join(" ")')" = "1 approved audit admin confirmation" ]
   check "a sluice.run.completed event was published" eventually 10 \
-    bash -c "kcat -b $SLUICE_KAFKA_BROKERS -C -t sluice.results -e -q | jq -e 'select(.subject == \"$rid\" and .type == \"sluice.run.completed\" and .data.status == \"completed\")'"
+    topic_has sluice.results ".subject == \"$rid\" and .type == \"sluice.run.completed\" and .data.status == \"completed\""
 }
 
 t_reject() {
@@ -89,7 +89,7 @@ t_duplicate_continue() {
   req=$(pending_requirement "$rid")
   api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
   check "run completes" eventually 20 run_is "$rid" completed || return 1
-  event=$(kcat -b "$SLUICE_KAFKA_BROKERS" -C -t sluice.continues -e -q | jq -c "select(.subject == \"$rid\")")
+  event=$(kcat -b "$SLUICE_KAFKA_BROKERS" -C -t sluice.continues -e -q | jq -cR "fromjson? | select(.subject == \"$rid\")")
   check "one continue event was published" [ "$(grep -c . <<<"$event")" = 1 ] || return 1
   # The very same event again: recorded in processed_events, no second effect.
   printf '%s\n' "$event" | kcat -b "$SLUICE_KAFKA_BROKERS" -P -t sluice.continues -k "$rid"
@@ -121,11 +121,11 @@ t_chat_provider() {
 
 t_worker_killed_mid_tool() {
   local rid req log pid
-  rid=$(submit data-admin "Delete all data for user S-3001.")
+  rid=$(submit slow-admin "Delete all data for user S-3001.")
   check "run pauses" eventually 30 run_is "$rid" paused || return 1
   req=$(pending_requirement "$rid")
   api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
-  check "the tool starts" eventually 20 grep -q S-3001 "$SLUICE_TEST_TOOL_LOG" || return 1
+  check "the tool starts" eventually 20 grep -q S-3001 "$SLUICE_TOOL_LOG" || return 1
   log=$(grep -l "run $rid: running tool" "$SLUICE_DEV_DIR"/worker-*.log)
   check "one worker runs it" [ -n "$log" ] || return 1
   pid=$(cat "${log%.log}.pid")

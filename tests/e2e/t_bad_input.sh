@@ -47,13 +47,13 @@ t_malformed() {
 
 t_bad_agents_file() {
   local out rc
-  jq '.agents[0].tools[0] |= del(.requires_confirmation)' tests/e2e/agents.json > "$WORK/bad-agents.json"
+  jq '.agents[0].tools[0] |= del(.requires_confirmation)' "$AGENTS" > "$WORK/bad-agents.json"
   out=$(SLUICE_AGENTS=$WORK/bad-agents.json timeout 20 "$BIN/sluice-worker" 2>&1)
   rc=$?
   check "the worker exits with status 1 (got $rc)" [ "$rc" = 1 ]
   check "the message names agent, tool and field: $out" \
     grep -q "agent data-admin: tool delete_user_data: field approval" <<<"$out"
-  jq '.agents[0].tools[0].executor.argv = ["/nonexistent/tool"]' tests/e2e/agents.json > "$WORK/bad-agents.json"
+  jq '.agents[0].tools[0].executor.argv = ["/nonexistent/tool"]' "$AGENTS" > "$WORK/bad-agents.json"
   out=$(SLUICE_AGENTS=$WORK/bad-agents.json timeout 20 "$BIN/sluice-worker" 2>&1)
   check "a missing tool program is named" grep -q "field executor.argv\[0\]" <<<"$out"
 }

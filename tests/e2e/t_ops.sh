@@ -30,7 +30,7 @@ t_down_cleans() {
 
 t_crashed_up() {
   local env2=$WORK/crashed.env dir up
-  "$BIN/sluice" dev up --env-file "$env2" --agents tests/e2e/agents.json > "$WORK/crashed-up.log" 2>&1 &
+  "$BIN/sluice" dev up --env-file "$env2" --agents "$AGENTS" > "$WORK/crashed-up.log" 2>&1 &
   up=$!
   check "up names its folder early" eventually 20 grep -q SLUICE_DEV_DIR "$env2" || return 1
   dir=$(sed -n 's/^SLUICE_DEV_DIR=//p' "$env2")
