@@ -242,3 +242,31 @@ t_edit_before_approve() {
   check "the approval keeps the original and the edited arguments" \
     [ "$(approval_of "$rid" '[.data[0].tool_args.replicas, .data[0].resolution_data.tool_args.replicas] | join(" ")')" = "3 5" ]
 }
+
+t_concurrent_continues() {
+  local rid req copy p
+  rid=$(submit chat-admin "Delete all data for user U-3013.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  # Record the decision and hold the run's row while four continue events on
+  # four partitions reach both workers, so that they contend for the run.
+  psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL &
+BEGIN;
+UPDATE requirements SET status = 'resolved', confirmed = true, resolved_by = 'test', resolved_at = now() WHERE id = '$req';
+SELECT 1 FROM runs WHERE run_id = '$rid' FOR UPDATE;
+SELECT pg_sleep(2);
+COMMIT;
+SQL
+  sleep 0.3
+  for p in 0 1 2 3; do
+    copy=$(jq -cn --arg r "$rid" --arg q "$req" --arg id "copy-$p-$rid" '{specversion:"1.0", id:$id, source:"test", type:"sluice.run.continue", subject:$r, data:{run_id:$r, decisions:[{requirement_id:$q, confirmed:true}]}}')
+    printf '%s\n' "$copy" | kcat -b "$SLUICE_KAFKA_BROKERS" -P -t sluice.continues -p "$p" -k "$rid"
+  done
+  wait
+  check "the run completes" eventually 20 run_is "$rid" completed
+  check "the three others are refused" eventually 20 bash -c \
+    "[ \$(kcat -b $SLUICE_KAFKA_BROKERS -C -t sluice.dlq -e -q -f '%h\t%s\n' | grep 'copy-.-$rid' | grep -c 'not paused') = 3 ]"
+  check "both workers took part" \
+    [ "$(grep -l "run $rid" "$SLUICE_DEV_DIR"/worker-*.log | wc -l)" = 2 ]
+  check "the tool ran once" [ "$(grep -c 'U-3013' "$SLUICE_TOOL_LOG")" = 1 ]
+}
