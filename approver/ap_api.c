@@ -2,6 +2,7 @@
  * ap_api.c - HTTP routes of the approver.
  */
 #include "ap_api.h"
+#include "ap_inbox.h"
 #include "sl_db.h"
 #include "sl_event.h"
 #include "sl_log.h"
@@ -368,6 +369,9 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		return sl_httpd_send_json(req->conn, 200, json_pack("{s:s}", "status", "ok"));
 	if (!strcmp(req->path, "/metrics"))
 		return metrics(req);
+	if (!strcmp(req->path, "/") && get)
+		return sl_httpd_send(req->conn, 200, "text/html; charset=utf-8", ap_inbox_html,
+		                     strlen(ap_inbox_html));
 	if (strncmp(req->path, "/v1/", 4))
 		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
 	who = identify(api, req->conn);

@@ -65,6 +65,8 @@ t_auth_and_errors() {
   check "no token on a decision: 401" [ "$code" = 401 ]
   code=$(curl -s -o /dev/null -w '%{http_code}' "$SLUICE_APPROVER_URL/healthz")
   check "healthz needs no token" [ "$code" = 200 ]
+  check "the web inbox page is served (its data needs the token)" \
+    bash -c "curl -sf '$SLUICE_APPROVER_URL/' | grep -q '<title>Sluice inbox</title>'"
   api POST /v1/requirements/no-such-requirement/confirm '{}' >/dev/null
   check "unknown requirement: 404" [ "$(http_status)" = 404 ]
   api GET /v1/runs/no-such-run >/dev/null
