@@ -18,9 +18,10 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIB := $(BUILD)/lib/libsluice.a
 BINS := $(BUILD)/bin/sluice $(BUILD)/bin/sluice-worker $(BUILD)/bin/sluice-approver \
-	$(BUILD)/bin/sluice-dev-broker $(BUILD)/bin/sluice-scripted-model
+	$(BUILD)/bin/sluice-dev-broker $(BUILD)/bin/sluice-scripted-model \
+	$(BUILD)/bin/sluice-bench-loadgen
 
-.PHONY: all deps test unit-bins demo lint clean fuzz
+.PHONY: all deps test unit-bins demo lint clean fuzz bench
 all: $(BINS)
 
 deps:
@@ -54,6 +55,10 @@ $(BUILD)/bin/sluice-scripted-model: $(call obj,dev/scripted_model.c dev/scripted
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
+$(BUILD)/bin/sluice-bench-loadgen: $(call obj,bench/loadgen.c) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+
 # Unit tests (cmocka), one binary per tests/unit/test_*.c.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -76,6 +81,10 @@ test: deps
 
 demo: deps all
 	scripts/demo
+
+# The benchmark of BENCHMARKS.md (bench/run --help for its options).
+bench: deps all
+	bench/run
 
 lint:
 	scripts/lint
