@@ -6,6 +6,7 @@
 #include "ap_api.h"
 #include "ap_store.h"
 #include "sl_config.h"
+#include "sl_consume.h"
 #include "sl_db.h"
 #include "sl_event.h"
 #include "sl_http.h"
@@ -38,44 +39,22 @@ typedef struct approver {
 	char *topic_results;
 } approver;
 
+static sl_status on_run_paused(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
+{
+	approver *a = ud;
+	sl_status st = sl_db_ensure(a->store.db, errbuf, errsize);
+
+	return st ? st : ap_store_record_paused(&a->store, ev, errbuf, errsize);
+}
+
 static void handle(approver *a, const rd_kafka_message_t *m)
 {
 	static const char *types[] = {SL_EVENT_RUN_PAUSED, NULL};
-	char errbuf[1024];
-	long backoff = 100;
-	sl_event ev;
-	sl_status st;
+	sl_status st =
+	    sl_consume(a->consumer, a->producer, &a->cfg, m, types, on_run_paused, a, &stopping);
 
-	st = sl_event_parse(m->payload ? m->payload : "", m->len, types, &ev, errbuf,
-	                    sizeof(errbuf));
-	while (st == SL_OK && !stopping) {
-		if ((st = sl_db_ensure(a->store.db, errbuf, sizeof(errbuf))) == SL_OK)
-			st = ap_store_record_paused(&a->store, &ev, errbuf, sizeof(errbuf));
-		if (st != SL_RETRY)
-			break;
-		sl_warn("approvals[%d]@%lld: transient failure, retrying in %ld ms: %s",
-		        (int)m->partition, (long long)m->offset, backoff, errbuf);
-		sl_sleep_ms(backoff);
-		backoff = backoff < 5000 ? backoff * 2 : 10000;
-		st = SL_OK;
-	}
-	sl_event_clear(&ev);
-	if (stopping && st == SL_OK)
-		return;
-	if (st == SL_FATAL) {
-		sl_error("approvals[%d]@%lld: %s; stopping", (int)m->partition,
-		         (long long)m->offset, errbuf);
-		stopping = 1;
-		return;
-	}
-	if (st != SL_OK) {
-		while (sl_kafka_dead_letter(a->producer, &a->cfg, m, errbuf) != SL_OK && !stopping)
-			sl_sleep_ms(1000);
-		if (stopping)
-			return;
-	}
-	ap_api_count_event(st != SL_OK);
-	sl_kafka_done(a->consumer, m);
+	if (st == SL_OK || st == SL_INVALID)
+		ap_api_count_event(st == SL_INVALID);
 }
 
 static void relay(approver *a)

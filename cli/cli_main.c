@@ -130,6 +130,18 @@ static int api(sl_config *cfg, const char *method, const char *path, const char 
 	return st ? 1 : 0;
 }
 
+/* POSTs body (stolen) as JSON to path (freed) and prints the answer. */
+static int post_json(sl_config *cfg, char *path, json_t *body)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+	int rc = api(cfg, "POST", path, text);
+
+	free(text);
+	free(path);
+	json_decref(body);
+	return rc;
+}
+
 /* Turns "--flag-name VALUE" pairs into "?flag_name=VALUE&..." (escaped). */
 static char *query(int argc, char **argv, bool *ok)
 {
@@ -176,8 +188,6 @@ static int list(sl_config *cfg, const char *base, int argc, char **argv)
 static int decide(sl_config *cfg, const char *verb, int argc, char **argv)
 {
 	json_t *body = json_object();
-	char *path, *text;
-	int rc;
 
 	if (argc < 1 || !sl_event_id_valid(argv[0])) {
 		json_decref(body);
@@ -191,13 +201,7 @@ static int decide(sl_config *cfg, const char *verb, int argc, char **argv)
 			return usage();
 		}
 	}
-	path = sl_asprintf("/v1/requirements/%s/%s", argv[0], verb);
-	text = json_dumps(body, JSON_COMPACT);
-	rc = api(cfg, "POST", path, text);
-	free(text);
-	free(path);
-	json_decref(body);
-	return rc;
+	return post_json(cfg, sl_asprintf("/v1/requirements/%s/%s", argv[0], verb), body);
 }
 
 /* sluice requirements input ID --values JSON | result ID --result TEXT */
@@ -205,8 +209,6 @@ static int decide_with(sl_config *cfg, const char *verb, const char *flag, bool 
                        int argc, char **argv)
 {
 	json_t *body, *v;
-	char *path, *text;
-	int rc;
 
 	if (argc != 3 || !sl_event_id_valid(argv[0]) || strcmp(argv[1], flag))
 		return usage();
@@ -216,21 +218,13 @@ static int decide_with(sl_config *cfg, const char *verb, const char *flag, bool 
 		return 2;
 	}
 	body = json_pack("{s:o}", flag + 2, v);
-	path = sl_asprintf("/v1/requirements/%s/%s", argv[0], verb);
-	text = json_dumps(body, JSON_COMPACT);
-	rc = api(cfg, "POST", path, text);
-	free(text);
-	free(path);
-	json_decref(body);
-	return rc;
+	return post_json(cfg, sl_asprintf("/v1/requirements/%s/%s", argv[0], verb), body);
 }
 
 /* sluice runs cancel ID [--reason TEXT] */
 static int cancel_run(sl_config *cfg, int argc, char **argv)
 {
 	json_t *body = json_object();
-	char *path, *text;
-	int rc;
 
 	if (argc < 1 || !sl_event_id_valid(argv[0]) ||
 	    (argc > 1 && (argc != 3 || strcmp(argv[1], "--reason")))) {
@@ -239,21 +233,13 @@ static int cancel_run(sl_config *cfg, int argc, char **argv)
 	}
 	if (argc == 3)
 		json_object_set_new(body, "reason", json_string(argv[2]));
-	path = sl_asprintf("/v1/runs/%s/cancel", argv[0]);
-	text = json_dumps(body, JSON_COMPACT);
-	rc = api(cfg, "POST", path, text);
-	free(text);
-	free(path);
-	json_decref(body);
-	return rc;
+	return post_json(cfg, sl_asprintf("/v1/runs/%s/cancel", argv[0]), body);
 }
 
 /* sluice approvals resolve ID --status approved|rejected [--resolution-data JSON] */
 static int resolve_approval(sl_config *cfg, int argc, char **argv)
 {
 	json_t *body = json_object();
-	char *path, *text;
-	int rc;
 
 	if (argc < 1 || !sl_event_id_valid(argv[0]))
 		goto usage;
@@ -271,13 +257,7 @@ static int resolve_approval(sl_config *cfg, int argc, char **argv)
 		} else
 			goto usage;
 	}
-	path = sl_asprintf("/v1/approvals/%s/resolve", argv[0]);
-	text = json_dumps(body, JSON_COMPACT);
-	rc = api(cfg, "POST", path, text);
-	free(text);
-	free(path);
-	json_decref(body);
-	return rc;
+	return post_json(cfg, sl_asprintf("/v1/approvals/%s/resolve", argv[0]), body);
 usage:
 	json_decref(body);
 	return usage();

@@ -6,6 +6,7 @@
  */
 #include "sl_agents.h"
 #include "sl_config.h"
+#include "sl_consume.h"
 #include "sl_db.h"
 #include "sl_event.h"
 #include "sl_http.h"
@@ -52,50 +53,31 @@ static void relay(worker *w)
 	} while (sent == 500);
 }
 
-/* Processes one message until it has had its effect, was dead-lettered, or
- * the worker is stopping. Returns false when the offset must not move. */
-static bool handle(worker *w, const rd_kafka_message_t *m)
+/* The handlers of the two consumed topics. */
+static sl_status on_run_requested(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
+{
+	worker *w = ud;
+	sl_status st = sl_db_ensure(w->ctx.db, errbuf, errsize);
+
+	return st ? st : wk_run_requested(&w->ctx, ev, errbuf, errsize);
+}
+
+static sl_status on_run_continue(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
+{
+	worker *w = ud;
+	sl_status st = sl_db_ensure(w->ctx.db, errbuf, errsize);
+
+	return st ? st : wk_run_continue(&w->ctx, ev, errbuf, errsize);
+}
+
+static void handle(worker *w, const rd_kafka_message_t *m)
 {
 	static const char *run_types[] = {SL_EVENT_RUN_REQUESTED, NULL};
 	static const char *continue_types[] = {SL_EVENT_RUN_CONTINUE, NULL};
-	const char *topic = rd_kafka_topic_name(m->rkt);
-	bool is_run = !strcmp(topic, w->topic_runs);
-	char errbuf[1024];
-	long backoff = 100;
-	sl_event ev;
-	sl_status st;
+	bool is_run = !strcmp(rd_kafka_topic_name(m->rkt), w->topic_runs);
 
-	st = sl_event_parse(m->payload ? m->payload : "", m->len,
-	                    is_run ? run_types : continue_types, &ev, errbuf, sizeof(errbuf));
-	while (st == SL_OK && !stopping) {
-		if ((st = sl_db_ensure(w->ctx.db, errbuf, sizeof(errbuf))) == SL_OK)
-			st = is_run ? wk_run_requested(&w->ctx, &ev, errbuf, sizeof(errbuf))
-			            : wk_run_continue(&w->ctx, &ev, errbuf, sizeof(errbuf));
-		if (st != SL_RETRY)
-			break;
-		sl_warn("%s[%d]@%lld: transient failure, retrying in %ld ms: %s", topic,
-		        (int)m->partition, (long long)m->offset, backoff, errbuf);
-		sl_sleep_ms(backoff);
-		backoff = backoff < 5000 ? backoff * 2 : 10000;
-		st = SL_OK;
-	}
-	sl_event_clear(&ev);
-	if (stopping && st == SL_OK)
-		return false;
-	if (st == SL_FATAL) {
-		sl_error("%s[%d]@%lld: %s; stopping", topic, (int)m->partition,
-		         (long long)m->offset, errbuf);
-		stopping = 1;
-		return false;
-	}
-	if (st != SL_OK) {
-		while (sl_kafka_dead_letter(w->producer, &w->cfg, m, errbuf) != SL_OK && !stopping)
-			sl_sleep_ms(1000);
-		if (stopping)
-			return false;
-	}
-	sl_kafka_done(w->consumer, m);
-	return true;
+	sl_consume(w->consumer, w->producer, &w->cfg, m, is_run ? run_types : continue_types,
+	           is_run ? on_run_requested : on_run_continue, w, &stopping);
 }
 
 static int run(worker *w)

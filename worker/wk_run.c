@@ -176,6 +176,25 @@ static sl_status event_seen(wk_ctx *ctx, const char *event_id, bool *seen, char 
 	return SL_OK;
 }
 
+/*
+ * Opens the transaction of a run's outcome and records the consumed event
+ * in it. *dup is set (and the caller leaves it) when the event had its
+ * effect before.
+ */
+static sl_status begin_outcome(wk_ctx *ctx, run *r, const char *event_id, bool *dup, char *errbuf,
+                               size_t errsize)
+{
+	sl_status st;
+
+	if ((st = sl_db_begin(ctx->db, errbuf, errsize)) ||
+	    (st = record_event(ctx, event_id, dup, errbuf, errsize)))
+		return st;
+	if (*dup)
+		sl_info("run %s: event %s was processed before; nothing to do", r->run_id,
+		        event_id);
+	return SL_OK;
+}
+
 static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, const char *event_id,
                            char *errbuf, size_t errsize)
 {
@@ -187,15 +206,8 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 	sl_status st;
 	bool dup;
 
-	if ((st = sl_db_begin(ctx->db, errbuf, errsize)))
+	if ((st = begin_outcome(ctx, r, event_id, &dup, errbuf, errsize)) || dup)
 		goto out;
-	if ((st = record_event(ctx, event_id, &dup, errbuf, errsize)))
-		goto out;
-	if (dup) {
-		sl_info("run %s: event %s was processed before; nothing to do", r->run_id,
-		        event_id);
-		goto out;
-	}
 	st = sl_db_exec(ctx->db,
 	                "UPDATE runs SET status = 'paused', messages = $2::jsonb, "
 	                "pause_seq = pause_seq + 1, version = version + 1, updated_at = now() "
@@ -296,15 +308,8 @@ static sl_status finish_run(wk_ctx *ctx, run *r, bool ok, const char *text, cons
 	sl_status st;
 	bool dup;
 
-	if ((st = sl_db_begin(ctx->db, errbuf, errsize)))
+	if ((st = begin_outcome(ctx, r, event_id, &dup, errbuf, errsize)) || dup)
 		goto out;
-	if ((st = record_event(ctx, event_id, &dup, errbuf, errsize)))
-		goto out;
-	if (dup) {
-		sl_info("run %s: event %s was processed before; nothing to do", r->run_id,
-		        event_id);
-		goto out;
-	}
 	st = sl_db_exec(
 	    ctx->db,
 	    "UPDATE runs SET status = $2, output = $3, error = $4, messages = $5::jsonb, "
