@@ -33,6 +33,7 @@ typedef struct approver {
 	ap_store store; /* the consumer's; the HTTP thread has its own */
 	ap_api api;
 	sl_httpd *httpd;
+	sl_relay *relay;
 	char *source;
 	char *topic_approvals;
 	char *topic_continues;
@@ -57,20 +58,6 @@ static void handle(approver *a, const rd_kafka_message_t *m)
 		ap_api_count_event(st == SL_INVALID);
 }
 
-static void relay(approver *a)
-{
-	char errbuf[512];
-	int sent;
-
-	do {
-		if (sl_db_ensure(a->store.db, errbuf, sizeof(errbuf)) ||
-		    sl_outbox_relay(a->store.db, a->producer, 500, &sent, errbuf, sizeof(errbuf))) {
-			sl_warn("outbox relay: %s", errbuf);
-			return;
-		}
-	} while (sent == 500);
-}
-
 /* Expires requirements past their expires_at: fail safe, as rejections. */
 static void expire(approver *a)
 {
@@ -90,7 +77,7 @@ int main(int argc, char **argv)
 	char errbuf[1024];
 	char **rest = calloc((size_t)argc + 1, sizeof(char *));
 	const char *topics[2];
-	long long next_relay = 0, next_expiry = 0;
+	long long next_expiry = 0;
 	int nrest, rc = 1;
 
 	memset(&a, 0, sizeof(a));
@@ -138,6 +125,13 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	/* Decisions arrive over HTTP: the relay thread publishes the continue
+	 * events as soon as their transactions commit (NOTIFY). */
+	a.relay = sl_relay_start(&a.cfg, 1000, errbuf, sizeof(errbuf));
+	if (!a.relay) {
+		sl_error("outbox relay: %s", errbuf);
+		goto out;
+	}
 	a.httpd = sl_httpd_start(a.cfg.approver_listen, AP_API_MAX_BODY, false, ap_api_handle,
 	                         &a.api, errbuf, sizeof(errbuf));
 	if (!a.httpd) {
@@ -160,16 +154,12 @@ int main(int argc, char **argv)
 			expire(&a);
 			next_expiry = sl_mono_ms() + 1000;
 		}
-		/* Decisions arrive over HTTP, so the relay polls its outbox. */
-		if (sl_mono_ms() >= next_relay) {
-			relay(&a);
-			next_relay = sl_mono_ms() + 20;
-		}
 	}
 	sl_info("approver stopping");
 	rc = 0;
 out:
 	sl_httpd_stop(a.httpd);
+	sl_relay_stop(a.relay);
 	if (a.consumer) {
 		rd_kafka_consumer_close(a.consumer);
 		rd_kafka_destroy(a.consumer);

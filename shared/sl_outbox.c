@@ -2,10 +2,14 @@
  * sl_outbox.c - outbox writes, the relay, and processed_events.
  */
 #include "sl_outbox.h"
+#include "sl_config.h"
 #include "sl_db.h"
 #include "sl_kafka.h"
 #include "sl_log.h"
 
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,4 +115,107 @@ sl_status sl_inbox_claim(PGconn *conn, const char *consumer, const char *event_i
 	*fresh = !strcmp(PQcmdTuples(res), "1");
 	PQclear(res);
 	return SL_OK;
+}
+
+#define RELAY_BATCH 500
+
+struct sl_relay {
+	pthread_t thread;
+	atomic_bool stop;
+	char *url;
+	rd_kafka_t *producer;
+	int fallback_ms;
+};
+
+/* Connects and LISTENs; NULL (logged) when PostgreSQL is not there. */
+static PGconn *relay_connect(sl_relay *r)
+{
+	char errbuf[512];
+	PGconn *c = sl_db_connect(r->url, errbuf, sizeof(errbuf));
+
+	if (c && sl_db_exec(c, "LISTEN sluice_outbox", 0, NULL, NULL, errbuf, sizeof(errbuf))) {
+		PQfinish(c);
+		c = NULL;
+	}
+	if (!c)
+		sl_warn("outbox relay: %s", errbuf);
+	return c;
+}
+
+static void *relay_main(void *arg)
+{
+	sl_relay *r = arg;
+	PGconn *conn = NULL;
+	char errbuf[512];
+
+	for (;;) {
+		bool stopping = atomic_load(&r->stop);
+		int sent = 0;
+		struct pollfd pfd;
+		PGnotify *n;
+
+		if (!conn && !(conn = relay_connect(r))) {
+			if (stopping)
+				break;
+			sl_sleep_ms(1000);
+			continue;
+		}
+		/* Publish until a batch comes back short. */
+		do {
+			if (sl_outbox_relay(conn, r->producer, RELAY_BATCH, &sent, errbuf,
+			                    sizeof(errbuf))) {
+				sl_warn("outbox relay: %s", errbuf);
+				if (PQstatus(conn) != CONNECTION_OK) {
+					PQfinish(conn);
+					conn = NULL;
+				}
+				sent = 0;
+			}
+		} while (sent == RELAY_BATCH);
+		if (stopping) /* the last pass after the stop request is done */
+			break;
+		if (!conn)
+			continue;
+		pfd.fd = PQsocket(conn);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		poll(&pfd, 1, r->fallback_ms);
+		PQconsumeInput(conn);
+		while ((n = PQnotifies(conn)))
+			PQfreemem(n);
+	}
+	if (conn)
+		PQfinish(conn);
+	return NULL;
+}
+
+sl_relay *sl_relay_start(const sl_config *cfg, int fallback_ms, char *errbuf, size_t errsize)
+{
+	sl_relay *r = sl_calloc(1, sizeof(*r));
+
+	r->fallback_ms = fallback_ms;
+	r->url = sl_strdup(cfg->database_url);
+	r->producer = sl_kafka_producer_new(cfg, errbuf, errsize);
+	if (!r->producer || pthread_create(&r->thread, NULL, relay_main, r)) {
+		if (r->producer) {
+			sl_err(errbuf, errsize, SL_FATAL, "cannot start the outbox relay thread");
+			rd_kafka_destroy(r->producer);
+		}
+		free(r->url);
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void sl_relay_stop(sl_relay *r)
+{
+	if (!r)
+		return;
+	atomic_store(&r->stop, true);
+	pthread_join(r->thread, NULL);
+	rd_kafka_flush(r->producer, 5000);
+	rd_kafka_destroy(r->producer);
+	free(r->url);
+	free(r);
 }

@@ -32,6 +32,19 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
                           size_t errsize);
 
 /*
+ * A relay thread: publishes the outbox as soon as a transaction NOTIFYs
+ * sluice_outbox (sl_outbox_put does), and every fallback_ms anyway, on its
+ * own PostgreSQL connection and its own idempotent producer. It reconnects
+ * after failures. Returns NULL with the reason in errbuf.
+ */
+typedef struct sl_relay sl_relay;
+struct sl_config;
+sl_relay *sl_relay_start(const struct sl_config *cfg, int fallback_ms, char *errbuf,
+                         size_t errsize);
+/* Publishes what is left, stops the thread and frees it; NULL is fine. */
+void sl_relay_stop(sl_relay *r);
+
+/*
  * Records that consumer processed event_id, in the caller's transaction.
  * *fresh is false when it had been processed already (then the caller rolls
  * back and skips the event).

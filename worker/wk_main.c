@@ -1,7 +1,8 @@
 /*
  * wk_main.c - sluice-worker: consumes sluice.runs and sluice.continues in
  * the "sluice-workers" group, hands each event to wk_run, dead-letters what
- * cannot be processed, relays its outbox, and stores a message's offset only
+ * cannot be processed, relays its outbox (on a thread woken by NOTIFY), and
+ * stores a message's offset only
  * once its effect is in PostgreSQL.
  */
 #include "sl_agents.h"
@@ -33,25 +34,12 @@ typedef struct worker {
 	sl_config cfg;
 	sl_agents *agents;
 	rd_kafka_t *consumer;
-	rd_kafka_t *producer;
+	rd_kafka_t *producer; /* dead letters */
+	sl_relay *relay;
 	char *topic_runs;
 	char *topic_continues;
 	wk_ctx ctx;
 } worker;
-
-static void relay(worker *w)
-{
-	char errbuf[512];
-	int sent;
-
-	do {
-		if (sl_db_ensure(w->ctx.db, errbuf, sizeof(errbuf)) ||
-		    sl_outbox_relay(w->ctx.db, w->producer, 500, &sent, errbuf, sizeof(errbuf))) {
-			sl_warn("outbox relay: %s", errbuf);
-			return;
-		}
-	} while (sent == 500);
-}
 
 /* The handlers of the two consumed topics. */
 static sl_status on_run_requested(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
@@ -82,8 +70,6 @@ static void handle(worker *w, const rd_kafka_message_t *m)
 
 static int run(worker *w)
 {
-	long long next_relay = 0;
-
 	while (!stopping) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 50);
 
@@ -93,10 +79,6 @@ static int run(worker *w)
 			else if (!m->err)
 				handle(w, m);
 			rd_kafka_message_destroy(m);
-		}
-		if (m || sl_mono_ms() >= next_relay) {
-			relay(w);
-			next_relay = sl_mono_ms() + 100;
 		}
 	}
 	return 0;
@@ -150,6 +132,11 @@ int main(int argc, char **argv)
 		sl_error("kafka producer: %s", errbuf);
 		goto out;
 	}
+	w.relay = sl_relay_start(&w.cfg, 1000, errbuf, sizeof(errbuf));
+	if (!w.relay) {
+		sl_error("outbox relay: %s", errbuf);
+		goto out;
+	}
 	w.consumer =
 	    sl_kafka_consumer_new(&w.cfg, "sluice-workers", topics, errbuf, sizeof(errbuf));
 	if (!w.consumer) {
@@ -168,6 +155,7 @@ out:
 		rd_kafka_consumer_close(w.consumer);
 		rd_kafka_destroy(w.consumer);
 	}
+	sl_relay_stop(w.relay);
 	if (w.producer) {
 		rd_kafka_flush(w.producer, 5000);
 		rd_kafka_destroy(w.producer);
