@@ -244,7 +244,7 @@ t_edit_before_approve() {
 }
 
 t_concurrent_continues() {
-  local rid req copy p
+  local rid req copy p holder
   rid=$(submit chat-admin "Delete all data for user U-3013.")
   check "run pauses" eventually 30 run_is "$rid" paused || return 1
   req=$(pending_requirement "$rid")
@@ -257,16 +257,30 @@ SELECT 1 FROM runs WHERE run_id = '$rid' FOR UPDATE;
 SELECT pg_sleep(2);
 COMMIT;
 SQL
+  holder=$!
   sleep 0.3
   for p in 0 1 2 3; do
     copy=$(jq -cn --arg r "$rid" --arg q "$req" --arg id "copy-$p-$rid" '{specversion:"1.0", id:$id, source:"test", type:"sluice.run.continue", subject:$r, data:{run_id:$r, decisions:[{requirement_id:$q, confirmed:true}]}}')
     printf '%s\n' "$copy" | kcat -b "$SLUICE_KAFKA_BROKERS" -P -t sluice.continues -p "$p" -k "$rid"
   done
-  wait
+  wait "$holder"
   check "the run completes" eventually 20 run_is "$rid" completed
   check "the three others are refused" eventually 20 bash -c \
     "[ \$(kcat -b $SLUICE_KAFKA_BROKERS -C -t sluice.dlq -e -q -f '%h\t%s\n' | grep 'copy-.-$rid' | grep -c 'not paused') = 3 ]"
   check "both workers took part" \
     [ "$(grep -l "run $rid" "$SLUICE_DEV_DIR"/worker-*.log | wc -l)" = 2 ]
   check "the tool ran once" [ "$(grep -c 'U-3013' "$SLUICE_TOOL_LOG")" = 1 ]
+}
+
+t_http_executor() {
+  local rid call
+  rid=$(submit http-agent "Where is order O-4711?")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  call=$(api GET "/v1/runs/$rid" | jq -r '.requirements[0].tool_call_id')
+  api POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{}' >/dev/null
+  check "the run completes" eventually 20 run_is "$rid" completed
+  check "the tool got the arguments with Idempotency-Key RUN_ID:TOOL_CALL_ID" \
+    grep -qx "$rid:$call {\"order_id\":\"O-4711\"}" "$HTTP_TOOL_LOG"
+  check "the 2xx body is the result the model saw" \
+    [ "$(api GET "/v1/runs/$rid" | jq -r .output)" = "Done: Looked up O-4711" ]
 }
