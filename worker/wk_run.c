@@ -506,7 +506,7 @@ sl_status wk_run_requested(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t
 		json_decref(r.items);
 		r.items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
 		if (!json_is_array(r.items)) {
-			st = sl_err(errbuf, errsize, SL_FATAL,
+			st = sl_err(errbuf, errsize, SL_INVALID,
 			            "run %s: stored messages are not a list", r.run_id);
 			goto out;
 		}
@@ -621,6 +621,11 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 		goto out;
 	}
 	r.items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+	if (!json_is_array(r.items)) {
+		st = sl_err(errbuf, errsize, SL_INVALID, "run %s: stored messages are not a list",
+		            run_id);
+		goto out;
+	}
 	p[1] = PQgetvalue(res, 0, 2);
 	st = sl_db_exec(ctx->db,
 	                "SELECT id, tool_call_id, tool_name, tool_args, status, confirmed, note, "
