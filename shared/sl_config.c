@@ -27,6 +27,8 @@ static const struct field fields[] = {
     {"OPENAI_API_KEY", "--openai-api-key", offsetof(sl_config, openai_api_key), NULL},
     {"OPENAI_BASE_URL", "--openai-base-url", offsetof(sl_config, openai_base_url),
      "https://api.openai.com/v1"},
+    {"SLUICE_WORKER_CONCURRENCY", "--worker-concurrency", offsetof(sl_config, worker_concurrency),
+     "8"},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

@@ -19,6 +19,7 @@ typedef struct sl_config {
 	char *api_token;
 	char *openai_api_key;
 	char *openai_base_url;
+	char *worker_concurrency;
 } sl_config;
 
 /* Fills c from the environment, with the documented defaults. */

@@ -5,6 +5,7 @@
 #include "sl_log.h"
 
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -24,16 +25,41 @@ static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *
 	return rd_kafka_conf_set(conf, k, v, errbuf, errsize) == RD_KAFKA_CONF_OK;
 }
 
-/* The delivery report sets the flag that the message's opaque points to. */
+/*
+ * Delivery reports of one sl_kafka_produce_batch() call. It lives until both
+ * the caller has stopped waiting and every report has come in, since a
+ * report can arrive after a time-out, and on any thread that polls the
+ * producer.
+ */
+typedef struct dr_batch dr_batch;
+typedef struct dr_item {
+	dr_batch *batch;
+	_Atomic signed char state; /* 0 pending, 1 delivered, -1 failed */
+} dr_item;
+struct dr_batch {
+	atomic_int refs;
+	dr_item items[];
+};
+
+static void dr_release(dr_batch *b)
+{
+	if (atomic_fetch_sub(&b->refs, 1) == 1)
+		free(b);
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
+	dr_item *item = m->_private;
+
 	(void)rk;
 	(void)opaque;
-	if (m->_private)
-		*(bool *)m->_private = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (m->err)
 		sl_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
 		        rd_kafka_err2str(m->err));
+	if (item) {
+		atomic_store(&item->state, m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : -1);
+		dr_release(item->batch);
+	}
 }
 
 rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsize)
@@ -106,41 +132,47 @@ sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_
                                  char *errbuf, size_t errsize)
 {
 	long long deadline = sl_mono_ms() + timeout_ms;
-	size_t pending = 0, failed = 0;
+	dr_batch *b = sl_calloc(1, sizeof(*b) + n * sizeof(dr_item));
+	size_t failed = 0;
+	bool waiting = true;
 
+	atomic_init(&b->refs, 1); /* the caller's */
 	for (size_t i = 0; i < n; i++) {
-		rd_kafka_headers_t *hdrs;
+		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
 		rd_kafka_resp_err_t err;
 
-		msgs[i].delivered = false;
-		hdrs = rd_kafka_headers_new(2);
-		if (msgs[i].headers) {
-			for (const char *const *h = msgs[i].headers; h[0]; h += 2)
-				rd_kafka_header_add(hdrs, h[0], -1, h[1], -1);
-		}
+		b->items[i].batch = b;
+		atomic_init(&b->items[i].state, 0);
+		for (const char *const *h = msgs[i].headers; h && h[0]; h += 2)
+			rd_kafka_header_add(hdrs, h[0], -1, h[1], -1);
+		atomic_fetch_add(&b->refs, 1);
 		err = rd_kafka_producev(
 		    producer, RD_KAFKA_V_TOPIC(msgs[i].topic),
 		    RD_KAFKA_V_KEY(msgs[i].key, msgs[i].key ? strlen(msgs[i].key) : 0),
 		    RD_KAFKA_V_VALUE((void *)msgs[i].payload, msgs[i].len),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&msgs[i].delivered),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&b->items[i]),
 		    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
 		if (err) {
 			rd_kafka_headers_destroy(hdrs);
+			atomic_store(&b->items[i].state, -1);
+			atomic_fetch_sub(&b->refs, 1); /* no report will come */
 			sl_warn("kafka produce to %s failed: %s", msgs[i].topic,
 			        rd_kafka_err2str(err));
-			failed++;
-			continue;
 		}
-		pending++;
 	}
-	/* Wait for the delivery reports: rd_kafka_flush serves them. */
-	while (rd_kafka_outq_len(producer) > 0 && sl_mono_ms() < deadline)
-		rd_kafka_flush(producer, 50);
-	rd_kafka_poll(producer, 0);
-	for (size_t i = 0; i < n; i++)
-		if (!msgs[i].delivered)
-			failed++;
-	(void)pending;
+	/* Serve delivery reports (ours, or another thread's) until ours are in. */
+	while (waiting && sl_mono_ms() < deadline) {
+		waiting = false;
+		for (size_t i = 0; i < n && !waiting; i++)
+			waiting = atomic_load(&b->items[i].state) == 0;
+		if (waiting)
+			rd_kafka_poll(producer, 5);
+	}
+	for (size_t i = 0; i < n; i++) {
+		msgs[i].delivered = atomic_load(&b->items[i].state) == 1;
+		failed += !msgs[i].delivered;
+	}
+	dr_release(b);
 	if (failed)
 		return sl_err(errbuf, errsize, SL_RETRY, "%zu of %zu messages not delivered",
 		              failed, n);

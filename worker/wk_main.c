@@ -14,6 +14,7 @@
 #include "sl_kafka.h"
 #include "sl_log.h"
 #include "sl_outbox.h"
+#include "wk_lanes.h"
 #include "wk_run.h"
 #include "wk_tool.h"
 
@@ -30,56 +31,83 @@ static void on_signal(int sig)
 	stopping = 1;
 }
 
-typedef struct worker {
+/* Most messages queued on the lanes before the poll loop waits for them. */
+#define MAX_BACKLOG_PER_LANE 32
+
+typedef struct worker worker;
+
+/* One lane's state: its own database connection. */
+typedef struct lane_ctx {
+	worker *w;
+	wk_ctx ctx;
+} lane_ctx;
+
+struct worker {
 	sl_config cfg;
 	sl_agents *agents;
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer; /* dead letters */
 	sl_relay *relay;
+	wk_lanes *lanes;
+	lane_ctx *lane;
+	int nlanes;
 	char *topic_runs;
 	char *topic_continues;
-	wk_ctx ctx;
-} worker;
+	wk_ctx ctx; /* the settings every lane copies */
+};
 
 /* The handlers of the two consumed topics. */
 static sl_status on_run_requested(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
 {
-	worker *w = ud;
-	sl_status st = sl_db_ensure(w->ctx.db, errbuf, errsize);
+	lane_ctx *lc = ud;
+	sl_status st = sl_db_ensure(lc->ctx.db, errbuf, errsize);
 
-	return st ? st : wk_run_requested(&w->ctx, ev, errbuf, errsize);
+	return st ? st : wk_run_requested(&lc->ctx, ev, errbuf, errsize);
 }
 
 static sl_status on_run_continue(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
 {
-	worker *w = ud;
-	sl_status st = sl_db_ensure(w->ctx.db, errbuf, errsize);
+	lane_ctx *lc = ud;
+	sl_status st = sl_db_ensure(lc->ctx.db, errbuf, errsize);
 
-	return st ? st : wk_run_continue(&w->ctx, ev, errbuf, errsize);
+	return st ? st : wk_run_continue(&lc->ctx, ev, errbuf, errsize);
 }
 
-static void handle(worker *w, const rd_kafka_message_t *m)
+/* Runs on lane threads: one message, start to end. */
+static void handle(void *ud, int lane, const rd_kafka_message_t *m)
 {
 	static const char *run_types[] = {SL_EVENT_RUN_REQUESTED, NULL};
 	static const char *continue_types[] = {SL_EVENT_RUN_CONTINUE, NULL};
+	worker *w = ud;
 	bool is_run = !strcmp(rd_kafka_topic_name(m->rkt), w->topic_runs);
 
 	sl_consume(w->consumer, w->producer, &w->cfg, m, is_run ? run_types : continue_types,
-	           is_run ? on_run_requested : on_run_continue, w, &stopping);
+	           is_run ? on_run_requested : on_run_continue, &w->lane[lane], &stopping);
 }
 
+/* The poll loop only dispatches: it hands messages to the lanes, and waits
+ * while they have enough queued. */
 static int run(worker *w)
 {
-	while (!stopping) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 50);
+	size_t max_backlog = (size_t)w->nlanes * MAX_BACKLOG_PER_LANE;
 
-		if (m) {
-			if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-				sl_warn("kafka: %s", rd_kafka_message_errstr(m));
-			else if (!m->err)
-				handle(w, m);
-			rd_kafka_message_destroy(m);
+	while (!stopping) {
+		rd_kafka_message_t *m;
+
+		if (wk_lanes_backlog(w->lanes) >= max_backlog) {
+			sl_sleep_ms(2);
+			continue;
 		}
+		m = rd_kafka_consumer_poll(w->consumer, 50);
+		if (!m)
+			continue;
+		if (m->err) {
+			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				sl_warn("kafka: %s", rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		wk_lanes_push(w->lanes, m);
 	}
 	return 0;
 }
@@ -112,10 +140,14 @@ int main(int argc, char **argv)
 		sl_error("%s", errbuf);
 		goto out;
 	}
-	w.ctx.db = sl_db_connect(w.cfg.database_url, errbuf, sizeof(errbuf));
-	if (!w.ctx.db) {
-		sl_error("%s", errbuf);
-		goto out;
+	{
+		char *end;
+		long n = strtol(w.cfg.worker_concurrency, &end, 10);
+		if (*end || n < 1 || n > 256) {
+			sl_error("SLUICE_WORKER_CONCURRENCY must be a number from 1 to 256");
+			goto out;
+		}
+		w.nlanes = (int)n;
 	}
 	w.topic_runs = sl_config_topic(&w.cfg, "runs");
 	w.topic_continues = sl_config_topic(&w.cfg, "continues");
@@ -124,6 +156,16 @@ int main(int argc, char **argv)
 	w.ctx.cfg = &w.cfg;
 	w.ctx.agents = w.agents;
 	w.ctx.source = sl_event_source("worker");
+	w.lane = sl_calloc((size_t)w.nlanes, sizeof(lane_ctx));
+	for (int i = 0; i < w.nlanes; i++) {
+		w.lane[i].w = &w;
+		w.lane[i].ctx = w.ctx;
+		w.lane[i].ctx.db = sl_db_connect(w.cfg.database_url, errbuf, sizeof(errbuf));
+		if (!w.lane[i].ctx.db) {
+			sl_error("%s", errbuf);
+			goto out;
+		}
+	}
 	topics[0] = w.topic_runs;
 	topics[1] = w.topic_continues;
 	topics[2] = NULL;
@@ -146,8 +188,13 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	sl_info("worker started: %zu agent(s), topics %s and %s", w.agents->n, w.topic_runs,
-	        w.topic_continues);
+	sl_info("worker started: %zu agent(s), %d lanes, topics %s and %s", w.agents->n, w.nlanes,
+	        w.topic_runs, w.topic_continues);
+	w.lanes = wk_lanes_start(w.nlanes, handle, &w);
+	if (!w.lanes) {
+		sl_error("cannot start %d lane threads", w.nlanes);
+		goto out;
+	}
 	rc = run(&w);
 	sl_info("worker stopping");
 out:
@@ -155,13 +202,16 @@ out:
 		rd_kafka_consumer_close(w.consumer);
 		rd_kafka_destroy(w.consumer);
 	}
+	wk_lanes_stop(w.lanes);
 	sl_relay_stop(w.relay);
 	if (w.producer) {
 		rd_kafka_flush(w.producer, 5000);
 		rd_kafka_destroy(w.producer);
 	}
-	if (w.ctx.db)
-		PQfinish(w.ctx.db);
+	for (int i = 0; w.lane && i < w.nlanes; i++)
+		if (w.lane[i].ctx.db)
+			PQfinish(w.lane[i].ctx.db);
+	free(w.lane);
 	free((char *)w.ctx.source);
 	free(w.topic_runs);
 	free(w.topic_continues);
