@@ -34,7 +34,7 @@ int main(int argc, char **argv)
 {
 	static const char *topics[] = {"runs", "approvals", "continues", "results", "dlq"};
 	const char *addr_file = NULL, *prefix = getenv("SLUICE_TOPIC_PREFIX");
-	long partitions = 4;
+	long partitions = 8;
 	char errbuf[512];
 	rd_kafka_conf_t *conf;
 	rd_kafka_mock_cluster_t *mc;

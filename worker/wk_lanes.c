@@ -31,6 +31,12 @@ struct wk_lanes {
 	void *ud;
 	atomic_bool stop;
 	atomic_size_t backlog;
+	struct route {
+		char *topic;
+		int32_t partition;
+		int lane;
+	} * routes;
+	size_t nroutes;
 };
 
 static void *lane_main(void *arg)
@@ -86,16 +92,23 @@ wk_lanes *wk_lanes_start(int n, wk_lane_fn fn, void *ud)
 	return l;
 }
 
-/* FNV-1a of the topic name, mixed with the partition. */
-static unsigned lane_of(const wk_lanes *l, const rd_kafka_message_t *m)
+/*
+ * The lane of a message's topic-partition: partitions get lanes in turn as
+ * they are first seen, so that they spread evenly. Only the poll thread
+ * calls this, so the table needs no lock.
+ */
+static int lane_of(wk_lanes *l, const rd_kafka_message_t *m)
 {
-	const char *t = rd_kafka_topic_name(m->rkt);
-	unsigned h = 2166136261u;
+	const char *topic = rd_kafka_topic_name(m->rkt);
 
-	for (; *t; t++)
-		h = (h ^ (unsigned char)*t) * 16777619u;
-	h = (h ^ (unsigned)m->partition) * 16777619u;
-	return h % (unsigned)l->n;
+	for (size_t i = 0; i < l->nroutes; i++)
+		if (l->routes[i].partition == m->partition && !strcmp(l->routes[i].topic, topic))
+			return l->routes[i].lane;
+	l->routes = sl_realloc(l->routes, (l->nroutes + 1) * sizeof(*l->routes));
+	l->routes[l->nroutes].topic = sl_strdup(topic);
+	l->routes[l->nroutes].partition = m->partition;
+	l->routes[l->nroutes].lane = (int)(l->nroutes % (size_t)l->n);
+	return l->routes[l->nroutes++].lane;
 }
 
 void wk_lanes_push(wk_lanes *l, rd_kafka_message_t *m)
@@ -144,6 +157,9 @@ void wk_lanes_stop(wk_lanes *l)
 		pthread_mutex_destroy(&l->lanes[i].mu);
 		pthread_cond_destroy(&l->lanes[i].cv);
 	}
+	for (size_t i = 0; i < l->nroutes; i++)
+		free(l->routes[i].topic);
+	free(l->routes);
 	free(l->lanes);
 	free(l);
 }
