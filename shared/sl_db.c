@@ -3,6 +3,8 @@
  */
 #include "sl_db.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,10 +26,91 @@ PGconn *sl_db_connect(const char *url, char *errbuf, size_t errsize)
 	return conn;
 }
 
+/*
+ * Statements with parameters are prepared once per connection and then run
+ * by name, so PostgreSQL parses and plans them once. A connection is used by
+ * one thread at a time, so each thread keeps the names it prepared on its
+ * connections. A name that PostgreSQL no longer knows (the connection was
+ * reset, or a new connection got the old one's address) is prepared again.
+ */
+#define PREPARED_MAX 256
+
+typedef struct prepared {
+	const PGconn *conn;
+	uint64_t hash;
+} prepared;
+
+static _Thread_local prepared prepared_set[PREPARED_MAX];
+static _Thread_local size_t prepared_n;
+
+static uint64_t sql_hash(const char *sql)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *sql; sql++)
+		h = (h ^ (unsigned char)*sql) * 1099511628211ull;
+	return h;
+}
+
+static prepared *prepared_find(const PGconn *conn, uint64_t hash)
+{
+	for (size_t i = 0; i < prepared_n; i++)
+		if (prepared_set[i].conn == conn && prepared_set[i].hash == hash)
+			return &prepared_set[i];
+	return NULL;
+}
+
+static void prepared_forget(const PGconn *conn)
+{
+	for (size_t i = 0; i < prepared_n;) {
+		if (prepared_set[i].conn == conn)
+			prepared_set[i] = prepared_set[--prepared_n];
+		else
+			i++;
+	}
+}
+
+/* Runs sql prepared when it can, unprepared otherwise. */
+static PGresult *exec(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+	uint64_t hash;
+	char name[32];
+	PGresult *r;
+
+	if (nparams == 0)
+		return PQexecParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+	hash = sql_hash(sql);
+	snprintf(name, sizeof(name), "sl_%016llx", (unsigned long long)hash);
+	if (!prepared_find(conn, hash)) {
+		if (prepared_n == PREPARED_MAX)
+			return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+		r = PQprepare(conn, name, sql, nparams, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			/* e.g. "already exists" after a lost bookkeeping entry: fall
+			 * back to the plain way, which reports real errors */
+			PQclear(r);
+			return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+		}
+		PQclear(r);
+		prepared_set[prepared_n].conn = conn;
+		prepared_set[prepared_n++].hash = hash;
+	}
+	r = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+	if (PQresultStatus(r) == PGRES_FATAL_ERROR && PQresultErrorField(r, PG_DIAG_SQLSTATE) &&
+	    !strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "26000")) {
+		/* unknown prepared statement: the server forgot it */
+		PQclear(r);
+		prepared_forget(conn);
+		return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	}
+	return r;
+}
+
 sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize)
 {
 	if (PQstatus(conn) == CONNECTION_OK)
 		return SL_OK;
+	prepared_forget(conn);
 	PQreset(conn);
 	if (PQstatus(conn) == CONNECTION_OK)
 		return SL_OK;
@@ -54,7 +137,7 @@ static sl_status classify(PGconn *conn, const PGresult *res)
 sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                      PGresult **res, char *errbuf, size_t errsize)
 {
-	PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	PGresult *r = exec(conn, sql, nparams, params);
 	ExecStatusType es = PQresultStatus(r);
 	sl_status st;
 
