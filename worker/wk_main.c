@@ -38,7 +38,6 @@ typedef struct worker worker;
 
 /* One lane's state: its own database connection. */
 typedef struct lane_ctx {
-	worker *w;
 	wk_ctx ctx;
 } lane_ctx;
 
@@ -158,7 +157,6 @@ int main(int argc, char **argv)
 	w.ctx.source = sl_event_source("worker");
 	w.lane = sl_calloc((size_t)w.nlanes, sizeof(lane_ctx));
 	for (int i = 0; i < w.nlanes; i++) {
-		w.lane[i].w = &w;
 		w.lane[i].ctx = w.ctx;
 		w.lane[i].ctx.db = sl_db_connect(w.cfg.database_url, errbuf, sizeof(errbuf));
 		if (!w.lane[i].ctx.db) {
@@ -198,11 +196,13 @@ int main(int argc, char **argv)
 	rc = run(&w);
 	sl_info("worker stopping");
 out:
+	/* Lanes first: they use the consumer to store offsets; closing it then
+	 * commits what they stored. */
+	wk_lanes_stop(w.lanes);
 	if (w.consumer) {
 		rd_kafka_consumer_close(w.consumer);
 		rd_kafka_destroy(w.consumer);
 	}
-	wk_lanes_stop(w.lanes);
 	sl_relay_stop(w.relay);
 	if (w.producer) {
 		rd_kafka_flush(w.producer, 5000);
