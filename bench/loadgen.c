@@ -47,6 +47,20 @@ static double percentile(double *v, int n, double p)
 	return v[(int)(p * (n - 1) + 0.5)];
 }
 
+/* Runs a query of the benchmark; a failure ends the benchmark. */
+static PGresult *query(bench *b, const char *sql)
+{
+	const char *p[] = {b->session};
+	char errbuf[512];
+	PGresult *res;
+
+	if (sl_db_exec(b->db, sql, 1, p, &res, errbuf, sizeof(errbuf))) {
+		fprintf(stderr, "loadgen: %s\n", errbuf);
+		exit(1);
+	}
+	return res;
+}
+
 /* Submits runs until `want` are submitted. */
 static void submit(bench *b, long want)
 {
@@ -86,19 +100,13 @@ static void submit(bench *b, long want)
  * returns how many. */
 static int confirm_pending(bench *b)
 {
-	const char *p[] = {b->session};
 	const char *headers[] = {b->auth, "Content-Type: application/json", NULL};
 	PGresult *res;
 	char errbuf[512];
 	int n = 0;
 
-	if (sl_db_exec(b->db,
-	               "SELECT r.id FROM requirements r JOIN runs u ON u.run_id = r.run_id "
-	               "WHERE u.session_id = $1 AND u.status = 'paused' AND r.status = 'pending'",
-	               1, p, &res, errbuf, sizeof(errbuf))) {
-		fprintf(stderr, "loadgen: %s\n", errbuf);
-		exit(1);
-	}
+	res = query(b, "SELECT r.id FROM requirements r JOIN runs u ON u.run_id = r.run_id "
+	               "WHERE u.session_id = $1 AND u.status = 'paused' AND r.status = 'pending'");
 	for (int i = 0; i < PQntuples(res); i++) {
 		char *url = sl_asprintf("%s/v1/requirements/%s/confirm", b->cfg.approver_url,
 		                        PQgetvalue(res, i, 0));
@@ -121,18 +129,11 @@ static int confirm_pending(bench *b)
 
 static void count_done(bench *b)
 {
-	const char *p[] = {b->session};
 	PGresult *res;
-	char errbuf[512];
 
-	if (sl_db_exec(b->db,
-	               "SELECT count(*) FILTER (WHERE status = 'completed'), "
+	res = query(b, "SELECT count(*) FILTER (WHERE status = 'completed'), "
 	               "count(*) FILTER (WHERE status IN ('failed', 'cancelled')) "
-	               "FROM runs WHERE session_id = $1",
-	               1, p, &res, errbuf, sizeof(errbuf))) {
-		fprintf(stderr, "loadgen: %s\n", errbuf);
-		exit(1);
-	}
+	               "FROM runs WHERE session_id = $1");
 	b->completed = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	b->failed = strtol(PQgetvalue(res, 0, 1), NULL, 10);
 	PQclear(res);
@@ -140,26 +141,19 @@ static void count_done(bench *b)
 
 static void report(bench *b, double seconds)
 {
-	const char *p[] = {b->session};
 	PGresult *res;
-	char errbuf[512];
 	double *paused, *completed;
 	int n, np = 0, nc = 0;
 
 	/* Verified: completed, its tool ran once, one approved audit record. */
-	if (sl_db_exec(b->db,
-	               "SELECT u.run_id, extract(epoch FROM r.created_at) * 1000, "
+	res = query(b, "SELECT u.run_id, extract(epoch FROM r.created_at) * 1000, "
 	               "extract(epoch FROM u.updated_at - r.resolved_at) * 1000, "
 	               "u.status = 'completed' AND (SELECT count(*) FROM tool_executions t "
 	               "WHERE t.run_id = u.run_id AND t.status = 'done') = 1 AND "
 	               "(SELECT count(*) FROM approvals a WHERE a.run_id = u.run_id AND "
 	               "a.status = 'approved' AND a.approval_type = 'audit') = 1 "
 	               "FROM runs u JOIN requirements r ON r.run_id = u.run_id "
-	               "WHERE u.session_id = $1 AND r.pause_seq = 1",
-	               1, p, &res, errbuf, sizeof(errbuf))) {
-		fprintf(stderr, "loadgen: %s\n", errbuf);
-		exit(1);
-	}
+	               "WHERE u.session_id = $1 AND r.pause_seq = 1");
 	n = PQntuples(res);
 	paused = sl_calloc((size_t)n + 1, sizeof(double));
 	completed = sl_calloc((size_t)n + 1, sizeof(double));
