@@ -20,10 +20,11 @@ sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const 
 	const char *params[] = {topic, key, payload};
 	sl_status st;
 
-	st = sl_db_exec(conn, "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", 3,
-	                params, NULL, errbuf, errsize);
-	if (st == SL_OK)
-		st = sl_db_exec(conn, "NOTIFY sluice_outbox", 0, NULL, NULL, errbuf, errsize);
+	/* The NOTIFY (delivered at commit) wakes the relays; one round trip. */
+	st = sl_db_exec(conn,
+	                "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3) "
+	                "RETURNING pg_notify('sluice_outbox', '')",
+	                3, params, NULL, errbuf, errsize);
 	free(payload);
 	return st;
 }
