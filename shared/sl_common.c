@@ -10,20 +10,6 @@
 #include <time.h>
 #include <uuid/uuid.h>
 
-const char *sl_status_name(sl_status st)
-{
-	switch (st) {
-	case SL_OK: return "ok";
-	case SL_RETRY: return "retry";
-	case SL_INVALID: return "invalid";
-	case SL_NOT_FOUND: return "not found";
-	case SL_CONFLICT: return "conflict";
-	case SL_TOO_BIG: return "too big";
-	case SL_FATAL: return "fatal";
-	}
-	return "unknown";
-}
-
 static void oom(size_t n)
 {
 	fprintf(stderr, "fatal: out of memory allocating %zu bytes\n", n);

@@ -26,9 +26,6 @@ typedef enum sl_status {
 	SL_FATAL
 } sl_status;
 
-/* Returns a constant lowercase name for st ("ok", "retry", ...). */
-const char *sl_status_name(sl_status st);
-
 /*
  * Allocation wrappers: they never return NULL; an allocation failure prints a
  * message and aborts the process.
