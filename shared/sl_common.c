@@ -1,5 +1,5 @@
 /*
- * sl_common.c - status names, allocation wrappers, bounded buffers, ids and
+ * sl_common.c - allocation wrappers, error text, bounded buffers, ids and
  * clocks.
  */
 #include "sl_common.h"
