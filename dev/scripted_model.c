@@ -6,12 +6,17 @@
  * Environment: SCRIPTED_MODEL_LATENCY_MS (delay per answer),
  * SCRIPTED_MODEL_FAIL_RATE (fraction answered 500), SCRIPTED_MODEL_429_RATE
  * (fraction answered 429).
+ *
+ * GET /stats tells how many model requests it has answered and how many it
+ * held at once at most ({"requests", "in_flight", "peak_in_flight"}): the
+ * benchmark reads how many runs a worker had waiting on the model.
  */
 #include "scripted.h"
 #include "sl_httpd.h"
 #include "sl_log.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 static volatile sig_atomic_t stopping;
 static long latency_ms;
 static double fail_rate, rate_429;
+static atomic_long in_flight, peak_in_flight, requests;
 
 static void on_signal(int sig)
 {
@@ -44,24 +50,12 @@ static double draw(void)
 	return (double)rand_r(&seed) / ((double)RAND_MAX + 1.0);
 }
 
-static enum MHD_Result handle(void *ud, const sl_httpd_request *req)
+static enum MHD_Result answer(const sl_httpd_request *req, bool chat)
 {
-	bool chat;
 	json_t *body, *answer;
 	json_error_t jerr;
 	char errbuf[256];
 
-	(void)ud;
-	if (!strcmp(req->path, "/healthz"))
-		return sl_httpd_send(req->conn, 200, "text/plain", "scripted model\n", 15);
-	if (!strcmp(req->path, "/v1/responses"))
-		chat = false;
-	else if (!strcmp(req->path, "/v1/chat/completions"))
-		chat = true;
-	else
-		return sl_httpd_send_error(req->conn, 404, "no such endpoint: %s", req->path);
-	if (strcmp(req->method, "POST"))
-		return sl_httpd_send_error(req->conn, 405, "use POST");
 	if (latency_ms > 0)
 		sl_sleep_ms(latency_ms);
 	if (rate_429 > 0 && draw() < rate_429)
@@ -76,6 +70,39 @@ static enum MHD_Result handle(void *ud, const sl_httpd_request *req)
 	if (!answer)
 		return sl_httpd_send_error(req->conn, 400, "%s", errbuf);
 	return sl_httpd_send_json(req->conn, 200, answer);
+}
+
+static enum MHD_Result handle(void *ud, const sl_httpd_request *req)
+{
+	enum MHD_Result rc;
+	long now, peak;
+	bool chat;
+
+	(void)ud;
+	if (!strcmp(req->path, "/healthz"))
+		return sl_httpd_send(req->conn, 200, "text/plain", "scripted model\n", 15);
+	if (!strcmp(req->path, "/stats"))
+		return sl_httpd_send_json(
+		    req->conn, 200,
+		    json_pack("{s:I, s:I, s:I}", "requests", (json_int_t)atomic_load(&requests),
+		              "in_flight", (json_int_t)atomic_load(&in_flight), "peak_in_flight",
+		              (json_int_t)atomic_load(&peak_in_flight)));
+	if (!strcmp(req->path, "/v1/responses"))
+		chat = false;
+	else if (!strcmp(req->path, "/v1/chat/completions"))
+		chat = true;
+	else
+		return sl_httpd_send_error(req->conn, 404, "no such endpoint: %s", req->path);
+	if (strcmp(req->method, "POST"))
+		return sl_httpd_send_error(req->conn, 405, "use POST");
+	now = atomic_fetch_add(&in_flight, 1) + 1;
+	peak = atomic_load(&peak_in_flight);
+	while (now > peak && !atomic_compare_exchange_weak(&peak_in_flight, &peak, now))
+		;
+	rc = answer(req, chat);
+	atomic_fetch_sub(&in_flight, 1);
+	atomic_fetch_add(&requests, 1);
+	return rc;
 }
 
 int main(int argc, char **argv)

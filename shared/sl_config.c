@@ -29,6 +29,10 @@ static const struct field fields[] = {
      "https://api.openai.com/v1"},
     {"SLUICE_WORKER_CONCURRENCY", "--worker-concurrency", offsetof(sl_config, worker_concurrency),
      "8"},
+    {"SLUICE_WORKER_MAX_IN_FLIGHT", "--worker-max-in-flight",
+     offsetof(sl_config, worker_max_in_flight), "2048"},
+    {"SLUICE_WORKER_TOOL_THREADS", "--worker-tool-threads",
+     offsetof(sl_config, worker_tool_threads), "16"},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

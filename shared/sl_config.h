@@ -19,7 +19,9 @@ typedef struct sl_config {
 	char *api_token;
 	char *openai_api_key;
 	char *openai_base_url;
-	char *worker_concurrency;
+	char *worker_concurrency;   /* database threads and connections of a worker */
+	char *worker_max_in_flight; /* messages a worker works on at once */
+	char *worker_tool_threads;  /* tool executions a worker runs at once */
 } sl_config;
 
 /* Fills c from the environment, with the documented defaults. */

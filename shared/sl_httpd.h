@@ -13,6 +13,9 @@
 
 typedef struct sl_httpd sl_httpd;
 
+/* Connections served at once; more wait in the listen queue. */
+#define SL_HTTPD_MAX_CONNECTIONS 8192
+
 typedef struct sl_httpd_request {
 	struct MHD_Connection *conn;
 	const char *method;

@@ -1,20 +1,24 @@
 /*
  * wk_main.c - sluice-worker: consumes sluice.runs and sluice.continues in
- * the "sluice-workers" group, hands each event to wk_run, dead-letters what
- * cannot be processed, relays its outbox (on a thread woken by NOTIFY), and
- * stores a message's offset only
- * once its effect is in PostgreSQL.
+ * the "sluice-workers" group and turns each message into a task (wk_run):
+ * the poll loop only dispatches, pausing the partitions while
+ * SLUICE_WORKER_MAX_IN_FLIGHT messages are in flight; database steps run on
+ * SLUICE_WORKER_CONCURRENCY threads with a connection each, model calls on
+ * one curl multi thread, tools on SLUICE_WORKER_TOOL_THREADS threads. The
+ * outbox is relayed on a thread woken by NOTIFY, and a message's offset is
+ * stored once it and every message before it in its partition are done.
  */
 #include "sl_agents.h"
 #include "sl_config.h"
-#include "sl_consume.h"
 #include "sl_db.h"
 #include "sl_event.h"
 #include "sl_http.h"
 #include "sl_kafka.h"
 #include "sl_log.h"
 #include "sl_outbox.h"
-#include "wk_lanes.h"
+#include "wk_fetch.h"
+#include "wk_flight.h"
+#include "wk_pool.h"
 #include "wk_run.h"
 #include "wk_tool.h"
 
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static volatile sig_atomic_t stopping;
 
@@ -31,71 +36,62 @@ static void on_signal(int sig)
 	stopping = 1;
 }
 
-/* Most messages queued on the lanes before the poll loop waits for them. */
-#define MAX_BACKLOG_PER_LANE 32
+/* How long a stopping worker lets the messages in flight finish. */
+#define DRAIN_MS 10000
 
-typedef struct worker worker;
-
-/* One lane's state: its own database connection. */
-typedef struct lane_ctx {
-	wk_ctx ctx;
-} lane_ctx;
-
-struct worker {
+typedef struct worker {
 	sl_config cfg;
 	sl_agents *agents;
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer; /* dead letters */
 	sl_relay *relay;
-	wk_lanes *lanes;
-	lane_ctx *lane;
-	int nlanes;
+	wk_db *dbs;
+	int ndb;
+	long max_in_flight;
+	long tool_threads;
 	char *topic_runs;
 	char *topic_continues;
-	wk_ctx ctx; /* the settings every lane copies */
-};
+	wk_env env;
+} worker;
 
-/* The handlers of the two consumed topics. */
-static sl_status on_run_requested(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
+/* Pauses or resumes every assigned partition. */
+static void set_paused(rd_kafka_t *consumer, bool pause)
 {
-	lane_ctx *lc = ud;
-	sl_status st = sl_db_ensure(lc->ctx.db, errbuf, errsize);
+	rd_kafka_topic_partition_list_t *parts = NULL;
 
-	return st ? st : wk_run_requested(&lc->ctx, ev, errbuf, errsize);
+	if (rd_kafka_assignment(consumer, &parts) || !parts)
+		return;
+	if (pause)
+		rd_kafka_pause_partitions(consumer, parts);
+	else
+		rd_kafka_resume_partitions(consumer, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
 }
 
-static sl_status on_run_continue(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
+/*
+ * The poll loop only dispatches: each message goes into the flight and, when
+ * no earlier message of its run is in flight, to a task. While the flight is
+ * full, the partitions are paused (again after each poll: a rebalance
+ * assigns partitions unpaused), and resumed below three quarters.
+ */
+static void run(worker *w)
 {
-	lane_ctx *lc = ud;
-	sl_status st = sl_db_ensure(lc->ctx.db, errbuf, errsize);
-
-	return st ? st : wk_run_continue(&lc->ctx, ev, errbuf, errsize);
-}
-
-/* Runs on lane threads: one message, start to end. */
-static void handle(void *ud, int lane, const rd_kafka_message_t *m)
-{
-	static const char *run_types[] = {SL_EVENT_RUN_REQUESTED, NULL};
-	static const char *continue_types[] = {SL_EVENT_RUN_CONTINUE, NULL};
-	worker *w = ud;
-	bool is_run = !strcmp(rd_kafka_topic_name(m->rkt), w->topic_runs);
-
-	sl_consume(w->consumer, w->producer, &w->cfg, m, is_run ? run_types : continue_types,
-	           is_run ? on_run_requested : on_run_continue, &w->lane[lane], &stopping);
-}
-
-/* The poll loop only dispatches: it hands messages to the lanes, and waits
- * while they have enough queued. */
-static int run(worker *w)
-{
-	size_t max_backlog = (size_t)w->nlanes * MAX_BACKLOG_PER_LANE;
+	size_t max = (size_t)w->max_in_flight, low = max - max / 4;
+	bool paused = false;
 
 	while (!stopping) {
+		size_t n = wk_flight_count(w->env.flight);
 		rd_kafka_message_t *m;
 
-		if (wk_lanes_backlog(w->lanes) >= max_backlog) {
-			sl_sleep_ms(2);
-			continue;
+		if (n >= max) {
+			if (!paused)
+				sl_debug("%zu messages in flight: partitions paused", n);
+			set_paused(w->consumer, true);
+			paused = true;
+		} else if (paused && n < low) {
+			set_paused(w->consumer, false);
+			paused = false;
+			sl_debug("%zu messages in flight: partitions resumed", n);
 		}
 		m = rd_kafka_consumer_poll(w->consumer, 50);
 		if (!m)
@@ -106,9 +102,53 @@ static int run(worker *w)
 			rd_kafka_message_destroy(m);
 			continue;
 		}
-		wk_lanes_push(w->lanes, m);
+		m = wk_flight_add(w->env.flight, m);
+		if (m)
+			wk_run_start(&w->env, m);
 	}
-	return 0;
+}
+
+/* Lets the messages in flight finish, for DRAIN_MS at most, while the
+ * consumer stays in its group with its partitions paused. */
+static void drain(worker *w)
+{
+	long long deadline = sl_mono_ms() + DRAIN_MS;
+	size_t n;
+
+	set_paused(w->consumer, true);
+	while ((n = wk_flight_count(w->env.flight)) > 0 && sl_mono_ms() < deadline) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 20);
+		if (m)
+			rd_kafka_message_destroy(m); /* not started: delivered again */
+	}
+	if (n)
+		sl_warn("stopping with %zu message(s) unfinished; they will be delivered again", n);
+}
+
+/* Parses a positive number setting. */
+static bool number(const char *name, const char *v, long lo, long hi, long *out)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+
+	if (*end || end == v || n < lo || n > hi) {
+		sl_error("%s must be a number from %ld to %ld", name, lo, hi);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+/* Every model call and tool call in flight holds a socket or pipes: let the
+ * process have as many descriptors as it may. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 int main(int argc, char **argv)
@@ -119,11 +159,14 @@ int main(int argc, char **argv)
 	char errbuf[1024];
 	char **rest = calloc((size_t)argc + 1, sizeof(char *));
 	const char *topics[3];
+	void **states = NULL;
+	long ndb;
 	int nrest, rc = 1;
 
 	memset(&w, 0, sizeof(w));
 	sl_log_init("sluice-worker");
 	sl_http_global_init();
+	raise_fd_limit();
 	sl_config_from_env(&w.cfg);
 	if (sl_config_from_args(&w.cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf)) ||
 	    sl_config_require(&w.cfg, required, errbuf, sizeof(errbuf))) {
@@ -139,30 +182,31 @@ int main(int argc, char **argv)
 		sl_error("%s", errbuf);
 		goto out;
 	}
-	{
-		char *end;
-		long n = strtol(w.cfg.worker_concurrency, &end, 10);
-		if (*end || n < 1 || n > 256) {
-			sl_error("SLUICE_WORKER_CONCURRENCY must be a number from 1 to 256");
-			goto out;
-		}
-		w.nlanes = (int)n;
-	}
+	if (!number("SLUICE_WORKER_CONCURRENCY", w.cfg.worker_concurrency, 1, 256, &ndb) ||
+	    !number("SLUICE_WORKER_MAX_IN_FLIGHT", w.cfg.worker_max_in_flight, 1, 1000000,
+	            &w.max_in_flight) ||
+	    !number("SLUICE_WORKER_TOOL_THREADS", w.cfg.worker_tool_threads, 1, 1024,
+	            &w.tool_threads))
+		goto out;
+	w.ndb = (int)ndb;
 	w.topic_runs = sl_config_topic(&w.cfg, "runs");
 	w.topic_continues = sl_config_topic(&w.cfg, "continues");
-	w.ctx.topic_approvals = sl_config_topic(&w.cfg, "approvals");
-	w.ctx.topic_results = sl_config_topic(&w.cfg, "results");
-	w.ctx.cfg = &w.cfg;
-	w.ctx.agents = w.agents;
-	w.ctx.source = sl_event_source("worker");
-	w.lane = sl_calloc((size_t)w.nlanes, sizeof(lane_ctx));
-	for (int i = 0; i < w.nlanes; i++) {
-		w.lane[i].ctx = w.ctx;
-		w.lane[i].ctx.db = sl_db_connect(w.cfg.database_url, errbuf, sizeof(errbuf));
-		if (!w.lane[i].ctx.db) {
+	w.env.topic_runs = w.topic_runs;
+	w.env.topic_approvals = sl_config_topic(&w.cfg, "approvals");
+	w.env.topic_results = sl_config_topic(&w.cfg, "results");
+	w.env.cfg = &w.cfg;
+	w.env.agents = w.agents;
+	w.env.source = sl_event_source("worker");
+	w.env.stopping = &stopping;
+	w.dbs = sl_calloc((size_t)w.ndb, sizeof(wk_db));
+	states = sl_calloc((size_t)w.ndb, sizeof(void *));
+	for (int i = 0; i < w.ndb; i++) {
+		w.dbs[i].conn = sl_db_connect(w.cfg.database_url, errbuf, sizeof(errbuf));
+		if (!w.dbs[i].conn) {
 			sl_error("%s", errbuf);
 			goto out;
 		}
+		states[i] = &w.dbs[i];
 	}
 	topics[0] = w.topic_runs;
 	topics[1] = w.topic_continues;
@@ -172,6 +216,7 @@ int main(int argc, char **argv)
 		sl_error("kafka producer: %s", errbuf);
 		goto out;
 	}
+	w.env.producer = w.producer;
 	w.relay = sl_relay_start(&w.cfg, 1000, errbuf, sizeof(errbuf));
 	if (!w.relay) {
 		sl_error("outbox relay: %s", errbuf);
@@ -183,40 +228,51 @@ int main(int argc, char **argv)
 		sl_error("kafka consumer: %s", errbuf);
 		goto out;
 	}
+	w.env.flight = wk_flight_new(w.consumer);
+	w.env.fetch = wk_fetch_start(wk_run_drop, errbuf, sizeof(errbuf));
+	w.env.db = wk_pool_start(w.ndb, states, wk_run_drop);
+	w.env.tools = wk_pool_start((int)w.tool_threads, NULL, wk_run_drop);
+	if (!w.env.fetch || !w.env.db || !w.env.tools) {
+		sl_error("cannot start the worker's threads");
+		goto out;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	sl_info("worker started: %zu agent(s), %d lanes, topics %s and %s", w.agents->n, w.nlanes,
-	        w.topic_runs, w.topic_continues);
-	w.lanes = wk_lanes_start(w.nlanes, handle, &w);
-	if (!w.lanes) {
-		sl_error("cannot start %d lane threads", w.nlanes);
-		goto out;
-	}
-	rc = run(&w);
+	sl_info("worker started: %zu agent(s), %d database connections, %ld tool threads, "
+	        "%ld messages in flight at most, topics %s and %s",
+	        w.agents->n, w.ndb, w.tool_threads, w.max_in_flight, w.topic_runs,
+	        w.topic_continues);
+	run(&w);
 	sl_info("worker stopping");
+	drain(&w);
+	rc = 0;
 out:
-	/* Lanes first: they use the consumer to store offsets; closing it then
-	 * commits what they stored. */
-	wk_lanes_stop(w.lanes);
+	/* Whatever is still in flight is given up (its offset is not stored);
+	 * the parts stop before the consumer, which commits what they stored. */
+	wk_fetch_stop(w.env.fetch);
+	wk_pool_stop(w.env.tools);
+	wk_pool_stop(w.env.db);
 	if (w.consumer) {
 		rd_kafka_consumer_close(w.consumer);
 		rd_kafka_destroy(w.consumer);
 	}
+	wk_flight_free(w.env.flight);
 	sl_relay_stop(w.relay);
 	if (w.producer) {
 		rd_kafka_flush(w.producer, 5000);
 		rd_kafka_destroy(w.producer);
 	}
-	for (int i = 0; w.lane && i < w.nlanes; i++)
-		if (w.lane[i].ctx.db)
-			PQfinish(w.lane[i].ctx.db);
-	free(w.lane);
-	free((char *)w.ctx.source);
+	for (int i = 0; w.dbs && i < w.ndb; i++)
+		if (w.dbs[i].conn)
+			PQfinish(w.dbs[i].conn);
+	free(w.dbs);
+	free(states);
+	free((char *)w.env.source);
 	free(w.topic_runs);
 	free(w.topic_continues);
-	free(w.ctx.topic_approvals);
-	free(w.ctx.topic_results);
+	free(w.env.topic_approvals);
+	free(w.env.topic_results);
 	sl_agents_free(w.agents);
 	sl_config_free(&w.cfg);
 	free(rest);

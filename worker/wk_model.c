@@ -2,7 +2,6 @@
  * wk_model.c - model requests and answers.
  */
 #include "wk_model.h"
-#include "sl_http.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -223,54 +222,55 @@ out:
 	return st;
 }
 
-sl_status wk_model_call(const sl_config *cfg, const sl_agent *agent, const json_t *items,
-                        wk_model_reply *reply, char *errbuf, size_t errsize)
+void wk_model_request_build(const sl_config *cfg, const sl_agent *agent, const json_t *items,
+                            wk_model_request *req)
 {
 	bool chat = agent->provider == SL_PROVIDER_CHAT;
 	const char *base = agent->base_url ? agent->base_url : cfg->openai_base_url;
-	char *url = sl_asprintf("%s%s", base, chat ? "/chat/completions" : "/responses");
-	char *auth = cfg->openai_api_key
-	                 ? sl_asprintf("Authorization: Bearer %s", cfg->openai_api_key)
-	                 : NULL;
-	const char *headers[] = {"Content-Type: application/json", auth, NULL};
-	json_t *req =
+	json_t *body =
 	    chat ? wk_model_chat_request(agent, items) : wk_model_responses_request(agent, items);
-	char *body = json_dumps(req, JSON_COMPACT);
-	sl_http_response resp;
+
+	memset(req, 0, sizeof(*req));
+	req->url = sl_asprintf("%s%s", base, chat ? "/chat/completions" : "/responses");
+	req->auth = cfg->openai_api_key
+	                ? sl_asprintf("Authorization: Bearer %s", cfg->openai_api_key)
+	                : NULL;
+	req->headers[0] = "Content-Type: application/json";
+	req->headers[1] = req->auth;
+	req->headers[2] = NULL;
+	req->body = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+}
+
+void wk_model_request_free(wk_model_request *req)
+{
+	free(req->url);
+	free(req->body);
+	free(req->auth);
+	memset(req, 0, sizeof(*req));
+}
+
+sl_status wk_model_answer(const sl_agent *agent, long status, const char *body, size_t len,
+                          wk_model_reply *reply, char *errbuf, size_t errsize)
+{
 	json_error_t jerr;
-	json_t *answer = NULL;
+	json_t *answer;
 	sl_status st;
 
 	memset(reply, 0, sizeof(*reply));
-	st = sl_http_request("POST", url, headers, body, WK_MODEL_MAX_RESPONSE, 300000, &resp,
-	                     errbuf, errsize);
-	if (st == SL_TOO_BIG)
-		st = SL_INVALID;
-	if (st)
-		goto out;
-	if (resp.status == 429 || resp.status >= 500) {
-		st = sl_err(errbuf, errsize, SL_RETRY, "model answered HTTP %ld", resp.status);
-		goto out;
-	}
-	if (resp.status < 200 || resp.status > 299) {
-		st = sl_err(errbuf, errsize, SL_INVALID,
-		            "model refused the request: HTTP %ld: %.200s", resp.status, resp.body);
-		goto out;
-	}
-	answer = json_loadb(resp.body, resp.len, 0, &jerr);
-	if (!answer) {
-		st = sl_err(errbuf, errsize, SL_INVALID, "model answer is not JSON: %s", jerr.text);
-		goto out;
-	}
-	st = chat ? wk_model_chat_decode(answer, reply, errbuf, errsize)
-	          : wk_model_responses_decode(answer, reply, errbuf, errsize);
-out:
+	if (status == 429 || status >= 500)
+		return sl_err(errbuf, errsize, SL_RETRY, "model answered HTTP %ld", status);
+	if (status < 200 || status > 299)
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "model refused the request: HTTP %ld: %.200s", status, body);
+	answer = json_loadb(body, len, 0, &jerr);
+	if (!answer)
+		return sl_err(errbuf, errsize, SL_INVALID, "model answer is not JSON: %s",
+		              jerr.text);
+	st = agent->provider == SL_PROVIDER_CHAT
+	         ? wk_model_chat_decode(answer, reply, errbuf, errsize)
+	         : wk_model_responses_decode(answer, reply, errbuf, errsize);
 	json_decref(answer);
-	sl_http_response_free(&resp);
-	free(body);
-	json_decref(req);
-	free(auth);
-	free(url);
 	return st;
 }
 

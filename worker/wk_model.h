@@ -21,15 +21,34 @@ typedef struct wk_model_reply {
 	char *text;    /* the assistant's text, "" when none */
 } wk_model_reply;
 
+/* Longest a model call may take. */
+#define WK_MODEL_TIMEOUT_MS 300000
+
+/* One model turn, ready to POST: url, headers (NULL-terminated) and body. */
+typedef struct wk_model_request {
+	char *url;
+	char *body;
+	const char *headers[3];
+	char *auth; /* the Authorization header, when a key is set */
+} wk_model_request;
+
 /*
- * Sends the conversation items (Responses API input items) with the agent's
- * instructions and tools to the model and decodes its answer into reply
- * (free it with wk_model_reply_free). Returns SL_RETRY for transport
- * failures, 429 and 5xx; SL_INVALID for a refused request or an answer that
- * cannot be decoded.
+ * Builds the request of one turn: the conversation items (Responses API
+ * input items) with the agent's instructions and tools, for the agent's
+ * API. Free it with wk_model_request_free (body may be taken: set it to
+ * NULL).
  */
-sl_status wk_model_call(const sl_config *cfg, const sl_agent *agent, const json_t *items,
-                        wk_model_reply *reply, char *errbuf, size_t errsize);
+void wk_model_request_build(const sl_config *cfg, const sl_agent *agent, const json_t *items,
+                            wk_model_request *req);
+void wk_model_request_free(wk_model_request *req);
+
+/*
+ * Decodes the model's HTTP answer (status, body of len bytes) into reply
+ * (free it with wk_model_reply_free). Returns SL_RETRY for 429 and 5xx,
+ * SL_INVALID for a refused request or an answer that cannot be decoded.
+ */
+sl_status wk_model_answer(const sl_agent *agent, long status, const char *body, size_t len,
+                          wk_model_reply *reply, char *errbuf, size_t errsize);
 
 void wk_model_reply_free(wk_model_reply *reply);
 

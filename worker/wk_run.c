@@ -1,17 +1,32 @@
 /*
- * wk_run.c - the agent loop and the run state transitions.
+ * wk_run.c - the agent loop as a task that moves between the database
+ * threads, the fetch thread and the tool threads, and the run state
+ * transitions it writes.
+ *
+ * A task's database steps run in a loop on one database thread until the
+ * task has to wait (for the model or a tool) or ends; each wait hands it to
+ * another part, which hands it back to the database pool when done. A
+ * transient failure anywhere starts the message over after a back-off:
+ * every step is idempotent against what PostgreSQL already holds (the run
+ * row, the continue's claim, tool_executions, processed_events).
  */
 #include "wk_run.h"
 #include "sl_db.h"
+#include "sl_kafka.h"
 #include "sl_log.h"
 #include "sl_outbox.h"
 #include "wk_model.h"
 #include "wk_tool.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CONSUMER "sluice-worker"
+
+/* Back-offs between model attempts; a model call fails after the last. */
+static const long model_backoff_ms[] = {200, 1000, 3000};
 
 /* A run as the loop sees it; strings are owned. */
 typedef struct run {
@@ -26,16 +41,156 @@ typedef struct run {
 typedef struct pending_req {
 	char id[37];
 	const sl_tool *tool;
-	json_t *call; /* the function_call item (borrowed) */
+	json_t *call; /* the function_call item (borrowed from the reply) */
 	json_t *args; /* owned */
 } pending_req;
 
-static void run_free(run *r)
+/* The next database step of a task. */
+typedef enum phase {
+	PH_BEGIN,     /* decode the message, record or claim the run */
+	PH_DECISIONS, /* turn the recorded decisions into tool results */
+	PH_MODEL,     /* send the conversation to the model */
+	PH_REPLY,     /* read the model's answer */
+	PH_CALLS,     /* run or gate the tool calls of the answer */
+	PH_TOOL_DONE, /* record a tool's result */
+} phase;
+
+/* What a database step leads to. */
+typedef enum next {
+	NX_STEP,  /* another database step, on this thread */
+	NX_MODEL, /* the request is posted; the fetch thread has the task */
+	NX_TOOL,  /* a tool is to run on a tool thread */
+	NX_END,   /* the message is done with */
+} next;
+
+typedef struct task {
+	wk_env *env;
+	rd_kafka_message_t *m;
+	bool is_run;
+	sl_event ev;
+	bool have_ev;
+	phase ph;
+	run r;
+	int turn;
+	long retry_ms; /* back-off of the next start-over */
+
+	/* a continue: the requirements of the pause, and the next to apply */
+	PGresult *decisions;
+	int dec_i;
+
+	/* the model call in progress and its answer */
+	int model_attempt;
+	sl_status model_st;
+	long model_status;
+	char *model_body;
+	size_t model_len;
+	char model_err[256];
+	wk_model_reply reply;
+	bool have_reply;
+	size_t call_i;
+	pending_req *reqs;
+	size_t nreq;
+
+	/* the tool run in progress */
+	const sl_tool *tool;
+	const char *call_id; /* borrowed from the reply or the decisions */
+	json_t *tool_args;
+	char *tool_result;
+	phase after_tool;
+
+	char err[1024];
+} task;
+
+static void db_job(void *arg, void *state);
+
+static void run_clear(run *r)
 {
 	free(r->run_id);
 	free(r->session_id);
 	free(r->user_id);
 	json_decref(r->items);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Forgets everything learnt since the message arrived. */
+static void task_reset(task *t)
+{
+	run_clear(&t->r);
+	PQclear(t->decisions);
+	t->decisions = NULL;
+	if (t->have_reply)
+		wk_model_reply_free(&t->reply);
+	t->have_reply = false;
+	for (size_t i = 0; i < t->nreq; i++)
+		json_decref(t->reqs[i].args);
+	free(t->reqs);
+	t->reqs = NULL;
+	t->nreq = 0;
+	free(t->model_body);
+	t->model_body = NULL;
+	json_decref(t->tool_args);
+	t->tool_args = NULL;
+	free(t->tool_result);
+	t->tool_result = NULL;
+	t->tool = NULL;
+	t->call_id = NULL;
+	t->turn = 0;
+	t->dec_i = 0;
+	t->call_i = 0;
+	t->model_attempt = 0;
+	t->ph = PH_BEGIN;
+}
+
+static void task_free(task *t)
+{
+	task_reset(t);
+	if (t->have_ev)
+		sl_event_clear(&t->ev);
+	if (t->m)
+		rd_kafka_message_destroy(t->m);
+	free(t);
+}
+
+void wk_run_drop(void *arg)
+{
+	task_free(arg);
+}
+
+void wk_run_start(wk_env *env, rd_kafka_message_t *m)
+{
+	task *t = sl_calloc(1, sizeof(*t));
+
+	t->env = env;
+	t->m = m;
+	t->is_run = !strcmp(rd_kafka_topic_name(m->rkt), env->topic_runs);
+	t->ph = PH_BEGIN;
+	t->retry_ms = 100;
+	if (!wk_pool_push(env->db, db_job, t))
+		task_free(t);
+}
+
+/* The message is done with: its offset may be stored, and the message
+ * that waited for it starts. */
+static void task_end(task *t)
+{
+	wk_env *env = t->env;
+	rd_kafka_message_t *waiting = wk_flight_done(env->flight, t->m);
+
+	t->m = NULL;
+	task_free(t);
+	if (waiting)
+		wk_run_start(env, waiting);
+}
+
+static void to_db(task *t)
+{
+	if (!wk_pool_push(t->env->db, db_job, t))
+		task_free(t);
+}
+
+static void on_retry_timer(void *arg)
+{
+	to_db(arg);
 }
 
 static const char *str_or_null(const char *s)
@@ -50,78 +205,112 @@ static void append_output(json_t *items, const char *call_id, const char *output
 }
 
 /*
- * Runs a tool call at most once: the call is claimed in tool_executions
- * first; a call already done gives its recorded result, a call whose earlier
- * attempt was interrupted is not run again.
+ * Claims a tool call in tool_executions before it runs, so that it runs at
+ * most once. *run is set when this task is to run it; otherwise *output is
+ * what the model is told: the recorded result of a finished run, or that an
+ * interrupted one is not run again.
  */
-static sl_status execute_once(wk_ctx *ctx, run *r, const sl_tool *t, const char *call_id,
-                              const json_t *args, char **result, char *errbuf, size_t errsize)
+static sl_status tool_claim(PGconn *db, task *t, const sl_tool *tool, const char *call_id,
+                            bool *run, char **output)
 {
-	const char *claim[] = {r->run_id, call_id, t->name};
+	const char *claim[] = {t->r.run_id, call_id, tool->name};
 	PGresult *res;
 	sl_status st;
 
-	*result = NULL;
-	st = sl_db_exec(ctx->db,
+	*run = false;
+	*output = NULL;
+	st = sl_db_exec(db,
 	                "INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
 	                "VALUES ($1, $2, $3, 'started') ON CONFLICT DO NOTHING",
-	                3, claim, &res, errbuf, errsize);
+	                3, claim, &res, t->err, sizeof(t->err));
 	if (st)
 		return st;
-	if (strcmp(PQcmdTuples(res), "1")) {
-		PQclear(res);
-		st = sl_db_exec(ctx->db,
-		                "SELECT status, result FROM tool_executions "
-		                "WHERE run_id = $1 AND tool_call_id = $2",
-		                2, claim, &res, errbuf, errsize);
-		if (st)
-			return st;
-		if (PQntuples(res) && !strcmp(PQgetvalue(res, 0, 0), "done")) {
-			*result = sl_strdup(PQgetvalue(res, 0, 1));
-			sl_info("run %s: tool %s call %s already ran; using its recorded result",
-			        r->run_id, t->name, call_id);
-		} else {
-			*result =
-			    sl_asprintf("error: an earlier attempt of tool %s was interrupted; "
-			                "it is not run again",
-			                t->name);
-			sl_warn("run %s: tool %s call %s was interrupted earlier; not run again",
-			        r->run_id, t->name, call_id);
-		}
-		PQclear(res);
+	*run = !strcmp(PQcmdTuples(res), "1");
+	PQclear(res);
+	if (*run)
 		return SL_OK;
+	st = sl_db_exec(db,
+	                "SELECT status, result FROM tool_executions "
+	                "WHERE run_id = $1 AND tool_call_id = $2",
+	                2, claim, &res, t->err, sizeof(t->err));
+	if (st)
+		return st;
+	if (PQntuples(res) && !strcmp(PQgetvalue(res, 0, 0), "done")) {
+		*output = sl_strdup(PQgetvalue(res, 0, 1));
+		sl_info("run %s: tool %s call %s already ran; using its recorded result",
+		        t->r.run_id, tool->name, call_id);
+	} else {
+		*output = sl_asprintf("error: an earlier attempt of tool %s was interrupted; "
+		                      "it is not run again",
+		                      tool->name);
+		sl_warn("run %s: tool %s call %s was interrupted earlier; not run again",
+		        t->r.run_id, tool->name, call_id);
 	}
 	PQclear(res);
-	sl_info("run %s: running tool %s (call %s)", r->run_id, t->name, call_id);
-	st = wk_tool_execute(t, r->run_id, call_id, args, result, errbuf, errsize);
-	if (st) {
-		*result = sl_asprintf("error: tool %s could not be started", t->name);
-		sl_error("run %s: %s", r->run_id, errbuf);
+	return SL_OK;
+}
+
+/* Sets the task up to run tool with args (taken), then come back to ph. */
+static next run_tool(task *t, const sl_tool *tool, const char *call_id, json_t *args, phase ph)
+{
+	t->tool = tool;
+	t->call_id = call_id;
+	t->tool_args = args;
+	t->after_tool = ph;
+	sl_info("run %s: running tool %s (call %s)", t->r.run_id, tool->name, call_id);
+	return NX_TOOL;
+}
+
+/* On a tool thread. */
+static void tool_job(void *arg, void *state)
+{
+	task *t = arg;
+	char errbuf[512];
+
+	(void)state;
+	if (wk_tool_execute(t->tool, t->r.run_id, t->call_id, t->tool_args, &t->tool_result, errbuf,
+	                    sizeof(errbuf))) {
+		sl_error("run %s: %s", t->r.run_id, errbuf);
+		t->tool_result = sl_asprintf("error: tool %s could not be started", t->tool->name);
 	}
-	{
-		const char *done[] = {r->run_id, call_id, *result};
-		st = sl_db_exec(ctx->db,
-		                "UPDATE tool_executions SET status = 'done', result = $3, "
-		                "finished_at = now() WHERE run_id = $1 AND tool_call_id = $2",
-		                3, done, NULL, errbuf, errsize);
-	}
-	if (st) {
-		free(*result);
-		*result = NULL;
-	}
-	return st;
+	t->ph = PH_TOOL_DONE;
+	to_db(t);
+}
+
+static sl_status tool_done(PGconn *db, task *t)
+{
+	const char *done[] = {t->r.run_id, t->call_id, t->tool_result};
+	sl_status st;
+
+	st = sl_db_exec(db,
+	                "UPDATE tool_executions SET status = 'done', result = $3, "
+	                "finished_at = now() WHERE run_id = $1 AND tool_call_id = $2",
+	                3, done, NULL, t->err, sizeof(t->err));
+	if (st)
+		return st;
+	append_output(t->r.items, t->call_id, t->tool_result);
+	free(t->tool_result);
+	t->tool_result = NULL;
+	json_decref(t->tool_args);
+	t->tool_args = NULL;
+	if (t->after_tool == PH_DECISIONS)
+		t->dec_i++;
+	else
+		t->call_i++;
+	t->ph = t->after_tool;
+	return SL_OK;
 }
 
 /* Builds the {name, type, description} list of a user-input tool. */
-static json_t *user_input_schema(const sl_tool *t)
+static json_t *user_input_schema(const sl_tool *tool)
 {
 	json_t *schema = json_array(), *f;
-	json_t *props = json_object_get(t->parameters, "properties");
+	json_t *props = json_object_get(tool->parameters, "properties");
 	size_t i;
 
-	if (!t->requires_user_input)
+	if (!tool->requires_user_input)
 		return schema;
-	json_array_foreach (t->user_input_fields, i, f) {
+	json_array_foreach (tool->user_input_fields, i, f) {
 		json_t *p = json_object_get(props, json_string_value(f));
 		const char *type = json_string_value(json_object_get(p, "type"));
 		const char *desc = json_string_value(json_object_get(p, "description"));
@@ -144,60 +333,30 @@ static json_t *requirement_json(const pending_req *p)
 	    "external_execution", p->tool->external_execution, "approval_type", approval);
 }
 
-/* Claims the consumed event inside the open transaction. *dup is set when it
- * was processed before. */
-static sl_status record_event(wk_ctx *ctx, const char *event_id, bool *dup, char *errbuf,
-                              size_t errsize)
-{
-	bool fresh = true;
-	sl_status st = SL_OK;
-
-	if (event_id)
-		st = sl_inbox_claim(ctx->db, CONSUMER, event_id, &fresh, errbuf, errsize);
-	*dup = !fresh;
-	return st;
-}
-
-/* Tells, without recording it, whether event_id was processed already. */
-static sl_status event_seen(wk_ctx *ctx, const char *event_id, bool *seen, char *errbuf,
-                            size_t errsize)
-{
-	const char *p[] = {CONSUMER, event_id};
-	PGresult *res;
-	sl_status st;
-
-	st = sl_db_exec(ctx->db,
-	                "SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2", 2,
-	                p, &res, errbuf, errsize);
-	if (st)
-		return st;
-	*seen = PQntuples(res) > 0;
-	PQclear(res);
-	return SL_OK;
-}
-
 /*
  * Opens the transaction of a run's outcome and records the consumed event
  * in it. *dup is set (and the caller leaves it) when the event had its
  * effect before.
  */
-static sl_status begin_outcome(wk_ctx *ctx, run *r, const char *event_id, bool *dup, char *errbuf,
-                               size_t errsize)
+static sl_status begin_outcome(PGconn *db, task *t, bool *dup)
 {
+	bool fresh = true;
 	sl_status st;
 
-	if ((st = sl_db_begin(ctx->db, errbuf, errsize)) ||
-	    (st = record_event(ctx, event_id, dup, errbuf, errsize)))
+	if ((st = sl_db_begin(db, t->err, sizeof(t->err))) ||
+	    (st = sl_inbox_claim(db, CONSUMER, t->ev.id, &fresh, t->err, sizeof(t->err))))
 		return st;
+	*dup = !fresh;
 	if (*dup)
-		sl_info("run %s: event %s was processed before; nothing to do", r->run_id,
-		        event_id);
+		sl_info("run %s: event %s was processed before; nothing to do", t->r.run_id,
+		        t->ev.id);
 	return SL_OK;
 }
 
-static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, const char *event_id,
-                           char *errbuf, size_t errsize)
+static sl_status pause_run(PGconn *db, task *t)
 {
+	const wk_env *env = t->env;
+	run *r = &t->r;
 	char *messages = json_dumps(r->items, JSON_COMPACT);
 	const char *up[] = {r->run_id, messages};
 	json_t *list = json_array(), *data, *event;
@@ -206,54 +365,56 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 	sl_status st;
 	bool dup;
 
-	if ((st = begin_outcome(ctx, r, event_id, &dup, errbuf, errsize)) || dup)
+	if ((st = begin_outcome(db, t, &dup)) || dup)
 		goto out;
-	st = sl_db_exec(ctx->db,
+	st = sl_db_exec(db,
 	                "UPDATE runs SET status = 'paused', messages = $2::jsonb, "
 	                "pause_seq = pause_seq + 1, version = version + 1, updated_at = now() "
 	                "WHERE run_id = $1 AND status = 'running' RETURNING pause_seq",
-	                2, up, &res, errbuf, errsize);
+	                2, up, &res, t->err, sizeof(t->err));
 	if (st)
 		goto out;
 	if (PQntuples(res) != 1) {
-		st = sl_err(errbuf, errsize, SL_CONFLICT, "run %s is no longer running", r->run_id);
+		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT, "run %s is no longer running",
+		            r->run_id);
 		goto out;
 	}
 	snprintf(seq, sizeof(seq), "%s", PQgetvalue(res, 0, 0));
-	for (size_t i = 0; i < n; i++) {
-		json_t *rj = requirement_json(&reqs[i]);
-		char *args = json_dumps(reqs[i].args, JSON_COMPACT);
+	for (size_t i = 0; i < t->nreq; i++) {
+		const pending_req *q = &t->reqs[i];
+		json_t *rj = requirement_json(q);
+		char *args = json_dumps(q->args, JSON_COMPACT);
 		char *schema = json_dumps(json_object_get(rj, "user_input_schema"), JSON_COMPACT);
-		char *tool_schema = reqs[i].tool->parameters
-		                        ? json_dumps(reqs[i].tool->parameters, JSON_COMPACT)
+		char *tool_schema = q->tool->parameters
+		                        ? json_dumps(q->tool->parameters, JSON_COMPACT)
 		                        : sl_strdup("{}");
 		char pos[24], timeout[24];
-		const char *p[] = {reqs[i].id,
+		const char *p[] = {q->id,
 		                   r->run_id,
 		                   seq,
 		                   pos,
-		                   json_string_value(json_object_get(reqs[i].call, "call_id")),
-		                   reqs[i].tool->name,
+		                   json_string_value(json_object_get(q->call, "call_id")),
+		                   q->tool->name,
 		                   args,
-		                   reqs[i].tool->requires_confirmation ? "true" : "false",
-		                   reqs[i].tool->requires_user_input ? "true" : "false",
+		                   q->tool->requires_confirmation ? "true" : "false",
+		                   q->tool->requires_user_input ? "true" : "false",
 		                   schema,
-		                   reqs[i].tool->external_execution ? "true" : "false",
-		                   sl_approval_name(reqs[i].tool->approval),
-		                   reqs[i].tool->approval_timeout_s ? timeout : NULL,
+		                   q->tool->external_execution ? "true" : "false",
+		                   sl_approval_name(q->tool->approval),
+		                   q->tool->approval_timeout_s ? timeout : NULL,
 		                   tool_schema};
 
 		snprintf(pos, sizeof(pos), "%zu", i);
-		snprintf(timeout, sizeof(timeout), "%ld", reqs[i].tool->approval_timeout_s);
+		snprintf(timeout, sizeof(timeout), "%ld", q->tool->approval_timeout_s);
 		st = sl_db_exec(
-		    ctx->db,
+		    db,
 		    "INSERT INTO requirements (id, run_id, pause_seq, position, tool_call_id, "
 		    "tool_name, tool_args, needs_confirmation, needs_user_input, "
 		    "user_input_schema, external_execution, approval_type, expires_at, "
 		    "tool_schema) "
 		    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11, $12, "
 		    "now() + make_interval(secs => $13::int), $14::jsonb)",
-		    14, p, NULL, errbuf, errsize);
+		    14, p, NULL, t->err, sizeof(t->err));
 		free(args);
 		free(schema);
 		free(tool_schema);
@@ -266,7 +427,7 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 		 * pauses; an "audit" one is written only when it is resolved. */
 		const char *p[] = {r->run_id, seq};
 		st = sl_db_exec(
-		    ctx->db,
+		    db,
 		    "INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, "
 		    "user_id, "
 		    "approval_type, pause_type, status, tool_name, tool_args, expires_at, "
@@ -275,31 +436,32 @@ static sl_status pause_run(wk_ctx *ctx, run *r, pending_req *reqs, size_t n, con
 		    "u.user_id, 'required', r.pause_type, 'pending', r.tool_name, r.tool_args, "
 		    "r.expires_at, u.status FROM requirements r JOIN runs u ON u.run_id = r.run_id "
 		    "WHERE r.run_id = $1 AND r.pause_seq = $2 AND r.approval_type = 'required'",
-		    2, p, NULL, errbuf, errsize);
+		    2, p, NULL, t->err, sizeof(t->err));
 		if (st)
 			goto out;
 	}
 	data = json_pack("{s:s, s:s, s:s, s:O}", "run_id", r->run_id, "session_id", r->session_id,
 	                 "agent_id", r->agent->id, "requirements", list);
-	event = sl_event_new(SL_EVENT_RUN_PAUSED, ctx->source, r->run_id, data);
-	st = sl_outbox_put(ctx->db, ctx->topic_approvals, r->run_id, event, errbuf, errsize);
+	event = sl_event_new(SL_EVENT_RUN_PAUSED, env->source, r->run_id, data);
+	st = sl_outbox_put(db, env->topic_approvals, r->run_id, event, t->err, sizeof(t->err));
 	json_decref(event);
 	if (st)
 		goto out;
-	if ((st = sl_db_commit(ctx->db, errbuf, errsize)))
+	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
 		goto out;
-	sl_info("run %s: paused with %zu requirement(s)", r->run_id, n);
+	sl_info("run %s: paused with %zu requirement(s)", r->run_id, t->nreq);
 out:
-	sl_db_rollback(ctx->db);
+	sl_db_rollback(db);
 	PQclear(res);
 	json_decref(list);
 	free(messages);
 	return st;
 }
 
-static sl_status finish_run(wk_ctx *ctx, run *r, bool ok, const char *text, const char *event_id,
-                            char *errbuf, size_t errsize)
+static sl_status finish_run(PGconn *db, task *t, bool ok, const char *text)
 {
+	const wk_env *env = t->env;
+	run *r = &t->r;
 	char *messages = json_dumps(r->items, JSON_COMPACT);
 	const char *status = ok ? "completed" : "failed";
 	const char *up[] = {r->run_id, status, ok ? text : NULL, ok ? NULL : text, messages};
@@ -308,330 +470,230 @@ static sl_status finish_run(wk_ctx *ctx, run *r, bool ok, const char *text, cons
 	sl_status st;
 	bool dup;
 
-	if ((st = begin_outcome(ctx, r, event_id, &dup, errbuf, errsize)) || dup)
+	if ((st = begin_outcome(db, t, &dup)) || dup)
 		goto out;
 	st = sl_db_exec(
-	    ctx->db,
+	    db,
 	    "UPDATE runs SET status = $2, output = $3, error = $4, messages = $5::jsonb, "
 	    "version = version + 1, updated_at = now() "
 	    "WHERE run_id = $1 AND status = 'running'",
-	    5, up, &res, errbuf, errsize);
+	    5, up, &res, t->err, sizeof(t->err));
 	if (st)
 		goto out;
 	if (strcmp(PQcmdTuples(res), "1")) {
-		st = sl_err(errbuf, errsize, SL_CONFLICT, "run %s is no longer running", r->run_id);
+		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT, "run %s is no longer running",
+		            r->run_id);
 		goto out;
 	}
 	data = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "run_id", r->run_id, "session_id",
 	                 r->session_id, "status", status, "content", ok ? text : NULL, "error",
 	                 ok ? NULL : text);
-	event = sl_event_new(ok ? SL_EVENT_RUN_COMPLETED : SL_EVENT_RUN_FAILED, ctx->source,
+	event = sl_event_new(ok ? SL_EVENT_RUN_COMPLETED : SL_EVENT_RUN_FAILED, env->source,
 	                     r->run_id, data);
-	st = sl_outbox_put(ctx->db, ctx->topic_results, r->run_id, event, errbuf, errsize);
+	st = sl_outbox_put(db, env->topic_results, r->run_id, event, t->err, sizeof(t->err));
 	json_decref(event);
 	if (st)
 		goto out;
-	if ((st = sl_db_commit(ctx->db, errbuf, errsize)))
+	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
 		goto out;
 	if (ok)
 		sl_info("run %s: completed", r->run_id);
 	else
 		sl_warn("run %s: failed: %s", r->run_id, text);
 out:
-	sl_db_rollback(ctx->db);
+	sl_db_rollback(db);
 	PQclear(res);
 	free(messages);
 	return st;
 }
 
-/* Calls the model, retrying transient failures a few times. */
-static sl_status call_model(wk_ctx *ctx, run *r, wk_model_reply *reply, char *errbuf,
-                            size_t errsize)
+/* Fails the run with a formatted reason. */
+static sl_status fail_run(PGconn *db, task *t, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static sl_status fail_run(PGconn *db, task *t, const char *fmt, ...)
 {
-	static const long backoff_ms[] = {200, 1000, 3000};
+	va_list ap;
+	char why[1024];
 	sl_status st;
 
-	for (size_t attempt = 0;; attempt++) {
-		st = wk_model_call(ctx->cfg, r->agent, r->items, reply, errbuf, errsize);
-		if (st != SL_RETRY || attempt == sizeof(backoff_ms) / sizeof(backoff_ms[0]))
-			return st;
-		sl_warn("run %s: model call failed (%s); retrying in %ld ms", r->run_id, errbuf,
-		        backoff_ms[attempt]);
-		sl_sleep_ms(backoff_ms[attempt]);
-	}
-}
-
-/*
- * Carries the run on from its conversation until it pauses, completes or
- * fails, and writes that outcome. event_id, when not NULL, is claimed in the
- * outcome's transaction.
- */
-static sl_status agent_loop(wk_ctx *ctx, run *r, const char *event_id, char *errbuf, size_t errsize)
-{
-	sl_status st = SL_OK;
-
-	for (int turn = 0; turn < WK_MAX_TURNS; turn++) {
-		wk_model_reply reply;
-		pending_req *reqs;
-		size_t nreq = 0, ncalls;
-		json_t *call;
-		size_t i;
-
-		st = call_model(ctx, r, &reply, errbuf, errsize);
-		if (st == SL_RETRY || st == SL_INVALID) {
-			char *why = sl_asprintf("model call failed: %s", errbuf);
-			st = finish_run(ctx, r, false, why, event_id, errbuf, errsize);
-			free(why);
-			return st;
-		}
-		if (st)
-			return st;
-		json_array_extend(r->items, reply.items);
-		ncalls = json_array_size(reply.calls);
-		if (ncalls == 0) {
-			st = finish_run(ctx, r, true, reply.text, event_id, errbuf, errsize);
-			wk_model_reply_free(&reply);
-			return st;
-		}
-		reqs = sl_calloc(ncalls, sizeof(*reqs));
-		json_array_foreach (reply.calls, i, call) {
-			const char *call_id = json_string_value(json_object_get(call, "call_id"));
-			const char *name = json_string_value(json_object_get(call, "name"));
-			const char *argstr = json_string_value(json_object_get(call, "arguments"));
-			const sl_tool *t = sl_agent_tool(r->agent, name);
-			json_t *args = json_loads(argstr, JSON_DECODE_ANY, NULL);
-			char *result = NULL;
-
-			if (!t) {
-				result = sl_asprintf("error: there is no tool named %s", name);
-			} else if (!json_is_object(args)) {
-				result = sl_asprintf(
-				    "error: the arguments of %s are not a JSON object", name);
-			} else if (sl_tool_gated(t)) {
-				sl_uuid_v4(reqs[nreq].id);
-				reqs[nreq].tool = t;
-				reqs[nreq].call = call;
-				reqs[nreq].args = args;
-				args = NULL;
-				nreq++;
-				continue;
-			} else if ((st = execute_once(ctx, r, t, call_id, args, &result, errbuf,
-			                              errsize))) {
-				json_decref(args);
-				break;
-			}
-			append_output(r->items, call_id, result);
-			free(result);
-			json_decref(args);
-		}
-		if (st == SL_OK && nreq)
-			st = pause_run(ctx, r, reqs, nreq, event_id, errbuf, errsize);
-		for (i = 0; i < nreq; i++)
-			json_decref(reqs[i].args);
-		free(reqs);
-		wk_model_reply_free(&reply);
-		if (st || nreq)
-			return st;
-	}
-	{
-		char *why =
-		    sl_asprintf("the model made more than %d tool-call rounds", WK_MAX_TURNS);
-		st = finish_run(ctx, r, false, why, event_id, errbuf, errsize);
-		free(why);
-	}
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	st = finish_run(db, t, false, why);
 	return st;
 }
 
-sl_status wk_run_requested(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t errsize)
+/* PH_BEGIN of a sluice.run.requested: records the run (or finds it). */
+static sl_status begin_requested(PGconn *db, task *t, next *nx)
 {
-	json_t *d = ev->data;
+	json_t *d = t->ev.data;
 	const char *agent_id = json_string_value(json_object_get(d, "agent_id"));
 	const char *input = json_string_value(json_object_get(d, "input"));
 	const char *run_id = str_or_null(json_string_value(json_object_get(d, "run_id")));
 	const char *session_id = str_or_null(json_string_value(json_object_get(d, "session_id")));
 	const char *user_id = str_or_null(json_string_value(json_object_get(d, "user_id")));
-	run r = {0};
+	run *r = &t->r;
 	PGresult *res = NULL;
 	char *messages = NULL;
 	sl_status st;
 
-	r.agent = sl_agents_find(ctx->agents, agent_id);
-	if (!r.agent)
-		return sl_err(errbuf, errsize, SL_NOT_FOUND, "unknown agent %s", agent_id);
+	*nx = NX_END;
+	r->agent = sl_agents_find(t->env->agents, agent_id);
+	if (!r->agent)
+		return sl_err(t->err, sizeof(t->err), SL_NOT_FOUND, "unknown agent %s", agent_id);
 	/* Without a run id the event id names the run, so a redelivered event
 	 * finds the run it started. */
-	r.run_id = sl_strdup(run_id ? run_id : ev->id);
-	r.session_id = sl_strdup(session_id ? session_id : r.run_id);
-	r.user_id = user_id ? sl_strdup(user_id) : NULL;
-	r.items = json_pack("[{s:s, s:s}]", "role", "user", "content", input);
-	messages = json_dumps(r.items, JSON_COMPACT);
+	r->run_id = sl_strdup(run_id ? run_id : t->ev.id);
+	r->session_id = sl_strdup(session_id ? session_id : r->run_id);
+	r->user_id = user_id ? sl_strdup(user_id) : NULL;
+	r->items = json_pack("[{s:s, s:s}]", "role", "user", "content", input);
+	messages = json_dumps(r->items, JSON_COMPACT);
 	{
-		const char *p[] = {r.run_id, r.session_id, agent_id, r.user_id, input, messages};
-		if ((st = sl_db_begin(ctx->db, errbuf, errsize)))
+		const char *p[] = {r->run_id, r->session_id, agent_id, r->user_id, input, messages};
+		if ((st = sl_db_begin(db, t->err, sizeof(t->err))))
 			goto out;
 		st = sl_db_exec(
-		    ctx->db,
+		    db,
 		    "INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, "
 		    "messages) VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb) "
 		    "ON CONFLICT (run_id) DO NOTHING",
-		    6, p, &res, errbuf, errsize);
+		    6, p, &res, t->err, sizeof(t->err));
 		if (st)
 			goto out;
 	}
 	if (strcmp(PQcmdTuples(res), "1")) {
 		/* The run exists: a repeated request, or a redelivery after a crash. */
-		const char *p[] = {r.run_id};
+		const char *p[] = {r->run_id};
 		PQclear(res);
 		st = sl_db_exec(
-		    ctx->db,
-		    "SELECT status, messages, agent_id FROM runs WHERE run_id = $1 FOR UPDATE", 1,
-		    p, &res, errbuf, errsize);
+		    db, "SELECT status, messages, agent_id FROM runs WHERE run_id = $1 FOR UPDATE",
+		    1, p, &res, t->err, sizeof(t->err));
 		if (st)
 			goto out;
 		if (strcmp(PQgetvalue(res, 0, 2), agent_id)) {
-			st = sl_err(errbuf, errsize, SL_CONFLICT,
-			            "run %s exists for another agent (%s)", r.run_id,
+			st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
+			            "run %s exists for another agent (%s)", r->run_id,
 			            PQgetvalue(res, 0, 2));
 			goto out;
 		}
 		if (strcmp(PQgetvalue(res, 0, 0), "running")) {
-			bool dup;
-			sl_info("run %s is already %s; request %s ignored", r.run_id,
-			        PQgetvalue(res, 0, 0), ev->id);
-			if ((st = record_event(ctx, ev->id, &dup, errbuf, errsize)) ||
-			    (st = sl_db_commit(ctx->db, errbuf, errsize)))
+			bool fresh;
+			sl_info("run %s is already %s; request %s ignored", r->run_id,
+			        PQgetvalue(res, 0, 0), t->ev.id);
+			if ((st = sl_inbox_claim(db, CONSUMER, t->ev.id, &fresh, t->err,
+			                         sizeof(t->err))) ||
+			    (st = sl_db_commit(db, t->err, sizeof(t->err))))
 				goto out;
 			goto out;
 		}
-		json_decref(r.items);
-		r.items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-		if (!json_is_array(r.items)) {
-			st = sl_err(errbuf, errsize, SL_INVALID,
-			            "run %s: stored messages are not a list", r.run_id);
+		json_decref(r->items);
+		r->items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+		if (!json_is_array(r->items)) {
+			st = sl_err(t->err, sizeof(t->err), SL_INVALID,
+			            "run %s: stored messages are not a list", r->run_id);
 			goto out;
 		}
-		sl_info("run %s: resuming an interrupted start", r.run_id);
+		sl_info("run %s: resuming an interrupted start", r->run_id);
 	} else {
-		sl_info("run %s: started for agent %s", r.run_id, agent_id);
+		sl_info("run %s: started for agent %s", r->run_id, agent_id);
 	}
-	if ((st = sl_db_commit(ctx->db, errbuf, errsize)))
+	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
 		goto out;
-	st = agent_loop(ctx, &r, ev->id, errbuf, errsize);
+	t->ph = PH_MODEL;
+	*nx = NX_STEP;
 out:
-	sl_db_rollback(ctx->db);
+	sl_db_rollback(db);
 	PQclear(res);
 	free(messages);
-	run_free(&r);
 	return st;
 }
 
-/* The tool result the model sees for a resolved requirement. */
-static sl_status decision_output(wk_ctx *ctx, run *r, PGresult *reqs, int row, char **output,
-                                 char *errbuf, size_t errsize)
+/* Tells, without recording it, whether the event was processed already. */
+static sl_status event_seen(PGconn *db, task *t, bool *seen)
 {
-	const char *call_id = PQgetvalue(reqs, row, 1);
-	const char *name = PQgetvalue(reqs, row, 2);
-	const char *status = PQgetvalue(reqs, row, 4);
-	bool confirmed = !strcmp(PQgetvalue(reqs, row, 5), "t");
-	const char *note = PQgetisnull(reqs, row, 6) ? NULL : PQgetvalue(reqs, row, 6);
-	const sl_tool *t = sl_agent_tool(r->agent, name);
-	json_t *args;
+	const char *p[] = {CONSUMER, t->ev.id};
+	PGresult *res;
 	sl_status st;
 
-	*output = NULL;
-	if (!strcmp(status, "expired")) {
-		*output =
-		    sl_asprintf("The tool call %s was not approved in time and was not run.", name);
-		return SL_OK;
-	}
-	if (!confirmed) {
-		*output =
-		    sl_asprintf("The tool call %s was rejected by the user and was not run.%s%s",
-		                name, note ? " Reason: " : "", note ? note : "");
-		return SL_OK;
-	}
-	if (!PQgetisnull(reqs, row, 8)) {
-		*output = sl_strdup(PQgetvalue(reqs, row, 8)); /* external execution result */
-		return SL_OK;
-	}
-	if (!t) {
-		*output = sl_asprintf("error: tool %s is no longer configured", name);
-		return SL_OK;
-	}
-	/* the arguments as the person edited them, else as the model gave them */
-	args = json_loads(PQgetvalue(reqs, row, PQgetisnull(reqs, row, 9) ? 3 : 9), 0, NULL);
-	if (!PQgetisnull(reqs, row, 7)) {
-		json_t *values = json_loads(PQgetvalue(reqs, row, 7), 0, NULL);
-		json_object_update(args, values);
-		json_decref(values);
-	}
-	st = execute_once(ctx, r, t, call_id, args, output, errbuf, errsize);
-	json_decref(args);
-	return st;
+	st = sl_db_exec(db, "SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2",
+	                2, p, &res, t->err, sizeof(t->err));
+	if (st)
+		return st;
+	*seen = PQntuples(res) > 0;
+	PQclear(res);
+	return SL_OK;
 }
 
-sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t errsize)
+/*
+ * PH_BEGIN of a sluice.run.continue: checks the event against what the
+ * approver recorded, claims the paused run (a run is continued once) and
+ * loads the requirements of the pause with their decisions.
+ */
+static sl_status begin_continue(PGconn *db, task *t, next *nx)
 {
-	const char *run_id = json_string_value(json_object_get(ev->data, "run_id"));
-	json_t *decisions = json_object_get(ev->data, "decisions"), *dec;
+	const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
+	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
 	const char *p[] = {run_id, NULL};
 	PGresult *res = NULL, *reqs = NULL;
-	run r = {0};
+	run *r = &t->r;
 	sl_status st;
 	bool dup, resuming;
 	size_t i;
 	int n;
 
-	if ((st = sl_db_begin(ctx->db, errbuf, errsize)))
+	*nx = NX_END;
+	if ((st = sl_db_begin(db, t->err, sizeof(t->err))))
 		goto out;
-	if ((st = event_seen(ctx, ev->id, &dup, errbuf, errsize)))
+	if ((st = event_seen(db, t, &dup)))
 		goto out;
 	if (dup) {
-		sl_info("run %s: continue event %s was processed before; ignored", run_id, ev->id);
+		sl_info("run %s: continue event %s was processed before; ignored", run_id,
+		        t->ev.id);
 		goto out;
 	}
-	st = sl_db_exec(ctx->db,
+	st = sl_db_exec(db,
 	                "SELECT status, messages, pause_seq, agent_id, session_id, user_id, "
 	                "claim_event FROM runs WHERE run_id = $1 FOR UPDATE",
-	                1, p, &res, errbuf, errsize);
+	                1, p, &res, t->err, sizeof(t->err));
 	if (st)
 		goto out;
 	if (PQntuples(res) != 1) {
-		st = sl_err(errbuf, errsize, SL_NOT_FOUND, "continue for unknown run %s", run_id);
+		st = sl_err(t->err, sizeof(t->err), SL_NOT_FOUND, "continue for unknown run %s",
+		            run_id);
 		goto out;
 	}
 	/* This very event claimed the run before and its worker stopped before
 	 * finishing: carry on from the pause (tools that ran are not run again). */
 	resuming =
-	    !strcmp(PQgetvalue(res, 0, 0), "running") && !strcmp(PQgetvalue(res, 0, 6), ev->id);
+	    !strcmp(PQgetvalue(res, 0, 0), "running") && !strcmp(PQgetvalue(res, 0, 6), t->ev.id);
 	if (!resuming && strcmp(PQgetvalue(res, 0, 0), "paused")) {
-		st = sl_err(errbuf, errsize, SL_CONFLICT,
+		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
 		            "run %s is %s, not paused; continue refused", run_id,
 		            PQgetvalue(res, 0, 0));
 		goto out;
 	}
-	r.run_id = sl_strdup(run_id);
-	r.session_id = sl_strdup(PQgetvalue(res, 0, 4));
-	r.user_id = sl_db_value(res, 0, 5);
-	r.agent = sl_agents_find(ctx->agents, PQgetvalue(res, 0, 3));
-	if (!r.agent) {
-		st = sl_err(errbuf, errsize, SL_NOT_FOUND,
+	r->run_id = sl_strdup(run_id);
+	r->session_id = sl_strdup(PQgetvalue(res, 0, 4));
+	r->user_id = sl_db_value(res, 0, 5);
+	r->agent = sl_agents_find(t->env->agents, PQgetvalue(res, 0, 3));
+	if (!r->agent) {
+		st = sl_err(t->err, sizeof(t->err), SL_NOT_FOUND,
 		            "run %s: agent %s is no longer configured", run_id,
 		            PQgetvalue(res, 0, 3));
 		goto out;
 	}
-	r.items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-	if (!json_is_array(r.items)) {
-		st = sl_err(errbuf, errsize, SL_INVALID, "run %s: stored messages are not a list",
-		            run_id);
+	r->items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+	if (!json_is_array(r->items)) {
+		st = sl_err(t->err, sizeof(t->err), SL_INVALID,
+		            "run %s: stored messages are not a list", run_id);
 		goto out;
 	}
 	p[1] = PQgetvalue(res, 0, 2);
-	st = sl_db_exec(ctx->db,
+	st = sl_db_exec(db,
 	                "SELECT id, tool_call_id, tool_name, tool_args, status, confirmed, note, "
 	                "user_input, external_result, edited_args FROM requirements "
 	                "WHERE run_id = $1 AND pause_seq = $2 ORDER BY position",
-	                2, p, &reqs, errbuf, errsize);
+	                2, p, &reqs, t->err, sizeof(t->err));
 	if (st)
 		goto out;
 	n = PQntuples(reqs);
@@ -643,7 +705,7 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 		for (int k = 0; k < n && !found; k++)
 			found = !strcmp(PQgetvalue(reqs, k, 0), rid);
 		if (!found) {
-			st = sl_err(errbuf, errsize, SL_INVALID,
+			st = sl_err(t->err, sizeof(t->err), SL_INVALID,
 			            "run %s: continue names requirement %s, which the run is not "
 			            "waiting for",
 			            run_id, rid);
@@ -651,14 +713,14 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 		}
 	}
 	if ((int)json_array_size(decisions) != n) {
-		st = sl_err(errbuf, errsize, SL_INVALID,
+		st = sl_err(t->err, sizeof(t->err), SL_INVALID,
 		            "run %s: continue carries %zu decisions for %d requirements", run_id,
 		            json_array_size(decisions), n);
 		goto out;
 	}
 	for (int k = 0; k < n; k++) {
 		if (!strcmp(PQgetvalue(reqs, k, 4), "pending")) {
-			st = sl_err(errbuf, errsize, SL_CONFLICT,
+			st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
 			            "run %s: requirement %s is not resolved; continue refused",
 			            run_id, PQgetvalue(reqs, k, 0));
 			goto out;
@@ -666,34 +728,327 @@ sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t 
 	}
 	/* The claim: only one continue moves the run from paused to running. */
 	if (!resuming) {
-		const char *c[] = {run_id, ev->id};
-		st = sl_db_exec(ctx->db,
+		const char *c[] = {run_id, t->ev.id};
+		st = sl_db_exec(db,
 		                "UPDATE runs SET status = 'running', claim_event = $2, "
 		                "version = version + 1, updated_at = now() "
 		                "WHERE run_id = $1 AND status = 'paused'",
-		                2, c, NULL, errbuf, errsize);
+		                2, c, NULL, t->err, sizeof(t->err));
 		if (st)
 			goto out;
 	}
-	if ((st = sl_db_commit(ctx->db, errbuf, errsize)))
+	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
 		goto out;
 	if (resuming)
 		sl_warn("run %s: resuming continue %s, which an earlier attempt left unfinished",
-		        run_id, ev->id);
+		        run_id, t->ev.id);
 	else
 		sl_info("run %s: continuing with %d decision(s)", run_id, n);
-	for (int k = 0; k < n; k++) {
-		char *output;
-		if ((st = decision_output(ctx, &r, reqs, k, &output, errbuf, errsize)))
-			goto out;
-		append_output(r.items, PQgetvalue(reqs, k, 1), output);
-		free(output);
-	}
-	st = agent_loop(ctx, &r, ev->id, errbuf, errsize);
+	t->decisions = reqs;
+	reqs = NULL;
+	t->dec_i = 0;
+	t->ph = PH_DECISIONS;
+	*nx = NX_STEP;
 out:
-	sl_db_rollback(ctx->db);
+	sl_db_rollback(db);
 	PQclear(res);
 	PQclear(reqs);
-	run_free(&r);
 	return st;
+}
+
+/*
+ * PH_DECISIONS: the tool result the model sees for each resolved
+ * requirement, in order; a confirmed tool is run (once) on a tool thread.
+ */
+static sl_status apply_decisions(PGconn *db, task *t, next *nx)
+{
+	PGresult *reqs = t->decisions;
+
+	*nx = NX_STEP;
+	for (; t->dec_i < PQntuples(reqs); t->dec_i++) {
+		int row = t->dec_i;
+		const char *call_id = PQgetvalue(reqs, row, 1);
+		const char *name = PQgetvalue(reqs, row, 2);
+		const char *status = PQgetvalue(reqs, row, 4);
+		bool confirmed = !strcmp(PQgetvalue(reqs, row, 5), "t");
+		const char *note = PQgetisnull(reqs, row, 6) ? NULL : PQgetvalue(reqs, row, 6);
+		const sl_tool *tool = sl_agent_tool(t->r.agent, name);
+		char *output = NULL;
+
+		if (!strcmp(status, "expired")) {
+			output = sl_asprintf(
+			    "The tool call %s was not approved in time and was not run.", name);
+		} else if (!confirmed) {
+			output = sl_asprintf(
+			    "The tool call %s was rejected by the user and was not run.%s%s", name,
+			    note ? " Reason: " : "", note ? note : "");
+		} else if (!PQgetisnull(reqs, row, 8)) {
+			output = sl_strdup(PQgetvalue(reqs, row, 8)); /* external result */
+		} else if (!tool) {
+			output = sl_asprintf("error: tool %s is no longer configured", name);
+		} else {
+			bool run;
+			sl_status st = tool_claim(db, t, tool, call_id, &run, &output);
+			json_t *args;
+
+			if (st)
+				return st;
+			if (run) {
+				/* the arguments as the person edited them, else as the
+				 * model gave them, with the person's input filled in */
+				args = json_loads(
+				    PQgetvalue(reqs, row, PQgetisnull(reqs, row, 9) ? 3 : 9), 0,
+				    NULL);
+				if (!PQgetisnull(reqs, row, 7)) {
+					json_t *values =
+					    json_loads(PQgetvalue(reqs, row, 7), 0, NULL);
+					json_object_update(args, values);
+					json_decref(values);
+				}
+				*nx = run_tool(t, tool, call_id, args, PH_DECISIONS);
+				return SL_OK;
+			}
+		}
+		append_output(t->r.items, call_id, output);
+		free(output);
+	}
+	t->ph = PH_MODEL;
+	return SL_OK;
+}
+
+static void on_model_answer(void *arg, wk_fetch_result *res)
+{
+	task *t = arg;
+
+	t->model_st = res->st;
+	t->model_status = res->status;
+	t->model_body = res->body;
+	t->model_len = res->len;
+	res->body = NULL;
+	snprintf(t->model_err, sizeof(t->model_err), "%s", res->err);
+	t->ph = PH_REPLY;
+	to_db(t);
+}
+
+/* PH_MODEL: posts the conversation; the fetch thread has the task then. */
+static next send_to_model(task *t)
+{
+	wk_model_request req;
+
+	wk_model_request_build(t->env->cfg, t->r.agent, t->r.items, &req);
+	if (!wk_fetch_post(t->env->fetch, req.url, req.headers, req.body, WK_MODEL_MAX_RESPONSE,
+	                   WK_MODEL_TIMEOUT_MS, on_model_answer, t)) {
+		req.body = NULL; /* freed by the fetch */
+		wk_model_request_free(&req);
+		task_free(t);
+		return NX_MODEL;
+	}
+	req.body = NULL;
+	wk_model_request_free(&req);
+	return NX_MODEL;
+}
+
+static void on_model_backoff(void *arg)
+{
+	task *t = arg;
+
+	t->ph = PH_MODEL;
+	to_db(t);
+}
+
+/* PH_REPLY: decodes the answer, or retries the call, or fails the run. */
+static sl_status read_reply(PGconn *db, task *t, next *nx)
+{
+	sl_status st = t->model_st;
+	char errbuf[512];
+	size_t nbackoff = sizeof(model_backoff_ms) / sizeof(model_backoff_ms[0]);
+
+	if (st == SL_TOO_BIG)
+		st = sl_err(errbuf, sizeof(errbuf), SL_INVALID, "model answer is over %d bytes",
+		            WK_MODEL_MAX_RESPONSE);
+	else if (st)
+		snprintf(errbuf, sizeof(errbuf), "%s", t->model_err);
+	else
+		st = wk_model_answer(t->r.agent, t->model_status, t->model_body, t->model_len,
+		                     &t->reply, errbuf, sizeof(errbuf));
+	free(t->model_body);
+	t->model_body = NULL;
+	if (st == SL_RETRY && (size_t)t->model_attempt < nbackoff) {
+		long ms = model_backoff_ms[t->model_attempt++];
+		sl_warn("run %s: model call failed (%s); retrying in %ld ms", t->r.run_id, errbuf,
+		        ms);
+		*nx = NX_MODEL;
+		if (!wk_fetch_after(t->env->fetch, ms, on_model_backoff, t))
+			task_free(t);
+		return SL_OK;
+	}
+	*nx = NX_END;
+	if (st)
+		return fail_run(db, t, "model call failed: %s", errbuf);
+	t->model_attempt = 0;
+	t->have_reply = true;
+	json_array_extend(t->r.items, t->reply.items);
+	if (json_array_size(t->reply.calls) == 0)
+		return finish_run(db, t, true, t->reply.text);
+	t->reqs = sl_calloc(json_array_size(t->reply.calls), sizeof(*t->reqs));
+	t->nreq = 0;
+	t->call_i = 0;
+	t->ph = PH_CALLS;
+	*nx = NX_STEP;
+	return SL_OK;
+}
+
+/* PH_CALLS: runs the answer's ungated tools in order, gates the others,
+ * then pauses the run or asks the model again. */
+static sl_status handle_calls(PGconn *db, task *t, next *nx)
+{
+	json_t *calls = t->reply.calls;
+	sl_status st;
+
+	*nx = NX_STEP;
+	for (; t->call_i < json_array_size(calls); t->call_i++) {
+		json_t *call = json_array_get(calls, t->call_i);
+		const char *call_id = json_string_value(json_object_get(call, "call_id"));
+		const char *name = json_string_value(json_object_get(call, "name"));
+		const char *argstr = json_string_value(json_object_get(call, "arguments"));
+		const sl_tool *tool = sl_agent_tool(t->r.agent, name);
+		json_t *args = json_loads(argstr, JSON_DECODE_ANY, NULL);
+		char *output = NULL;
+
+		if (!tool) {
+			output = sl_asprintf("error: there is no tool named %s", name);
+		} else if (!json_is_object(args)) {
+			output =
+			    sl_asprintf("error: the arguments of %s are not a JSON object", name);
+		} else if (sl_tool_gated(tool)) {
+			pending_req *q = &t->reqs[t->nreq++];
+			sl_uuid_v4(q->id);
+			q->tool = tool;
+			q->call = call;
+			q->args = args;
+			continue;
+		} else {
+			bool run;
+			if ((st = tool_claim(db, t, tool, call_id, &run, &output))) {
+				json_decref(args);
+				return st;
+			}
+			if (run) {
+				*nx = run_tool(t, tool, call_id, args, PH_CALLS);
+				return SL_OK;
+			}
+		}
+		append_output(t->r.items, call_id, output);
+		free(output);
+		json_decref(args);
+	}
+	*nx = NX_END;
+	if (t->nreq)
+		return pause_run(db, t);
+	for (size_t i = 0; i < t->nreq; i++)
+		json_decref(t->reqs[i].args);
+	free(t->reqs);
+	t->reqs = NULL;
+	wk_model_reply_free(&t->reply);
+	t->have_reply = false;
+	if (++t->turn >= WK_MAX_TURNS)
+		return fail_run(db, t, "the model made more than %d tool-call rounds",
+		                WK_MAX_TURNS);
+	t->ph = PH_MODEL;
+	*nx = NX_STEP;
+	return SL_OK;
+}
+
+/* PH_BEGIN: decodes the message, then starts the run's part. */
+static sl_status begin(PGconn *db, task *t, next *nx)
+{
+	static const char *run_types[] = {SL_EVENT_RUN_REQUESTED, NULL};
+	static const char *continue_types[] = {SL_EVENT_RUN_CONTINUE, NULL};
+	const rd_kafka_message_t *m = t->m;
+	sl_status st;
+
+	*nx = NX_END;
+	if (!t->have_ev) {
+		st = sl_event_parse(m->payload ? m->payload : "", m->len,
+		                    t->is_run ? run_types : continue_types, &t->ev, t->err,
+		                    sizeof(t->err));
+		if (st)
+			return st;
+		t->have_ev = true;
+	}
+	if ((st = sl_db_ensure(db, t->err, sizeof(t->err))))
+		return st;
+	return t->is_run ? begin_requested(db, t, nx) : begin_continue(db, t, nx);
+}
+
+/* Ends the message after a failed step: dead-letters bad input, starts
+ * over after a back-off on transient failures, stops the worker on fatal
+ * ones. */
+static void step_failed(task *t, sl_status st)
+{
+	const rd_kafka_message_t *m = t->m;
+	const char *topic = rd_kafka_topic_name(m->rkt);
+	volatile sig_atomic_t *stopping = t->env->stopping;
+
+	if (st == SL_RETRY) {
+		if (*stopping) {
+			task_free(t); /* delivered again after the restart */
+			return;
+		}
+		long ms = t->retry_ms;
+
+		sl_warn("%s[%d]@%lld: transient failure, retrying in %ld ms: %s", topic,
+		        (int)m->partition, (long long)m->offset, ms, t->err);
+		task_reset(t);
+		t->retry_ms = ms < 5000 ? ms * 2 : 10000;
+		if (!wk_fetch_after(t->env->fetch, ms, on_retry_timer, t))
+			task_free(t);
+		return;
+	}
+	if (st == SL_FATAL) {
+		sl_error("%s[%d]@%lld: %s; stopping", topic, (int)m->partition,
+		         (long long)m->offset, t->err);
+		*stopping = 1;
+		task_free(t);
+		return;
+	}
+	while (sl_kafka_dead_letter(t->env->producer, t->env->cfg, m, t->err) != SL_OK) {
+		if (*stopping) {
+			task_free(t);
+			return;
+		}
+		sl_sleep_ms(1000);
+	}
+	task_end(t);
+}
+
+/* On a database thread: the task's steps until it waits or ends. */
+static void db_job(void *arg, void *state)
+{
+	task *t = arg;
+	PGconn *db = ((wk_db *)state)->conn;
+	next nx = NX_STEP;
+	sl_status st = SL_OK;
+
+	while (st == SL_OK && nx == NX_STEP) {
+		switch (t->ph) {
+		case PH_BEGIN: st = begin(db, t, &nx); break;
+		case PH_DECISIONS: st = apply_decisions(db, t, &nx); break;
+		case PH_MODEL: nx = send_to_model(t); break;
+		case PH_REPLY: st = read_reply(db, t, &nx); break;
+		case PH_CALLS: st = handle_calls(db, t, &nx); break;
+		case PH_TOOL_DONE: st = tool_done(db, t); break;
+		}
+	}
+	if (st) {
+		step_failed(t, st);
+		return;
+	}
+	if (nx == NX_TOOL) {
+		if (!wk_pool_push(t->env->tools, tool_job, t))
+			task_free(t);
+	} else if (nx == NX_END) {
+		task_end(t);
+	}
+	/* NX_MODEL: the fetch thread has the task (or it was given up) */
 }

@@ -1,8 +1,19 @@
 /*
  * wk_run.h - a run's life on a worker: a sluice.run.requested or
- * sluice.run.continue event in, the agent loop, and the resulting state
+ * sluice.run.continue message in, the agent loop, and the resulting state
  * change (pause, completion, failure) with its outbox event written in one
  * PostgreSQL transaction.
+ *
+ * Each consumed message becomes a task that moves between the worker's
+ * parts and holds no thread while it waits:
+ *
+ *   database thread  (decode, claim, load, record tool runs, write outcome)
+ *     -> fetch thread  (the model call, through curl multi)
+ *     -> tool thread   (a tool process or HTTP call)
+ *     -> database thread ...
+ *
+ * Only one part touches a task at a time; it is handed on through the
+ * parts' queues.
  */
 #ifndef WK_RUN_H
 #define WK_RUN_H
@@ -10,36 +21,46 @@
 #include "sl_agents.h"
 #include "sl_config.h"
 #include "sl_event.h"
+#include "wk_fetch.h"
+#include "wk_flight.h"
+#include "wk_pool.h"
 
 #include <libpq-fe.h>
+#include <signal.h>
 
 /* Most model turns one run may take before it is failed. */
 #define WK_MAX_TURNS 16
 
-typedef struct wk_ctx {
+/* What every task shares: settings and the worker's parts. */
+typedef struct wk_env {
 	const sl_config *cfg;
 	const sl_agents *agents;
-	PGconn *db;
 	const char *source; /* CloudEvents source of this worker */
+	const char *topic_runs;
 	char *topic_approvals;
 	char *topic_results;
-} wk_ctx;
+	rd_kafka_t *producer; /* dead letters */
+	wk_flight *flight;
+	wk_pool *db;    /* thread state: a wk_db */
+	wk_pool *tools; /* no thread state */
+	wk_fetch *fetch;
+	volatile sig_atomic_t *stopping;
+} wk_env;
+
+/* A database thread's state. */
+typedef struct wk_db {
+	PGconn *conn;
+} wk_db;
 
 /*
- * Handles a validated sluice.run.requested event: records the run, runs the
- * agent loop and pauses, completes or fails it. Returns SL_OK when the event
- * has had its effect (or had it before), SL_RETRY for transient failures
- * (nothing half-done is visible), SL_NOT_FOUND / SL_INVALID / SL_CONFLICT
- * with the reason in errbuf for events to dead-letter.
+ * Starts working on m, which wk_flight_add() let start; m belongs to the
+ * task from here. When the task ends, wk_flight_done() is called for m and
+ * the message that waited for it, if any, is started.
  */
-sl_status wk_run_requested(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t errsize);
+void wk_run_start(wk_env *env, rd_kafka_message_t *m);
 
-/*
- * Handles a validated sluice.run.continue event: claims the paused run
- * (a run is continued once), applies the decisions the approver recorded in
- * PostgreSQL - not the ones the event claims - runs each confirmed tool once,
- * and carries the run on. Return values as for wk_run_requested.
- */
-sl_status wk_run_continue(wk_ctx *ctx, const sl_event *ev, char *errbuf, size_t errsize);
+/* Frees a task given up on (the worker is stopping): its offset is not
+ * stored. The drop callback of the pools and the fetch thread. */
+void wk_run_drop(void *task);
 
 #endif

@@ -1,0 +1,38 @@
+/*
+ * wk_pool.h - a fixed set of threads taking jobs from one FIFO queue. The
+ * worker has two: database threads, each with its own PostgreSQL
+ * connection, and tool threads, which run tool processes. A job is one step
+ * of a run; a run waiting for anything holds no thread.
+ */
+#ifndef WK_POOL_H
+#define WK_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct wk_pool wk_pool;
+
+/* A job: runs on one of the pool's threads, with that thread's state. */
+typedef void (*wk_job_fn)(void *arg, void *thread_state);
+
+/*
+ * Starts n threads; thread i gets states[i] (may be NULL) as its
+ * thread_state. drop(arg) is called for each job still queued when the pool
+ * stops. Returns NULL when a thread cannot be started.
+ */
+wk_pool *wk_pool_start(int n, void **states, void (*drop)(void *arg));
+
+/* Queues a job. Returns false when the pool is stopping: the caller keeps
+ * arg. */
+bool wk_pool_push(wk_pool *p, wk_job_fn fn, void *arg);
+
+/* Jobs queued or running. */
+size_t wk_pool_load(wk_pool *p);
+
+/*
+ * Stops the pool: jobs being run finish, jobs still queued go to drop().
+ * Frees p; NULL is fine.
+ */
+void wk_pool_stop(wk_pool *p);
+
+#endif
