@@ -177,6 +177,15 @@ static void *relay_main(void *arg)
 			break;
 		if (!conn)
 			continue;
+		/* A NOTIFY that came in while the batch was being sent is already
+		 * in libpq's queue, not on the socket: look there before waiting. */
+		PQconsumeInput(conn);
+		if ((n = PQnotifies(conn))) {
+			do
+				PQfreemem(n);
+			while ((n = PQnotifies(conn)));
+			continue;
+		}
 		pfd.fd = PQsocket(conn);
 		pfd.events = POLLIN;
 		pfd.revents = 0;
