@@ -1,11 +1,14 @@
 /*
  * loadgen.c - sluice-bench-loadgen: drives a running Sluice stack with the
- * seed scenario and measures it. It keeps --concurrency runs in flight:
- * submits sluice.run.requested events to Kafka, confirms each pending
- * requirement through the approver's HTTP API as soon as it appears, and
- * counts a run as done only when PostgreSQL says it completed. Latencies
- * use one clock: submit (here) -> requirement recorded (the pause's
- * transaction), decision recorded -> run completed (PostgreSQL timestamps).
+ * seed scenario and measures it, the way an external approval client would:
+ * it keeps --concurrency runs in flight, submitting sluice.run.requested
+ * events to Kafka, reading sluice.approvals for paused runs and confirming
+ * each requirement through the approver's HTTP API at once (curl multi, many
+ * requests in flight), and reading sluice.results for finished runs. At the
+ * end it counts a run as completed only when PostgreSQL says it completed,
+ * its tool ran once and it has one approved audit record. Latencies use one
+ * clock: submit (here) -> requirement recorded (the pause's transaction),
+ * decision recorded -> run completed (PostgreSQL timestamps).
  *
  * Prints one JSON object on stdout.
  */
@@ -15,6 +18,9 @@
 #include "sl_event.h"
 #include "sl_http.h"
 #include "sl_kafka.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +37,16 @@ typedef struct bench {
 	char *auth;
 	long runs, concurrency, submitted, completed, failed;
 	double *submit_ms; /* epoch ms of each run's submission */
+	CURLM *multi;      /* the confirmations in flight */
+	struct curl_slist *headers;
 } bench;
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+	(void)p;
+	(void)ud;
+	return size * n;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -96,47 +111,111 @@ static void submit(bench *b, long want)
 	rd_kafka_poll(b->producer, 0);
 }
 
-/* Confirms, over HTTP, every pending requirement of this benchmark's runs;
- * returns how many. */
-static int confirm_pending(bench *b)
+/* Confirms requirement id over HTTP; the answer comes in on_confirmed. */
+static void confirm(bench *b, const char *id)
 {
-	const char *headers[] = {b->auth, "Content-Type: application/json", NULL};
-	PGresult *res;
-	char errbuf[512];
-	int n = 0;
+	char *url = sl_asprintf("%s/v1/requirements/%s/confirm", b->cfg.approver_url, id);
+	CURL *c = curl_easy_init();
 
-	res = query(b, "SELECT r.id FROM requirements r JOIN runs u ON u.run_id = r.run_id "
-	               "WHERE u.session_id = $1 AND u.status = 'paused' AND r.status = 'pending'");
-	for (int i = 0; i < PQntuples(res); i++) {
-		char *url = sl_asprintf("%s/v1/requirements/%s/confirm", b->cfg.approver_url,
-		                        PQgetvalue(res, i, 0));
-		sl_http_response r;
-
-		if (sl_http_request("POST", url, headers, "{}", 65536, 10000, &r, errbuf,
-		                    sizeof(errbuf)) == SL_OK) {
-			if (r.status == 200)
-				n++;
-			else if (r.status != 409)
-				fprintf(stderr, "loadgen: confirm: HTTP %ld %s\n", r.status,
-				        r.body);
-			sl_http_response_free(&r);
-		}
-		free(url);
+	if (!c) {
+		fprintf(stderr, "loadgen: curl_easy_init failed\n");
+		exit(1);
 	}
-	PQclear(res);
-	return n;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, b->headers);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_multi_add_handle(b->multi, c);
+	free(url);
 }
 
-static void count_done(bench *b)
+static void on_confirmed(bench *b, CURL *c, CURLcode rc)
 {
-	PGresult *res;
+	long status = 0;
 
-	res = query(b, "SELECT count(*) FILTER (WHERE status = 'completed'), "
-	               "count(*) FILTER (WHERE status IN ('failed', 'cancelled')) "
-	               "FROM runs WHERE session_id = $1");
-	b->completed = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-	b->failed = strtol(PQgetvalue(res, 0, 1), NULL, 10);
-	PQclear(res);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (rc != CURLE_OK || (status != 200 && status != 409))
+		fprintf(stderr, "loadgen: confirm: %s, HTTP %ld\n", curl_easy_strerror(rc), status);
+	curl_multi_remove_handle(b->multi, c);
+	curl_easy_cleanup(c);
+}
+
+/* One event of sluice.approvals or sluice.results: confirms a paused run's
+ * requirements, counts a finished run. Events of other sessions are skipped. */
+static void on_event(bench *b, const rd_kafka_message_t *m)
+{
+	json_t *ev = json_loadb(m->payload, m->len, 0, NULL);
+	json_t *data = json_object_get(ev, "data"), *req;
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	const char *session = json_string_value(json_object_get(data, "session_id"));
+	size_t i;
+
+	if (!type || !session || strcmp(session, b->session)) {
+		json_decref(ev);
+		return;
+	}
+	if (!strcmp(type, SL_EVENT_RUN_PAUSED)) {
+		json_array_foreach (json_object_get(data, "requirements"), i, req)
+			confirm(b, json_string_value(json_object_get(req, "id")));
+	} else if (!strcmp(type, SL_EVENT_RUN_COMPLETED)) {
+		b->completed++;
+	} else if (!strcmp(type, SL_EVENT_RUN_FAILED)) {
+		b->failed++;
+	}
+	json_decref(ev);
+}
+
+/* Reads sluice.approvals and sluice.results from their current ends, so
+ * that only this benchmark's events (and those of runs still going) come. */
+static rd_kafka_t *listen_events(bench *b)
+{
+	const char *names[] = {"approvals", "results"};
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(32);
+	const struct rd_kafka_metadata *md = NULL;
+	char errbuf[512];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *c;
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", b->cfg.kafka_brokers, errbuf,
+	                      sizeof(errbuf)) ||
+	    rd_kafka_conf_set(conf, "group.id", b->session, errbuf, sizeof(errbuf)) ||
+	    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "5", errbuf, sizeof(errbuf)) ||
+	    rd_kafka_conf_set(conf, "enable.auto.commit", "false", errbuf, sizeof(errbuf)) ||
+	    !(c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, sizeof(errbuf)))) {
+		fprintf(stderr, "loadgen: consumer: %s\n", errbuf);
+		exit(1);
+	}
+	rd_kafka_poll_set_consumer(c);
+	if (rd_kafka_metadata(c, 1, NULL, &md, 10000)) {
+		fprintf(stderr, "loadgen: no metadata from %s\n", b->cfg.kafka_brokers);
+		exit(1);
+	}
+	for (size_t k = 0; k < 2; k++) {
+		char *topic = sl_config_topic(&b->cfg, names[k]);
+		for (int t = 0; t < md->topic_cnt; t++) {
+			if (strcmp(md->topics[t].topic, topic))
+				continue;
+			for (int p = 0; p < md->topics[t].partition_cnt; p++) {
+				int64_t lo, hi;
+				if (rd_kafka_query_watermark_offsets(c, topic, p, &lo, &hi,
+				                                     10000)) {
+					fprintf(stderr, "loadgen: no offsets for %s\n", topic);
+					exit(1);
+				}
+				rd_kafka_topic_partition_list_add(parts, topic, p)->offset = hi;
+			}
+		}
+		free(topic);
+	}
+	rd_kafka_metadata_destroy(md);
+	if (parts->cnt == 0 || rd_kafka_assign(c, parts)) {
+		fprintf(stderr, "loadgen: cannot read the approvals and results topics\n");
+		exit(1);
+	}
+	rd_kafka_topic_partition_list_destroy(parts);
+	return c;
 }
 
 static void report(bench *b, double seconds)
@@ -187,6 +266,9 @@ int main(int argc, char **argv)
 	char errbuf[512];
 	long long start, deadline;
 	long timeout_s = 600;
+	rd_kafka_t *consumer;
+	rd_kafka_queue_t *queue;
+	int wake[2];
 
 	memset(&b, 0, sizeof(b));
 	b.runs = 1000;
@@ -220,18 +302,58 @@ int main(int argc, char **argv)
 	b.source = sl_event_source("bench");
 	b.auth = sl_asprintf("Authorization: Bearer %s", b.cfg.api_token);
 	b.submit_ms = sl_calloc((size_t)b.runs, sizeof(double));
+	b.headers = curl_slist_append(b.headers, b.auth);
+	b.headers = curl_slist_append(b.headers, "Content-Type: application/json");
+	b.multi = curl_multi_init();
+	consumer = listen_events(&b);
+	/* the consumer queue writes to a pipe when it has events, so that one
+	 * poll waits for Kafka and the HTTP requests together */
+	if (pipe2(wake, O_NONBLOCK | O_CLOEXEC)) {
+		perror("loadgen: pipe");
+		return 1;
+	}
+	queue = rd_kafka_queue_get_consumer(consumer);
+	rd_kafka_queue_io_event_enable(queue, wake[1], "1", 1);
+	{
+		/* the producer learns the topic's partitions before the clock starts */
+		const struct rd_kafka_metadata *md;
+		rd_kafka_topic_t *t = rd_kafka_topic_new(b.producer, b.topic, NULL);
+		if (rd_kafka_metadata(b.producer, 0, t, &md, 10000) == 0)
+			rd_kafka_metadata_destroy(md);
+		rd_kafka_topic_destroy(t);
+	}
 	start = sl_mono_ms();
 	deadline = start + timeout_s * 1000;
 	while (b.completed + b.failed < b.runs && sl_mono_ms() < deadline) {
-		long want = b.completed + b.failed + b.concurrency;
-		int confirmed;
+		long want;
+		struct curl_waitfd wfd = {.fd = wake[0], .events = CURL_WAIT_POLLIN};
+		rd_kafka_message_t *m;
+		CURLMsg *msg;
+		char drain[64];
+		int running, left;
 
+		while (read(wake[0], drain, sizeof(drain)) > 0)
+			;
+		while ((m = rd_kafka_consume_queue(queue, 0))) {
+			if (!m->err)
+				on_event(&b, m);
+			rd_kafka_message_destroy(m);
+		}
+		want = b.completed + b.failed + b.concurrency;
 		submit(&b, want < b.runs ? want : b.runs);
-		confirmed = confirm_pending(&b);
-		count_done(&b);
-		if (!confirmed)
-			sl_sleep_ms(1);
+		curl_multi_perform(b.multi, &running);
+		while ((msg = curl_multi_info_read(b.multi, &left)))
+			if (msg->msg == CURLMSG_DONE)
+				on_confirmed(&b, msg->easy_handle, msg->data.result);
+		curl_multi_poll(b.multi, &wfd, 1, 100, NULL);
 	}
+	rd_kafka_queue_destroy(queue);
+	rd_kafka_consumer_close(consumer);
+	rd_kafka_destroy(consumer);
+	curl_multi_cleanup(b.multi);
+	curl_slist_free_all(b.headers);
+	close(wake[0]);
+	close(wake[1]);
 	rd_kafka_flush(b.producer, 5000);
 	report(&b, (double)(sl_mono_ms() - start) / 1000.0);
 	rd_kafka_destroy(b.producer);
