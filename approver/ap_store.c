@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CONSUMER "sluice-approver"
-
 /* The public shape of a requirement row r. */
 #define REQUIREMENT_JSON                                                                       \
 	"json_build_object('id', r.id, 'run_id', r.run_id, 'tool_call_id', r.tool_call_id, "   \
@@ -41,53 +39,43 @@ sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, 
 {
 	const char *run_id = json_string_value(json_object_get(ev->data, "run_id"));
 	json_t *reqs = json_object_get(ev->data, "requirements"), *r;
-	const char *p[] = {run_id};
+	json_t *ids = json_array();
+	char *idlist;
 	PGresult *res = NULL;
 	sl_status st;
-	bool fresh;
 	size_t i;
 
-	if ((st = sl_db_begin(s->db, errbuf, errsize)))
-		goto out;
-	if ((st = sl_inbox_claim(s->db, CONSUMER, ev->id, &fresh, errbuf, errsize)))
-		goto out;
-	if (!fresh) {
-		sl_info("run %s: paused event %s was recorded before; ignored", run_id, ev->id);
-		goto out;
-	}
-	if ((st = sl_db_exec(s->db, "SELECT status FROM runs WHERE run_id = $1", 1, p, &res, errbuf,
-	                     errsize)))
+	json_array_foreach (reqs, i, r)
+		json_array_append(ids, json_object_get(r, "id"));
+	idlist = json_dumps(ids, JSON_COMPACT);
+	/* A read-only check, so a redelivered event is simply checked again:
+	 * the run, and the requirements the event names that were never
+	 * recorded (NULL when none). */
+	st = sl_db_exec(s->db,
+	                "SELECT u.status, (SELECT json_agg(x.id) FROM "
+	                "jsonb_array_elements_text($2::jsonb) AS x(id) WHERE NOT EXISTS "
+	                "(SELECT 1 FROM requirements q WHERE q.id = x.id AND q.run_id = $1)) "
+	                "FROM runs u WHERE u.run_id = $1",
+	                2, (const char *[]){run_id, idlist}, &res, errbuf, errsize);
+	if (st)
 		goto out;
 	if (PQntuples(res) != 1) {
 		st = sl_err(errbuf, errsize, SL_NOT_FOUND, "paused event for unknown run %s",
 		            run_id);
 		goto out;
 	}
-	json_array_foreach (reqs, i, r) {
-		const char *q[] = {json_string_value(json_object_get(r, "id")), run_id};
-		PGresult *row;
-
-		st = sl_db_exec(s->db, "SELECT 1 FROM requirements WHERE id = $1 AND run_id = $2",
-		                2, q, &row, errbuf, errsize);
-		if (st)
-			goto out;
-		if (PQntuples(row) != 1) {
-			PQclear(row);
-			st = sl_err(errbuf, errsize, SL_INVALID,
-			            "run %s: paused event names requirement %s, which was never "
-			            "recorded",
-			            run_id, q[0]);
-			goto out;
-		}
-		PQclear(row);
-	}
-	if ((st = sl_db_commit(s->db, errbuf, errsize)))
+	if (!PQgetisnull(res, 0, 1)) {
+		st = sl_err(errbuf, errsize, SL_INVALID,
+		            "run %s: paused event names requirements %s, which were never recorded",
+		            run_id, PQgetvalue(res, 0, 1));
 		goto out;
+	}
 	sl_info("run %s: paused, %zu requirement(s) awaiting a decision", run_id,
 	        json_array_size(reqs));
 out:
-	sl_db_rollback(s->db);
 	PQclear(res);
+	free(idlist);
+	json_decref(ids);
 	return st;
 }
 
@@ -281,7 +269,6 @@ static sl_status load(ap_store *s, const char *id, PGresult **run, req_row *r, c
 sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, json_t **out,
                            char *errbuf, size_t errsize)
 {
-	const char *p[] = {id};
 	PGresult *run = NULL;
 	req_row r;
 	ap_action action = d->action;
@@ -316,42 +303,36 @@ sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, js
 		                                          : "rejected";
 		const char *result = action == AP_RESULT ? d->result : NULL;
 		const char *u[] = {
-		    id, confirmed ? "true" : "false", note, who, values, result, edited, status};
-		const char *a[] = {id, outcome, note, who, values, result, edited};
+		    id,     confirmed ? "true" : "false", note, who, values, result, edited, status,
+		    outcome};
 
-		st = sl_db_exec(s->db,
-		                "UPDATE requirements SET status = $8, confirmed = $2, note = $3, "
-		                "resolved_by = $4, user_input = $5::jsonb, external_result = $6, "
-		                "edited_args = $7::jsonb, resolved_at = now() WHERE id = $1",
-		                8, u, NULL, errbuf, errsize);
-		if (st)
-			goto out;
-		/* The approval record: a "required" one was opened at the pause, an
-		 * "audit" one is written now; both end with the outcome. */
-		st = sl_db_exec(
+		/* The decision, and the approval record: a "required" one was
+		 * opened at the pause, an "audit" one is written now; both end
+		 * with the outcome. One statement; it answers the requirement as
+		 * it is now. */
+		st = sl_db_query_json(
 		    s->db,
-		    "INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, agent_id, "
-		    "user_id, approval_type, pause_type, status, tool_name, tool_args, "
+		    "WITH upd AS (UPDATE requirements SET status = $8, confirmed = $2, note = $3, "
+		    "resolved_by = $4, user_input = $5::jsonb, external_result = $6, "
+		    "edited_args = $7::jsonb, resolved_at = now() WHERE id = $1 RETURNING *), "
+		    "appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, "
+		    "agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "
 		    "resolution_data, resolved_by, resolved_at, expires_at, run_status) "
 		    "SELECT gen_random_uuid()::text, r.run_id, u.session_id, r.id, u.agent_id, "
-		    "u.user_id, r.approval_type, r.pause_type, $2, r.tool_name, r.tool_args, "
+		    "u.user_id, r.approval_type, r.pause_type, $9, r.tool_name, r.tool_args, "
 		    "nullif(jsonb_strip_nulls(jsonb_build_object('note', $3::text, 'values', "
 		    "$5::jsonb, 'result', $6::text, 'tool_args', $7::jsonb)), '{}'::jsonb), $4, "
-		    "now(), r.expires_at, u.status FROM requirements r JOIN runs u "
-		    "ON u.run_id = r.run_id WHERE r.id = $1 AND r.approval_type IS NOT NULL "
+		    "now(), r.expires_at, u.status FROM upd r JOIN runs u ON u.run_id = r.run_id "
+		    "WHERE r.approval_type IS NOT NULL "
 		    "ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "
 		    "resolution_data = excluded.resolution_data, resolved_by = "
-		    "excluded.resolved_by, "
-		    "resolved_at = excluded.resolved_at, updated_at = now()",
-		    7, a, NULL, errbuf, errsize);
+		    "excluded.resolved_by, resolved_at = excluded.resolved_at, updated_at = now()) "
+		    "SELECT " REQUIREMENT_JSON " FROM upd r",
+		    9, u, out, errbuf, errsize);
 		if (st)
 			goto out;
 	}
-	if ((st = maybe_continue(s, run_id, seq, errbuf, errsize)))
-		goto out;
-	st = sl_db_query_json(s->db,
-	                      "SELECT " REQUIREMENT_JSON " FROM requirements r WHERE r.id = $1", 1,
-	                      p, out, errbuf, errsize);
+	st = maybe_continue(s, run_id, seq, errbuf, errsize);
 	if (st)
 		goto out;
 	if ((st = sl_db_commit(s->db, errbuf, errsize)))

@@ -21,9 +21,10 @@ typedef struct ap_store {
 } ap_store;
 
 /*
- * Records a validated sluice.run.paused event once: checks that the run and
- * the requirements it names exist (the worker wrote them, and the pending
- * approvals of type "required", in the pause's transaction).
+ * Checks a validated sluice.run.paused event against PostgreSQL: the run
+ * and the requirements it names exist (the worker wrote them, and the
+ * pending approvals of type "required", in the pause's transaction). It
+ * writes nothing, so a redelivered event is just checked again.
  * SL_NOT_FOUND / SL_INVALID mean the event is to be dead-lettered.
  */
 sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize);

@@ -253,7 +253,11 @@ static bool start_postgres(stack *s, char **url)
 {
 	int port = free_port();
 	char *pgdata = sl_asprintf("%s/pg", s->dir);
-	char *portopt = sl_asprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, s->dir);
+	/* SLUICE_DEV_PG_OPTIONS: more server options, for profiling (see
+	 * BENCHMARKS.md) */
+	const char *extra = getenv("SLUICE_DEV_PG_OPTIONS");
+	char *portopt = sl_asprintf("-p %d -k %s -c listen_addresses=127.0.0.1 %s", port, s->dir,
+	                            extra ? extra : "");
 	char *logf = sl_asprintf("%s/postgres.log", s->dir);
 	char *admin = NULL;
 	char *initdb_args[] = {"-D", pgdata, "-U",        "postgres", "--auth=trust",

@@ -23,7 +23,7 @@ sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const 
 	/* The NOTIFY (delivered at commit) wakes the relays; one round trip. */
 	st = sl_db_exec(conn,
 	                "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3) "
-	                "RETURNING pg_notify('sluice_outbox', '')",
+	                "RETURNING " SL_OUTBOX_NOTIFY,
 	                3, params, NULL, errbuf, errsize);
 	free(payload);
 	return st;

@@ -49,6 +49,10 @@ void sl_relay_stop(sl_relay *r);
  * *fresh is false when it had been processed already (then the caller rolls
  * back and skips the event).
  */
+/* What an outbox insert RETURNs to wake the relays (the NOTIFY is delivered
+ * at commit), for statements that write outbox rows themselves. */
+#define SL_OUTBOX_NOTIFY "pg_notify('sluice_outbox', '')"
+
 sl_status sl_inbox_claim(PGconn *conn, const char *consumer, const char *event_id, bool *fresh,
                          char *errbuf, size_t errsize);
 

@@ -18,6 +18,7 @@
 #include "wk_model.h"
 #include "wk_tool.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,127 +335,130 @@ static json_t *requirement_json(const pending_req *p)
 }
 
 /*
- * Opens the transaction of a run's outcome and records the consumed event
- * in it. *dup is set (and the caller leaves it) when the event had its
- * effect before.
+ * An outcome statement changed nothing: either the consumed event had its
+ * effect before (SL_OK: nothing to do) or the run is no longer running
+ * (SL_CONFLICT: dead-lettered).
  */
-static sl_status begin_outcome(PGconn *db, task *t, bool *dup)
+static sl_status outcome_missed(PGconn *db, task *t)
 {
-	bool fresh = true;
+	const char *p[] = {CONSUMER, t->ev.id};
+	PGresult *res;
 	sl_status st;
 
-	if ((st = sl_db_begin(db, t->err, sizeof(t->err))) ||
-	    (st = sl_inbox_claim(db, CONSUMER, t->ev.id, &fresh, t->err, sizeof(t->err))))
+	st = sl_db_exec(db, "SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2",
+	                2, p, &res, t->err, sizeof(t->err));
+	if (st)
 		return st;
-	*dup = !fresh;
-	if (*dup)
+	if (PQntuples(res)) {
 		sl_info("run %s: event %s was processed before; nothing to do", t->r.run_id,
 		        t->ev.id);
-	return SL_OK;
+		st = SL_OK;
+	} else {
+		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT, "run %s is no longer running",
+		            t->r.run_id);
+	}
+	PQclear(res);
+	return st;
+}
+
+/* The requirements of a pause as rows for jsonb_to_recordset(). */
+static json_t *requirement_rows(const task *t, json_t *list)
+{
+	json_t *rows = json_array();
+
+	for (size_t i = 0; i < t->nreq; i++) {
+		const pending_req *q = &t->reqs[i];
+		json_t *rj = requirement_json(q);
+		json_t *row = json_pack(
+		    "{s:s, s:i, s:O, s:s, s:O, s:b, s:b, s:O, s:b, s:s?, s:o, s:o}", "id", q->id,
+		    "position", (int)i, "tool_call_id", json_object_get(q->call, "call_id"),
+		    "tool_name", q->tool->name, "tool_args", q->args, "needs_confirmation",
+		    q->tool->requires_confirmation, "needs_user_input",
+		    q->tool->requires_user_input, "user_input_schema",
+		    json_object_get(rj, "user_input_schema"), "external_execution",
+		    q->tool->external_execution, "approval_type",
+		    sl_approval_name(q->tool->approval), "timeout_s",
+		    q->tool->approval_timeout_s ? json_integer(q->tool->approval_timeout_s)
+		                                : json_null(),
+		    "tool_schema",
+		    q->tool->parameters ? json_incref(q->tool->parameters) : json_object());
+
+		assert(row && rj);
+		json_array_append_new(rows, row);
+		json_array_append_new(list, rj);
+	}
+	return rows;
 }
 
 static sl_status pause_run(PGconn *db, task *t)
 {
 	const wk_env *env = t->env;
 	run *r = &t->r;
+	json_t *list = json_array();
+	json_t *rows = requirement_rows(t, list);
+	json_t *event =
+	    sl_event_new(SL_EVENT_RUN_PAUSED, env->source, r->run_id,
+	                 json_pack("{s:s, s:s, s:s, s:O}", "run_id", r->run_id, "session_id",
+	                           r->session_id, "agent_id", r->agent->id, "requirements", list));
 	char *messages = json_dumps(r->items, JSON_COMPACT);
-	const char *up[] = {r->run_id, messages};
-	json_t *list = json_array(), *data, *event;
+	char *reqs = json_dumps(rows, JSON_COMPACT);
+	char *payload = json_dumps(event, JSON_COMPACT);
+	const char *p[] = {r->run_id, messages, CONSUMER, t->ev.id, reqs, env->topic_approvals,
+	                   payload};
 	PGresult *res = NULL;
-	char seq[16];
 	sl_status st;
-	bool dup;
 
-	if ((st = begin_outcome(db, t, &dup)) || dup)
-		goto out;
-	st = sl_db_exec(db,
-	                "UPDATE runs SET status = 'paused', messages = $2::jsonb, "
-	                "pause_seq = pause_seq + 1, version = version + 1, updated_at = now() "
-	                "WHERE run_id = $1 AND status = 'running' RETURNING pause_seq",
-	                2, up, &res, t->err, sizeof(t->err));
+	/*
+	 * One statement, one implicit transaction: the run paused with its
+	 * conversation, its requirements, a pending approval for each of type
+	 * "required" (an "audit" one is written only when it is resolved), the
+	 * consumed event and the outbox row; or nothing when the event had its
+	 * effect before or the run is no longer running.
+	 */
+	st = sl_db_exec(
+	    db,
+	    "WITH upd AS (UPDATE runs SET status = 'paused', messages = $2::jsonb, "
+	    "pause_seq = pause_seq + 1, version = version + 1, updated_at = now() "
+	    "WHERE run_id = $1 AND status = 'running' AND NOT EXISTS "
+	    "(SELECT 1 FROM processed_events WHERE consumer = $3 AND event_id = $4) "
+	    "RETURNING run_id, session_id, agent_id, user_id, status, pause_seq), "
+	    "claim AS (INSERT INTO processed_events (consumer, event_id) SELECT $3, $4 FROM upd), "
+	    "reqs AS (INSERT INTO requirements (id, run_id, pause_seq, position, tool_call_id, "
+	    "tool_name, tool_args, needs_confirmation, needs_user_input, user_input_schema, "
+	    "external_execution, approval_type, expires_at, tool_schema) "
+	    "SELECT x.id, upd.run_id, upd.pause_seq, x.position, x.tool_call_id, x.tool_name, "
+	    "x.tool_args, x.needs_confirmation, x.needs_user_input, x.user_input_schema, "
+	    "x.external_execution, x.approval_type, now() + make_interval(secs => x.timeout_s), "
+	    "x.tool_schema FROM upd, jsonb_to_recordset($5::jsonb) AS x(id text, position int, "
+	    "tool_call_id text, tool_name text, tool_args jsonb, needs_confirmation boolean, "
+	    "needs_user_input boolean, user_input_schema jsonb, external_execution boolean, "
+	    "approval_type text, timeout_s int, tool_schema jsonb) "
+	    "RETURNING id, run_id, approval_type, pause_type, tool_name, tool_args, expires_at), "
+	    "appr AS (INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, "
+	    "user_id, approval_type, pause_type, status, tool_name, tool_args, expires_at, "
+	    "run_status) SELECT gen_random_uuid()::text, q.run_id, upd.session_id, q.id, "
+	    "upd.agent_id, upd.user_id, 'required', q.pause_type, 'pending', q.tool_name, "
+	    "q.tool_args, q.expires_at, upd.status FROM reqs q, upd "
+	    "WHERE q.approval_type = 'required'), "
+	    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $6, run_id, $7 FROM upd "
+	    "RETURNING " SL_OUTBOX_NOTIFY ") "
+	    "SELECT count(*) FROM upd",
+	    7, p, &res, t->err, sizeof(t->err));
 	if (st)
 		goto out;
-	if (PQntuples(res) != 1) {
-		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT, "run %s is no longer running",
-		            r->run_id);
+	if (strcmp(PQgetvalue(res, 0, 0), "1")) {
+		st = outcome_missed(db, t);
 		goto out;
 	}
-	snprintf(seq, sizeof(seq), "%s", PQgetvalue(res, 0, 0));
-	for (size_t i = 0; i < t->nreq; i++) {
-		const pending_req *q = &t->reqs[i];
-		json_t *rj = requirement_json(q);
-		char *args = json_dumps(q->args, JSON_COMPACT);
-		char *schema = json_dumps(json_object_get(rj, "user_input_schema"), JSON_COMPACT);
-		char *tool_schema = q->tool->parameters
-		                        ? json_dumps(q->tool->parameters, JSON_COMPACT)
-		                        : sl_strdup("{}");
-		char pos[24], timeout[24];
-		const char *p[] = {q->id,
-		                   r->run_id,
-		                   seq,
-		                   pos,
-		                   json_string_value(json_object_get(q->call, "call_id")),
-		                   q->tool->name,
-		                   args,
-		                   q->tool->requires_confirmation ? "true" : "false",
-		                   q->tool->requires_user_input ? "true" : "false",
-		                   schema,
-		                   q->tool->external_execution ? "true" : "false",
-		                   sl_approval_name(q->tool->approval),
-		                   q->tool->approval_timeout_s ? timeout : NULL,
-		                   tool_schema};
-
-		snprintf(pos, sizeof(pos), "%zu", i);
-		snprintf(timeout, sizeof(timeout), "%ld", q->tool->approval_timeout_s);
-		st = sl_db_exec(
-		    db,
-		    "INSERT INTO requirements (id, run_id, pause_seq, position, tool_call_id, "
-		    "tool_name, tool_args, needs_confirmation, needs_user_input, "
-		    "user_input_schema, external_execution, approval_type, expires_at, "
-		    "tool_schema) "
-		    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11, $12, "
-		    "now() + make_interval(secs => $13::int), $14::jsonb)",
-		    14, p, NULL, t->err, sizeof(t->err));
-		free(args);
-		free(schema);
-		free(tool_schema);
-		json_array_append_new(list, rj);
-		if (st)
-			goto out;
-	}
-	{
-		/* An approval of type "required" is pending from the moment the run
-		 * pauses; an "audit" one is written only when it is resolved. */
-		const char *p[] = {r->run_id, seq};
-		st = sl_db_exec(
-		    db,
-		    "INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, "
-		    "user_id, "
-		    "approval_type, pause_type, status, tool_name, tool_args, expires_at, "
-		    "run_status) "
-		    "SELECT gen_random_uuid()::text, r.run_id, u.session_id, r.id, u.agent_id, "
-		    "u.user_id, 'required', r.pause_type, 'pending', r.tool_name, r.tool_args, "
-		    "r.expires_at, u.status FROM requirements r JOIN runs u ON u.run_id = r.run_id "
-		    "WHERE r.run_id = $1 AND r.pause_seq = $2 AND r.approval_type = 'required'",
-		    2, p, NULL, t->err, sizeof(t->err));
-		if (st)
-			goto out;
-	}
-	data = json_pack("{s:s, s:s, s:s, s:O}", "run_id", r->run_id, "session_id", r->session_id,
-	                 "agent_id", r->agent->id, "requirements", list);
-	event = sl_event_new(SL_EVENT_RUN_PAUSED, env->source, r->run_id, data);
-	st = sl_outbox_put(db, env->topic_approvals, r->run_id, event, t->err, sizeof(t->err));
-	json_decref(event);
-	if (st)
-		goto out;
-	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
-		goto out;
 	sl_info("run %s: paused with %zu requirement(s)", r->run_id, t->nreq);
 out:
-	sl_db_rollback(db);
 	PQclear(res);
-	json_decref(list);
+	free(payload);
+	free(reqs);
 	free(messages);
+	json_decref(event);
+	json_decref(rows);
+	json_decref(list);
 	return st;
 }
 
@@ -462,48 +466,49 @@ static sl_status finish_run(PGconn *db, task *t, bool ok, const char *text)
 {
 	const wk_env *env = t->env;
 	run *r = &t->r;
-	char *messages = json_dumps(r->items, JSON_COMPACT);
 	const char *status = ok ? "completed" : "failed";
-	const char *up[] = {r->run_id, status, ok ? text : NULL, ok ? NULL : text, messages};
-	json_t *data, *event;
+	json_t *data = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "run_id", r->run_id, "session_id",
+	                         r->session_id, "status", status, "content", ok ? text : NULL,
+	                         "error", ok ? NULL : text);
+	json_t *event = sl_event_new(ok ? SL_EVENT_RUN_COMPLETED : SL_EVENT_RUN_FAILED, env->source,
+	                             r->run_id, data);
+	char *messages = json_dumps(r->items, JSON_COMPACT);
+	char *payload = json_dumps(event, JSON_COMPACT);
+	const char *p[] = {r->run_id, status,   ok ? text : NULL,   ok ? NULL : text, messages,
+	                   CONSUMER,  t->ev.id, env->topic_results, payload};
 	PGresult *res = NULL;
 	sl_status st;
-	bool dup;
 
-	if ((st = begin_outcome(db, t, &dup)) || dup)
-		goto out;
-	st = sl_db_exec(
-	    db,
-	    "UPDATE runs SET status = $2, output = $3, error = $4, messages = $5::jsonb, "
-	    "version = version + 1, updated_at = now() "
-	    "WHERE run_id = $1 AND status = 'running'",
-	    5, up, &res, t->err, sizeof(t->err));
+	/* One statement, one implicit transaction: the run's outcome, the
+	 * consumed event and the outbox row, or nothing when the event had its
+	 * effect before or the run is no longer running. */
+	st = sl_db_exec(db,
+	                "WITH upd AS (UPDATE runs SET status = $2, output = $3, error = $4, "
+	                "messages = $5::jsonb, version = version + 1, updated_at = now() "
+	                "WHERE run_id = $1 AND status = 'running' AND NOT EXISTS "
+	                "(SELECT 1 FROM processed_events WHERE consumer = $6 AND event_id = $7) "
+	                "RETURNING run_id), "
+	                "claim AS (INSERT INTO processed_events (consumer, event_id) "
+	                "SELECT $6, $7 FROM upd), "
+	                "ob AS (INSERT INTO outbox (topic, key, payload) "
+	                "SELECT $8, run_id, $9 FROM upd RETURNING " SL_OUTBOX_NOTIFY ") "
+	                "SELECT count(*) FROM upd",
+	                9, p, &res, t->err, sizeof(t->err));
 	if (st)
 		goto out;
-	if (strcmp(PQcmdTuples(res), "1")) {
-		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT, "run %s is no longer running",
-		            r->run_id);
+	if (strcmp(PQgetvalue(res, 0, 0), "1")) {
+		st = outcome_missed(db, t);
 		goto out;
 	}
-	data = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "run_id", r->run_id, "session_id",
-	                 r->session_id, "status", status, "content", ok ? text : NULL, "error",
-	                 ok ? NULL : text);
-	event = sl_event_new(ok ? SL_EVENT_RUN_COMPLETED : SL_EVENT_RUN_FAILED, env->source,
-	                     r->run_id, data);
-	st = sl_outbox_put(db, env->topic_results, r->run_id, event, t->err, sizeof(t->err));
-	json_decref(event);
-	if (st)
-		goto out;
-	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
-		goto out;
 	if (ok)
 		sl_info("run %s: completed", r->run_id);
 	else
 		sl_warn("run %s: failed: %s", r->run_id, text);
 out:
-	sl_db_rollback(db);
 	PQclear(res);
+	free(payload);
 	free(messages);
+	json_decref(event);
 	return st;
 }
 
@@ -550,8 +555,6 @@ static sl_status begin_requested(PGconn *db, task *t, next *nx)
 	messages = json_dumps(r->items, JSON_COMPACT);
 	{
 		const char *p[] = {r->run_id, r->session_id, agent_id, r->user_id, input, messages};
-		if ((st = sl_db_begin(db, t->err, sizeof(t->err))))
-			goto out;
 		st = sl_db_exec(
 		    db,
 		    "INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, "
@@ -565,6 +568,9 @@ static sl_status begin_requested(PGconn *db, task *t, next *nx)
 		/* The run exists: a repeated request, or a redelivery after a crash. */
 		const char *p[] = {r->run_id};
 		PQclear(res);
+		res = NULL;
+		if ((st = sl_db_begin(db, t->err, sizeof(t->err))))
+			goto out;
 		st = sl_db_exec(
 		    db, "SELECT status, messages, agent_id FROM runs WHERE run_id = $1 FOR UPDATE",
 		    1, p, &res, t->err, sizeof(t->err));
@@ -593,12 +599,12 @@ static sl_status begin_requested(PGconn *db, task *t, next *nx)
 			            "run %s: stored messages are not a list", r->run_id);
 			goto out;
 		}
+		if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
+			goto out;
 		sl_info("run %s: resuming an interrupted start", r->run_id);
 	} else {
 		sl_info("run %s: started for agent %s", r->run_id, agent_id);
 	}
-	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
-		goto out;
 	t->ph = PH_MODEL;
 	*nx = NX_STEP;
 out:
@@ -608,55 +614,47 @@ out:
 	return st;
 }
 
-/* Tells, without recording it, whether the event was processed already. */
-static sl_status event_seen(PGconn *db, task *t, bool *seen)
-{
-	const char *p[] = {CONSUMER, t->ev.id};
-	PGresult *res;
-	sl_status st;
-
-	st = sl_db_exec(db, "SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2",
-	                2, p, &res, t->err, sizeof(t->err));
-	if (st)
-		return st;
-	*seen = PQntuples(res) > 0;
-	PQclear(res);
-	return SL_OK;
-}
-
 /*
- * PH_BEGIN of a sluice.run.continue: checks the event against what the
- * approver recorded, claims the paused run (a run is continued once) and
- * loads the requirements of the pause with their decisions.
+ * Checks a sluice.run.continue event against what the approver recorded,
+ * claims the paused run (a run is continued once) and loads the
+ * requirements of the pause with their decisions. Unlocked, it reads
+ * without a transaction and claims only a run still in the pause it read;
+ * locked, it holds the run's row from the read to the claim, so that it
+ * waits for whoever is changing the run.
  */
-static sl_status begin_continue(PGconn *db, task *t, next *nx)
+static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 {
 	const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
 	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
+	const char *q[] = {run_id, CONSUMER, t->ev.id};
 	const char *p[] = {run_id, NULL};
 	PGresult *res = NULL, *reqs = NULL;
 	run *r = &t->r;
 	sl_status st;
-	bool dup, resuming;
+	bool resuming;
 	size_t i;
 	int n;
 
 	*nx = NX_END;
-	if ((st = sl_db_begin(db, t->err, sizeof(t->err))))
+	if (locked && (st = sl_db_begin(db, t->err, sizeof(t->err))))
 		goto out;
-	if ((st = event_seen(db, t, &dup)))
+	st = sl_db_exec(db,
+	                locked ? "SELECT status, messages, pause_seq, agent_id, session_id, "
+	                         "user_id, claim_event, EXISTS (SELECT 1 FROM processed_events "
+	                         "WHERE consumer = $2 AND event_id = $3) FROM runs "
+	                         "WHERE run_id = $1 FOR UPDATE"
+	                       : "SELECT status, messages, pause_seq, agent_id, session_id, "
+	                         "user_id, claim_event, EXISTS (SELECT 1 FROM processed_events "
+	                         "WHERE consumer = $2 AND event_id = $3) FROM runs "
+	                         "WHERE run_id = $1",
+	                3, q, &res, t->err, sizeof(t->err));
+	if (st)
 		goto out;
-	if (dup) {
+	if (PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 7), "t")) {
 		sl_info("run %s: continue event %s was processed before; ignored", run_id,
 		        t->ev.id);
 		goto out;
 	}
-	st = sl_db_exec(db,
-	                "SELECT status, messages, pause_seq, agent_id, session_id, user_id, "
-	                "claim_event FROM runs WHERE run_id = $1 FOR UPDATE",
-	                1, p, &res, t->err, sizeof(t->err));
-	if (st)
-		goto out;
 	if (PQntuples(res) != 1) {
 		st = sl_err(t->err, sizeof(t->err), SL_NOT_FOUND, "continue for unknown run %s",
 		            run_id);
@@ -728,16 +726,27 @@ static sl_status begin_continue(PGconn *db, task *t, next *nx)
 	}
 	/* The claim: only one continue moves the run from paused to running. */
 	if (!resuming) {
-		const char *c[] = {run_id, t->ev.id};
+		const char *c[] = {run_id, t->ev.id, p[1]};
+		PGresult *claim;
+		bool claimed;
+
 		st = sl_db_exec(db,
 		                "UPDATE runs SET status = 'running', claim_event = $2, "
 		                "version = version + 1, updated_at = now() "
-		                "WHERE run_id = $1 AND status = 'paused'",
-		                2, c, NULL, t->err, sizeof(t->err));
+		                "WHERE run_id = $1 AND status = 'paused' AND pause_seq = $3",
+		                3, c, &claim, t->err, sizeof(t->err));
 		if (st)
 			goto out;
+		claimed = !strcmp(PQcmdTuples(claim), "1");
+		PQclear(claim);
+		if (!claimed) {
+			/* changed since it was read (it cannot when locked) */
+			st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
+			            "run %s changed while its continue was checked", run_id);
+			goto out;
+		}
 	}
-	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
+	if (locked && (st = sl_db_commit(db, t->err, sizeof(t->err))))
 		goto out;
 	if (resuming)
 		sl_warn("run %s: resuming continue %s, which an earlier attempt left unfinished",
@@ -750,9 +759,27 @@ static sl_status begin_continue(PGconn *db, task *t, next *nx)
 	t->ph = PH_DECISIONS;
 	*nx = NX_STEP;
 out:
-	sl_db_rollback(db);
+	if (locked)
+		sl_db_rollback(db);
 	PQclear(res);
 	PQclear(reqs);
+	return st;
+}
+
+/*
+ * PH_BEGIN of a sluice.run.continue: the unlocked check, which is all a
+ * continue the approver wrote after committing its decisions needs; when
+ * that refuses the event, the locked one decides (a writer of the run may
+ * have been in the middle of its transaction).
+ */
+static sl_status begin_continue(PGconn *db, task *t, next *nx)
+{
+	sl_status st = check_continue(db, t, nx, false);
+
+	if (st == SL_NOT_FOUND || st == SL_INVALID || st == SL_CONFLICT) {
+		run_clear(&t->r);
+		st = check_continue(db, t, nx, true);
+	}
 	return st;
 }
 
