@@ -4,10 +4,12 @@
  * the development stack.
  */
 #include "cli.h"
+#include "sl_db.h"
 #include "sl_event.h"
 #include "sl_http.h"
 #include "sl_kafka.h"
 #include "sl_log.h"
+#include "sl_outbox.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -31,6 +33,9 @@ static int usage(void)
 	    "  approvals list [--status S] [--approval-type T] [--run-id ID] [--limit N] ...\n"
 	    "  approvals get ID\n"
 	    "  migrate [--dir DIR]       apply pending database migrations\n"
+	    "  prune                     delete sent outbox rows older than " SL_OUTBOX_KEEP_SENT
+	    "\n"
+	    "                            and processed events older than " SL_INBOX_KEEP "\n"
 	    "  dev up --env-file FILE [--agents FILE] [--workers N]\n"
 	    "  dev down --env-file FILE\n"
 	    "Configuration comes from SLUICE_* environment variables or --kafka-brokers,\n"
@@ -276,6 +281,32 @@ static int get(sl_config *cfg, const char *base, int argc, char **argv)
 	return rc;
 }
 
+/* What the relays do every minute, now. */
+static int prune(sl_config *cfg, int argc)
+{
+	static const char *required[] = {"SLUICE_DATABASE_URL", NULL};
+	char errbuf[512];
+	long outbox, inbox;
+	PGconn *db;
+	sl_status st;
+
+	if (argc != 1)
+		return usage();
+	if (sl_config_require(cfg, required, errbuf, sizeof(errbuf)) ||
+	    !(db = sl_db_connect(cfg->database_url, errbuf, sizeof(errbuf)))) {
+		fprintf(stderr, "sluice: %s\n", errbuf);
+		return 1;
+	}
+	st = sl_outbox_prune(db, &outbox, &inbox, errbuf, sizeof(errbuf));
+	PQfinish(db);
+	if (st) {
+		fprintf(stderr, "sluice: prune: %s\n", errbuf);
+		return 1;
+	}
+	printf("pruned %ld sent outbox rows and %ld processed events\n", outbox, inbox);
+	return 0;
+}
+
 static int dispatch(sl_config *cfg, int argc, char **argv)
 {
 	const char *cmd = argv[0], *sub = argc > 1 ? argv[1] : "";
@@ -286,6 +317,8 @@ static int dispatch(sl_config *cfg, int argc, char **argv)
 		return cli_migrate(cfg, argc - 1, argv + 1);
 	if (!strcmp(cmd, "dev"))
 		return cli_dev(cfg, argc - 1, argv + 1);
+	if (!strcmp(cmd, "prune"))
+		return prune(cfg, argc);
 	if (!strcmp(cmd, "runs") && !strcmp(sub, "get"))
 		return get(cfg, "/v1/runs", argc - 2, argv + 2);
 	if (!strcmp(cmd, "runs") && !strcmp(sub, "cancel"))

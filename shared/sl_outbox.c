@@ -118,6 +118,51 @@ sl_status sl_inbox_claim(PGconn *conn, const char *consumer, const char *event_i
 	return SL_OK;
 }
 
+/* Rows deleted per statement when pruning: short transactions. */
+#define PRUNE_BATCH 5000
+
+/* Runs a prune statement until a batch comes back short. */
+static sl_status prune(PGconn *conn, const char *sql, long *n, char *errbuf, size_t errsize)
+{
+	char batch[16];
+	const char *p[] = {batch};
+	sl_status st;
+	long got;
+
+	*n = 0;
+	snprintf(batch, sizeof(batch), "%d", PRUNE_BATCH);
+	do {
+		PGresult *res;
+		if ((st = sl_db_exec(conn, sql, 1, p, &res, errbuf, errsize)))
+			return st;
+		got = strtol(PQcmdTuples(res), NULL, 10);
+		*n += got;
+		PQclear(res);
+	} while (got == PRUNE_BATCH);
+	return SL_OK;
+}
+
+sl_status sl_outbox_prune(PGconn *conn, long *outbox, long *inbox, char *errbuf, size_t errsize)
+{
+	sl_status st;
+
+	*outbox = *inbox = 0;
+	/* oldest first along the primary key, which is the order rows were
+	 * written in */
+	st = prune(conn,
+	           "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at < now() - "
+	           "interval '" SL_OUTBOX_KEEP_SENT "' ORDER BY id LIMIT $1)",
+	           outbox, errbuf, errsize);
+	if (st)
+		return st;
+	/* processed_at has a BRIN index: rows are appended in time order */
+	return prune(conn,
+	             "DELETE FROM processed_events WHERE ctid = ANY (ARRAY (SELECT ctid FROM "
+	             "processed_events WHERE processed_at < now() - interval '" SL_INBOX_KEEP
+	             "' LIMIT $1))",
+	             inbox, errbuf, errsize);
+}
+
 #define RELAY_BATCH 500
 
 struct sl_relay {
@@ -148,6 +193,7 @@ static void *relay_main(void *arg)
 	sl_relay *r = arg;
 	PGconn *conn = NULL;
 	char errbuf[512];
+	long long next_prune = sl_mono_ms() + SL_PRUNE_INTERVAL_MS;
 
 	for (;;) {
 		bool stopping = atomic_load(&r->stop);
@@ -177,6 +223,15 @@ static void *relay_main(void *arg)
 			break;
 		if (!conn)
 			continue;
+		if (sl_mono_ms() >= next_prune) {
+			long outbox, inbox;
+			next_prune = sl_mono_ms() + SL_PRUNE_INTERVAL_MS;
+			if (sl_outbox_prune(conn, &outbox, &inbox, errbuf, sizeof(errbuf)))
+				sl_warn("outbox prune: %s", errbuf);
+			else if (outbox || inbox)
+				sl_info("pruned %ld sent outbox rows and %ld processed events",
+				        outbox, inbox);
+		}
 		/* A NOTIFY that came in while the batch was being sent is already
 		 * in libpq's queue, not on the socket: look there before waiting. */
 		PQconsumeInput(conn);

@@ -39,20 +39,37 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
  */
 typedef struct sl_relay sl_relay;
 struct sl_config;
+/* The relay also prunes (sl_outbox_prune) this often. */
+#define SL_PRUNE_INTERVAL_MS (60 * 1000)
+
 sl_relay *sl_relay_start(const struct sl_config *cfg, int fallback_ms, char *errbuf,
                          size_t errsize);
 /* Publishes what is left, stops the thread and frees it; NULL is fine. */
 void sl_relay_stop(sl_relay *r);
+
+/* What an outbox insert RETURNs to wake the relays (the NOTIFY is delivered
+ * at commit), for statements that write outbox rows themselves. */
+#define SL_OUTBOX_NOTIFY "pg_notify('sluice_outbox', '')"
+
+/* How long sent outbox rows and processed_events rows are kept. An event
+ * is not redelivered after Kafka's default retention of 7 days, so its
+ * processed_events row is no longer needed then. */
+#define SL_OUTBOX_KEEP_SENT "1 hour"
+#define SL_INBOX_KEEP "7 days"
+
+/*
+ * Deletes outbox rows sent more than SL_OUTBOX_KEEP_SENT ago and
+ * processed_events rows older than SL_INBOX_KEEP, in batches, so that the
+ * tables stop growing with the number of runs. Rows never sent are kept.
+ * *outbox and *inbox receive the numbers deleted.
+ */
+sl_status sl_outbox_prune(PGconn *conn, long *outbox, long *inbox, char *errbuf, size_t errsize);
 
 /*
  * Records that consumer processed event_id, in the caller's transaction.
  * *fresh is false when it had been processed already (then the caller rolls
  * back and skips the event).
  */
-/* What an outbox insert RETURNs to wake the relays (the NOTIFY is delivered
- * at commit), for statements that write outbox rows themselves. */
-#define SL_OUTBOX_NOTIFY "pg_notify('sluice_outbox', '')"
-
 sl_status sl_inbox_claim(PGconn *conn, const char *consumer, const char *event_id, bool *fresh,
                          char *errbuf, size_t errsize);
 

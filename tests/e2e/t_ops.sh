@@ -15,6 +15,30 @@ t_migrate() {
   check "and says so: $out" grep -q "0001_init.sql was changed after it was applied" <<<"$out"
 }
 
+# Retention: sent outbox rows older than an hour and processed events older
+# than 7 days go; recent ones stay (the relays prune every minute too).
+t_prune() {
+  local tag="prune-$RANDOM" out
+  psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
+INSERT INTO outbox (topic, key, payload, created_at, sent_at) VALUES
+  ('sluice.test', '$tag-old', '{}', now() - interval '3 hours', now() - interval '2 hours'),
+  ('sluice.test', '$tag-new', '{}', now() - interval '3 hours', now() - interval '5 minutes');
+INSERT INTO processed_events (consumer, event_id, processed_at) VALUES
+  ('test', '$tag-old', now() - interval '8 days'),
+  ('test', '$tag-new', now() - interval '6 days');
+SQL
+  out=$("$BIN/sluice" prune 2>&1)
+  check "sluice prune reports: $out" grep -Eq "^pruned [1-9][0-9]* sent outbox rows and [1-9][0-9]* processed events" <<<"$out"
+  check "the old sent outbox row is gone" \
+    [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM outbox WHERE key = '$tag-old'")" = 0 ]
+  check "the recent sent outbox row stays" \
+    [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM outbox WHERE key = '$tag-new'")" = 1 ]
+  check "the old processed event is gone" \
+    [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM processed_events WHERE event_id = '$tag-old'")" = 0 ]
+  check "the recent processed event stays" \
+    [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM processed_events WHERE event_id = '$tag-new'")" = 1 ]
+}
+
 t_compose() {
   check "docker-compose config -q" docker-compose -f docker-compose.yml config -q
 }
