@@ -181,7 +181,8 @@ static rd_kafka_t *listen_events(bench *b)
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", b->cfg.kafka_brokers, errbuf,
 	                      sizeof(errbuf)) ||
 	    rd_kafka_conf_set(conf, "group.id", b->session, errbuf, sizeof(errbuf)) ||
-	    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "5", errbuf, sizeof(errbuf)) ||
+	    rd_kafka_conf_set(conf, "fetch.wait.max.ms", b->cfg.kafka_fetch_wait_ms, errbuf,
+	                      sizeof(errbuf)) ||
 	    rd_kafka_conf_set(conf, "enable.auto.commit", "false", errbuf, sizeof(errbuf)) ||
 	    !(c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, sizeof(errbuf)))) {
 		fprintf(stderr, "loadgen: consumer: %s\n", errbuf);

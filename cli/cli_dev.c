@@ -552,6 +552,9 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 		goto fail;
 	}
 	export("SLUICE_KAFKA_BROKERS", addr, &env);
+	/* The dev broker (librdkafka's mock cluster) answers an empty fetch only
+	 * after the whole fetch wait, which would be added to every hop. */
+	export("SLUICE_KAFKA_FETCH_WAIT_MS", "1", &env);
 	export("SLUICE_DATABASE_URL", url, &env);
 	export("SLUICE_TOPIC_PREFIX", cfg->topic_prefix, &env);
 	export("SLUICE_AGENTS", agents_abs, &env);

@@ -15,6 +15,8 @@ struct field {
 
 static const struct field fields[] = {
     {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", offsetof(sl_config, kafka_brokers), NULL},
+    {"SLUICE_KAFKA_FETCH_WAIT_MS", "--kafka-fetch-wait-ms",
+     offsetof(sl_config, kafka_fetch_wait_ms), "100"},
     {"SLUICE_DATABASE_URL", "--database-url", offsetof(sl_config, database_url), NULL},
     {"SLUICE_TOPIC_PREFIX", "--topic-prefix", offsetof(sl_config, topic_prefix), "sluice."},
     {"SLUICE_AGENTS", "--agents", offsetof(sl_config, agents), NULL},

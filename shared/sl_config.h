@@ -10,6 +10,7 @@
 
 typedef struct sl_config {
 	char *kafka_brokers;
+	char *kafka_fetch_wait_ms; /* consumers' fetch.wait.max.ms */
 	char *database_url;
 	char *topic_prefix;
 	char *agents;

@@ -99,8 +99,9 @@ rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const c
 	    !conf_set(conf, "auto.offset.reset", "earliest", errbuf, errsize) ||
 	    /* eager assignment: 2.0.2's cooperative-sticky has known bugs */
 	    !conf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf, errsize) ||
-	    /* the dev broker waits the whole fetch wait on an empty fetch */
-	    !conf_set(conf, "fetch.wait.max.ms", "5", errbuf, errsize) ||
+	    /* a broker answers a fetch as soon as there is data, but the dev
+	     * broker waits the whole fetch wait: `sluice dev up` sets it low */
+	    !conf_set(conf, "fetch.wait.max.ms", c->kafka_fetch_wait_ms, errbuf, errsize) ||
 	    !conf_set(conf, "session.timeout.ms", "10000", errbuf, errsize) ||
 	    !conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errsize)) {
 		rd_kafka_conf_destroy(conf);
