@@ -69,7 +69,9 @@ rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsi
 
 	if (!conf_set(conf, "bootstrap.servers", c->kafka_brokers, errbuf, errsize) ||
 	    !conf_set(conf, "enable.idempotence", "true", errbuf, errsize) ||
-	    !conf_set(conf, "linger.ms", "2", errbuf, errsize) ||
+	    /* no wait: a relay produces its whole batch before it polls, so
+	     * what is queued still goes out together (BENCHMARKS.md, step 9) */
+	    !conf_set(conf, "linger.ms", "0", errbuf, errsize) ||
 	    !conf_set(conf, "message.max.bytes", "2000000", errbuf, errsize)) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
