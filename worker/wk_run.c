@@ -78,6 +78,7 @@ typedef struct task {
 	/* a continue: the requirements of the pause, and the next to apply */
 	PGresult *decisions;
 	int dec_i;
+	json_t *claimed_tools; /* call ids whose tool runs the claim claimed */
 
 	/* the model call in progress and its answer */
 	int model_attempt;
@@ -119,6 +120,8 @@ static void task_reset(task *t)
 	run_clear(&t->r);
 	PQclear(t->decisions);
 	t->decisions = NULL;
+	json_decref(t->claimed_tools);
+	t->claimed_tools = NULL;
 	if (t->have_reply)
 		wk_model_reply_free(&t->reply);
 	t->have_reply = false;
@@ -614,6 +617,17 @@ out:
 	return st;
 }
 
+/* The tool a decided requirement (a row of the pause's requirements) runs:
+ * confirmed, not expired, no external result, the tool still configured;
+ * NULL otherwise. */
+static const sl_tool *tool_to_run(const task *t, PGresult *reqs, int row)
+{
+	if (!strcmp(PQgetvalue(reqs, row, 4), "expired") || strcmp(PQgetvalue(reqs, row, 5), "t") ||
+	    !PQgetisnull(reqs, row, 8))
+		return NULL;
+	return sl_agent_tool(t->r.agent, PQgetvalue(reqs, row, 2));
+}
+
 /*
  * Checks a sluice.run.continue event against what the approver recorded,
  * claims the paused run (a run is continued once) and loads the
@@ -726,18 +740,43 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 	}
 	/* The claim: only one continue moves the run from paused to running. */
 	if (!resuming) {
-		const char *c[] = {run_id, t->ev.id, p[1]};
+		json_t *tools = json_array();
+		char *tooltext;
 		PGresult *claim;
 		bool claimed;
 
-		st = sl_db_exec(db,
-		                "UPDATE runs SET status = 'running', claim_event = $2, "
-		                "version = version + 1, updated_at = now() "
-		                "WHERE run_id = $1 AND status = 'paused' AND pause_seq = $3",
-		                3, c, &claim, t->err, sizeof(t->err));
+		/* The tools the decisions run are claimed in tool_executions in the
+		 * same statement (each runs at most once); apply_decisions runs the
+		 * ones claimed here without asking again. */
+		for (int k = 0; k < n; k++) {
+			const sl_tool *tool = tool_to_run(t, reqs, k);
+			if (tool)
+				json_array_append_new(tools, json_pack("{s:s, s:s}", "call_id",
+				                                       PQgetvalue(reqs, k, 1),
+				                                       "tool_name", tool->name));
+		}
+		tooltext = json_dumps(tools, JSON_COMPACT);
+		json_decref(tools);
+		st = sl_db_exec(
+		    db,
+		    "WITH c AS (UPDATE runs SET status = 'running', claim_event = $2, "
+		    "version = version + 1, updated_at = now() "
+		    "WHERE run_id = $1 AND status = 'paused' AND pause_seq = $3 "
+		    "RETURNING run_id), "
+		    "t AS (INSERT INTO tool_executions (run_id, tool_call_id, tool_name, "
+		    "status) SELECT c.run_id, x.call_id, x.tool_name, 'started' FROM c, "
+		    "jsonb_to_recordset($4::jsonb) AS x(call_id text, tool_name text) "
+		    "ON CONFLICT DO NOTHING RETURNING tool_call_id) "
+		    "SELECT (SELECT count(*) FROM c), "
+		    "(SELECT coalesce(json_agg(tool_call_id), '[]') FROM t)",
+		    4, (const char *[]){run_id, t->ev.id, p[1], tooltext}, &claim, t->err,
+		    sizeof(t->err));
+		free(tooltext);
 		if (st)
 			goto out;
-		claimed = !strcmp(PQcmdTuples(claim), "1");
+		claimed = !strcmp(PQgetvalue(claim, 0, 0), "1");
+		json_decref(t->claimed_tools);
+		t->claimed_tools = json_loads(PQgetvalue(claim, 0, 1), 0, NULL);
 		PQclear(claim);
 		if (!claimed) {
 			/* changed since it was read (it cannot when locked) */
@@ -783,6 +822,18 @@ static sl_status begin_continue(PGconn *db, task *t, next *nx)
 	return st;
 }
 
+/* Whether the continue's claim claimed call_id's tool run for this task. */
+static bool claimed_here(const task *t, const char *call_id)
+{
+	json_t *id;
+	size_t i;
+
+	json_array_foreach (t->claimed_tools, i, id)
+		if (!strcmp(json_string_value(id), call_id))
+			return true;
+	return false;
+}
+
 /*
  * PH_DECISIONS: the tool result the model sees for each resolved
  * requirement, in order; a confirmed tool is run (once) on a tool thread.
@@ -814,12 +865,14 @@ static sl_status apply_decisions(PGconn *db, task *t, next *nx)
 		} else if (!tool) {
 			output = sl_asprintf("error: tool %s is no longer configured", name);
 		} else {
-			bool run;
-			sl_status st = tool_claim(db, t, tool, call_id, &run, &output);
+			bool run = claimed_here(t, call_id);
 			json_t *args;
 
-			if (st)
-				return st;
+			if (!run) {
+				sl_status st = tool_claim(db, t, tool, call_id, &run, &output);
+				if (st)
+					return st;
+			}
 			if (run) {
 				/* the arguments as the person edited them, else as the
 				 * model gave them, with the person's input filled in */
