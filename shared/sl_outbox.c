@@ -147,15 +147,16 @@ sl_status sl_outbox_prune(PGconn *conn, long *outbox, long *inbox, char *errbuf,
 	sl_status st;
 
 	*outbox = *inbox = 0;
-	/* oldest first along the primary key, which is the order rows were
-	 * written in */
+	/* created_at and processed_at have BRIN indexes: rows are appended in
+	 * time order. A row is sent soon after it is written; one never sent
+	 * stays. */
 	st = prune(conn,
-	           "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at < now() - "
-	           "interval '" SL_OUTBOX_KEEP_SENT "' ORDER BY id LIMIT $1)",
+	           "DELETE FROM outbox WHERE ctid = ANY (ARRAY (SELECT ctid FROM outbox "
+	           "WHERE created_at < now() - interval '" SL_OUTBOX_KEEP_SENT "' "
+	           "AND sent_at IS NOT NULL LIMIT $1))",
 	           outbox, errbuf, errsize);
 	if (st)
 		return st;
-	/* processed_at has a BRIN index: rows are appended in time order */
 	return prune(conn,
 	             "DELETE FROM processed_events WHERE ctid = ANY (ARRAY (SELECT ctid FROM "
 	             "processed_events WHERE processed_at < now() - interval '" SL_INBOX_KEEP

@@ -58,7 +58,7 @@ void sl_relay_stop(sl_relay *r);
 #define SL_INBOX_KEEP "7 days"
 
 /*
- * Deletes outbox rows sent more than SL_OUTBOX_KEEP_SENT ago and
+ * Deletes sent outbox rows written more than SL_OUTBOX_KEEP_SENT ago and
  * processed_events rows older than SL_INBOX_KEEP, in batches, so that the
  * tables stop growing with the number of runs. Rows never sent are kept.
  * *outbox and *inbox receive the numbers deleted.

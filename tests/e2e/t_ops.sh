@@ -22,7 +22,7 @@ t_prune() {
   psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
 INSERT INTO outbox (topic, key, payload, created_at, sent_at) VALUES
   ('sluice.test', '$tag-old', '{}', now() - interval '3 hours', now() - interval '2 hours'),
-  ('sluice.test', '$tag-new', '{}', now() - interval '3 hours', now() - interval '5 minutes');
+  ('sluice.test', '$tag-new', '{}', now() - interval '30 minutes', now() - interval '29 minutes');
 INSERT INTO processed_events (consumer, event_id, processed_at) VALUES
   ('test', '$tag-old', now() - interval '8 days'),
   ('test', '$tag-new', now() - interval '6 days');
