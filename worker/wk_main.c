@@ -229,9 +229,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	w.env.flight = wk_flight_new(w.consumer);
+	w.env.outcomes = wk_outcomes_new();
 	w.env.fetch = wk_fetch_start(wk_run_drop, errbuf, sizeof(errbuf));
-	w.env.db = wk_pool_start(w.ndb, states, wk_run_drop);
-	w.env.tools = wk_pool_start((int)w.tool_threads, NULL, wk_run_drop);
+	w.env.db = wk_pool_start(w.ndb, states);
+	w.env.tools = wk_pool_start((int)w.tool_threads, NULL);
 	if (!w.env.fetch || !w.env.db || !w.env.tools) {
 		sl_error("cannot start the worker's threads");
 		goto out;
@@ -253,6 +254,7 @@ out:
 	wk_fetch_stop(w.env.fetch);
 	wk_pool_stop(w.env.tools);
 	wk_pool_stop(w.env.db);
+	wk_outcomes_free(&w.env);
 	if (w.consumer) {
 		rd_kafka_consumer_close(w.consumer);
 		rd_kafka_destroy(w.consumer);

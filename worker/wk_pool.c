@@ -11,6 +11,7 @@
 typedef struct job {
 	struct job *next;
 	wk_job_fn fn;
+	wk_drop_fn drop;
 	void *arg;
 } job;
 
@@ -23,7 +24,6 @@ typedef struct thread {
 struct wk_pool {
 	thread *threads;
 	int n, started;
-	void (*drop)(void *arg);
 	atomic_size_t load;
 
 	pthread_mutex_t mu; /* guards the queue and stopping */
@@ -59,12 +59,11 @@ static void *pool_main(void *arg)
 	return NULL;
 }
 
-wk_pool *wk_pool_start(int n, void **states, void (*drop)(void *arg))
+wk_pool *wk_pool_start(int n, void **states)
 {
 	wk_pool *p = sl_calloc(1, sizeof(*p));
 
 	p->n = n;
-	p->drop = drop;
 	p->threads = sl_calloc((size_t)n, sizeof(thread));
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
@@ -80,13 +79,14 @@ wk_pool *wk_pool_start(int n, void **states, void (*drop)(void *arg))
 	return p;
 }
 
-bool wk_pool_push(wk_pool *p, wk_job_fn fn, void *arg)
+bool wk_pool_push(wk_pool *p, wk_job_fn fn, wk_drop_fn drop, void *arg)
 {
 	job *j = sl_malloc(sizeof(*j));
 	bool ok;
 
 	j->next = NULL;
 	j->fn = fn;
+	j->drop = drop;
 	j->arg = arg;
 	pthread_mutex_lock(&p->mu);
 	ok = !p->stopping;
@@ -123,7 +123,7 @@ void wk_pool_stop(wk_pool *p)
 	while (p->head) {
 		job *j = p->head;
 		p->head = j->next;
-		p->drop(j->arg);
+		j->drop(j->arg);
 		free(j);
 	}
 	pthread_cond_destroy(&p->cv);

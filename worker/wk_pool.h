@@ -15,16 +15,18 @@ typedef struct wk_pool wk_pool;
 /* A job: runs on one of the pool's threads, with that thread's state. */
 typedef void (*wk_job_fn)(void *arg, void *thread_state);
 
+/* Frees what a job that never ran was given. */
+typedef void (*wk_drop_fn)(void *arg);
+
 /*
  * Starts n threads; thread i gets states[i] (may be NULL) as its
- * thread_state. drop(arg) is called for each job still queued when the pool
- * stops. Returns NULL when a thread cannot be started.
+ * thread_state. Returns NULL when a thread cannot be started.
  */
-wk_pool *wk_pool_start(int n, void **states, void (*drop)(void *arg));
+wk_pool *wk_pool_start(int n, void **states);
 
-/* Queues a job. Returns false when the pool is stopping: the caller keeps
- * arg. */
-bool wk_pool_push(wk_pool *p, wk_job_fn fn, void *arg);
+/* Queues a job; drop(arg) is called instead if the pool stops before it
+ * runs. Returns false when the pool is stopping: the caller keeps arg. */
+bool wk_pool_push(wk_pool *p, wk_job_fn fn, wk_drop_fn drop, void *arg);
 
 /* Jobs queued or running. */
 size_t wk_pool_load(wk_pool *p);

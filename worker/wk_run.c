@@ -19,6 +19,7 @@
 #include "wk_tool.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,11 +59,15 @@ typedef enum phase {
 
 /* What a database step leads to. */
 typedef enum next {
-	NX_STEP,  /* another database step, on this thread */
-	NX_MODEL, /* the request is posted; the fetch thread has the task */
-	NX_TOOL,  /* a tool is to run on a tool thread */
-	NX_END,   /* the message is done with */
+	NX_STEP,    /* another database step, on this thread */
+	NX_MODEL,   /* the request is posted; the fetch thread has the task */
+	NX_TOOL,    /* a tool is to run on a tool thread */
+	NX_OUTCOME, /* the run's outcome is to be written, with others' */
+	NX_END,     /* the message is done with */
 } next;
+
+/* The outcome a task waits to have written. */
+typedef enum outcome { OUT_NONE, OUT_PAUSE, OUT_FINISH } outcome;
 
 typedef struct task {
 	wk_env *env;
@@ -99,6 +104,12 @@ typedef struct task {
 	json_t *tool_args;
 	char *tool_result;
 	phase after_tool;
+
+	/* the outcome to write, and the queue of outcomes waiting */
+	outcome outcome;
+	bool out_ok;
+	char *out_text;
+	struct task *next_out;
 
 	char err[1024];
 } task;
@@ -142,6 +153,9 @@ static void task_reset(task *t)
 	t->dec_i = 0;
 	t->call_i = 0;
 	t->model_attempt = 0;
+	free(t->out_text);
+	t->out_text = NULL;
+	t->outcome = OUT_NONE;
 	t->ph = PH_BEGIN;
 }
 
@@ -169,7 +183,7 @@ void wk_run_start(wk_env *env, rd_kafka_message_t *m)
 	t->is_run = !strcmp(rd_kafka_topic_name(m->rkt), env->topic_runs);
 	t->ph = PH_BEGIN;
 	t->retry_ms = 100;
-	if (!wk_pool_push(env->db, db_job, t))
+	if (!wk_pool_push(env->db, db_job, wk_run_drop, t))
 		task_free(t);
 }
 
@@ -188,7 +202,7 @@ static void task_end(task *t)
 
 static void to_db(task *t)
 {
-	if (!wk_pool_push(t->env->db, db_job, t))
+	if (!wk_pool_push(t->env->db, db_job, wk_run_drop, t))
 		task_free(t);
 }
 
@@ -364,7 +378,8 @@ static sl_status outcome_missed(PGconn *db, task *t)
 	return st;
 }
 
-/* The requirements of a pause as rows for jsonb_to_recordset(). */
+/* The requirements of a pause as rows for jsonb_to_recordset(); list gets
+ * their public shape, for the paused event. */
 static json_t *requirement_rows(const task *t, json_t *list)
 {
 	json_t *rows = json_array();
@@ -393,142 +408,123 @@ static json_t *requirement_rows(const task *t, json_t *list)
 	return rows;
 }
 
-static sl_status pause_run(PGconn *db, task *t)
+/* A pause as a row of the pause statement. */
+static json_t *pause_row(const task *t)
 {
 	const wk_env *env = t->env;
-	run *r = &t->r;
+	const run *r = &t->r;
 	json_t *list = json_array();
-	json_t *rows = requirement_rows(t, list);
+	json_t *reqs = requirement_rows(t, list);
 	json_t *event =
 	    sl_event_new(SL_EVENT_RUN_PAUSED, env->source, r->run_id,
-	                 json_pack("{s:s, s:s, s:s, s:O}", "run_id", r->run_id, "session_id",
+	                 json_pack("{s:s, s:s, s:s, s:o}", "run_id", r->run_id, "session_id",
 	                           r->session_id, "agent_id", r->agent->id, "requirements", list));
-	char *messages = json_dumps(r->items, JSON_COMPACT);
-	char *reqs = json_dumps(rows, JSON_COMPACT);
 	char *payload = json_dumps(event, JSON_COMPACT);
-	const char *p[] = {r->run_id, messages, CONSUMER, t->ev.id, reqs, env->topic_approvals,
-	                   payload};
-	PGresult *res = NULL;
-	sl_status st;
+	json_t *row = json_pack("{s:s, s:O, s:s, s:s, s:o}", "run_id", r->run_id, "messages",
+	                        r->items, "event_id", t->ev.id, "payload", payload, "reqs", reqs);
 
-	/*
-	 * One statement, one implicit transaction: the run paused with its
-	 * conversation, its requirements, a pending approval for each of type
-	 * "required" (an "audit" one is written only when it is resolved), the
-	 * consumed event and the outbox row; or nothing when the event had its
-	 * effect before or the run is no longer running.
-	 */
-	st = sl_db_exec(
-	    db,
-	    "WITH upd AS (UPDATE runs SET status = 'paused', messages = $2::jsonb, "
-	    "pause_seq = pause_seq + 1, version = version + 1, updated_at = now() "
-	    "WHERE run_id = $1 AND status = 'running' AND NOT EXISTS "
-	    "(SELECT 1 FROM processed_events WHERE consumer = $3 AND event_id = $4) "
-	    "RETURNING run_id, session_id, agent_id, user_id, status, pause_seq), "
-	    "claim AS (INSERT INTO processed_events (consumer, event_id) SELECT $3, $4 FROM upd), "
-	    "reqs AS (INSERT INTO requirements (id, run_id, pause_seq, position, tool_call_id, "
-	    "tool_name, tool_args, needs_confirmation, needs_user_input, user_input_schema, "
-	    "external_execution, approval_type, expires_at, tool_schema) "
-	    "SELECT x.id, upd.run_id, upd.pause_seq, x.position, x.tool_call_id, x.tool_name, "
-	    "x.tool_args, x.needs_confirmation, x.needs_user_input, x.user_input_schema, "
-	    "x.external_execution, x.approval_type, now() + make_interval(secs => x.timeout_s), "
-	    "x.tool_schema FROM upd, jsonb_to_recordset($5::jsonb) AS x(id text, position int, "
-	    "tool_call_id text, tool_name text, tool_args jsonb, needs_confirmation boolean, "
-	    "needs_user_input boolean, user_input_schema jsonb, external_execution boolean, "
-	    "approval_type text, timeout_s int, tool_schema jsonb) "
-	    "RETURNING id, run_id, approval_type, pause_type, tool_name, tool_args, expires_at), "
-	    "appr AS (INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, "
-	    "user_id, approval_type, pause_type, status, tool_name, tool_args, expires_at, "
-	    "run_status) SELECT gen_random_uuid()::text, q.run_id, upd.session_id, q.id, "
-	    "upd.agent_id, upd.user_id, 'required', q.pause_type, 'pending', q.tool_name, "
-	    "q.tool_args, q.expires_at, upd.status FROM reqs q, upd "
-	    "WHERE q.approval_type = 'required'), "
-	    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $6, run_id, $7 FROM upd "
-	    "RETURNING " SL_OUTBOX_NOTIFY ") "
-	    "SELECT count(*) FROM upd",
-	    7, p, &res, t->err, sizeof(t->err));
-	if (st)
-		goto out;
-	if (strcmp(PQgetvalue(res, 0, 0), "1")) {
-		st = outcome_missed(db, t);
-		goto out;
-	}
-	sl_info("run %s: paused with %zu requirement(s)", r->run_id, t->nreq);
-out:
-	PQclear(res);
 	free(payload);
-	free(reqs);
-	free(messages);
 	json_decref(event);
-	json_decref(rows);
-	json_decref(list);
-	return st;
+	return row;
 }
 
-static sl_status finish_run(PGconn *db, task *t, bool ok, const char *text)
+/* A completion or failure as a row of the finish statement. */
+static json_t *finish_row(const task *t)
 {
 	const wk_env *env = t->env;
-	run *r = &t->r;
-	const char *status = ok ? "completed" : "failed";
+	const run *r = &t->r;
+	const char *status = t->out_ok ? "completed" : "failed";
+	const char *text = t->out_text;
 	json_t *data = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "run_id", r->run_id, "session_id",
-	                         r->session_id, "status", status, "content", ok ? text : NULL,
-	                         "error", ok ? NULL : text);
-	json_t *event = sl_event_new(ok ? SL_EVENT_RUN_COMPLETED : SL_EVENT_RUN_FAILED, env->source,
-	                             r->run_id, data);
-	char *messages = json_dumps(r->items, JSON_COMPACT);
+	                         r->session_id, "status", status, "content",
+	                         t->out_ok ? text : NULL, "error", t->out_ok ? NULL : text);
+	json_t *event = sl_event_new(t->out_ok ? SL_EVENT_RUN_COMPLETED : SL_EVENT_RUN_FAILED,
+	                             env->source, r->run_id, data);
 	char *payload = json_dumps(event, JSON_COMPACT);
-	const char *p[] = {r->run_id, status,   ok ? text : NULL,   ok ? NULL : text, messages,
-	                   CONSUMER,  t->ev.id, env->topic_results, payload};
-	PGresult *res = NULL;
-	sl_status st;
+	json_t *row =
+	    json_pack("{s:s, s:s, s:s?, s:s?, s:O, s:s, s:s}", "run_id", r->run_id, "status",
+	              status, "output", t->out_ok ? text : NULL, "error", t->out_ok ? NULL : text,
+	              "messages", r->items, "event_id", t->ev.id, "payload", payload);
 
-	/* One statement, one implicit transaction: the run's outcome, the
-	 * consumed event and the outbox row, or nothing when the event had its
-	 * effect before or the run is no longer running. */
-	st = sl_db_exec(db,
-	                "WITH upd AS (UPDATE runs SET status = $2, output = $3, error = $4, "
-	                "messages = $5::jsonb, version = version + 1, updated_at = now() "
-	                "WHERE run_id = $1 AND status = 'running' AND NOT EXISTS "
-	                "(SELECT 1 FROM processed_events WHERE consumer = $6 AND event_id = $7) "
-	                "RETURNING run_id), "
-	                "claim AS (INSERT INTO processed_events (consumer, event_id) "
-	                "SELECT $6, $7 FROM upd), "
-	                "ob AS (INSERT INTO outbox (topic, key, payload) "
-	                "SELECT $8, run_id, $9 FROM upd RETURNING " SL_OUTBOX_NOTIFY ") "
-	                "SELECT count(*) FROM upd",
-	                9, p, &res, t->err, sizeof(t->err));
-	if (st)
-		goto out;
-	if (strcmp(PQgetvalue(res, 0, 0), "1")) {
-		st = outcome_missed(db, t);
-		goto out;
-	}
-	if (ok)
-		sl_info("run %s: completed", r->run_id);
-	else
-		sl_warn("run %s: failed: %s", r->run_id, text);
-out:
-	PQclear(res);
 	free(payload);
-	free(messages);
 	json_decref(event);
-	return st;
+	return row;
 }
 
-/* Fails the run with a formatted reason. */
-static sl_status fail_run(PGconn *db, task *t, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static sl_status fail_run(PGconn *db, task *t, const char *fmt, ...)
+/*
+ * The outcome statements: one statement (one implicit transaction) writes
+ * the outcomes of several runs at once - group commit. For each run: its
+ * new state, the consumed event and the outbox row, and for a pause its
+ * requirements and a pending approval for each of type "required" (an
+ * "audit" one is written only when it is resolved). A run whose event had
+ * its effect before, or that is no longer running, is left alone; the
+ * statement returns the event ids of the runs it wrote.
+ */
+static const char *const pause_sql =
+    "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, messages jsonb, "
+    "event_id text, payload text, reqs jsonb)), "
+    "upd AS (UPDATE runs r SET status = 'paused', messages = x.messages, "
+    "pause_seq = r.pause_seq + 1, version = r.version + 1, updated_at = now() FROM x "
+    "WHERE r.run_id = x.run_id AND r.status = 'running' AND NOT EXISTS "
+    "(SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND p.event_id = x.event_id) "
+    "RETURNING r.run_id, r.session_id, r.agent_id, r.user_id, r.status, r.pause_seq, "
+    "x.event_id, x.payload, x.reqs), "
+    "claim AS (INSERT INTO processed_events (consumer, event_id) SELECT $2, event_id FROM upd), "
+    "reqs AS (INSERT INTO requirements (id, run_id, pause_seq, position, tool_call_id, "
+    "tool_name, tool_args, needs_confirmation, needs_user_input, user_input_schema, "
+    "external_execution, approval_type, expires_at, tool_schema) "
+    "SELECT q.id, upd.run_id, upd.pause_seq, q.position, q.tool_call_id, q.tool_name, "
+    "q.tool_args, q.needs_confirmation, q.needs_user_input, q.user_input_schema, "
+    "q.external_execution, q.approval_type, now() + make_interval(secs => q.timeout_s), "
+    "q.tool_schema FROM upd, jsonb_to_recordset(upd.reqs) AS q(id text, position int, "
+    "tool_call_id text, tool_name text, tool_args jsonb, needs_confirmation boolean, "
+    "needs_user_input boolean, user_input_schema jsonb, external_execution boolean, "
+    "approval_type text, timeout_s int, tool_schema jsonb) "
+    "RETURNING id, run_id, approval_type, pause_type, tool_name, tool_args, expires_at), "
+    "appr AS (INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, "
+    "user_id, approval_type, pause_type, status, tool_name, tool_args, expires_at, "
+    "run_status) SELECT gen_random_uuid()::text, q.run_id, upd.session_id, q.id, "
+    "upd.agent_id, upd.user_id, 'required', q.pause_type, 'pending', q.tool_name, "
+    "q.tool_args, q.expires_at, upd.status FROM reqs q JOIN upd ON upd.run_id = q.run_id "
+    "WHERE q.approval_type = 'required'), "
+    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd "
+    "RETURNING " SL_OUTBOX_NOTIFY ") "
+    "SELECT event_id FROM upd";
+
+static const char *const finish_sql =
+    "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, status text, "
+    "output text, error text, messages jsonb, event_id text, payload text)), "
+    "upd AS (UPDATE runs r SET status = x.status, output = x.output, error = x.error, "
+    "messages = x.messages, version = r.version + 1, updated_at = now() FROM x "
+    "WHERE r.run_id = x.run_id AND r.status = 'running' AND NOT EXISTS "
+    "(SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND p.event_id = x.event_id) "
+    "RETURNING r.run_id, x.event_id, x.payload), "
+    "claim AS (INSERT INTO processed_events (consumer, event_id) SELECT $2, event_id FROM upd), "
+    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd "
+    "RETURNING " SL_OUTBOX_NOTIFY ") "
+    "SELECT event_id FROM upd";
+
+/* Sets the task up to be completed (ok) or failed with text. */
+static next to_finish(task *t, bool ok, const char *text)
+{
+	t->outcome = OUT_FINISH;
+	t->out_ok = ok;
+	free(t->out_text);
+	t->out_text = sl_strdup(text ? text : "");
+	return NX_OUTCOME;
+}
+
+/* Sets the task up to be failed with a formatted reason. */
+static next to_fail(task *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static next to_fail(task *t, const char *fmt, ...)
 {
 	va_list ap;
 	char why[1024];
-	sl_status st;
 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	st = finish_run(db, t, false, why);
-	return st;
+	return to_finish(t, false, why);
 }
 
 /* PH_BEGIN of a sluice.run.requested: records the run (or finds it). */
@@ -937,7 +933,7 @@ static void on_model_backoff(void *arg)
 }
 
 /* PH_REPLY: decodes the answer, or retries the call, or fails the run. */
-static sl_status read_reply(PGconn *db, task *t, next *nx)
+static sl_status read_reply(task *t, next *nx)
 {
 	sl_status st = t->model_st;
 	char errbuf[512];
@@ -963,13 +959,17 @@ static sl_status read_reply(PGconn *db, task *t, next *nx)
 		return SL_OK;
 	}
 	*nx = NX_END;
-	if (st)
-		return fail_run(db, t, "model call failed: %s", errbuf);
+	if (st) {
+		*nx = to_fail(t, "model call failed: %s", errbuf);
+		return SL_OK;
+	}
 	t->model_attempt = 0;
 	t->have_reply = true;
 	json_array_extend(t->r.items, t->reply.items);
-	if (json_array_size(t->reply.calls) == 0)
-		return finish_run(db, t, true, t->reply.text);
+	if (json_array_size(t->reply.calls) == 0) {
+		*nx = to_finish(t, true, t->reply.text);
+		return SL_OK;
+	}
 	t->reqs = sl_calloc(json_array_size(t->reply.calls), sizeof(*t->reqs));
 	t->nreq = 0;
 	t->call_i = 0;
@@ -1023,17 +1023,21 @@ static sl_status handle_calls(PGconn *db, task *t, next *nx)
 		json_decref(args);
 	}
 	*nx = NX_END;
-	if (t->nreq)
-		return pause_run(db, t);
+	if (t->nreq) {
+		t->outcome = OUT_PAUSE;
+		*nx = NX_OUTCOME;
+		return SL_OK;
+	}
 	for (size_t i = 0; i < t->nreq; i++)
 		json_decref(t->reqs[i].args);
 	free(t->reqs);
 	t->reqs = NULL;
 	wk_model_reply_free(&t->reply);
 	t->have_reply = false;
-	if (++t->turn >= WK_MAX_TURNS)
-		return fail_run(db, t, "the model made more than %d tool-call rounds",
-		                WK_MAX_TURNS);
+	if (++t->turn >= WK_MAX_TURNS) {
+		*nx = to_fail(t, "the model made more than %d tool-call rounds", WK_MAX_TURNS);
+		return SL_OK;
+	}
 	t->ph = PH_MODEL;
 	*nx = NX_STEP;
 	return SL_OK;
@@ -1102,6 +1106,189 @@ static void step_failed(task *t, sl_status st)
 	task_end(t);
 }
 
+/* Most outcomes one statement writes. */
+#define OUTCOME_BATCH 128
+
+/* Outcomes waiting for a database thread; one flush job is queued on the
+ * database pool while the queue is not empty. */
+struct wk_outcomes {
+	pthread_mutex_t mu;
+	task *head, *tail;
+	bool flush_queued;
+};
+
+wk_outcomes *wk_outcomes_new(void)
+{
+	wk_outcomes *q = sl_calloc(1, sizeof(*q));
+
+	pthread_mutex_init(&q->mu, NULL);
+	return q;
+}
+
+/* Gives up the queued outcomes (the worker is stopping). */
+static void outcomes_drop(void *arg)
+{
+	wk_outcomes *q = ((wk_env *)arg)->outcomes;
+	task *t;
+
+	pthread_mutex_lock(&q->mu);
+	t = q->head;
+	q->head = q->tail = NULL;
+	q->flush_queued = false;
+	pthread_mutex_unlock(&q->mu);
+	while (t) {
+		task *next = t->next_out;
+		task_free(t);
+		t = next;
+	}
+}
+
+void wk_outcomes_free(wk_env *env)
+{
+	if (!env->outcomes)
+		return;
+	outcomes_drop(env);
+	pthread_mutex_destroy(&env->outcomes->mu);
+	free(env->outcomes);
+	env->outcomes = NULL;
+}
+
+static void flush_job(void *arg, void *state);
+
+/* Queues t's outcome, and a flush job if none is queued. Under load the
+ * outcomes of many runs gather while the flush job waits its turn. */
+static void outcome_queue(task *t)
+{
+	wk_env *env = t->env;
+	wk_outcomes *q = env->outcomes;
+	bool schedule;
+
+	t->next_out = NULL;
+	pthread_mutex_lock(&q->mu);
+	if (q->tail)
+		q->tail->next_out = t;
+	else
+		q->head = t;
+	q->tail = t;
+	schedule = !q->flush_queued;
+	q->flush_queued = true;
+	pthread_mutex_unlock(&q->mu);
+	if (schedule && !wk_pool_push(env->db, flush_job, outcomes_drop, env))
+		outcomes_drop(env);
+}
+
+/* After a batch: the run's outcome is written (in_batch) or was not. */
+static void outcome_done(PGconn *db, task *t, bool written)
+{
+	sl_status st = SL_OK;
+
+	if (!written)
+		st = outcome_missed(db, t);
+	else if (t->outcome == OUT_PAUSE)
+		sl_info("run %s: paused with %zu requirement(s)", t->r.run_id, t->nreq);
+	else if (t->out_ok)
+		sl_info("run %s: completed", t->r.run_id);
+	else
+		sl_warn("run %s: failed: %s", t->r.run_id, t->out_text);
+	if (st)
+		step_failed(t, st);
+	else
+		task_end(t);
+}
+
+/*
+ * Writes the outcomes of tasks (n of them, all of one kind) in one
+ * statement, then ends each task. A statement that fails transiently
+ * starts every task over; one that fails otherwise is tried again one task
+ * at a time, so that a bad outcome fails alone.
+ */
+static void write_outcomes(PGconn *db, task **ts, size_t n, outcome kind)
+{
+	wk_env *env = ts[0]->env;
+	json_t *rows = json_array(), *written = json_object();
+	char *text;
+	const char *p[3];
+	PGresult *res = NULL;
+	char errbuf[1024];
+	sl_status st;
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(rows,
+		                      kind == OUT_PAUSE ? pause_row(ts[i]) : finish_row(ts[i]));
+	text = json_dumps(rows, JSON_COMPACT);
+	p[0] = text;
+	p[1] = CONSUMER;
+	p[2] = kind == OUT_PAUSE ? env->topic_approvals : env->topic_results;
+	st = sl_db_exec(db, kind == OUT_PAUSE ? pause_sql : finish_sql, 3, p, &res, errbuf,
+	                sizeof(errbuf));
+	free(text);
+	json_decref(rows);
+	if (st == SL_OK) {
+		for (int i = 0; i < PQntuples(res); i++)
+			json_object_set_new(written, PQgetvalue(res, i, 0), json_true());
+		for (size_t i = 0; i < n; i++)
+			outcome_done(db, ts[i], json_object_get(written, ts[i]->ev.id) != NULL);
+	} else if (st != SL_RETRY && n > 1) {
+		sl_warn("outcomes of %zu runs could not be written together (%s); one at a time", n,
+		        errbuf);
+		for (size_t i = 0; i < n; i++)
+			write_outcomes(db, &ts[i], 1, kind);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			snprintf(ts[i]->err, sizeof(ts[i]->err), "%s", errbuf);
+			step_failed(ts[i], st);
+		}
+	}
+	PQclear(res);
+	json_decref(written);
+}
+
+/* On a database thread: writes the queued outcomes, OUTCOME_BATCH at a
+ * time, pauses and completions in a statement each. */
+static void flush_job(void *arg, void *state)
+{
+	wk_env *env = arg;
+	wk_outcomes *q = env->outcomes;
+	PGconn *db = ((wk_db *)state)->conn;
+	task *pauses[OUTCOME_BATCH], *finishes[OUTCOME_BATCH];
+	size_t np = 0, nf = 0;
+	bool more;
+	char errbuf[256];
+
+	pthread_mutex_lock(&q->mu);
+	while (q->head && np + nf < OUTCOME_BATCH) {
+		task *t = q->head;
+		q->head = t->next_out;
+		if (t->outcome == OUT_PAUSE)
+			pauses[np++] = t;
+		else
+			finishes[nf++] = t;
+	}
+	if (!q->head)
+		q->tail = NULL;
+	more = q->head != NULL;
+	q->flush_queued = more;
+	pthread_mutex_unlock(&q->mu);
+	/* the rest goes to another thread while this one writes */
+	if (more && !wk_pool_push(env->db, flush_job, outcomes_drop, env))
+		outcomes_drop(env);
+	if (sl_db_ensure(db, errbuf, sizeof(errbuf))) {
+		for (size_t i = 0; i < np; i++) {
+			snprintf(pauses[i]->err, sizeof(pauses[i]->err), "%s", errbuf);
+			step_failed(pauses[i], SL_RETRY);
+		}
+		for (size_t i = 0; i < nf; i++) {
+			snprintf(finishes[i]->err, sizeof(finishes[i]->err), "%s", errbuf);
+			step_failed(finishes[i], SL_RETRY);
+		}
+		return;
+	}
+	if (np)
+		write_outcomes(db, pauses, np, OUT_PAUSE);
+	if (nf)
+		write_outcomes(db, finishes, nf, OUT_FINISH);
+}
+
 /* On a database thread: the task's steps until it waits or ends. */
 static void db_job(void *arg, void *state)
 {
@@ -1115,7 +1302,7 @@ static void db_job(void *arg, void *state)
 		case PH_BEGIN: st = begin(db, t, &nx); break;
 		case PH_DECISIONS: st = apply_decisions(db, t, &nx); break;
 		case PH_MODEL: nx = send_to_model(t); break;
-		case PH_REPLY: st = read_reply(db, t, &nx); break;
+		case PH_REPLY: st = read_reply(t, &nx); break;
 		case PH_CALLS: st = handle_calls(db, t, &nx); break;
 		case PH_TOOL_DONE: st = tool_done(db, t); break;
 		}
@@ -1124,8 +1311,10 @@ static void db_job(void *arg, void *state)
 		step_failed(t, st);
 		return;
 	}
-	if (nx == NX_TOOL) {
-		if (!wk_pool_push(t->env->tools, tool_job, t))
+	if (nx == NX_OUTCOME) {
+		outcome_queue(t);
+	} else if (nx == NX_TOOL) {
+		if (!wk_pool_push(t->env->tools, tool_job, wk_run_drop, t))
 			task_free(t);
 	} else if (nx == NX_END) {
 		task_end(t);

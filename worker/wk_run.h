@@ -7,10 +7,12 @@
  * Each consumed message becomes a task that moves between the worker's
  * parts and holds no thread while it waits:
  *
- *   database thread  (decode, claim, load, record tool runs, write outcome)
+ *   database thread  (decode, claim, load, record tool runs)
  *     -> fetch thread  (the model call, through curl multi)
  *     -> tool thread   (a tool process or HTTP call)
  *     -> database thread ...
+ *     -> outcome queue (pause or completion, written with other runs'
+ *                       outcomes in one statement by a database thread)
  *
  * Only one part touches a task at a time; it is handed on through the
  * parts' queues.
@@ -31,6 +33,9 @@
 /* Most model turns one run may take before it is failed. */
 #define WK_MAX_TURNS 16
 
+/* Run outcomes waiting to be written together (group commit). */
+typedef struct wk_outcomes wk_outcomes;
+
 /* What every task shares: settings and the worker's parts. */
 typedef struct wk_env {
 	const sl_config *cfg;
@@ -44,8 +49,14 @@ typedef struct wk_env {
 	wk_pool *db;    /* thread state: a wk_db */
 	wk_pool *tools; /* no thread state */
 	wk_fetch *fetch;
+	wk_outcomes *outcomes;
 	volatile sig_atomic_t *stopping;
 } wk_env;
+
+/* The outcome queue of a worker (env->outcomes). Free it after the pools
+ * have stopped: outcomes still queued are given up (not stored). */
+wk_outcomes *wk_outcomes_new(void);
+void wk_outcomes_free(wk_env *env);
 
 /* A database thread's state. */
 typedef struct wk_db {
