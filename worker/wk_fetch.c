@@ -10,7 +10,6 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +40,6 @@ struct wk_fetch {
 	pthread_t thread;
 	CURLM *multi;
 	void (*drop)(void *arg);
-	atomic_size_t pending;
 
 	pthread_mutex_t mu; /* guards the three below */
 	request *queued, *queued_tail;
@@ -107,7 +105,6 @@ bool wk_fetch_post(wk_fetch *f, const char *url, const char *const *headers, cha
 		else
 			f->queued = r;
 		f->queued_tail = r;
-		atomic_fetch_add(&f->pending, 1);
 	}
 	pthread_mutex_unlock(&f->mu);
 	if (!ok) {
@@ -131,7 +128,6 @@ bool wk_fetch_after(wk_fetch *f, long delay_ms, wk_timer_cb cb, void *arg)
 	if (ok) {
 		t->next = f->new_timers;
 		f->new_timers = t;
-		atomic_fetch_add(&f->pending, 1);
 	}
 	pthread_mutex_unlock(&f->mu);
 	if (!ok) {
@@ -140,11 +136,6 @@ bool wk_fetch_after(wk_fetch *f, long delay_ms, wk_timer_cb cb, void *arg)
 	}
 	curl_multi_wakeup(f->multi);
 	return true;
-}
-
-size_t wk_fetch_pending(wk_fetch *f)
-{
-	return atomic_load(&f->pending);
 }
 
 static void timer_insert(wk_fetch *f, timer *t)
@@ -226,7 +217,6 @@ static void finish(wk_fetch *f, request *r, CURLcode rc)
 		res.len = r->resp.len;
 		res.body = sl_buf_steal(&r->resp);
 	}
-	atomic_fetch_sub(&f->pending, 1);
 	r->cb(r->arg, &res);
 	free(res.body);
 	request_free(r);
@@ -260,7 +250,6 @@ static void *fetch_main(void *arg)
 		while (f->timers && f->timers->due <= now) {
 			timer *t = f->timers;
 			f->timers = t->next;
-			atomic_fetch_sub(&f->pending, 1);
 			t->cb(t->arg);
 			free(t);
 		}

@@ -49,9 +49,6 @@ bool wk_fetch_post(wk_fetch *f, const char *url, const char *const *headers, cha
  * fetch is stopping. */
 bool wk_fetch_after(wk_fetch *f, long delay_ms, wk_timer_cb cb, void *arg);
 
-/* Requests in flight and timers pending. */
-size_t wk_fetch_pending(wk_fetch *f);
-
 /*
  * Stops the thread. Requests still in flight and timers still pending are
  * given to drop() instead of their callbacks. Frees f; NULL is fine.

@@ -5,7 +5,6 @@
 #include "sl_common.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 
 typedef struct job {
@@ -24,7 +23,6 @@ typedef struct thread {
 struct wk_pool {
 	thread *threads;
 	int n, started;
-	atomic_size_t load;
 
 	pthread_mutex_t mu; /* guards the queue and stopping */
 	pthread_cond_t cv;
@@ -54,7 +52,6 @@ static void *pool_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		j->fn(j->arg, th->state);
 		free(j);
-		atomic_fetch_sub(&p->load, 1);
 	}
 	return NULL;
 }
@@ -96,18 +93,12 @@ bool wk_pool_push(wk_pool *p, wk_job_fn fn, wk_drop_fn drop, void *arg)
 		else
 			p->head = j;
 		p->tail = j;
-		atomic_fetch_add(&p->load, 1);
 		pthread_cond_signal(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
 	if (!ok)
 		free(j);
 	return ok;
-}
-
-size_t wk_pool_load(wk_pool *p)
-{
-	return atomic_load(&p->load);
 }
 
 void wk_pool_stop(wk_pool *p)

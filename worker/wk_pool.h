@@ -28,9 +28,6 @@ wk_pool *wk_pool_start(int n, void **states);
  * runs. Returns false when the pool is stopping: the caller keeps arg. */
 bool wk_pool_push(wk_pool *p, wk_job_fn fn, wk_drop_fn drop, void *arg);
 
-/* Jobs queued or running. */
-size_t wk_pool_load(wk_pool *p);
-
 /*
  * Stops the pool: jobs being run finish, jobs still queued go to drop().
  * Frees p; NULL is fine.
