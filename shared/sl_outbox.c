@@ -174,19 +174,51 @@ struct sl_relay {
 	int fallback_ms;
 };
 
-/* Connects and LISTENs; NULL (logged) when PostgreSQL is not there. */
+/* The advisory lock held by the one relay that publishes. */
+#define RELAY_LOCK "7322617711" /* "sluice" */
+
+/* Connects; NULL (logged) when PostgreSQL is not there. */
 static PGconn *relay_connect(sl_relay *r)
 {
 	char errbuf[512];
 	PGconn *c = sl_db_connect(r->url, errbuf, sizeof(errbuf));
 
-	if (c && sl_db_exec(c, "LISTEN sluice_outbox", 0, NULL, NULL, errbuf, sizeof(errbuf))) {
-		PQfinish(c);
-		c = NULL;
-	}
 	if (!c)
 		sl_warn("outbox relay: %s", errbuf);
 	return c;
+}
+
+/*
+ * Becomes the publishing relay if none is: takes the advisory lock (held
+ * by the connection until it closes) and LISTENs. One relay publishes at a
+ * time, so that each NOTIFY wakes one relay, not every process's; the
+ * others stand by and try again every fallback_ms.
+ */
+static bool relay_lead(PGconn *conn, bool *leader)
+{
+	char errbuf[512];
+	PGresult *res;
+	bool ok;
+
+	if (*leader)
+		return true;
+	if (sl_db_exec(conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK ")", 0, NULL, &res, errbuf,
+	               sizeof(errbuf))) {
+		sl_warn("outbox relay: %s", errbuf);
+		return false;
+	}
+	ok = !strcmp(PQgetvalue(res, 0, 0), "t");
+	PQclear(res);
+	if (ok && sl_db_exec(conn, "LISTEN sluice_outbox", 0, NULL, NULL, errbuf, sizeof(errbuf))) {
+		sl_warn("outbox relay: %s", errbuf);
+		sl_db_exec(conn, "SELECT pg_advisory_unlock(" RELAY_LOCK ")", 0, NULL, NULL, errbuf,
+		           sizeof(errbuf));
+		return false;
+	}
+	if (ok)
+		sl_info("outbox relay: publishing (the others stand by)");
+	*leader = ok;
+	return ok;
 }
 
 static void *relay_main(void *arg)
@@ -195,6 +227,7 @@ static void *relay_main(void *arg)
 	PGconn *conn = NULL;
 	char errbuf[512];
 	long long next_prune = sl_mono_ms() + SL_PRUNE_INTERVAL_MS;
+	bool leader = false;
 
 	for (;;) {
 		bool stopping = atomic_load(&r->stop);
@@ -208,14 +241,27 @@ static void *relay_main(void *arg)
 			sl_sleep_ms(1000);
 			continue;
 		}
+		if (!relay_lead(conn, &leader)) {
+			long long until = sl_mono_ms() + r->fallback_ms;
+			if (stopping)
+				break;
+			if (PQstatus(conn) != CONNECTION_OK) {
+				PQfinish(conn);
+				conn = NULL;
+			}
+			while (!atomic_load(&r->stop) && sl_mono_ms() < until)
+				sl_sleep_ms(50);
+			continue;
+		}
 		/* Publish until a batch comes back short. */
 		do {
 			if (sl_outbox_relay(conn, r->producer, RELAY_BATCH, &sent, errbuf,
 			                    sizeof(errbuf))) {
 				sl_warn("outbox relay: %s", errbuf);
 				if (PQstatus(conn) != CONNECTION_OK) {
-					PQfinish(conn);
+					PQfinish(conn); /* and with it the lock */
 					conn = NULL;
+					leader = false;
 				}
 				sent = 0;
 			}

@@ -34,8 +34,11 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
 /*
  * A relay thread: publishes the outbox as soon as a transaction NOTIFYs
  * sluice_outbox (sl_outbox_put does), and every fallback_ms anyway, on its
- * own PostgreSQL connection and its own idempotent producer. It reconnects
- * after failures. Returns NULL with the reason in errbuf.
+ * own PostgreSQL connection and its own idempotent producer. Of all the
+ * relays of a deployment one publishes at a time (it holds an advisory
+ * lock); the others stand by and take over within fallback_ms when its
+ * connection ends. It reconnects after failures. Returns NULL with the
+ * reason in errbuf.
  */
 typedef struct sl_relay sl_relay;
 struct sl_config;

@@ -39,6 +39,25 @@ SQL
     [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM processed_events WHERE event_id = '$tag-new'")" = 1 ]
 }
 
+# One relay publishes the outbox (it holds an advisory lock); when its
+# connection ends, another takes over and runs still go through.
+t_relay_failover() {
+  local holder rid req lock_holder
+  lock_holder() {
+    psql "$SLUICE_DATABASE_URL" -Atc "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 3027650415 AND granted"
+  }
+  holder=$(lock_holder)
+  check "one relay holds the publishing lock" [ -n "$holder" ] || return 1
+  check "exactly one" [ "$(wc -l <<<"$holder")" = 1 ]
+  psql "$SLUICE_DATABASE_URL" -Atc "SELECT pg_terminate_backend($holder)" >/dev/null
+  check "another relay takes the lock" eventually 10 bash -c "[ -n \"\$(psql '$SLUICE_DATABASE_URL' -Atc \"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 3027650415 AND granted AND pid <> $holder\")\" ]"
+  rid=$(submit data-admin "Delete all data for user U-7001.")
+  check "a run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
+  check "and completes: its continue and result were published" eventually 30 run_is "$rid" completed
+}
+
 t_compose() {
   check "docker-compose config -q" docker-compose -f docker-compose.yml config -q
 }
