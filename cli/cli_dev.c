@@ -317,24 +317,31 @@ out:
 	return ok;
 }
 
+static bool running(int pid);
+
 static void stop_postgres(stack *s)
 {
 	char *pgdata = sl_asprintf("%s/pg", s->dir);
 	char *pidfile = sl_asprintf("%s/postmaster.pid", pgdata);
 	char *stop_args[] = {"-D", pgdata, "-m", "immediate", "-w", "-t", "30", "stop", NULL};
+	FILE *f = fopen(pidfile, "r");
+	int pid = 0;
 
-	if (access(pidfile, F_OK) == 0) {
+	if (f && fscanf(f, "%d", &pid) == 1 && pid > 0) {
+		long long deadline = sl_mono_ms() + 10000;
+
 		s->pgbin = s->pgbin ? s->pgbin : find_pgbin();
-		if (s->pgbin && !pg_run(s, "pg_ctl-stop", "pg_ctl", stop_args)) {
-			/* fall back to the postmaster's pid */
-			FILE *f = fopen(pidfile, "r");
-			int pid = 0;
-			if (f && fscanf(f, "%d", &pid) == 1 && pid > 0)
-				kill(pid, SIGKILL);
-			if (f)
-				fclose(f);
-		}
+		if (!s->pgbin || !pg_run(s, "pg_ctl-stop", "pg_ctl", stop_args))
+			kill(pid, SIGKILL);
+		/* pg_ctl returns when the pid file is gone, a moment before the
+		 * postmaster itself */
+		while (running(pid) && sl_mono_ms() < deadline)
+			sl_sleep_ms(10);
+		if (running(pid))
+			kill(pid, SIGKILL);
 	}
+	if (f)
+		fclose(f);
 	free(pidfile);
 	free(pgdata);
 }
