@@ -73,7 +73,7 @@ static int submit(sl_config *cfg, int argc, char **argv)
 		return 2;
 	}
 	if (!run_id) {
-		sl_uuid_v4(generated);
+		sl_uuid_v7(generated);
 		run_id = generated;
 	}
 	source = sl_event_source("cli");

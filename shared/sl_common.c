@@ -126,6 +126,20 @@ void sl_uuid_v4(char out[37])
 	uuid_unparse_lower(u, out);
 }
 
+/* libuuid 2.38 (Debian 12) has no version 7 yet: its random UUID with the
+ * first 48 bits replaced by the time, and the version set to 7 (RFC 9562). */
+void sl_uuid_v7(char out[37])
+{
+	unsigned long long ms = (unsigned long long)sl_now_ms();
+	uuid_t u;
+
+	uuid_generate_random(u);
+	for (int i = 0; i < 6; i++)
+		u[i] = (unsigned char)(ms >> (8 * (5 - i)));
+	u[6] = (unsigned char)((u[6] & 0x0f) | 0x70);
+	uuid_unparse_lower(u, out);
+}
+
 long long sl_now_ms(void)
 {
 	struct timespec ts;

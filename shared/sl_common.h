@@ -60,8 +60,13 @@ sl_status sl_buf_append(sl_buf *b, const void *p, size_t n);
 char *sl_buf_steal(sl_buf *b);
 void sl_buf_free(sl_buf *b);
 
-/* Writes a lowercase random (version 4) UUID into out. */
+/* Writes a lowercase random (version 4) UUID into out: for secrets. */
 void sl_uuid_v4(char out[37]);
+
+/* Writes a lowercase time-ordered (version 7) UUID into out: for ids that
+ * become database keys, so that new rows land at the end of their indexes
+ * instead of all over them. */
+void sl_uuid_v7(char out[37]);
 
 /* Current time in milliseconds since the epoch / of the monotonic clock. */
 long long sl_now_ms(void);

@@ -10,7 +10,7 @@ json_t *sl_event_new(const char *type, const char *source, const char *subject, 
 {
 	char id[37], when[32];
 
-	sl_uuid_v4(id);
+	sl_uuid_v7(id);
 	sl_time_rfc3339(when);
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id", id,
 	                 "source", source, "type", type, "time", when, "subject", subject,

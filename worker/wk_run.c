@@ -1002,7 +1002,7 @@ static sl_status handle_calls(PGconn *db, task *t, next *nx)
 			    sl_asprintf("error: the arguments of %s are not a JSON object", name);
 		} else if (sl_tool_gated(tool)) {
 			pending_req *q = &t->reqs[t->nreq++];
-			sl_uuid_v4(q->id);
+			sl_uuid_v7(q->id);
 			q->tool = tool;
 			q->call = call;
 			q->args = args;

@@ -159,6 +159,21 @@ static void built_event_parses(void **state)
 	json_decref(e);
 }
 
+/* Event ids are version 7 UUIDs: later ones sort after earlier ones. */
+static void event_ids_are_time_ordered(void **state)
+{
+	char a[37], b[37];
+	(void)state;
+	sl_uuid_v7(a);
+	sl_sleep_ms(2);
+	sl_uuid_v7(b);
+	assert_int_equal(strlen(a), 36);
+	assert_int_equal(a[14], '7');           /* version */
+	assert_non_null(strchr("89ab", a[19])); /* RFC variant */
+	assert_true(strcmp(a, b) < 0);
+	assert_true(strtoll(a, NULL, 16) <= sl_now_ms() >> 16); /* the time is in front */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -171,6 +186,7 @@ int main(void)
 	    cmocka_unit_test(paused_requirements),
 	    cmocka_unit_test(oversized),
 	    cmocka_unit_test(built_event_parses),
+	    cmocka_unit_test(event_ids_are_time_ordered),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
