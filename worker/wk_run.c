@@ -174,6 +174,12 @@ void wk_run_drop(void *arg)
 	task_free(arg);
 }
 
+static void to_db(task *t)
+{
+	if (!wk_pool_push(t->env->db, db_job, wk_run_drop, t))
+		task_free(t);
+}
+
 void wk_run_start(wk_env *env, rd_kafka_message_t *m)
 {
 	task *t = sl_calloc(1, sizeof(*t));
@@ -183,8 +189,7 @@ void wk_run_start(wk_env *env, rd_kafka_message_t *m)
 	t->is_run = !strcmp(rd_kafka_topic_name(m->rkt), env->topic_runs);
 	t->ph = PH_BEGIN;
 	t->retry_ms = 100;
-	if (!wk_pool_push(env->db, db_job, wk_run_drop, t))
-		task_free(t);
+	to_db(t);
 }
 
 /* The message is done with: its offset may be stored, and the message
@@ -198,12 +203,6 @@ static void task_end(task *t)
 	task_free(t);
 	if (waiting)
 		wk_run_start(env, waiting);
-}
-
-static void to_db(task *t)
-{
-	if (!wk_pool_push(t->env->db, db_job, wk_run_drop, t))
-		task_free(t);
 }
 
 static void on_retry_timer(void *arg)
@@ -624,6 +623,12 @@ static const sl_tool *tool_to_run(const task *t, PGresult *reqs, int row)
 	return sl_agent_tool(t->r.agent, PQgetvalue(reqs, row, 2));
 }
 
+/* A continue's read of its run, and whether the event was processed. */
+#define CONTINUE_READ                                                                      \
+	"SELECT status, messages, pause_seq, agent_id, session_id, user_id, claim_event, " \
+	"EXISTS (SELECT 1 FROM processed_events WHERE consumer = $2 AND event_id = $3) "   \
+	"FROM runs WHERE run_id = $1"
+
 /*
  * Checks a sluice.run.continue event against what the approver recorded,
  * claims the paused run (a run is continued once) and loads the
@@ -648,16 +653,8 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 	*nx = NX_END;
 	if (locked && (st = sl_db_begin(db, t->err, sizeof(t->err))))
 		goto out;
-	st = sl_db_exec(db,
-	                locked ? "SELECT status, messages, pause_seq, agent_id, session_id, "
-	                         "user_id, claim_event, EXISTS (SELECT 1 FROM processed_events "
-	                         "WHERE consumer = $2 AND event_id = $3) FROM runs "
-	                         "WHERE run_id = $1 FOR UPDATE"
-	                       : "SELECT status, messages, pause_seq, agent_id, session_id, "
-	                         "user_id, claim_event, EXISTS (SELECT 1 FROM processed_events "
-	                         "WHERE consumer = $2 AND event_id = $3) FROM runs "
-	                         "WHERE run_id = $1",
-	                3, q, &res, t->err, sizeof(t->err));
+	st = sl_db_exec(db, locked ? CONTINUE_READ " FOR UPDATE" : CONTINUE_READ, 3, q, &res,
+	                t->err, sizeof(t->err));
 	if (st)
 		goto out;
 	if (PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 7), "t")) {
@@ -830,6 +827,24 @@ static bool claimed_here(const task *t, const char *call_id)
 	return false;
 }
 
+/* What the model is told for a decided requirement whose tool does not run
+ * here (tool_to_run() gave NULL). */
+static char *decision_text(PGresult *reqs, int row)
+{
+	const char *name = PQgetvalue(reqs, row, 2);
+	const char *note = PQgetisnull(reqs, row, 6) ? NULL : PQgetvalue(reqs, row, 6);
+
+	if (!strcmp(PQgetvalue(reqs, row, 4), "expired"))
+		return sl_asprintf("The tool call %s was not approved in time and was not run.",
+		                   name);
+	if (strcmp(PQgetvalue(reqs, row, 5), "t"))
+		return sl_asprintf("The tool call %s was rejected by the user and was not run.%s%s",
+		                   name, note ? " Reason: " : "", note ? note : "");
+	if (!PQgetisnull(reqs, row, 8))
+		return sl_strdup(PQgetvalue(reqs, row, 8)); /* external result */
+	return sl_asprintf("error: tool %s is no longer configured", name);
+}
+
 /*
  * PH_DECISIONS: the tool result the model sees for each resolved
  * requirement, in order; a confirmed tool is run (once) on a tool thread.
@@ -842,25 +857,10 @@ static sl_status apply_decisions(PGconn *db, task *t, next *nx)
 	for (; t->dec_i < PQntuples(reqs); t->dec_i++) {
 		int row = t->dec_i;
 		const char *call_id = PQgetvalue(reqs, row, 1);
-		const char *name = PQgetvalue(reqs, row, 2);
-		const char *status = PQgetvalue(reqs, row, 4);
-		bool confirmed = !strcmp(PQgetvalue(reqs, row, 5), "t");
-		const char *note = PQgetisnull(reqs, row, 6) ? NULL : PQgetvalue(reqs, row, 6);
-		const sl_tool *tool = sl_agent_tool(t->r.agent, name);
+		const sl_tool *tool = tool_to_run(t, reqs, row);
 		char *output = NULL;
 
-		if (!strcmp(status, "expired")) {
-			output = sl_asprintf(
-			    "The tool call %s was not approved in time and was not run.", name);
-		} else if (!confirmed) {
-			output = sl_asprintf(
-			    "The tool call %s was rejected by the user and was not run.%s%s", name,
-			    note ? " Reason: " : "", note ? note : "");
-		} else if (!PQgetisnull(reqs, row, 8)) {
-			output = sl_strdup(PQgetvalue(reqs, row, 8)); /* external result */
-		} else if (!tool) {
-			output = sl_asprintf("error: tool %s is no longer configured", name);
-		} else {
+		if (tool) {
 			bool run = claimed_here(t, call_id);
 			json_t *args;
 
@@ -884,6 +884,8 @@ static sl_status apply_decisions(PGconn *db, task *t, next *nx)
 				*nx = run_tool(t, tool, call_id, args, PH_DECISIONS);
 				return SL_OK;
 			}
+		} else {
+			output = decision_text(reqs, row);
 		}
 		append_output(t->r.items, call_id, output);
 		free(output);
@@ -1196,6 +1198,15 @@ static void outcome_done(PGconn *db, task *t, bool written)
 		task_end(t);
 }
 
+/* Ends each of n tasks as a failed step with the reason why. */
+static void fail_all(task **ts, size_t n, sl_status st, const char *why)
+{
+	for (size_t i = 0; i < n; i++) {
+		snprintf(ts[i]->err, sizeof(ts[i]->err), "%s", why);
+		step_failed(ts[i], st);
+	}
+}
+
 /*
  * Writes the outcomes of tasks (n of them, all of one kind) in one
  * statement, then ends each task. A statement that fails transiently
@@ -1234,10 +1245,7 @@ static void write_outcomes(PGconn *db, task **ts, size_t n, outcome kind)
 		for (size_t i = 0; i < n; i++)
 			write_outcomes(db, &ts[i], 1, kind);
 	} else {
-		for (size_t i = 0; i < n; i++) {
-			snprintf(ts[i]->err, sizeof(ts[i]->err), "%s", errbuf);
-			step_failed(ts[i], st);
-		}
+		fail_all(ts, n, st, errbuf);
 	}
 	PQclear(res);
 	json_decref(written);
@@ -1273,14 +1281,8 @@ static void flush_job(void *arg, void *state)
 	if (more && !wk_pool_push(env->db, flush_job, outcomes_drop, env))
 		outcomes_drop(env);
 	if (sl_db_ensure(db, errbuf, sizeof(errbuf))) {
-		for (size_t i = 0; i < np; i++) {
-			snprintf(pauses[i]->err, sizeof(pauses[i]->err), "%s", errbuf);
-			step_failed(pauses[i], SL_RETRY);
-		}
-		for (size_t i = 0; i < nf; i++) {
-			snprintf(finishes[i]->err, sizeof(finishes[i]->err), "%s", errbuf);
-			step_failed(finishes[i], SL_RETRY);
-		}
+		fail_all(pauses, np, SL_RETRY, errbuf);
+		fail_all(finishes, nf, SL_RETRY, errbuf);
 		return;
 	}
 	if (np)
