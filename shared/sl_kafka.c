@@ -209,12 +209,19 @@ sl_status sl_kafka_dead_letter(rd_kafka_t *producer, const sl_config *c,
 	return st;
 }
 
-void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m)
+rd_kafka_resp_err_t sl_kafka_store_offset(rd_kafka_t *consumer, const char *topic,
+                                          int32_t partition, int64_t offset)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_resp_err_t err;
 
-	rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
-	    m->offset + 1;
-	rd_kafka_offsets_store(consumer, l);
+	rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+	err = rd_kafka_offsets_store(consumer, l);
 	rd_kafka_topic_partition_list_destroy(l);
+	return err;
+}
+
+void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m)
+{
+	sl_kafka_store_offset(consumer, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
 }

@@ -55,6 +55,11 @@ sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_
 sl_status sl_kafka_dead_letter(rd_kafka_t *producer, const sl_config *c,
                                const rd_kafka_message_t *m, const char *reason);
 
+/* Stores offset (the next to consume) of topic/partition for the next
+ * commit. Fails when the partition is not assigned (any more). */
+rd_kafka_resp_err_t sl_kafka_store_offset(rd_kafka_t *consumer, const char *topic,
+                                          int32_t partition, int64_t offset);
+
 /* Marks m as finished: its offset + 1 is stored for the next commit. */
 void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m);
 

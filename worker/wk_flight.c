@@ -3,6 +3,7 @@
  */
 #include "wk_flight.h"
 #include "sl_common.h"
+#include "sl_kafka.h"
 #include "sl_log.h"
 
 #include <pthread.h>
@@ -158,18 +159,13 @@ rd_kafka_message_t *wk_flight_done(wk_flight *f, rd_kafka_message_t *m)
 	f->count--;
 	store = window_done(window_of(f, m), m->offset);
 	if (store >= 0) {
-		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-		rd_kafka_resp_err_t err;
-
-		rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)
-		    ->offset = store;
-		err = rd_kafka_offsets_store(f->consumer, l);
+		rd_kafka_resp_err_t err = sl_kafka_store_offset(
+		    f->consumer, rd_kafka_topic_name(m->rkt), m->partition, store);
 		/* a partition revoked meanwhile: its new owner redelivers */
 		if (err)
 			sl_debug("offset %lld of %s[%d] not stored: %s", (long long)store,
 			         rd_kafka_topic_name(m->rkt), (int)m->partition,
 			         rd_kafka_err2str(err));
-		rd_kafka_topic_partition_list_destroy(l);
 	}
 	if (m->key && m->key_len) {
 		keyq probe = {.key = m->key, .len = m->key_len};
