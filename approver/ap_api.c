@@ -100,13 +100,9 @@ static const char *arg(struct MHD_Connection *conn, const char *name)
 static bool int_arg(struct MHD_Connection *conn, const char *name, long def, long max, long *out)
 {
 	const char *v = arg(conn, name);
-	char *end;
 
 	*out = def;
-	if (!v)
-		return true;
-	*out = strtol(v, &end, 10);
-	return !*end && *out >= 1 && *out <= max;
+	return !v || sl_parse_long(v, 1, max, out);
 }
 
 static bool one_of(const char *v, const char *const *allowed)

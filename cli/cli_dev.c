@@ -702,9 +702,7 @@ int cli_dev(sl_config *cfg, int argc, char **argv)
 			free(agents);
 			agents = sl_strdup(argv[++i]);
 		} else if (!strcmp(argv[i], "--workers") && i + 1 < argc) {
-			char *end;
-			workers = strtol(argv[++i], &end, 10);
-			if (*end || workers < 1 || workers > MAX_WORKERS) {
+			if (!sl_parse_long(argv[++i], 1, MAX_WORKERS, &workers)) {
 				fprintf(stderr, "sluice dev: --workers must be 1 to %d\n",
 				        MAX_WORKERS);
 				free(agents);

@@ -4,6 +4,7 @@
  */
 #include "sl_common.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,19 @@ void sl_buf_free(sl_buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+}
+
+bool sl_parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (end == s || *end || errno || n < lo || n > hi)
+		return false;
+	*out = n;
+	return true;
 }
 
 void sl_uuid_v4(char out[37])

@@ -60,6 +60,10 @@ sl_status sl_buf_append(sl_buf *b, const void *p, size_t n);
 char *sl_buf_steal(sl_buf *b);
 void sl_buf_free(sl_buf *b);
 
+/* Parses s as a whole decimal number from lo to hi into *out; false (and
+ * *out untouched) for anything else, an empty string included. */
+bool sl_parse_long(const char *s, long lo, long hi, long *out);
+
 /* Writes a lowercase random (version 4) UUID into out: for secrets. */
 void sl_uuid_v4(char out[37]);
 

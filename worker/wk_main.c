@@ -125,18 +125,13 @@ static void drain(worker *w)
 		sl_warn("stopping with %zu message(s) unfinished; they will be delivered again", n);
 }
 
-/* Parses a positive number setting. */
+/* Parses a number setting, saying what is wrong with it. */
 static bool number(const char *name, const char *v, long lo, long hi, long *out)
 {
-	char *end;
-	long n = strtol(v, &end, 10);
-
-	if (*end || end == v || n < lo || n > hi) {
-		sl_error("%s must be a number from %ld to %ld", name, lo, hi);
-		return false;
-	}
-	*out = n;
-	return true;
+	if (sl_parse_long(v, lo, hi, out))
+		return true;
+	sl_error("%s must be a number from %ld to %ld", name, lo, hi);
+	return false;
 }
 
 /* Every model call and tool call in flight holds a socket or pipes: let the
