@@ -79,37 +79,6 @@ out:
 	return st;
 }
 
-/* Writes the continue event of run_id's pause seq when nothing of it is
- * pending any more. */
-static sl_status maybe_continue(ap_store *s, const char *run_id, const char *seq, char *errbuf,
-                                size_t errsize)
-{
-	const char *p[] = {run_id, seq};
-	json_t *decisions = NULL, *event;
-	sl_status st;
-
-	st = sl_db_query_json(s->db,
-	                      "SELECT CASE WHEN bool_or(status = 'pending') THEN NULL ELSE "
-	                      "json_agg(json_build_object('requirement_id', id, 'confirmed', "
-	                      "coalesce(confirmed, false), 'note', note, 'user_input', user_input, "
-	                      "'external_result', external_result, 'resolved_by', resolved_by) "
-	                      "ORDER BY position) END "
-	                      "FROM requirements WHERE run_id = $1 AND pause_seq = $2",
-	                      2, p, &decisions, errbuf, errsize);
-	if (st == SL_NOT_FOUND)
-		return SL_OK; /* some requirement is still pending */
-	if (st)
-		return st;
-	event = sl_event_new(SL_EVENT_RUN_CONTINUE, s->source, run_id,
-	                     json_pack("{s:s, s:o}", "run_id", run_id, "decisions", decisions));
-	st = sl_outbox_put(s->db, s->topic_continues, run_id, event, errbuf, errsize);
-	if (st == SL_OK)
-		sl_info("run %s: all requirements resolved; continue event %s queued", run_id,
-		        json_string_value(json_object_get(event, "id")));
-	json_decref(event);
-	return st;
-}
-
 /* Checks user-input values against the requirement's field list: every
  * field given, no other, each of its type. */
 static sl_status check_values(const json_t *values, const json_t *fields, char *errbuf,
@@ -147,9 +116,10 @@ static sl_status check_values(const json_t *values, const json_t *fields, char *
 }
 
 /* The requirement row resolve works on. */
+/* A requirement and its run, as load() read and locked them. */
 typedef struct req_row {
 	PGresult *res;
-	const char *status;
+	const char *status, *run_id, *pause_seq;
 	bool expired, needs_input, external;
 	json_t *fields, *tool_args, *tool_schema;
 } req_row;
@@ -223,67 +193,63 @@ static sl_status plan(const req_row *r, const ap_decision *d, ap_action *action,
 	}
 }
 
-/* Loads and locks requirement id and its run. */
-static sl_status load(ap_store *s, const char *id, PGresult **run, req_row *r, char *errbuf,
-                      size_t errsize)
+/* Loads and locks requirement id and its run, in one statement. The run is
+ * locked first (FOR UPDATE OF locks in the order named): resolutions of one
+ * run's requirements are serialised, so exactly one of them sees the last
+ * pending one go. Both rows are read as they are once locked. */
+static sl_status load(ap_store *s, const char *id, req_row *r, char *errbuf, size_t errsize)
 {
 	const char *p[] = {id};
 	sl_status st;
 
 	memset(r, 0, sizeof(*r));
-	/* Lock the run first: resolutions of one run's requirements are
-	 * serialised, so exactly one of them sees the last pending one go. */
 	st = sl_db_exec(s->db,
-	                "SELECT u.run_id, u.status, u.pause_seq FROM runs u JOIN requirements r "
-	                "ON r.run_id = u.run_id WHERE r.id = $1 FOR UPDATE OF u",
-	                1, p, run, errbuf, errsize);
-	if (st)
-		return st;
-	if (PQntuples(*run) != 1)
-		return sl_err(errbuf, errsize, SL_NOT_FOUND, "no requirement %s", id);
-	st = sl_db_exec(s->db,
-	                "SELECT status, pause_seq, expires_at IS NOT NULL AND expires_at <= now(), "
-	                "needs_user_input, external_execution, user_input_schema, tool_args, "
-	                "tool_schema FROM requirements WHERE id = $1 FOR UPDATE",
+	                "SELECT u.run_id, u.status, u.pause_seq, r.status, r.pause_seq, "
+	                "r.expires_at IS NOT NULL AND r.expires_at <= now(), r.needs_user_input, "
+	                "r.external_execution, r.user_input_schema, r.tool_args, r.tool_schema "
+	                "FROM runs u JOIN requirements r ON r.run_id = u.run_id WHERE r.id = $1 "
+	                "FOR UPDATE OF u, r",
 	                1, p, &r->res, errbuf, errsize);
 	if (st)
 		return st;
-	r->status = PQgetvalue(r->res, 0, 0);
-	r->expired = !strcmp(PQgetvalue(r->res, 0, 2), "t");
-	r->needs_input = !strcmp(PQgetvalue(r->res, 0, 3), "t");
-	r->external = !strcmp(PQgetvalue(r->res, 0, 4), "t");
-	r->fields = json_loads(PQgetvalue(r->res, 0, 5), 0, NULL);
-	r->tool_args = json_loads(PQgetvalue(r->res, 0, 6), 0, NULL);
-	r->tool_schema = json_loads(PQgetvalue(r->res, 0, 7), 0, NULL);
+	if (PQntuples(r->res) != 1)
+		return sl_err(errbuf, errsize, SL_NOT_FOUND, "no requirement %s", id);
+	r->run_id = PQgetvalue(r->res, 0, 0);
+	r->pause_seq = PQgetvalue(r->res, 0, 2);
+	r->status = PQgetvalue(r->res, 0, 3);
+	r->expired = !strcmp(PQgetvalue(r->res, 0, 5), "t");
+	r->needs_input = !strcmp(PQgetvalue(r->res, 0, 6), "t");
+	r->external = !strcmp(PQgetvalue(r->res, 0, 7), "t");
+	r->fields = json_loads(PQgetvalue(r->res, 0, 8), 0, NULL);
+	r->tool_args = json_loads(PQgetvalue(r->res, 0, 9), 0, NULL);
+	r->tool_schema = json_loads(PQgetvalue(r->res, 0, 10), 0, NULL);
 	if (strcmp(r->status, "pending"))
 		return sl_err(errbuf, errsize, SL_CONFLICT, "requirement %s is already %s", id,
 		              r->status);
-	if (strcmp(PQgetvalue(*run, 0, 1), "paused") ||
-	    strcmp(PQgetvalue(r->res, 0, 1), PQgetvalue(*run, 0, 2)))
+	if (strcmp(PQgetvalue(r->res, 0, 1), "paused") ||
+	    strcmp(PQgetvalue(r->res, 0, 4), r->pause_seq))
 		return sl_err(errbuf, errsize, SL_CONFLICT,
-		              "run %s is %s; requirement %s cannot be decided",
-		              PQgetvalue(*run, 0, 0), PQgetvalue(*run, 0, 1), id);
+		              "run %s is %s; requirement %s cannot be decided", r->run_id,
+		              PQgetvalue(r->res, 0, 1), id);
 	return SL_OK;
 }
 
 sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, json_t **out,
                            char *errbuf, size_t errsize)
 {
-	PGresult *run = NULL;
-	req_row r;
+	req_row r = {0};
 	ap_action action = d->action;
-	char *values = NULL, *edited = NULL, *run_id = NULL, *seq = NULL;
+	char *values = NULL, *edited = NULL, *cont = NULL, approval_id[37];
 	const char *note = d->note, *who = d->resolved_by;
+	json_t *event = NULL, *row = NULL;
 	bool late = false;
 	sl_status st;
 
 	*out = NULL;
 	if ((st = sl_db_begin(s->db, errbuf, errsize)))
 		goto out;
-	if ((st = load(s, id, &run, &r, errbuf, errsize)))
+	if ((st = load(s, id, &r, errbuf, errsize)))
 		goto out;
-	run_id = sl_strdup(PQgetvalue(run, 0, 0));
-	seq = sl_strdup(PQgetvalue(run, 0, 2));
 	if (r.expired && action != AP_EXPIRE) {
 		/* Too late: the requirement expires now and the decision is refused. */
 		late = true;
@@ -295,6 +261,12 @@ sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, js
 	} else if ((st = plan(&r, d, &action, &values, &edited, errbuf, errsize))) {
 		goto out;
 	}
+	/* The continue event this decision sends if it is the pause's last;
+	 * the statement fills in the decisions. */
+	event = sl_event_new(SL_EVENT_RUN_CONTINUE, s->source, r.run_id,
+	                     json_pack("{s:s, s:n}", "run_id", r.run_id, "decisions"));
+	cont = json_dumps(event, JSON_COMPACT);
+	sl_uuid_v7(approval_id);
 	{
 		bool confirmed = action == AP_CONFIRM || action == AP_INPUT || action == AP_RESULT;
 		const char *status = action == AP_EXPIRE ? "expired" : "resolved";
@@ -302,14 +274,28 @@ sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, js
 		                      : confirmed         ? "approved"
 		                                          : "rejected";
 		const char *result = action == AP_RESULT ? d->result : NULL;
-		const char *u[] = {
-		    id,     confirmed ? "true" : "false", note, who, values, result, edited, status,
-		    outcome};
+		const char *u[] = {id,
+		                   confirmed ? "true" : "false",
+		                   note,
+		                   who,
+		                   values,
+		                   result,
+		                   edited,
+		                   status,
+		                   outcome,
+		                   approval_id,
+		                   r.run_id,
+		                   r.pause_seq,
+		                   s->topic_continues,
+		                   cont};
 
-		/* The decision, and the approval record: a "required" one was
-		 * opened at the pause, an "audit" one is written now; both end
-		 * with the outcome. One statement; it answers the requirement as
-		 * it is now. */
+		/* One statement: the decision; the approval record (a "required"
+		 * one was opened at the pause, an "audit" one is written now; both
+		 * end with the outcome); and, when nothing of the pause is pending
+		 * any more, the continue event with every decision of the pause
+		 * (the run's lock, taken by load(), makes this decision the only
+		 * one that can be the last). It answers the requirement as it is
+		 * now and whether the continue was queued. */
 		st = sl_db_query_json(
 		    s->db,
 		    "WITH upd AS (UPDATE requirements SET status = $8, confirmed = $2, note = $3, "
@@ -318,7 +304,7 @@ sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, js
 		    "appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, "
 		    "agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "
 		    "resolution_data, resolved_by, resolved_at, expires_at, run_status) "
-		    "SELECT gen_random_uuid()::text, r.run_id, u.session_id, r.id, u.agent_id, "
+		    "SELECT $10, r.run_id, u.session_id, r.id, u.agent_id, "
 		    "u.user_id, r.approval_type, r.pause_type, $9, r.tool_name, r.tool_args, "
 		    "nullif(jsonb_strip_nulls(jsonb_build_object('note', $3::text, 'values', "
 		    "$5::jsonb, 'result', $6::text, 'tool_args', $7::jsonb)), '{}'::jsonb), $4, "
@@ -326,18 +312,34 @@ sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, js
 		    "WHERE r.approval_type IS NOT NULL "
 		    "ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "
 		    "resolution_data = excluded.resolution_data, resolved_by = "
-		    "excluded.resolved_by, resolved_at = excluded.resolved_at, updated_at = now()) "
-		    "SELECT " REQUIREMENT_JSON " FROM upd r",
-		    9, u, out, errbuf, errsize);
+		    "excluded.resolved_by, resolved_at = excluded.resolved_at, updated_at = "
+		    "now()), "
+		    "pause AS (SELECT id, position, status, confirmed, note, user_input, "
+		    "external_result, resolved_by FROM requirements "
+		    "WHERE run_id = $11 AND pause_seq = $12::int AND id <> $1 "
+		    "UNION ALL SELECT id, position, status, confirmed, note, user_input, "
+		    "external_result, resolved_by FROM upd), "
+		    "decided AS (SELECT jsonb_agg(jsonb_build_object('requirement_id', id, "
+		    "'confirmed', coalesce(confirmed, false), 'note', note, 'user_input', "
+		    "user_input, 'external_result', external_result, 'resolved_by', resolved_by) "
+		    "ORDER BY position) AS decisions FROM pause "
+		    "HAVING NOT bool_or(status = 'pending') AND bool_or(id = $1)), "
+		    "cont AS (INSERT INTO outbox (topic, key, payload) SELECT $13, $11, "
+		    "jsonb_set($14::jsonb, '{data,decisions}', decisions)::text FROM decided "
+		    "RETURNING " SL_OUTBOX_NOTIFY ") "
+		    "SELECT json_build_object('requirement', " REQUIREMENT_JSON
+		    ", 'continued', EXISTS (SELECT 1 FROM cont)) FROM upd r",
+		    14, u, &row, errbuf, errsize);
 		if (st)
 			goto out;
 	}
-	st = maybe_continue(s, run_id, seq, errbuf, errsize);
-	if (st)
-		goto out;
 	if ((st = sl_db_commit(s->db, errbuf, errsize)))
 		goto out;
-	sl_info("requirement %s of run %s %s by %s", id, run_id,
+	*out = json_incref(json_object_get(row, "requirement"));
+	if (json_is_true(json_object_get(row, "continued")))
+		sl_info("run %s: all requirements resolved; continue event %s queued", r.run_id,
+		        json_string_value(json_object_get(event, "id")));
+	sl_info("requirement %s of run %s %s by %s", id, r.run_id,
 	        action == AP_EXPIRE   ? "expired"
 	        : action == AP_REJECT ? "rejected"
 	                              : "approved",
@@ -351,11 +353,11 @@ out:
 	}
 	sl_db_rollback(s->db);
 	req_row_clear(&r);
-	PQclear(run);
+	json_decref(row);
+	json_decref(event);
+	free(cont);
 	free(values);
 	free(edited);
-	free(run_id);
-	free(seq);
 	return st;
 }
 

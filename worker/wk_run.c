@@ -386,12 +386,16 @@ static json_t *requirement_rows(const task *t, json_t *list)
 	for (size_t i = 0; i < t->nreq; i++) {
 		const pending_req *q = &t->reqs[i];
 		json_t *rj = requirement_json(q);
-		json_t *row = json_pack(
-		    "{s:s, s:i, s:O, s:s, s:O, s:b, s:b, s:O, s:b, s:s?, s:o, s:o}", "id", q->id,
-		    "position", (int)i, "tool_call_id", json_object_get(q->call, "call_id"),
-		    "tool_name", q->tool->name, "tool_args", q->args, "needs_confirmation",
-		    q->tool->requires_confirmation, "needs_user_input",
-		    q->tool->requires_user_input, "user_input_schema",
+		char approval_id[37];
+		json_t *row;
+
+		sl_uuid_v7(approval_id); /* used when the approval is "required" */
+		row = json_pack(
+		    "{s:s, s:s, s:i, s:O, s:s, s:O, s:b, s:b, s:O, s:b, s:s?, s:o, s:o}", "id",
+		    q->id, "approval_id", approval_id, "position", (int)i, "tool_call_id",
+		    json_object_get(q->call, "call_id"), "tool_name", q->tool->name, "tool_args",
+		    q->args, "needs_confirmation", q->tool->requires_confirmation,
+		    "needs_user_input", q->tool->requires_user_input, "user_input_schema",
 		    json_object_get(rj, "user_input_schema"), "external_execution",
 		    q->tool->external_execution, "approval_type",
 		    sl_approval_name(q->tool->approval), "timeout_s",
@@ -480,11 +484,14 @@ static const char *const pause_sql =
     "needs_user_input boolean, user_input_schema jsonb, external_execution boolean, "
     "approval_type text, timeout_s int, tool_schema jsonb) "
     "RETURNING id, run_id, approval_type, pause_type, tool_name, tool_args, expires_at), "
+    "aid AS (SELECT q.id, q.approval_id FROM upd, jsonb_to_recordset(upd.reqs) AS "
+    "q(id text, approval_id text)), "
     "appr AS (INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, "
     "user_id, approval_type, pause_type, status, tool_name, tool_args, expires_at, "
-    "run_status) SELECT gen_random_uuid()::text, q.run_id, upd.session_id, q.id, "
+    "run_status) SELECT aid.approval_id, q.run_id, upd.session_id, q.id, "
     "upd.agent_id, upd.user_id, 'required', q.pause_type, 'pending', q.tool_name, "
     "q.tool_args, q.expires_at, upd.status FROM reqs q JOIN upd ON upd.run_id = q.run_id "
+    "JOIN aid ON aid.id = q.id "
     "WHERE q.approval_type = 'required'), "
     "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd "
     "RETURNING " SL_OUTBOX_NOTIFY ") "
