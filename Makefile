@@ -108,7 +108,11 @@ build/fuzz/fuzz_model: tests/fuzz/fuzz_model.c worker/wk_model.c dev/scripted.c 
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS) -lcurl
 
-FUZZERS := build/fuzz/fuzz_event build/fuzz/fuzz_agents build/fuzz/fuzz_model
+build/fuzz/fuzz_stdio: tests/fuzz/fuzz_stdio.c worker/wk_stdio.c shared/sl_log.c shared/sl_common.c $(wildcard shared/*.h) $(wildcard worker/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -Iworker -o $@ $(filter %.c,$^) $(FUZZ_LIBS) -lpthread
+
+FUZZERS := build/fuzz/fuzz_event build/fuzz/fuzz_agents build/fuzz/fuzz_model build/fuzz/fuzz_stdio
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \
 	  name=$$(basename $$f | sed 's/^fuzz_//'); \

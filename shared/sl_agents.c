@@ -57,7 +57,7 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 			    where);
 		t->timeout_ms = (long)json_integer_value(tmo);
 	}
-	if (kind && !strcmp(kind, "command")) {
+	if (kind && (!strcmp(kind, "command") || !strcmp(kind, "stdio"))) {
 		json_t *argv = json_object_get(ex, "argv"), *a;
 		size_t i;
 
@@ -73,7 +73,7 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 				              where, i);
 			t->argv[i] = (char *)json_string_value(a);
 		}
-		t->executor = SL_EXEC_COMMAND;
+		t->executor = !strcmp(kind, "command") ? SL_EXEC_COMMAND : SL_EXEC_STDIO;
 		return SL_OK;
 	}
 	if (kind && !strcmp(kind, "http")) {
@@ -85,7 +85,7 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 		return SL_OK;
 	}
 	return sl_err(errbuf, errsize, SL_INVALID,
-	              "%s: field executor.kind must be \"command\" or \"http\"", where);
+	              "%s: field executor.kind must be \"command\", \"stdio\" or \"http\"", where);
 }
 
 static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t idx, char *errbuf,

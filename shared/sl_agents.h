@@ -10,7 +10,14 @@
 #include <jansson.h>
 
 typedef enum sl_approval { SL_APPROVAL_NONE, SL_APPROVAL_REQUIRED, SL_APPROVAL_AUDIT } sl_approval;
-typedef enum sl_executor_kind { SL_EXEC_NONE, SL_EXEC_COMMAND, SL_EXEC_HTTP } sl_executor_kind;
+/* command: a process per call; stdio: one long-running process answering
+ * calls as JSON lines (worker/wk_stdio.h); http: a POST per call. */
+typedef enum sl_executor_kind {
+	SL_EXEC_NONE,
+	SL_EXEC_COMMAND,
+	SL_EXEC_STDIO,
+	SL_EXEC_HTTP
+} sl_executor_kind;
 typedef enum sl_provider { SL_PROVIDER_RESPONSES, SL_PROVIDER_CHAT } sl_provider;
 
 /* Strings point into the parsed file, owned by sl_agents. */
@@ -25,7 +32,7 @@ typedef struct sl_tool {
 	sl_approval approval;
 	long approval_timeout_s; /* 0: none */
 	sl_executor_kind executor;
-	char **argv;     /* command: NULL-terminated */
+	char **argv;     /* command, stdio: NULL-terminated */
 	const char *url; /* http */
 	long timeout_ms;
 } sl_tool;

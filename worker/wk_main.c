@@ -4,7 +4,8 @@
  * the poll loop only dispatches, pausing the partitions while
  * SLUICE_WORKER_MAX_IN_FLIGHT messages are in flight; database steps run on
  * SLUICE_WORKER_CONCURRENCY threads with a connection each, model calls on
- * one curl multi thread, tools on SLUICE_WORKER_TOOL_THREADS threads. The
+ * one curl multi thread, tools on SLUICE_WORKER_TOOL_THREADS threads (or,
+ * for "stdio" tools, as lines to their long-running processes). The
  * outbox is relayed on a thread woken by NOTIFY, and a message's offset is
  * stored once it and every message before it in its partition are done.
  */
@@ -232,6 +233,11 @@ int main(int argc, char **argv)
 		sl_error("cannot start the worker's threads");
 		goto out;
 	}
+	w.env.stdio = wk_stdio_start(w.agents, wk_run_drop, errbuf, sizeof(errbuf));
+	if (!w.env.stdio) {
+		sl_error("%s", errbuf);
+		goto out;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
@@ -247,6 +253,7 @@ out:
 	/* Whatever is still in flight is given up (its offset is not stored);
 	 * the parts stop before the consumer, which commits what they stored. */
 	wk_fetch_stop(w.env.fetch);
+	wk_stdio_stop(w.env.stdio);
 	wk_pool_stop(w.env.tools);
 	wk_pool_stop(w.env.db);
 	wk_outcomes_free(&w.env);

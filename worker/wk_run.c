@@ -61,7 +61,7 @@ typedef enum phase {
 typedef enum next {
 	NX_STEP,    /* another database step, on this thread */
 	NX_MODEL,   /* the request is posted; the fetch thread has the task */
-	NX_TOOL,    /* a tool is to run on a tool thread */
+	NX_TOOL,    /* a tool is to run (tool thread or stdio thread) */
 	NX_OUTCOME, /* the run's outcome is to be written, with others' */
 	NX_END,     /* the message is done with */
 } next;
@@ -290,6 +290,16 @@ static void tool_job(void *arg, void *state)
 		sl_error("run %s: %s", t->r.run_id, errbuf);
 		t->tool_result = sl_asprintf("error: tool %s could not be started", t->tool->name);
 	}
+	t->ph = PH_TOOL_DONE;
+	to_db(t);
+}
+
+/* On the stdio thread: a long-running tool process answered. */
+static void on_stdio_answer(void *arg, char *result)
+{
+	task *t = arg;
+
+	t->tool_result = result;
 	t->ph = PH_TOOL_DONE;
 	to_db(t);
 }
@@ -1322,6 +1332,10 @@ static void db_job(void *arg, void *state)
 	}
 	if (nx == NX_OUTCOME) {
 		outcome_queue(t);
+	} else if (nx == NX_TOOL && t->tool->executor == SL_EXEC_STDIO) {
+		if (!wk_stdio_call(t->env->stdio, t->tool, t->r.run_id, t->call_id, t->tool_args,
+		                   on_stdio_answer, t))
+			task_free(t);
 	} else if (nx == NX_TOOL) {
 		if (!wk_pool_push(t->env->tools, tool_job, wk_run_drop, t))
 			task_free(t);

@@ -10,6 +10,7 @@
  *   database thread  (decode, claim, load, record tool runs)
  *     -> fetch thread  (the model call, through curl multi)
  *     -> tool thread   (a tool process or HTTP call)
+ *        or the stdio thread (a call to a long-running tool process)
  *     -> database thread ...
  *     -> outcome queue (pause or completion, written with other runs'
  *                       outcomes in one statement by a database thread)
@@ -26,6 +27,7 @@
 #include "wk_fetch.h"
 #include "wk_flight.h"
 #include "wk_pool.h"
+#include "wk_stdio.h"
 
 #include <libpq-fe.h>
 #include <signal.h>
@@ -49,6 +51,7 @@ typedef struct wk_env {
 	wk_pool *db;    /* thread state: a wk_db */
 	wk_pool *tools; /* no thread state */
 	wk_fetch *fetch;
+	wk_stdio *stdio; /* the "stdio" tools' processes */
 	wk_outcomes *outcomes;
 	volatile sig_atomic_t *stopping;
 } wk_env;

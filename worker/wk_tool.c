@@ -22,7 +22,8 @@ sl_status wk_tool_check(const sl_agents *agents, char *errbuf, size_t errsize)
 	for (size_t i = 0; i < agents->n; i++)
 		for (size_t k = 0; k < agents->agents[i].ntools; k++) {
 			const sl_tool *t = &agents->agents[i].tools[k];
-			if (t->executor == SL_EXEC_COMMAND && access(t->argv[0], X_OK) != 0)
+			if ((t->executor == SL_EXEC_COMMAND || t->executor == SL_EXEC_STDIO) &&
+			    access(t->argv[0], X_OK) != 0)
 				return sl_err(
 				    errbuf, errsize, SL_INVALID,
 				    "agent %s: tool %s: field executor.argv[0]: %s is not an "

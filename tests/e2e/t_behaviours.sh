@@ -287,3 +287,55 @@ t_http_executor() {
   check "the 2xx body is the result the model saw" \
     [ "$(api GET "/v1/runs/$rid" | jq -r .output)" = "Done: Looked up O-4711" ]
 }
+
+# The "stdio" executor: one long-running process per tool answers calls as
+# JSON lines, many at once and in any order; a process that misbehaves fails
+# only the calls it had, and is started again.
+t_stdio_executor() {
+  local rid ok exit_rid silent_rid garbage_rid after_rid i peak
+  local -a slow=() jobs=()
+  rid=$(submit stdio-admin "Delete all data for user U-5150.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  api POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{}' >/dev/null
+  check "the run completes" eventually 20 run_is "$rid" completed
+  check "the process's answer is the result the model saw" \
+    [ "$(api GET "/v1/runs/$rid" | jq -r .output)" = "Done: Deleted data for user U-5150" ]
+  check "the tool got its arguments once" \
+    [ "$(grep -cx 'delete_user_data {"user_id":"U-5150"}' "$SLUICE_TOOL_LOG")" = 1 ]
+  check "one approved audit record" \
+    [ "$(approval_of "$rid" '[.data[] | select(.status == "approved" and .approval_type == "audit")] | length')" = 1 ]
+
+  for i in $(seq 10); do
+    submit stdio-admin "call flaky {\"mode\":\"slow\"}" > "$WORK/slow-$i" &
+    jobs+=($!)
+  done
+  wait "${jobs[@]}"
+  for i in $(seq 10); do slow+=("$(cat "$WORK/slow-$i")"); done
+  for ok in "${slow[@]}"; do
+    check "slow call of run $ok completes" eventually 30 run_is "$ok" completed || return 1
+    check "its answer came back" [ "$(api GET "/v1/runs/$ok" | jq -r .output)" = "Done: slow done" ]
+  done
+  # calls outstanding at once, from the order of the processes' own log
+  # lines (two workers, a process each: serial calls would peak at 2)
+  peak=$(awk '/^flaky slow start/ {n++; if (n > m) m = n} /^flaky slow end/ {n--} END {print m + 0}' "$SLUICE_TOOL_LOG")
+  check "the calls overlapped in the tool processes (peak $peak of 10, at least 5)" [ "$peak" -ge 5 ]
+
+  garbage_rid=$(submit stdio-admin 'call flaky {"mode":"garbage"}')
+  check "a line that is not an answer is skipped; the answer counts" eventually 20 run_is "$garbage_rid" completed
+  check "garbage: the answer is the result" \
+    [ "$(api GET "/v1/runs/$garbage_rid" | jq -r .output)" = "Done: ok after garbage" ]
+
+  silent_rid=$(submit stdio-admin 'call flaky {"mode":"silent"}')
+  check "a call with no answer fails after timeout_ms; the run completes" eventually 30 run_is "$silent_rid" completed
+  check "silent: the model is told it timed out" \
+    [ "$(api GET "/v1/runs/$silent_rid" | jq -r .output)" = "Done: error: tool flaky timed out after 4000 ms" ]
+
+  exit_rid=$(submit stdio-admin 'call flaky {"mode":"exit"}')
+  check "a process that ends mid-call fails that call; the run completes" eventually 20 run_is "$exit_rid" completed
+  check "exit: the model is told, and the call is not run again" \
+    [ "$(api GET "/v1/runs/$exit_rid" | jq -r .output)" = "Done: error: the process of tool flaky ended during the call; it is not run again" ]
+  check "exit: the process saw the call once" [ "$(grep -c '^flaky exit' "$SLUICE_TOOL_LOG")" = 1 ]
+  after_rid=$(submit stdio-admin 'call flaky {"mode":"ok"}')
+  check "the process is started again for the next call" eventually 20 run_is "$after_rid" completed
+  check "after a restart: answered" [ "$(api GET "/v1/runs/$after_rid" | jq -r .output)" = "Done: ok" ]
+}

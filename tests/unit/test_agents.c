@@ -45,6 +45,33 @@ static void seed_agent(void **state)
 	sl_agents_free(a);
 }
 
+static void stdio_executor(void **state)
+{
+	sl_agents *a;
+	char err[512];
+	const sl_tool *t;
+	(void)state;
+	assert_int_equal(load(AGENT("{\"name\":\"lookup\",\"executor\":{\"kind\":\"stdio\","
+	                            "\"argv\":[\"/bin/cat\",\"-u\"],\"timeout_ms\":250}}"),
+	                      &a, err),
+	                 SL_OK);
+	t = sl_agent_tool(sl_agents_find(a, "data-admin"), "lookup");
+	assert_int_equal(t->executor, SL_EXEC_STDIO);
+	assert_string_equal(t->argv[0], "/bin/cat");
+	assert_string_equal(t->argv[1], "-u");
+	assert_null(t->argv[2]);
+	assert_int_equal(t->timeout_ms, 250);
+	sl_agents_free(a);
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"lookup\",\"executor\":{\"kind\":\"stdio\"}}"), &a, err),
+	    SL_INVALID);
+	assert_non_null(strstr(err, "tool lookup: field executor.argv"));
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"lookup\",\"executor\":{\"kind\":\"pipe\"}}"), &a, err),
+	    SL_INVALID);
+	assert_non_null(strstr(err, "\"command\", \"stdio\" or \"http\""));
+}
+
 static void audit_needs_flag(void **state)
 {
 	sl_agents *a;
@@ -117,11 +144,9 @@ static void external_needs_no_executor(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(seed_agent),
-	    cmocka_unit_test(audit_needs_flag),
-	    cmocka_unit_test(required_implies_confirmation),
-	    cmocka_unit_test(bad_files),
-	    cmocka_unit_test(external_needs_no_executor),
+	    cmocka_unit_test(seed_agent),       cmocka_unit_test(stdio_executor),
+	    cmocka_unit_test(audit_needs_flag), cmocka_unit_test(required_implies_confirmation),
+	    cmocka_unit_test(bad_files),        cmocka_unit_test(external_needs_no_executor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
