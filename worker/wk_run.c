@@ -54,7 +54,6 @@ typedef enum phase {
 	PH_MODEL,     /* send the conversation to the model */
 	PH_REPLY,     /* read the model's answer */
 	PH_CALLS,     /* run or gate the tool calls of the answer */
-	PH_TOOL_DONE, /* record a tool's result */
 } phase;
 
 /* What a database step leads to. */
@@ -67,7 +66,9 @@ typedef enum next {
 } next;
 
 /* The outcome a task waits to have written. */
-typedef enum outcome { OUT_NONE, OUT_PAUSE, OUT_FINISH } outcome;
+/* What a task waits to have written with other tasks' writes of its kind:
+ * its run's outcome, or a tool's result. */
+typedef enum outcome { OUT_NONE, OUT_PAUSE, OUT_FINISH, OUT_TOOL } outcome;
 
 typedef struct task {
 	wk_env *env;
@@ -278,6 +279,15 @@ static next run_tool(task *t, const sl_tool *tool, const char *call_id, json_t *
 	return NX_TOOL;
 }
 
+static void outcome_queue(task *t);
+
+/* The tool's result is to be recorded, with other tasks' (group commit). */
+static void tool_result_queue(task *t)
+{
+	t->outcome = OUT_TOOL;
+	outcome_queue(t);
+}
+
 /* On a tool thread. */
 static void tool_job(void *arg, void *state)
 {
@@ -290,8 +300,7 @@ static void tool_job(void *arg, void *state)
 		sl_error("run %s: %s", t->r.run_id, errbuf);
 		t->tool_result = sl_asprintf("error: tool %s could not be started", t->tool->name);
 	}
-	t->ph = PH_TOOL_DONE;
-	to_db(t);
+	tool_result_queue(t);
 }
 
 /* On the stdio thread: a long-running tool process answered. */
@@ -300,21 +309,13 @@ static void on_stdio_answer(void *arg, char *result)
 	task *t = arg;
 
 	t->tool_result = result;
-	t->ph = PH_TOOL_DONE;
-	to_db(t);
+	tool_result_queue(t);
 }
 
-static sl_status tool_done(PGconn *db, task *t)
+/* The tool's result is recorded: it goes into the conversation and the
+ * task goes on where the tool was asked for. */
+static void tool_recorded(task *t)
 {
-	const char *done[] = {t->r.run_id, t->call_id, t->tool_result};
-	sl_status st;
-
-	st = sl_db_exec(db,
-	                "UPDATE tool_executions SET status = 'done', result = $3, "
-	                "finished_at = now() WHERE run_id = $1 AND tool_call_id = $2",
-	                3, done, NULL, t->err, sizeof(t->err));
-	if (st)
-		return st;
 	append_output(t->r.items, t->call_id, t->tool_result);
 	free(t->tool_result);
 	t->tool_result = NULL;
@@ -325,10 +326,8 @@ static sl_status tool_done(PGconn *db, task *t)
 	else
 		t->call_i++;
 	t->ph = t->after_tool;
-	return SL_OK;
 }
 
-/* Builds the {name, type, description} list of a user-input tool. */
 static json_t *user_input_schema(const sl_tool *tool)
 {
 	json_t *schema = json_array(), *f;
@@ -519,6 +518,11 @@ static const char *const finish_sql =
     "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd "
     "RETURNING " SL_OUTBOX_NOTIFY ") "
     "SELECT event_id FROM upd";
+
+static const char *const tool_sql =
+    "UPDATE tool_executions e SET status = 'done', result = x.result, finished_at = now() "
+    "FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, call_id text, result text) "
+    "WHERE e.run_id = x.run_id AND e.tool_call_id = x.call_id";
 
 /* Sets the task up to be completed (ok) or failed with text. */
 static next to_finish(task *t, bool ok, const char *text)
@@ -1128,8 +1132,8 @@ static void step_failed(task *t, sl_status st)
 /* Most outcomes one statement writes. */
 #define OUTCOME_BATCH 128
 
-/* Outcomes waiting for a database thread; one flush job is queued on the
- * database pool while the queue is not empty. */
+/* Outcomes and tool results waiting for a database thread; one flush job
+ * is queued on the database pool while the queue is not empty. */
 struct wk_outcomes {
 	pthread_mutex_t mu;
 	task *head, *tail;
@@ -1224,14 +1228,27 @@ static void fail_all(task **ts, size_t n, sl_status st, const char *why)
 	}
 }
 
-/*
- * Writes the outcomes of tasks (n of them, all of one kind) in one
- * statement, then ends each task. A statement that fails transiently
- * starts every task over; one that fails otherwise is tried again one task
- * at a time, so that a bad outcome fails alone.
- */
-static void write_outcomes(PGconn *db, task **ts, size_t n, outcome kind)
+/* A write of tasks of kind, as one statement's row. */
+static json_t *outcome_row(const task *t, outcome kind)
 {
+	if (kind == OUT_PAUSE)
+		return pause_row(t);
+	if (kind == OUT_FINISH)
+		return finish_row(t);
+	return json_pack("{s:s, s:s, s:s}", "run_id", t->r.run_id, "call_id", t->call_id, "result",
+	                 t->tool_result);
+}
+
+/*
+ * Writes what tasks (n of them, all of one kind) wait to have written in
+ * one statement, then ends each task, or for a tool result takes it on
+ * here. A statement that fails transiently starts every task over; one
+ * that fails otherwise is tried again one task at a time, so that a bad
+ * write fails alone.
+ */
+static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
+{
+	PGconn *db = ((wk_db *)state)->conn;
 	wk_env *env = ts[0]->env;
 	json_t *rows = json_array(), *written = json_object();
 	char *text;
@@ -1241,26 +1258,33 @@ static void write_outcomes(PGconn *db, task **ts, size_t n, outcome kind)
 	sl_status st;
 
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(rows,
-		                      kind == OUT_PAUSE ? pause_row(ts[i]) : finish_row(ts[i]));
+		json_array_append_new(rows, outcome_row(ts[i], kind));
 	text = json_dumps(rows, JSON_COMPACT);
 	p[0] = text;
 	p[1] = CONSUMER;
 	p[2] = kind == OUT_PAUSE ? env->topic_approvals : env->topic_results;
-	st = sl_db_exec(db, kind == OUT_PAUSE ? pause_sql : finish_sql, 3, p, &res, errbuf,
-	                sizeof(errbuf));
+	st = sl_db_exec(db,
+	                kind == OUT_PAUSE    ? pause_sql
+	                : kind == OUT_FINISH ? finish_sql
+	                                     : tool_sql,
+	                kind == OUT_TOOL ? 1 : 3, p, &res, errbuf, sizeof(errbuf));
 	free(text);
 	json_decref(rows);
-	if (st == SL_OK) {
+	if (st == SL_OK && kind == OUT_TOOL) {
+		for (size_t i = 0; i < n; i++) {
+			ts[i]->outcome = OUT_NONE;
+			tool_recorded(ts[i]);
+			db_job(ts[i], state);
+		}
+	} else if (st == SL_OK) {
 		for (int i = 0; i < PQntuples(res); i++)
 			json_object_set_new(written, PQgetvalue(res, i, 0), json_true());
 		for (size_t i = 0; i < n; i++)
 			outcome_done(db, ts[i], json_object_get(written, ts[i]->ev.id) != NULL);
 	} else if (st != SL_RETRY && n > 1) {
-		sl_warn("outcomes of %zu runs could not be written together (%s); one at a time", n,
-		        errbuf);
+		sl_warn("%zu writes could not be made together (%s); one at a time", n, errbuf);
 		for (size_t i = 0; i < n; i++)
-			write_outcomes(db, &ts[i], 1, kind);
+			write_outcomes(state, &ts[i], 1, kind);
 	} else {
 		fail_all(ts, n, st, errbuf);
 	}
@@ -1268,26 +1292,26 @@ static void write_outcomes(PGconn *db, task **ts, size_t n, outcome kind)
 	json_decref(written);
 }
 
-/* On a database thread: writes the queued outcomes, OUTCOME_BATCH at a
- * time, pauses and completions in a statement each. */
+/* On a database thread: writes the queued outcomes and tool results,
+ * OUTCOME_BATCH at a time, those of each kind in one statement. */
 static void flush_job(void *arg, void *state)
 {
 	wk_env *env = arg;
 	wk_outcomes *q = env->outcomes;
 	PGconn *db = ((wk_db *)state)->conn;
-	task *pauses[OUTCOME_BATCH], *finishes[OUTCOME_BATCH];
-	size_t np = 0, nf = 0;
+	task *batch[3][OUTCOME_BATCH];
+	size_t nb[3] = {0, 0, 0}, total = 0;
 	bool more;
 	char errbuf[256];
 
 	pthread_mutex_lock(&q->mu);
-	while (q->head && np + nf < OUTCOME_BATCH) {
+	while (q->head && total < OUTCOME_BATCH) {
 		task *t = q->head;
+		int k = t->outcome == OUT_PAUSE ? 0 : t->outcome == OUT_FINISH ? 1 : 2;
+
 		q->head = t->next_out;
-		if (t->outcome == OUT_PAUSE)
-			pauses[np++] = t;
-		else
-			finishes[nf++] = t;
+		batch[k][nb[k]++] = t;
+		total++;
 	}
 	if (!q->head)
 		q->tail = NULL;
@@ -1298,14 +1322,17 @@ static void flush_job(void *arg, void *state)
 	if (more && !wk_pool_push(env->db, flush_job, outcomes_drop, env))
 		outcomes_drop(env);
 	if (sl_db_ensure(db, errbuf, sizeof(errbuf))) {
-		fail_all(pauses, np, SL_RETRY, errbuf);
-		fail_all(finishes, nf, SL_RETRY, errbuf);
+		for (int k = 0; k < 3; k++)
+			fail_all(batch[k], nb[k], SL_RETRY, errbuf);
 		return;
 	}
-	if (np)
-		write_outcomes(db, pauses, np, OUT_PAUSE);
-	if (nf)
-		write_outcomes(db, finishes, nf, OUT_FINISH);
+	/* tool results first: their runs go on to the model */
+	if (nb[2])
+		write_outcomes(state, batch[2], nb[2], OUT_TOOL);
+	if (nb[0])
+		write_outcomes(state, batch[0], nb[0], OUT_PAUSE);
+	if (nb[1])
+		write_outcomes(state, batch[1], nb[1], OUT_FINISH);
 }
 
 /* On a database thread: the task's steps until it waits or ends. */
@@ -1323,7 +1350,6 @@ static void db_job(void *arg, void *state)
 		case PH_MODEL: nx = send_to_model(t); break;
 		case PH_REPLY: st = read_reply(t, &nx); break;
 		case PH_CALLS: st = handle_calls(db, t, &nx); break;
-		case PH_TOOL_DONE: st = tool_done(db, t); break;
 		}
 	}
 	if (st) {

@@ -7,11 +7,13 @@
  * Each consumed message becomes a task that moves between the worker's
  * parts and holds no thread while it waits:
  *
- *   database thread  (decode, claim, load, record tool runs)
+ *   database thread  (decode, claim, load)
  *     -> fetch thread  (the model call, through curl multi)
  *     -> tool thread   (a tool process or HTTP call)
  *        or the stdio thread (a call to a long-running tool process)
- *     -> database thread ...
+ *     -> outcome queue (the tool's result, written with other runs' tool
+ *                       results in one statement by a database thread,
+ *                       which takes the task on)
  *     -> outcome queue (pause or completion, written with other runs'
  *                       outcomes in one statement by a database thread)
  *
