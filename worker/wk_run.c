@@ -54,6 +54,7 @@ typedef enum phase {
 	PH_MODEL,     /* send the conversation to the model */
 	PH_REPLY,     /* read the model's answer */
 	PH_CALLS,     /* run or gate the tool calls of the answer */
+	PH_EXISTS,    /* a requested run is in the table already */
 } phase;
 
 /* What a database step leads to. */
@@ -67,8 +68,8 @@ typedef enum next {
 
 /* The outcome a task waits to have written. */
 /* What a task waits to have written with other tasks' writes of its kind:
- * its run's outcome, or a tool's result. */
-typedef enum outcome { OUT_NONE, OUT_PAUSE, OUT_FINISH, OUT_TOOL } outcome;
+ * its run's start or outcome, or a tool's result. */
+typedef enum outcome { OUT_NONE, OUT_START, OUT_PAUSE, OUT_FINISH, OUT_TOOL } outcome;
 
 typedef struct task {
 	wk_env *env;
@@ -82,8 +83,8 @@ typedef struct task {
 	long retry_ms; /* back-off of the next start-over */
 
 	/* a continue: the requirements of the pause, and the next to apply */
-	PGresult *decisions;
-	int dec_i;
+	PGresult *decisions; /* CONTINUE_READ's rows */
+	int ndecisions, dec_i;
 	json_t *claimed_tools; /* call ids whose tool runs the claim claimed */
 
 	/* the model call in progress and its answer */
@@ -132,6 +133,7 @@ static void task_reset(task *t)
 	run_clear(&t->r);
 	PQclear(t->decisions);
 	t->decisions = NULL;
+	t->ndecisions = 0;
 	json_decref(t->claimed_tools);
 	t->claimed_tools = NULL;
 	if (t->have_reply)
@@ -548,7 +550,12 @@ static next to_fail(task *t, const char *fmt, ...)
 }
 
 /* PH_BEGIN of a sluice.run.requested: records the run (or finds it). */
-static sl_status begin_requested(PGconn *db, task *t, next *nx)
+/*
+ * PH_BEGIN of a sluice.run.requested: the run is set up and queued to be
+ * inserted with other runs' starts (group commit); then it goes to the
+ * model, or to PH_EXISTS when the run was there already.
+ */
+static sl_status begin_requested(task *t, next *nx)
 {
 	json_t *d = t->ev.data;
 	const char *agent_id = json_string_value(json_object_get(d, "agent_id"));
@@ -557,9 +564,6 @@ static sl_status begin_requested(PGconn *db, task *t, next *nx)
 	const char *session_id = str_or_null(json_string_value(json_object_get(d, "session_id")));
 	const char *user_id = str_or_null(json_string_value(json_object_get(d, "user_id")));
 	run *r = &t->r;
-	PGresult *res = NULL;
-	char *messages = NULL;
-	sl_status st;
 
 	*nx = NX_END;
 	r->agent = sl_agents_find(t->env->agents, agent_id);
@@ -571,65 +575,83 @@ static sl_status begin_requested(PGconn *db, task *t, next *nx)
 	r->session_id = sl_strdup(session_id ? session_id : r->run_id);
 	r->user_id = user_id ? sl_strdup(user_id) : NULL;
 	r->items = json_pack("[{s:s, s:s}]", "role", "user", "content", input);
-	messages = json_dumps(r->items, JSON_COMPACT);
-	{
-		const char *p[] = {r->run_id, r->session_id, agent_id, r->user_id, input, messages};
-		st = sl_db_exec(
-		    db,
-		    "INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, "
-		    "messages) VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb) "
-		    "ON CONFLICT (run_id) DO NOTHING",
-		    6, p, &res, t->err, sizeof(t->err));
-		if (st)
-			goto out;
+	t->outcome = OUT_START;
+	*nx = NX_OUTCOME;
+	return SL_OK;
+}
+
+/* A run start as a row of start_sql. */
+static json_t *start_row(const task *t)
+{
+	const run *r = &t->r;
+
+	return json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O}", "run_id", r->run_id, "session_id",
+	                 r->session_id, "agent_id", r->agent->id, "user_id", r->user_id, "input",
+	                 json_string_value(json_object_get(t->ev.data, "input")), "messages",
+	                 r->items);
+}
+
+static const char *const start_sql =
+    "INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, messages) "
+    "SELECT run_id, session_id, agent_id, user_id, 'running', input, messages "
+    "FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, session_id text, agent_id text, "
+    "user_id text, input text, messages jsonb) "
+    "ON CONFLICT (run_id) DO NOTHING RETURNING run_id";
+
+/* The start found the run in the table: a repeated request, or a
+ * redelivery after a crash. A run still running is resumed from its stored
+ * conversation; any other is left alone. */
+static sl_status begin_existing(PGconn *db, task *t, next *nx)
+{
+	const char *agent_id = t->r.agent->id;
+	const char *p[] = {t->r.run_id};
+	run *r = &t->r;
+	PGresult *res = NULL;
+	sl_status st;
+
+	*nx = NX_END;
+	if ((st = sl_db_begin(db, t->err, sizeof(t->err))))
+		goto out;
+	st = sl_db_exec(db,
+	                "SELECT status, messages, agent_id FROM runs WHERE run_id = $1 FOR UPDATE",
+	                1, p, &res, t->err, sizeof(t->err));
+	if (st)
+		goto out;
+	if (PQntuples(res) != 1) {
+		st = sl_err(t->err, sizeof(t->err), SL_RETRY, "run %s vanished while it started",
+		            r->run_id);
+		goto out;
 	}
-	if (strcmp(PQcmdTuples(res), "1")) {
-		/* The run exists: a repeated request, or a redelivery after a crash. */
-		const char *p[] = {r->run_id};
-		PQclear(res);
-		res = NULL;
-		if ((st = sl_db_begin(db, t->err, sizeof(t->err))))
-			goto out;
-		st = sl_db_exec(
-		    db, "SELECT status, messages, agent_id FROM runs WHERE run_id = $1 FOR UPDATE",
-		    1, p, &res, t->err, sizeof(t->err));
-		if (st)
-			goto out;
-		if (strcmp(PQgetvalue(res, 0, 2), agent_id)) {
-			st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
-			            "run %s exists for another agent (%s)", r->run_id,
-			            PQgetvalue(res, 0, 2));
-			goto out;
-		}
-		if (strcmp(PQgetvalue(res, 0, 0), "running")) {
-			bool fresh;
-			sl_info("run %s is already %s; request %s ignored", r->run_id,
-			        PQgetvalue(res, 0, 0), t->ev.id);
-			if ((st = sl_inbox_claim(db, CONSUMER, t->ev.id, &fresh, t->err,
-			                         sizeof(t->err))) ||
-			    (st = sl_db_commit(db, t->err, sizeof(t->err))))
-				goto out;
-			goto out;
-		}
-		json_decref(r->items);
-		r->items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-		if (!json_is_array(r->items)) {
-			st = sl_err(t->err, sizeof(t->err), SL_INVALID,
-			            "run %s: stored messages are not a list", r->run_id);
-			goto out;
-		}
-		if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
-			goto out;
-		sl_info("run %s: resuming an interrupted start", r->run_id);
-	} else {
-		sl_info("run %s: started for agent %s", r->run_id, agent_id);
+	if (strcmp(PQgetvalue(res, 0, 2), agent_id)) {
+		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
+		            "run %s exists for another agent (%s)", r->run_id,
+		            PQgetvalue(res, 0, 2));
+		goto out;
 	}
+	if (strcmp(PQgetvalue(res, 0, 0), "running")) {
+		bool fresh;
+		sl_info("run %s is already %s; request %s ignored", r->run_id,
+		        PQgetvalue(res, 0, 0), t->ev.id);
+		if ((st = sl_inbox_claim(db, CONSUMER, t->ev.id, &fresh, t->err, sizeof(t->err))) ||
+		    (st = sl_db_commit(db, t->err, sizeof(t->err))))
+			goto out;
+		goto out;
+	}
+	json_decref(r->items);
+	r->items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+	if (!json_is_array(r->items)) {
+		st = sl_err(t->err, sizeof(t->err), SL_INVALID,
+		            "run %s: stored messages are not a list", r->run_id);
+		goto out;
+	}
+	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
+		goto out;
+	sl_info("run %s: resuming an interrupted start", r->run_id);
 	t->ph = PH_MODEL;
 	*nx = NX_STEP;
 out:
 	sl_db_rollback(db);
 	PQclear(res);
-	free(messages);
 	return st;
 }
 
@@ -644,11 +666,18 @@ static const sl_tool *tool_to_run(const task *t, PGresult *reqs, int row)
 	return sl_agent_tool(t->r.agent, PQgetvalue(reqs, row, 2));
 }
 
-/* A continue's read of its run, and whether the event was processed. */
-#define CONTINUE_READ                                                                      \
-	"SELECT status, messages, pause_seq, agent_id, session_id, user_id, claim_event, " \
-	"EXISTS (SELECT 1 FROM processed_events WHERE consumer = $2 AND event_id = $3) "   \
-	"FROM runs WHERE run_id = $1"
+/* A continue's read: the requirements of its run's pause with their
+ * decisions (columns 0-9, one row each, by position; one row of NULLs when
+ * there are none), and on each row the run (RUN_COL on) and whether the
+ * event was processed. */
+#define CONTINUE_READ                                                                            \
+	"SELECT q.id, q.tool_call_id, q.tool_name, q.tool_args, q.status, q.confirmed, q.note, " \
+	"q.user_input, q.external_result, q.edited_args, u.status, u.messages, u.pause_seq, "    \
+	"u.agent_id, u.session_id, u.user_id, u.claim_event, "                                   \
+	"EXISTS (SELECT 1 FROM processed_events WHERE consumer = $2 AND event_id = $3) "         \
+	"FROM runs u LEFT JOIN requirements q ON q.run_id = u.run_id "                           \
+	"AND q.pause_seq = u.pause_seq WHERE u.run_id = $1 ORDER BY q.position"
+#define RUN_COL 10
 
 /*
  * Checks a sluice.run.continue event against what the approver recorded,
@@ -663,8 +692,8 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 	const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
 	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
 	const char *q[] = {run_id, CONSUMER, t->ev.id};
-	const char *p[] = {run_id, NULL};
-	PGresult *res = NULL, *reqs = NULL;
+	PGresult *res = NULL;
+	const char *seq;
 	run *r = &t->r;
 	sl_status st;
 	bool resuming;
@@ -672,64 +701,60 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 	int n;
 
 	*nx = NX_END;
-	if (locked && (st = sl_db_begin(db, t->err, sizeof(t->err))))
+	/* locked: whoever is changing the run finishes first, and the read
+	 * (a statement of its own) sees what they did */
+	if (locked && ((st = sl_db_begin(db, t->err, sizeof(t->err))) ||
+	               (st = sl_db_exec(db, "SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE", 1, q,
+	                                NULL, t->err, sizeof(t->err)))))
 		goto out;
-	st = sl_db_exec(db, locked ? CONTINUE_READ " FOR UPDATE" : CONTINUE_READ, 3, q, &res,
-	                t->err, sizeof(t->err));
+	st = sl_db_exec(db, CONTINUE_READ, 3, q, &res, t->err, sizeof(t->err));
 	if (st)
 		goto out;
-	if (PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 7), "t")) {
+	if (PQntuples(res) >= 1 && !strcmp(PQgetvalue(res, 0, RUN_COL + 7), "t")) {
 		sl_info("run %s: continue event %s was processed before; ignored", run_id,
 		        t->ev.id);
 		goto out;
 	}
-	if (PQntuples(res) != 1) {
+	if (PQntuples(res) == 0) {
 		st = sl_err(t->err, sizeof(t->err), SL_NOT_FOUND, "continue for unknown run %s",
 		            run_id);
 		goto out;
 	}
 	/* This very event claimed the run before and its worker stopped before
 	 * finishing: carry on from the pause (tools that ran are not run again). */
-	resuming =
-	    !strcmp(PQgetvalue(res, 0, 0), "running") && !strcmp(PQgetvalue(res, 0, 6), t->ev.id);
-	if (!resuming && strcmp(PQgetvalue(res, 0, 0), "paused")) {
+	resuming = !strcmp(PQgetvalue(res, 0, RUN_COL), "running") &&
+	           !strcmp(PQgetvalue(res, 0, RUN_COL + 6), t->ev.id);
+	if (!resuming && strcmp(PQgetvalue(res, 0, RUN_COL), "paused")) {
 		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
 		            "run %s is %s, not paused; continue refused", run_id,
-		            PQgetvalue(res, 0, 0));
+		            PQgetvalue(res, 0, RUN_COL));
 		goto out;
 	}
 	r->run_id = sl_strdup(run_id);
-	r->session_id = sl_strdup(PQgetvalue(res, 0, 4));
-	r->user_id = sl_db_value(res, 0, 5);
-	r->agent = sl_agents_find(t->env->agents, PQgetvalue(res, 0, 3));
+	r->session_id = sl_strdup(PQgetvalue(res, 0, RUN_COL + 4));
+	r->user_id = sl_db_value(res, 0, RUN_COL + 5);
+	r->agent = sl_agents_find(t->env->agents, PQgetvalue(res, 0, RUN_COL + 3));
 	if (!r->agent) {
 		st = sl_err(t->err, sizeof(t->err), SL_NOT_FOUND,
 		            "run %s: agent %s is no longer configured", run_id,
-		            PQgetvalue(res, 0, 3));
+		            PQgetvalue(res, 0, RUN_COL + 3));
 		goto out;
 	}
-	r->items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+	r->items = json_loads(PQgetvalue(res, 0, RUN_COL + 1), 0, NULL);
 	if (!json_is_array(r->items)) {
 		st = sl_err(t->err, sizeof(t->err), SL_INVALID,
 		            "run %s: stored messages are not a list", run_id);
 		goto out;
 	}
-	p[1] = PQgetvalue(res, 0, 2);
-	st = sl_db_exec(db,
-	                "SELECT id, tool_call_id, tool_name, tool_args, status, confirmed, note, "
-	                "user_input, external_result, edited_args FROM requirements "
-	                "WHERE run_id = $1 AND pause_seq = $2 ORDER BY position",
-	                2, p, &reqs, t->err, sizeof(t->err));
-	if (st)
-		goto out;
-	n = PQntuples(reqs);
+	seq = PQgetvalue(res, 0, RUN_COL + 2);
+	n = PQgetisnull(res, 0, 0) ? 0 : PQntuples(res);
 	/* Act only on what the approver recorded: the event names exactly the
 	 * requirements of this pause, and every one of them is resolved. */
 	json_array_foreach (decisions, i, dec) {
 		const char *rid = json_string_value(json_object_get(dec, "requirement_id"));
 		bool found = false;
 		for (int k = 0; k < n && !found; k++)
-			found = !strcmp(PQgetvalue(reqs, k, 0), rid);
+			found = !strcmp(PQgetvalue(res, k, 0), rid);
 		if (!found) {
 			st = sl_err(t->err, sizeof(t->err), SL_INVALID,
 			            "run %s: continue names requirement %s, which the run is not "
@@ -745,10 +770,10 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 		goto out;
 	}
 	for (int k = 0; k < n; k++) {
-		if (!strcmp(PQgetvalue(reqs, k, 4), "pending")) {
+		if (!strcmp(PQgetvalue(res, k, 4), "pending")) {
 			st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
 			            "run %s: requirement %s is not resolved; continue refused",
-			            run_id, PQgetvalue(reqs, k, 0));
+			            run_id, PQgetvalue(res, k, 0));
 			goto out;
 		}
 	}
@@ -763,10 +788,10 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 		 * same statement (each runs at most once); apply_decisions runs the
 		 * ones claimed here without asking again. */
 		for (int k = 0; k < n; k++) {
-			const sl_tool *tool = tool_to_run(t, reqs, k);
+			const sl_tool *tool = tool_to_run(t, res, k);
 			if (tool)
 				json_array_append_new(tools, json_pack("{s:s, s:s}", "call_id",
-				                                       PQgetvalue(reqs, k, 1),
+				                                       PQgetvalue(res, k, 1),
 				                                       "tool_name", tool->name));
 		}
 		tooltext = json_dumps(tools, JSON_COMPACT);
@@ -783,7 +808,7 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 		    "ON CONFLICT DO NOTHING RETURNING tool_call_id) "
 		    "SELECT (SELECT count(*) FROM c), "
 		    "(SELECT coalesce(json_agg(tool_call_id), '[]') FROM t)",
-		    4, (const char *[]){run_id, t->ev.id, p[1], tooltext}, &claim, t->err,
+		    4, (const char *[]){run_id, t->ev.id, seq, tooltext}, &claim, t->err,
 		    sizeof(t->err));
 		free(tooltext);
 		if (st)
@@ -806,8 +831,9 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 		        run_id, t->ev.id);
 	else
 		sl_info("run %s: continuing with %d decision(s)", run_id, n);
-	t->decisions = reqs;
-	reqs = NULL;
+	t->decisions = res;
+	t->ndecisions = n;
+	res = NULL;
 	t->dec_i = 0;
 	t->ph = PH_DECISIONS;
 	*nx = NX_STEP;
@@ -815,7 +841,6 @@ out:
 	if (locked)
 		sl_db_rollback(db);
 	PQclear(res);
-	PQclear(reqs);
 	return st;
 }
 
@@ -875,7 +900,7 @@ static sl_status apply_decisions(PGconn *db, task *t, next *nx)
 	PGresult *reqs = t->decisions;
 
 	*nx = NX_STEP;
-	for (; t->dec_i < PQntuples(reqs); t->dec_i++) {
+	for (; t->dec_i < t->ndecisions; t->dec_i++) {
 		int row = t->dec_i;
 		const char *call_id = PQgetvalue(reqs, row, 1);
 		const sl_tool *tool = tool_to_run(t, reqs, row);
@@ -1085,7 +1110,7 @@ static sl_status begin(PGconn *db, task *t, next *nx)
 	}
 	if ((st = sl_db_ensure(db, t->err, sizeof(t->err))))
 		return st;
-	return t->is_run ? begin_requested(db, t, nx) : begin_continue(db, t, nx);
+	return t->is_run ? begin_requested(t, nx) : begin_continue(db, t, nx);
 }
 
 /* Ends the message after a failed step: dead-letters bad input, starts
@@ -1231,6 +1256,8 @@ static void fail_all(task **ts, size_t n, sl_status st, const char *why)
 /* A write of tasks of kind, as one statement's row. */
 static json_t *outcome_row(const task *t, outcome kind)
 {
+	if (kind == OUT_START)
+		return start_row(t);
 	if (kind == OUT_PAUSE)
 		return pause_row(t);
 	if (kind == OUT_FINISH)
@@ -1264,10 +1291,12 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 	p[1] = CONSUMER;
 	p[2] = kind == OUT_PAUSE ? env->topic_approvals : env->topic_results;
 	st = sl_db_exec(db,
-	                kind == OUT_PAUSE    ? pause_sql
+	                kind == OUT_START    ? start_sql
+	                : kind == OUT_PAUSE  ? pause_sql
 	                : kind == OUT_FINISH ? finish_sql
 	                                     : tool_sql,
-	                kind == OUT_TOOL ? 1 : 3, p, &res, errbuf, sizeof(errbuf));
+	                kind == OUT_TOOL || kind == OUT_START ? 1 : 3, p, &res, errbuf,
+	                sizeof(errbuf));
 	free(text);
 	json_decref(rows);
 	if (st == SL_OK && kind == OUT_TOOL) {
@@ -1275,6 +1304,23 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 			ts[i]->outcome = OUT_NONE;
 			tool_recorded(ts[i]);
 			db_job(ts[i], state);
+		}
+	} else if (st == SL_OK && kind == OUT_START) {
+		for (int i = 0; i < PQntuples(res); i++)
+			json_object_set_new(written, PQgetvalue(res, i, 0), json_true());
+		for (size_t i = 0; i < n; i++) {
+			task *t = ts[i];
+			/* a run id twice in one batch: the first inserts it, the
+			 * second finds it */
+			bool fresh = json_object_get(written, t->r.run_id) != NULL;
+
+			json_object_del(written, t->r.run_id);
+			t->outcome = OUT_NONE;
+			t->ph = fresh ? PH_MODEL : PH_EXISTS;
+			if (fresh)
+				sl_info("run %s: started for agent %s", t->r.run_id,
+				        t->r.agent->id);
+			db_job(t, state);
 		}
 	} else if (st == SL_OK) {
 		for (int i = 0; i < PQntuples(res); i++)
@@ -1299,15 +1345,18 @@ static void flush_job(void *arg, void *state)
 	wk_env *env = arg;
 	wk_outcomes *q = env->outcomes;
 	PGconn *db = ((wk_db *)state)->conn;
-	task *batch[3][OUTCOME_BATCH];
-	size_t nb[3] = {0, 0, 0}, total = 0;
+	task *batch[4][OUTCOME_BATCH];
+	size_t nb[4] = {0, 0, 0, 0}, total = 0;
 	bool more;
 	char errbuf[256];
 
 	pthread_mutex_lock(&q->mu);
 	while (q->head && total < OUTCOME_BATCH) {
 		task *t = q->head;
-		int k = t->outcome == OUT_PAUSE ? 0 : t->outcome == OUT_FINISH ? 1 : 2;
+		int k = t->outcome == OUT_PAUSE    ? 0
+		        : t->outcome == OUT_FINISH ? 1
+		        : t->outcome == OUT_TOOL   ? 2
+		                                   : 3;
 
 		q->head = t->next_out;
 		batch[k][nb[k]++] = t;
@@ -1322,11 +1371,13 @@ static void flush_job(void *arg, void *state)
 	if (more && !wk_pool_push(env->db, flush_job, outcomes_drop, env))
 		outcomes_drop(env);
 	if (sl_db_ensure(db, errbuf, sizeof(errbuf))) {
-		for (int k = 0; k < 3; k++)
+		for (int k = 0; k < 4; k++)
 			fail_all(batch[k], nb[k], SL_RETRY, errbuf);
 		return;
 	}
-	/* tool results first: their runs go on to the model */
+	/* starts and tool results first: their runs go on to the model */
+	if (nb[3])
+		write_outcomes(state, batch[3], nb[3], OUT_START);
 	if (nb[2])
 		write_outcomes(state, batch[2], nb[2], OUT_TOOL);
 	if (nb[0])
@@ -1350,6 +1401,7 @@ static void db_job(void *arg, void *state)
 		case PH_MODEL: nx = send_to_model(t); break;
 		case PH_REPLY: st = read_reply(t, &nx); break;
 		case PH_CALLS: st = handle_calls(db, t, &nx); break;
+		case PH_EXISTS: st = begin_existing(db, t, &nx); break;
 		}
 	}
 	if (st) {

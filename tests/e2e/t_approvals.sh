@@ -140,3 +140,20 @@ t_worker_killed_mid_tool() {
     grep -q "interrupted" <<<"$(api GET "/v1/runs/$rid" | jq -r .output)"
   check "one approval" [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r .meta.total_count)" = 1 ]
 }
+
+# A request for a run that exists (a repeated submit, a redelivery) starts
+# nothing new: the run is left as it is; for another agent it is refused.
+t_repeated_request() {
+  local rid="repeat-$$-$RANDOM"
+  submit data-admin "Delete all data for user U-2010." "$rid" >/dev/null
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  submit data-admin "Delete all data for user U-2010." "$rid" >/dev/null
+  check "the same request again is ignored" eventually 20 \
+    grep -q "run $rid is already paused; request .* ignored" "$SLUICE_DEV_DIR"/worker-*.log
+  submit chat-admin "Delete all data for user U-2010." "$rid" >/dev/null
+  check "a request for the run with another agent is dead-lettered" eventually 20 \
+    bash -c "kcat -b $SLUICE_KAFKA_BROKERS -C -t sluice.dlq -e -q -f '%h\t%s\n' | grep -F '$rid' | grep -q 'another agent'"
+  check "still paused, one requirement" \
+    [ "$(api GET "/v1/runs/$rid" | jq -r '.status + " " + (.requirements | length | tostring)')" = "paused 1" ]
+  check "no tool ran" [ "$(tool_calls_for U-2010)" = 0 ]
+}
