@@ -115,6 +115,51 @@ static bool one_of(const char *v, const char *const *allowed)
 	return false;
 }
 
+static void store_free(void *p)
+{
+	ap_store *s = p;
+
+	if (s->db)
+		PQfinish(s->db);
+	free(s);
+}
+
+void ap_api_init(ap_api *api)
+{
+	pthread_key_create(&api->thread_store, store_free);
+}
+
+void ap_api_fini(ap_api *api)
+{
+	pthread_key_delete(api->thread_store);
+}
+
+/* The calling HTTP thread's store (store_ready() made it). */
+static ap_store *thread_store(ap_api *api)
+{
+	return pthread_getspecific(api->thread_store);
+}
+
+/* Makes the calling thread's store on its first request and (re)connects
+ * it when its connection is down. */
+static sl_status store_ready(ap_api *api, char *errbuf, size_t errsize)
+{
+	ap_store *s = thread_store(api);
+
+	if (!s) {
+		s = sl_malloc(sizeof(*s));
+		*s = api->store;
+		s->db = NULL;
+		pthread_setspecific(api->thread_store, s);
+	}
+	if (!s->db) {
+		s->db = sl_db_connect(api->database_url, errbuf, errsize);
+		if (!s->db)
+			return SL_RETRY;
+	}
+	return sl_db_ensure(s->db, errbuf, errsize);
+}
+
 static enum MHD_Result store_error(struct MHD_Connection *conn, sl_status st, const char *errbuf)
 {
 	switch (st) {
@@ -232,9 +277,10 @@ static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const ch
 		ret = sl_httpd_send_error(req->conn, 400, "result must be a string");
 		goto out;
 	}
-	st = by_approval
-	         ? ap_store_resolve_approval(&api->store, id, &d, &out, errbuf, sizeof(errbuf))
-	         : ap_store_resolve(&api->store, id, &d, &out, errbuf, sizeof(errbuf));
+	st =
+	    by_approval
+	        ? ap_store_resolve_approval(thread_store(api), id, &d, &out, errbuf, sizeof(errbuf))
+	        : ap_store_resolve(thread_store(api), id, &d, &out, errbuf, sizeof(errbuf));
 	if (st) {
 		ret = store_error(req->conn, st, errbuf);
 		goto out;
@@ -260,8 +306,8 @@ static enum MHD_Result cancel(ap_api *api, const sl_httpd_request *req, const ch
 	if (!body)
 		return ret;
 	if (opt_string(req, body, "reason", MAX_NOTE, &reason, &ret)) {
-		st =
-		    ap_store_cancel(&api->store, run_id, reason, who, &out, errbuf, sizeof(errbuf));
+		st = ap_store_cancel(thread_store(api), run_id, reason, who, &out, errbuf,
+		                     sizeof(errbuf));
 		ret = st ? store_error(req->conn, st, errbuf)
 		         : sl_httpd_send_json(req->conn, 200, out);
 	}
@@ -302,7 +348,8 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 		                           "limit must be an integer from 1 to 1000");
 	if (!int_arg(req->conn, "page", 1, 1000000, &page))
 		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
-	st = ap_store_list_approvals(&api->store, f, page, limit, &out, errbuf, sizeof(errbuf));
+	st = ap_store_list_approvals(thread_store(api), f, page, limit, &out, errbuf,
+	                             sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
 	return sl_httpd_send_json(req->conn, 200, out);
@@ -325,8 +372,8 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 		                           "limit must be an integer from 1 to 1000");
 	if (!int_arg(req->conn, "page", 1, 1000000, &page))
 		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
-	st = ap_store_list_requirements(&api->store, status, run_id, page, limit, &out, errbuf,
-	                                sizeof(errbuf));
+	st = ap_store_list_requirements(thread_store(api), status, run_id, page, limit, &out,
+	                                errbuf, sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
 	return sl_httpd_send_json(req->conn, 200, out);
@@ -373,7 +420,7 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 	who = identify(api, req->conn);
 	if (!who)
 		return sl_httpd_send_error(req->conn, 401, "missing or invalid bearer token");
-	if ((st = sl_db_ensure(api->store.db, errbuf, sizeof(errbuf))))
+	if ((st = store_ready(api, errbuf, sizeof(errbuf))))
 		return store_error(req->conn, st, errbuf);
 
 	if (!strncmp(req->path, "/v1/runs/", 9)) {
@@ -386,7 +433,7 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 			            : sl_httpd_send_error(req->conn, 405, "use POST");
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
-		st = ap_store_get_run(&api->store, id, &out, errbuf, sizeof(errbuf));
+		st = ap_store_get_run(thread_store(api), id, &out, errbuf, sizeof(errbuf));
 		if (st == SL_NOT_FOUND)
 			return sl_httpd_send_error(req->conn, 404, "no run %s", id);
 		return st ? store_error(req->conn, st, errbuf)
@@ -418,8 +465,8 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		long long n;
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
-		st = ap_store_count_pending(&api->store, arg(req->conn, "user_id"), &n, errbuf,
-		                            sizeof(errbuf));
+		st = ap_store_count_pending(thread_store(api), arg(req->conn, "user_id"), &n,
+		                            errbuf, sizeof(errbuf));
 		if (st)
 			return store_error(req->conn, st, errbuf);
 		return sl_httpd_send_json(req->conn, 200,
@@ -435,7 +482,7 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 			            : sl_httpd_send_error(req->conn, 405, "use POST");
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
-		st = ap_store_get_approval(&api->store, id, &out, errbuf, sizeof(errbuf));
+		st = ap_store_get_approval(thread_store(api), id, &out, errbuf, sizeof(errbuf));
 		if (st == SL_NOT_FOUND)
 			return sl_httpd_send_error(req->conn, 404, "no approval %s", id);
 		return st ? store_error(req->conn, st, errbuf)

@@ -8,6 +8,8 @@
 #include "ap_store.h"
 #include "sl_httpd.h"
 
+#include <pthread.h>
+
 /* Largest request body accepted (413 past it). */
 #define AP_API_MAX_BODY (64 * 1024)
 
@@ -17,10 +19,18 @@ typedef struct ap_identity {
 } ap_identity;
 
 typedef struct ap_api {
-	ap_store store; /* used by the HTTP thread only */
+	ap_store store; /* settings each HTTP thread's store copies (no connection) */
+	const char *database_url;
+	pthread_key_t thread_store; /* each HTTP thread's ap_store and connection */
 	ap_identity *ids;
 	size_t nids;
 } ap_api;
+
+/* Sets up the per-thread stores (made on a thread's first request, with a
+ * connection of their own, freed when the thread ends); fini after the HTTP
+ * threads have stopped. */
+void ap_api_init(ap_api *api);
+void ap_api_fini(ap_api *api);
 
 /*
  * Parses SLUICE_API_TOKENS: comma-separated NAME:TOKEN pairs. Fails with

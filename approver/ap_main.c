@@ -78,6 +78,8 @@ int main(int argc, char **argv)
 	char **rest = calloc((size_t)argc + 1, sizeof(char *));
 	const char *topics[2];
 	long long next_expiry = 0;
+	bool api_ready = false;
+	long threads = 0;
 	int nrest, rc = 1;
 
 	memset(&a, 0, sizeof(a));
@@ -95,6 +97,10 @@ int main(int argc, char **argv)
 		sl_error("unknown argument %s", rest[0]);
 		goto out;
 	}
+	if (!sl_parse_long(a.cfg.approver_threads, 1, 256, &threads)) {
+		sl_error("SLUICE_APPROVER_THREADS must be a number from 1 to 256");
+		goto out;
+	}
 	a.source = sl_event_source("approver");
 	a.topic_approvals = sl_config_topic(&a.cfg, "approvals");
 	a.topic_continues = sl_config_topic(&a.cfg, "continues");
@@ -103,12 +109,11 @@ int main(int argc, char **argv)
 	a.store.topic_continues = a.api.store.topic_continues = a.topic_continues;
 	a.store.topic_results = a.api.store.topic_results = a.topic_results;
 	a.store.db = sl_db_connect(a.cfg.database_url, errbuf, sizeof(errbuf));
-	if (a.store.db)
-		a.api.store.db = sl_db_connect(a.cfg.database_url, errbuf, sizeof(errbuf));
-	if (!a.api.store.db) {
+	if (!a.store.db) {
 		sl_error("%s", errbuf);
 		goto out;
 	}
+	a.api.database_url = a.cfg.database_url;
 	a.producer = sl_kafka_producer_new(&a.cfg, errbuf, sizeof(errbuf));
 	if (!a.producer) {
 		sl_error("kafka producer: %s", errbuf);
@@ -132,14 +137,16 @@ int main(int argc, char **argv)
 		sl_error("outbox relay: %s", errbuf);
 		goto out;
 	}
-	a.httpd = sl_httpd_start(a.cfg.approver_listen, AP_API_MAX_BODY, false, ap_api_handle,
-	                         &a.api, errbuf, sizeof(errbuf));
+	ap_api_init(&a.api);
+	api_ready = true;
+	a.httpd = sl_httpd_start(a.cfg.approver_listen, AP_API_MAX_BODY, (unsigned)threads,
+	                         ap_api_handle, &a.api, errbuf, sizeof(errbuf));
 	if (!a.httpd) {
 		sl_error("%s", errbuf);
 		goto out;
 	}
-	sl_info("approver started: HTTP API on %s, %zu identities, consuming %s",
-	        a.cfg.approver_listen, a.api.nids, a.topic_approvals);
+	sl_info("approver started: HTTP API on %s (%ld threads), %zu identities, consuming %s",
+	        a.cfg.approver_listen, threads, a.api.nids, a.topic_approvals);
 	while (!stopping) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(a.consumer, 20);
 
@@ -159,6 +166,8 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	sl_httpd_stop(a.httpd);
+	if (api_ready)
+		ap_api_fini(&a.api);
 	sl_relay_stop(a.relay);
 	if (a.consumer) {
 		rd_kafka_consumer_close(a.consumer);
@@ -170,8 +179,6 @@ out:
 	}
 	if (a.store.db)
 		PQfinish(a.store.db);
-	if (a.api.store.db)
-		PQfinish(a.api.store.db);
 	ap_api_free_tokens(a.api.ids, a.api.nids);
 	free(a.source);
 	free(a.topic_approvals);

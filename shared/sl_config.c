@@ -35,6 +35,7 @@ static const struct field fields[] = {
      offsetof(sl_config, worker_max_in_flight), "2048"},
     {"SLUICE_WORKER_TOOL_THREADS", "--worker-tool-threads",
      offsetof(sl_config, worker_tool_threads), "16"},
+    {"SLUICE_APPROVER_THREADS", "--approver-threads", offsetof(sl_config, approver_threads), "4"},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

@@ -23,6 +23,7 @@ typedef struct sl_config {
 	char *worker_concurrency;   /* database threads and connections of a worker */
 	char *worker_max_in_flight; /* messages a worker works on at once */
 	char *worker_tool_threads;  /* tool executions a worker runs at once */
+	char *approver_threads;     /* HTTP threads of the approver, a connection each */
 } sl_config;
 
 /* Fills c from the environment, with the documented defaults. */

@@ -107,7 +107,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 }
 
-sl_httpd *sl_httpd_start(const char *listen, size_t max_body, bool per_connection,
+sl_httpd *sl_httpd_start(const char *listen, size_t max_body, unsigned threads,
                          sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize)
 {
 	struct sockaddr_in sa;
@@ -139,15 +139,15 @@ sl_httpd *sl_httpd_start(const char *listen, size_t max_body, bool per_connectio
 	h->handler = handler;
 	h->ud = ud;
 	/* poll() rather than select(), so that descriptors past FD_SETSIZE work */
-	if (per_connection)
+	if (threads == 0)
 		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
 	else
 		flags |= MHD_USE_EPOLL;
-	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)SL_HTTPD_MAX_CONNECTIONS,
-	                        MHD_OPTION_END);
+	h->d = MHD_start_daemon(
+	    flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)SL_HTTPD_MAX_CONNECTIONS,
+	    MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0, MHD_OPTION_END);
 	if (!h->d) {
 		sl_err(errbuf, errsize, SL_FATAL, "cannot listen on %s", listen);
 		free(h);

@@ -29,11 +29,11 @@ typedef enum MHD_Result (*sl_httpd_handler)(void *ud, const sl_httpd_request *re
 
 /*
  * Listens on listen ("HOST:PORT"; port 0 picks one) and serves requests on
- * libmicrohttpd's threads: one thread per connection when per_connection is
- * true, else one polling thread for all. Returns NULL with the reason in
- * errbuf.
+ * libmicrohttpd's threads: one thread per connection when threads is 0,
+ * else that many polling threads sharing the connections. Returns NULL
+ * with the reason in errbuf.
  */
-sl_httpd *sl_httpd_start(const char *listen, size_t max_body, bool per_connection,
+sl_httpd *sl_httpd_start(const char *listen, size_t max_body, unsigned threads,
                          sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize);
 
 /* The port actually bound. */
