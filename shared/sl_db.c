@@ -134,10 +134,9 @@ static sl_status classify(PGconn *conn, const PGresult *res)
 	return SL_FATAL;
 }
 
-sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                     PGresult **res, char *errbuf, size_t errsize)
+/* Hands r over as the outcome of a statement. */
+static sl_status outcome(PGconn *conn, PGresult *r, PGresult **res, char *errbuf, size_t errsize)
 {
-	PGresult *r = exec(conn, sql, nparams, params);
 	ExecStatusType es = PQresultStatus(r);
 	sl_status st;
 
@@ -159,6 +158,20 @@ sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *con
 	}
 	PQclear(r);
 	return st;
+}
+
+sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     PGresult **res, char *errbuf, size_t errsize)
+{
+	return outcome(conn, exec(conn, sql, nparams, params), res, errbuf, errsize);
+}
+
+sl_status sl_db_exec_replanned(PGconn *conn, const char *sql, int nparams,
+                               const char *const *params, PGresult **res, char *errbuf,
+                               size_t errsize)
+{
+	return outcome(conn, PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0), res,
+	               errbuf, errsize);
 }
 
 sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize)

@@ -27,6 +27,12 @@ sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize);
 sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                      PGresult **res, char *errbuf, size_t errsize);
 
+/* As sl_db_exec, but planned afresh on each call (never prepared): for a
+ * statement whose best plan changes as its tables grow. */
+sl_status sl_db_exec_replanned(PGconn *conn, const char *sql, int nparams,
+                               const char *const *params, PGresult **res, char *errbuf,
+                               size_t errsize);
+
 sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize);
 sl_status sl_db_commit(PGconn *conn, char *errbuf, size_t errsize);
 /* Rolls back whatever transaction is open; never fails loudly. */

@@ -473,14 +473,27 @@ static json_t *finish_row(const task *t)
  * "audit" one is written only when it is resolved). A run whose event had
  * its effect before, or that is no longer running, is left alone; the
  * statement returns the event ids of the runs it wrote.
+ *
+ * Plans: a batch is a few rows joined to tables by their keys, and must
+ * stay index probes however big the tables grow. PostgreSQL guesses 100
+ * rows for jsonb_to_recordset(), and with that it scans and hashes a whole
+ * table (or all of a consumer's processed events) until the table is far
+ * bigger than 100 probes - a cost that grows with the table. So the rows
+ * come through sluice_batch() (migration 0004: estimated at 10), the
+ * processed-event check is kept a probe per row ("OFFSET 0" stops it being
+ * turned into a join), and the statements are planned on each call
+ * (sl_db_exec_replanned): a plan cached while a table was small would scan
+ * it for ever after.
  */
 static const char *const pause_sql =
-    "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, messages jsonb, "
+    "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
+    "x(run_id text, messages jsonb, "
     "event_id text, payload text, reqs jsonb)), "
     "upd AS (UPDATE runs r SET status = 'paused', messages = x.messages, "
     "pause_seq = r.pause_seq + 1, version = r.version + 1, updated_at = now() FROM x "
     "WHERE r.run_id = x.run_id AND r.status = 'running' AND NOT EXISTS "
-    "(SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND p.event_id = x.event_id) "
+    "(SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND p.event_id = x.event_id "
+    "OFFSET 0) "
     "RETURNING r.run_id, r.session_id, r.agent_id, r.user_id, r.status, r.pause_seq, "
     "x.event_id, x.payload, x.reqs), "
     "claim AS (INSERT INTO processed_events (consumer, event_id) SELECT $2, event_id FROM upd), "
@@ -509,12 +522,14 @@ static const char *const pause_sql =
     "SELECT event_id FROM upd";
 
 static const char *const finish_sql =
-    "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, status text, "
+    "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
+    "x(run_id text, status text, "
     "output text, error text, messages jsonb, event_id text, payload text)), "
     "upd AS (UPDATE runs r SET status = x.status, output = x.output, error = x.error, "
     "messages = x.messages, version = r.version + 1, updated_at = now() FROM x "
     "WHERE r.run_id = x.run_id AND r.status = 'running' AND NOT EXISTS "
-    "(SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND p.event_id = x.event_id) "
+    "(SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND p.event_id = x.event_id "
+    "OFFSET 0) "
     "RETURNING r.run_id, x.event_id, x.payload), "
     "claim AS (INSERT INTO processed_events (consumer, event_id) SELECT $2, event_id FROM upd), "
     "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd "
@@ -523,7 +538,8 @@ static const char *const finish_sql =
 
 static const char *const tool_sql =
     "UPDATE tool_executions e SET status = 'done', result = x.result, finished_at = now() "
-    "FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, call_id text, result text) "
+    "FROM sluice_batch($1::jsonb) AS b(r), "
+    "jsonb_to_record(b.r) AS x(run_id text, call_id text, result text) "
     "WHERE e.run_id = x.run_id AND e.tool_call_id = x.call_id";
 
 /* Sets the task up to be completed (ok) or failed with text. */
@@ -1290,13 +1306,13 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 	p[0] = text;
 	p[1] = CONSUMER;
 	p[2] = kind == OUT_PAUSE ? env->topic_approvals : env->topic_results;
-	st = sl_db_exec(db,
-	                kind == OUT_START    ? start_sql
-	                : kind == OUT_PAUSE  ? pause_sql
-	                : kind == OUT_FINISH ? finish_sql
-	                                     : tool_sql,
-	                kind == OUT_TOOL || kind == OUT_START ? 1 : 3, p, &res, errbuf,
-	                sizeof(errbuf));
+	st = sl_db_exec_replanned(db,
+	                          kind == OUT_START    ? start_sql
+	                          : kind == OUT_PAUSE  ? pause_sql
+	                          : kind == OUT_FINISH ? finish_sql
+	                                               : tool_sql,
+	                          kind == OUT_TOOL || kind == OUT_START ? 1 : 3, p, &res, errbuf,
+	                          sizeof(errbuf));
 	free(text);
 	json_decref(rows);
 	if (st == SL_OK && kind == OUT_TOOL) {
