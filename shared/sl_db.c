@@ -10,7 +10,14 @@
 
 PGconn *sl_db_connect(const char *url, char *errbuf, size_t errsize)
 {
-	PGconn *conn = PQconnectdb(url);
+	return sl_db_connect_with(url, NULL, errbuf, errsize);
+}
+
+PGconn *sl_db_connect_with(const char *url, const char *options, char *errbuf, size_t errsize)
+{
+	const char *keys[] = {"dbname", options ? "options" : NULL, NULL};
+	const char *values[] = {url, options, NULL};
+	PGconn *conn = PQconnectdbParams(keys, values, 1);
 
 	if (PQstatus(conn) != CONNECTION_OK) {
 		sl_err(errbuf, errsize, SL_RETRY, "cannot connect to PostgreSQL: %s",
@@ -164,14 +171,6 @@ sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *con
                      PGresult **res, char *errbuf, size_t errsize)
 {
 	return outcome(conn, exec(conn, sql, nparams, params), res, errbuf, errsize);
-}
-
-sl_status sl_db_exec_replanned(PGconn *conn, const char *sql, int nparams,
-                               const char *const *params, PGresult **res, char *errbuf,
-                               size_t errsize)
-{
-	return outcome(conn, PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0), res,
-	               errbuf, errsize);
 }
 
 sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize)

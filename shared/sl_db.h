@@ -13,6 +13,10 @@
 /* Connects to url (a libpq URI). Returns NULL with the reason in errbuf. */
 PGconn *sl_db_connect(const char *url, char *errbuf, size_t errsize);
 
+/* As sl_db_connect, with server settings for the session in options
+ * (libpq's "options", e.g. "-c name=value"); they last through resets. */
+PGconn *sl_db_connect_with(const char *url, const char *options, char *errbuf, size_t errsize);
+
 /* Makes sure conn is usable, resetting it when the server went away.
  * Returns SL_RETRY when it still is not. */
 sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize);
@@ -26,12 +30,6 @@ sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize);
  */
 sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                      PGresult **res, char *errbuf, size_t errsize);
-
-/* As sl_db_exec, but planned afresh on each call (never prepared): for a
- * statement whose best plan changes as its tables grow. */
-sl_status sl_db_exec_replanned(PGconn *conn, const char *sql, int nparams,
-                               const char *const *params, PGresult **res, char *errbuf,
-                               size_t errsize);
 
 sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize);
 sl_status sl_db_commit(PGconn *conn, char *errbuf, size_t errsize);

@@ -66,7 +66,6 @@ typedef enum next {
 	NX_END,     /* the message is done with */
 } next;
 
-/* The outcome a task waits to have written. */
 /* What a task waits to have written with other tasks' writes of its kind:
  * its run's start or outcome, or a tool's result. */
 typedef enum outcome { OUT_NONE, OUT_START, OUT_PAUSE, OUT_FINISH, OUT_TOOL } outcome;
@@ -330,6 +329,7 @@ static void tool_recorded(task *t)
 	t->ph = t->after_tool;
 }
 
+/* Builds the {name, type, description} list of a user-input tool. */
 static json_t *user_input_schema(const sl_tool *tool)
 {
 	json_t *schema = json_array(), *f;
@@ -481,9 +481,9 @@ static json_t *finish_row(const task *t)
  * bigger than 100 probes - a cost that grows with the table. So the rows
  * come through sluice_batch() (migration 0004: estimated at 10), the
  * processed-event check is kept a probe per row ("OFFSET 0" stops it being
- * turned into a join), and the statements are planned on each call
- * (sl_db_exec_replanned): a plan cached while a table was small would scan
- * it for ever after.
+ * turned into a join), and the worker's connections do not choose
+ * sequential scans (WK_DB_OPTIONS): a plan prepared while a table was small
+ * would otherwise scan it for ever after.
  */
 static const char *const pause_sql =
     "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
@@ -565,7 +565,6 @@ static next to_fail(task *t, const char *fmt, ...)
 	return to_finish(t, false, why);
 }
 
-/* PH_BEGIN of a sluice.run.requested: records the run (or finds it). */
 /*
  * PH_BEGIN of a sluice.run.requested: the run is set up and queued to be
  * inserted with other runs' starts (group commit); then it goes to the
@@ -1306,13 +1305,13 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 	p[0] = text;
 	p[1] = CONSUMER;
 	p[2] = kind == OUT_PAUSE ? env->topic_approvals : env->topic_results;
-	st = sl_db_exec_replanned(db,
-	                          kind == OUT_START    ? start_sql
-	                          : kind == OUT_PAUSE  ? pause_sql
-	                          : kind == OUT_FINISH ? finish_sql
-	                                               : tool_sql,
-	                          kind == OUT_TOOL || kind == OUT_START ? 1 : 3, p, &res, errbuf,
-	                          sizeof(errbuf));
+	st = sl_db_exec(db,
+	                kind == OUT_START    ? start_sql
+	                : kind == OUT_PAUSE  ? pause_sql
+	                : kind == OUT_FINISH ? finish_sql
+	                                     : tool_sql,
+	                kind == OUT_TOOL || kind == OUT_START ? 1 : 3, p, &res, errbuf,
+	                sizeof(errbuf));
 	free(text);
 	json_decref(rows);
 	if (st == SL_OK && kind == OUT_TOOL) {
