@@ -328,7 +328,7 @@ t_stdio_executor() {
   silent_rid=$(submit stdio-admin 'call flaky {"mode":"silent"}')
   check "a call with no answer fails after timeout_ms; the run completes" eventually 30 run_is "$silent_rid" completed
   check "silent: the model is told it timed out" \
-    [ "$(api GET "/v1/runs/$silent_rid" | jq -r .output)" = "Done: error: tool flaky timed out after 4000 ms" ]
+    [ "$(api GET "/v1/runs/$silent_rid" | jq -r .output)" = "Done: error: tool flaky timed out after 5000 ms" ]
 
   exit_rid=$(submit stdio-admin 'call flaky {"mode":"exit"}')
   check "a process that ends mid-call fails that call; the run completes" eventually 20 run_is "$exit_rid" completed
