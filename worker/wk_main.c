@@ -4,8 +4,9 @@
  * the poll loop only dispatches, pausing the partitions while
  * SLUICE_WORKER_MAX_IN_FLIGHT messages are in flight; database steps run on
  * SLUICE_WORKER_CONCURRENCY threads with a connection each, model calls on
- * one curl multi thread, tools on SLUICE_WORKER_TOOL_THREADS threads (or,
- * for "stdio" tools, as lines to their long-running processes). The
+ * one curl multi thread (with http tools' POSTs), command tools on
+ * SLUICE_WORKER_TOOL_THREADS threads, "stdio" tools as lines to their
+ * long-running processes. The
  * outbox is relayed on a thread woken by NOTIFY, and a message's offset is
  * stored once it and every message before it in its partition are done.
  */

@@ -61,7 +61,7 @@ typedef enum phase {
 typedef enum next {
 	NX_STEP,    /* another database step, on this thread */
 	NX_MODEL,   /* the request is posted; the fetch thread has the task */
-	NX_TOOL,    /* a tool is to run (tool thread or stdio thread) */
+	NX_TOOL,    /* a tool is to run (tool, fetch or stdio thread) */
 	NX_OUTCOME, /* the run's outcome is to be written, with others' */
 	NX_END,     /* the message is done with */
 } next;
@@ -289,19 +289,41 @@ static void tool_result_queue(task *t)
 	outcome_queue(t);
 }
 
-/* On a tool thread. */
+/* On a tool thread: a command tool. */
 static void tool_job(void *arg, void *state)
 {
 	task *t = arg;
 	char errbuf[512];
 
 	(void)state;
-	if (wk_tool_execute(t->tool, t->r.run_id, t->call_id, t->tool_args, &t->tool_result, errbuf,
-	                    sizeof(errbuf))) {
+	if (wk_tool_run_command(t->tool, t->tool_args, &t->tool_result, errbuf, sizeof(errbuf))) {
 		sl_error("run %s: %s", t->r.run_id, errbuf);
 		t->tool_result = sl_asprintf("error: tool %s could not be started", t->tool->name);
 	}
 	tool_result_queue(t);
+}
+
+/* On the fetch thread: an http tool answered, or could not be reached. */
+static void on_http_tool_answer(void *arg, wk_fetch_result *res)
+{
+	task *t = arg;
+
+	t->tool_result = wk_tool_http_result(t->tool, res->st, res->status, &res->body);
+	tool_result_queue(t);
+}
+
+/* POSTs the tool's arguments through the fetch thread, so that a slow tool
+ * endpoint holds no thread. Returns false when the worker is stopping. */
+static bool post_http_tool(task *t)
+{
+	char *idem = sl_asprintf("Idempotency-Key: %s:%s", t->r.run_id, t->call_id);
+	const char *headers[] = {"Content-Type: application/json", idem, NULL};
+	bool ok = wk_fetch_post(t->env->fetch, t->tool->url, headers,
+	                        json_dumps(t->tool_args, JSON_COMPACT), WK_TOOL_MAX_OUTPUT,
+	                        t->tool->timeout_ms, on_http_tool_answer, t);
+
+	free(idem);
+	return ok;
 }
 
 /* On the stdio thread: a long-running tool process answered. */
@@ -908,7 +930,7 @@ static char *decision_text(PGresult *reqs, int row)
 
 /*
  * PH_DECISIONS: the tool result the model sees for each resolved
- * requirement, in order; a confirmed tool is run (once) on a tool thread.
+ * requirement, in order; a confirmed tool is run (once).
  */
 static sl_status apply_decisions(PGconn *db, task *t, next *nx)
 {
@@ -1425,6 +1447,9 @@ static void db_job(void *arg, void *state)
 	}
 	if (nx == NX_OUTCOME) {
 		outcome_queue(t);
+	} else if (nx == NX_TOOL && t->tool->executor == SL_EXEC_HTTP) {
+		if (!post_http_tool(t))
+			task_free(t);
 	} else if (nx == NX_TOOL && t->tool->executor == SL_EXEC_STDIO) {
 		if (!wk_stdio_call(t->env->stdio, t->tool, t->r.run_id, t->call_id, t->tool_args,
 		                   on_stdio_answer, t))

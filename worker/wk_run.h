@@ -9,7 +9,8 @@
  *
  *   database thread  (decode, claim, load)
  *     -> fetch thread  (the model call, through curl multi)
- *     -> tool thread   (a tool process or HTTP call)
+ *     -> tool thread   (a command tool's process)
+ *        or the fetch thread (an http tool's POST)
  *        or the stdio thread (a call to a long-running tool process)
  *     -> outcome queue (the tool's result, written with other runs' tool
  *                       results in one statement by a database thread,

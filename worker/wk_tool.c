@@ -2,7 +2,6 @@
  * wk_tool.c - running tools.
  */
 #include "wk_tool.h"
-#include "sl_http.h"
 #include "sl_log.h"
 
 #include <errno.h>
@@ -134,37 +133,25 @@ out:
 	return st;
 }
 
-static sl_status run_http(const sl_tool *t, const char *run_id, const char *call_id,
-                          const char *input, char **result, char *errbuf, size_t errsize)
+char *wk_tool_http_result(const sl_tool *t, sl_status st, long status, char **body)
 {
-	char *idem = sl_asprintf("Idempotency-Key: %s:%s", run_id, call_id);
-	const char *headers[] = {"Content-Type: application/json", idem, NULL};
-	sl_http_response resp;
-	sl_status st;
+	char *out;
 
-	(void)errbuf;
-	(void)errsize;
-	st = sl_http_request("POST", t->url, headers, input, WK_TOOL_MAX_OUTPUT, t->timeout_ms,
-	                     &resp, NULL, 0);
 	if (st == SL_TOO_BIG)
-		*result = sl_asprintf("error: tool %s answered more than %d bytes", t->name,
-		                      WK_TOOL_MAX_OUTPUT);
-	else if (st)
-		*result = sl_asprintf("error: tool %s could not be reached", t->name);
-	else if (resp.status < 200 || resp.status > 299)
-		*result = sl_asprintf("error: tool %s answered HTTP %ld: %.2000s", t->name,
-		                      resp.status, resp.body);
-	else {
-		*result = resp.body;
-		resp.body = NULL;
-	}
-	sl_http_response_free(&resp);
-	free(idem);
-	return SL_OK;
+		return sl_asprintf("error: tool %s answered more than %d bytes", t->name,
+		                   WK_TOOL_MAX_OUTPUT);
+	if (st)
+		return sl_asprintf("error: tool %s could not be reached", t->name);
+	if (status < 200 || status > 299)
+		return sl_asprintf("error: tool %s answered HTTP %ld: %.2000s", t->name, status,
+		                   *body ? *body : "");
+	out = *body ? *body : sl_strdup("");
+	*body = NULL;
+	return out;
 }
 
-sl_status wk_tool_execute(const sl_tool *t, const char *run_id, const char *call_id,
-                          const json_t *args, char **result, char *errbuf, size_t errsize)
+sl_status wk_tool_run_command(const sl_tool *t, const json_t *args, char **result, char *errbuf,
+                              size_t errsize)
 {
 	char *input = json_dumps(args, JSON_COMPACT);
 	sl_status st;
@@ -172,10 +159,8 @@ sl_status wk_tool_execute(const sl_tool *t, const char *run_id, const char *call
 	*result = NULL;
 	if (t->executor == SL_EXEC_COMMAND)
 		st = run_command(t, input, result, errbuf, errsize);
-	else if (t->executor == SL_EXEC_HTTP)
-		st = run_http(t, run_id, call_id, input, result, errbuf, errsize);
 	else
-		st = sl_err(errbuf, errsize, SL_FATAL, "tool %s has no executor", t->name);
+		st = sl_err(errbuf, errsize, SL_FATAL, "tool %s is not a command tool", t->name);
 	free(input);
 	return st;
 }

@@ -1,7 +1,8 @@
 /*
  * wk_tool.h - tool executors: a command (no shell; JSON arguments on stdin,
- * the result on stdout) or an HTTP endpoint (JSON arguments POSTed with an
- * Idempotency-Key).
+ * the result on stdout), run here on a tool thread, and the meaning of an
+ * HTTP endpoint's answer (the POST itself goes through wk_fetch). The
+ * "stdio" executor is wk_stdio.h.
  */
 #ifndef WK_TOOL_H
 #define WK_TOOL_H
@@ -15,13 +16,18 @@
 #define WK_TOOL_MAX_OUTPUT (1024 * 1024)
 
 /*
- * Runs tool t with args. On SL_OK *result (free() it) is what the model is
- * told: the tool's output, or an "error: ..." text when the tool failed,
- * timed out or wrote more than WK_TOOL_MAX_OUTPUT. Returns SL_FATAL only
- * when the tool could not be started at all.
+ * Runs command tool t with args (blocking). On SL_OK *result (free() it) is
+ * what the model is told: the tool's output, or an "error: ..." text when
+ * the tool failed, timed out or wrote more than WK_TOOL_MAX_OUTPUT. Returns
+ * SL_FATAL only when the tool could not be started at all.
  */
-sl_status wk_tool_execute(const sl_tool *t, const char *run_id, const char *call_id,
-                          const json_t *args, char **result, char *errbuf, size_t errsize);
+sl_status wk_tool_run_command(const sl_tool *t, const json_t *args, char **result, char *errbuf,
+                              size_t errsize);
+
+/* What the model is told for http tool t's answer: the 2xx body (taken
+ * from *body), or an "error: ..." text for a failed request (st), an answer
+ * over WK_TOOL_MAX_OUTPUT or another status. */
+char *wk_tool_http_result(const sl_tool *t, sl_status st, long status, char **body);
 
 /* Checks at start-up that every command tool's program exists and can be
  * run; the error names the agent, the tool and the field. */

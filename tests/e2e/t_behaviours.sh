@@ -286,6 +286,12 @@ t_http_executor() {
     grep -qx "$rid:$call {\"order_id\":\"O-4711\"}" "$HTTP_TOOL_LOG"
   check "the 2xx body is the result the model saw" \
     [ "$(api GET "/v1/runs/$rid" | jq -r .output)" = "Done: Looked up O-4711" ]
+  rid=$(submit http-agent "Where is order O-503?")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  api POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{}' >/dev/null
+  check "another status: the run completes" eventually 20 run_is "$rid" completed
+  check "the model is told the status and body" \
+    [ "$(api GET "/v1/runs/$rid" | jq -r .output)" = "Done: error: tool lookup_order answered HTTP 503: overloaded" ]
 }
 
 # The "stdio" executor: one long-running process per tool answers calls as

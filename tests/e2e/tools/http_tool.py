@@ -1,4 +1,5 @@
-"""Test-only HTTP tool endpoint: answers POSTs with "Looked up ORDER_ID" and
+"""Test-only HTTP tool endpoint: answers POSTs with "Looked up ORDER_ID"
+(order O-503: HTTP 503 "overloaded") and
 appends "IDEMPOTENCY_KEY BODY" to the log file, so tests can check what
 Sluice's http executor sent.
 
@@ -16,8 +17,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         with open(LOG, "a", encoding="utf-8") as f:
             f.write(f"{self.headers.get('Idempotency-Key', '-')} {body.decode()}\n")
-        out = f"Looked up {json.loads(body).get('order_id', '?')}".encode()
-        self.send_response(200)
+        order = json.loads(body).get("order_id", "?")
+        status, out = (503, b"overloaded") if order == "O-503" else (200, f"Looked up {order}".encode())
+        self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
