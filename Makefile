@@ -64,6 +64,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 $(BUILD)/tests/test_scripted: $(call obj,dev/scripted.c worker/wk_model.c)
 $(BUILD)/tests/test_flight: $(call obj,worker/wk_flight.c)
+$(BUILD)/tests/test_tool: $(call obj,worker/wk_tool.c)
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS) -lcmocka

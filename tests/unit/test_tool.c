@@ -1,0 +1,119 @@
+/* Unit tests of the command tool executor (wk_tool_run_command): real
+ * processes through /bin/sh; the arguments on stdin, the result from
+ * stdout, and what the model is told when the tool fails, hangs or writes
+ * too much. Also what an http tool's answer means (wk_tool_http_result). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../worker/wk_tool.h"
+
+/* Runs "sh -c script" as tool t with {"user_id":"U-1"}; returns the result. */
+static char *run(const char *script, long timeout_ms, sl_status *st)
+{
+	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
+	sl_tool t = {
+	    .name = "t", .executor = SL_EXEC_COMMAND, .argv = argv, .timeout_ms = timeout_ms};
+	json_t *args = json_pack("{s:s}", "user_id", "U-1");
+	char errbuf[256], *result = NULL;
+
+	*st = wk_tool_run_command(&t, args, &result, errbuf, sizeof(errbuf));
+	json_decref(args);
+	return result;
+}
+
+static void arguments_in_result_out(void **state)
+{
+	sl_status st;
+	char *r = run("cat", 5000, &st);
+	(void)state;
+	assert_int_equal(st, SL_OK);
+	assert_string_equal(r, "{\"user_id\":\"U-1\"}");
+	free(r);
+	r = run("printf 'done\\n'", 5000, &st); /* one trailing newline dropped */
+	assert_string_equal(r, "done");
+	free(r);
+}
+
+static void failure_is_told(void **state)
+{
+	sl_status st;
+	char *r = run("printf partial; exit 3", 5000, &st);
+	(void)state;
+	assert_int_equal(st, SL_OK);
+	assert_string_equal(r, "error: tool t failed (exit status 3): partial");
+	free(r);
+}
+
+static void hang_times_out(void **state)
+{
+	sl_status st;
+	char *r = run("exec sleep 30", 200, &st);
+	(void)state;
+	assert_int_equal(st, SL_OK);
+	assert_string_equal(r, "error: tool t timed out after 200 ms");
+	free(r);
+}
+
+static void too_much_output(void **state)
+{
+	sl_status st;
+	char *r = run("head -c 2000000 /dev/zero", 5000, &st);
+	(void)state;
+	assert_int_equal(st, SL_OK);
+	assert_string_equal(r, "error: tool t wrote more than 1048576 bytes");
+	free(r);
+}
+
+static void cannot_start(void **state)
+{
+	char *argv[] = {"/nonexistent/tool", NULL};
+	sl_tool t = {.name = "t", .executor = SL_EXEC_COMMAND, .argv = argv, .timeout_ms = 1000};
+	json_t *args = json_object();
+	char errbuf[256], *result = NULL;
+	(void)state;
+	assert_int_equal(wk_tool_run_command(&t, args, &result, errbuf, sizeof(errbuf)), SL_FATAL);
+	assert_null(result);
+	assert_non_null(strstr(errbuf, "/nonexistent/tool"));
+	json_decref(args);
+}
+
+static void http_answers(void **state)
+{
+	sl_tool t = {.name = "lookup", .executor = SL_EXEC_HTTP};
+	char *body = strdup("Looked up O-1"), *r;
+	(void)state;
+	r = wk_tool_http_result(&t, SL_OK, 200, &body);
+	assert_string_equal(r, "Looked up O-1");
+	assert_null(body); /* taken */
+	free(r);
+	body = strdup("overloaded");
+	r = wk_tool_http_result(&t, SL_OK, 503, &body);
+	assert_string_equal(r, "error: tool lookup answered HTTP 503: overloaded");
+	free(r);
+	free(body);
+	body = NULL;
+	r = wk_tool_http_result(&t, SL_RETRY, 0, &body);
+	assert_string_equal(r, "error: tool lookup could not be reached");
+	free(r);
+	r = wk_tool_http_result(&t, SL_TOO_BIG, 200, &body);
+	assert_string_equal(r, "error: tool lookup answered more than 1048576 bytes");
+	free(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(arguments_in_result_out),
+	    cmocka_unit_test(failure_is_told),
+	    cmocka_unit_test(hang_times_out),
+	    cmocka_unit_test(too_much_output),
+	    cmocka_unit_test(cannot_start),
+	    cmocka_unit_test(http_answers),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
