@@ -16,7 +16,8 @@
 #define WK_TOOL_MAX_OUTPUT (1024 * 1024)
 
 /*
- * Runs command tool t with args (blocking). On SL_OK *result (free() it) is
+ * Runs command tool t with args (blocking). The process must ignore SIGPIPE
+ * (a tool may exit without reading its input). On SL_OK *result (free() it) is
  * what the model is told: the tool's output, or an "error: ..." text when
  * the tool failed, timed out or wrote more than WK_TOOL_MAX_OUTPUT. Returns
  * SL_FATAL only when the tool could not be started at all.

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,6 +108,9 @@ static void http_answers(void **state)
 
 int main(void)
 {
+	/* as in the worker: a tool that exits without reading its input must
+	 * not kill the caller writing it */
+	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(arguments_in_result_out),
 	    cmocka_unit_test(failure_is_told),
