@@ -18,6 +18,7 @@
 #include <search.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -54,10 +55,10 @@ struct proc {
 
 struct wk_stdio {
 	pthread_t thread;
-	pthread_mutex_t mu; /* guards the three below */
+	pthread_mutex_t mu; /* guards the two below */
 	bool stopping;
 	call *queue, *queue_tail; /* new calls, through next */
-	long long next_id;
+	atomic_llong next_id;     /* the id of the next call */
 	int wake[2];
 	proc *procs;
 	size_t n;
@@ -122,16 +123,22 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Queues the lines of the calls not yet sent, oldest first. */
+/* Queues c's request line for writing to its (running) process. */
+static void send_call(proc *p, call *c)
+{
+	sl_buf_append(&p->wbuf, c->line, strlen(c->line)); /* unlimited */
+	free(c->line);
+	c->line = NULL;
+}
+
+/* A process started: the calls that waited for it are sent, oldest first
+ * (only those do not have their line sent: a running process gets each
+ * call's line as it comes). */
 static void send_unsent(proc *p)
 {
-	for (call *c = p->head; c; c = c->next) {
-		if (!c->line)
-			continue;
-		sl_buf_append(&p->wbuf, c->line, strlen(c->line)); /* unlimited */
-		free(c->line);
-		c->line = NULL;
-	}
+	for (call *c = p->head; c; c = c->next)
+		if (c->line)
+			send_call(p, c);
 }
 
 static void start_proc(proc *p)
@@ -272,7 +279,6 @@ static void write_requests(proc *p)
 	if (n > 0) {
 		memmove(p->wbuf.data, p->wbuf.data + n, p->wbuf.len - (size_t)n);
 		p->wbuf.len -= (size_t)n;
-		send_unsent(p);
 	} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 		close_fd(&p->in); /* it closed its stdin; its stdout tells the rest */
 	}
@@ -305,7 +311,7 @@ static bool take_queue(wk_stdio *s)
 		p->tail = c;
 		tsearch(c, &s->index, by_id);
 		if (p->pid && p->in >= 0)
-			send_unsent(p);
+			send_call(p, c);
 	}
 	return !stopping;
 }
@@ -376,7 +382,7 @@ wk_stdio *wk_stdio_start(const sl_agents *agents, void (*drop)(void *arg), char 
 	wk_stdio *s = sl_calloc(1, sizeof(*s));
 
 	s->drop = drop;
-	s->next_id = 1;
+	atomic_init(&s->next_id, 1);
 	s->wake[0] = s->wake[1] = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	for (size_t i = 0; i < agents->n; i++)
@@ -435,17 +441,17 @@ bool wk_stdio_call(wk_stdio *s, const sl_tool *tool, const char *run_id, const c
 	c->cb = cb;
 	c->arg = arg;
 	c->deadline = sl_mono_ms() + tool->timeout_ms;
+	c->id = atomic_fetch_add(&s->next_id, 1);
+	/* the line is made before the lock: other threads queue calls too */
+	req = json_pack("{s:I, s:s, s:s, s:s, s:O}", "id", (json_int_t)c->id, "tool", tool->name,
+	                "run_id", run_id, "tool_call_id", call_id, "arguments", (json_t *)args);
+	text = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	c->line = sl_asprintf("%s\n", text);
+	free(text);
 	pthread_mutex_lock(&s->mu);
 	ok = !s->stopping;
-	c->id = s->next_id++;
 	if (ok) {
-		req = json_pack("{s:I, s:s, s:s, s:s, s:O}", "id", (json_int_t)c->id, "tool",
-		                tool->name, "run_id", run_id, "tool_call_id", call_id, "arguments",
-		                (json_t *)args);
-		text = json_dumps(req, JSON_COMPACT);
-		json_decref(req);
-		c->line = sl_asprintf("%s\n", text);
-		free(text);
 		if (s->queue_tail)
 			s->queue_tail->next = c;
 		else
@@ -454,6 +460,7 @@ bool wk_stdio_call(wk_stdio *s, const sl_tool *tool, const char *run_id, const c
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (!ok) {
+		free(c->line);
 		free(c);
 		return false;
 	}
