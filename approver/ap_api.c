@@ -160,19 +160,31 @@ static sl_status store_ready(ap_api *api, char *errbuf, size_t errsize)
 	return sl_db_ensure(s->db, errbuf, errsize);
 }
 
-static enum MHD_Result store_error(struct MHD_Connection *conn, sl_status st, const char *errbuf)
+/* The HTTP status and {"error"} answer for a store failure. */
+static json_t *error_answer(sl_status st, const char *errbuf, unsigned *status)
 {
 	switch (st) {
-	case SL_NOT_FOUND: return sl_httpd_send_error(conn, 404, "%s", errbuf);
-	case SL_CONFLICT: return sl_httpd_send_error(conn, 409, "%s", errbuf);
-	case SL_INVALID: return sl_httpd_send_error(conn, 400, "%s", errbuf);
+	case SL_NOT_FOUND: *status = 404; break;
+	case SL_CONFLICT: *status = 409; break;
+	case SL_INVALID: *status = 400; break;
 	case SL_RETRY:
 		sl_warn("http: database unavailable: %s", errbuf);
-		return sl_httpd_send_error(conn, 503, "database unavailable, try again");
+		*status = 503;
+		return json_pack("{s:s}", "error", "database unavailable, try again");
 	default:
 		sl_error("http: %s", errbuf);
-		return sl_httpd_send_error(conn, 500, "internal error");
+		*status = 500;
+		return json_pack("{s:s}", "error", "internal error");
 	}
+	return json_pack("{s:s}", "error", errbuf);
+}
+
+static enum MHD_Result store_error(struct MHD_Connection *conn, sl_status st, const char *errbuf)
+{
+	unsigned status;
+	json_t *answer = error_answer(st, errbuf, &status);
+
+	return sl_httpd_send_json(conn, status, answer);
 }
 
 /* Splits "/v1/requirements/ID/confirm" style paths; returns the id (copied
@@ -227,6 +239,31 @@ static bool opt_string(const sl_httpd_request *req, const json_t *obj, const cha
 	return true;
 }
 
+/* A decision on its way through the decider: it owns the request body
+ * the decision points into, and the parked request. */
+typedef struct deciding {
+	ap_decide_job job;
+	char id[SL_EVENT_MAX_ID + 2];
+	json_t *body;
+	sl_httpd_deferred *request;
+} deciding;
+
+/* The decider's answer, on its thread. */
+static void decided(ap_decide_job *job)
+{
+	deciding *c = (deciding *)job; /* job is its first member */
+	unsigned status = 200;
+	json_t *answer = job->v.out;
+
+	if (job->v.st)
+		answer = error_answer(job->v.st, job->v.err, &status);
+	else
+		atomic_fetch_add(&n_decisions, 1);
+	sl_httpd_answer_json(c->request, status, answer);
+	json_decref(c->body);
+	free(c);
+}
+
 /* POST /v1/requirements/{id}/{confirm,reject,input,result} and
  * POST /v1/approvals/{id}/resolve. */
 static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const char *id,
@@ -276,6 +313,20 @@ static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const ch
 	if (d.action == AP_RESULT && !d.result) {
 		ret = sl_httpd_send_error(req->conn, 400, "result must be a string");
 		goto out;
+	}
+	if (!by_approval && api->decider) {
+		/* Resolved with the decisions that come in meanwhile; the request
+		 * waits off this thread, which goes on serving others. */
+		deciding *c = sl_calloc(1, sizeof(*c));
+
+		snprintf(c->id, sizeof(c->id), "%s", id);
+		c->job.v.id = c->id;
+		c->job.v.d = d;
+		c->job.done = decided;
+		c->body = body;
+		c->request = sl_httpd_defer(req);
+		ap_decider_submit(api->decider, &c->job);
+		return MHD_YES;
 	}
 	st =
 	    by_approval
@@ -379,17 +430,20 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 	return sl_httpd_send_json(req->conn, 200, out);
 }
 
-static enum MHD_Result metrics(const sl_httpd_request *req)
+static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 {
 	char *text = sl_asprintf("# TYPE sluice_approver_http_requests_total counter\n"
 	                         "sluice_approver_http_requests_total %ld\n"
 	                         "# TYPE sluice_approver_decisions_total counter\n"
 	                         "sluice_approver_decisions_total %ld\n"
+	                         "# TYPE sluice_approver_decision_batches_total counter\n"
+	                         "sluice_approver_decision_batches_total %ld\n"
 	                         "# TYPE sluice_approver_events_total counter\n"
 	                         "sluice_approver_events_total %ld\n"
 	                         "# TYPE sluice_approver_dead_letters_total counter\n"
 	                         "sluice_approver_dead_letters_total %ld\n",
 	                         atomic_load(&n_requests), atomic_load(&n_decisions),
+	                         api->decider ? ap_decider_batches(api->decider) : 0L,
 	                         atomic_load(&n_events), atomic_load(&n_dead_letters));
 	enum MHD_Result ret =
 	    sl_httpd_send(req->conn, 200, "text/plain; version=0.0.4", text, strlen(text));
@@ -411,7 +465,7 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 	if (!strcmp(req->path, "/healthz"))
 		return sl_httpd_send_json(req->conn, 200, json_pack("{s:s}", "status", "ok"));
 	if (!strcmp(req->path, "/metrics"))
-		return metrics(req);
+		return metrics(api, req);
 	if (!strcmp(req->path, "/") && get)
 		return sl_httpd_send(req->conn, 200, "text/html; charset=utf-8", ap_inbox_html,
 		                     strlen(ap_inbox_html));

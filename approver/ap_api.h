@@ -5,6 +5,7 @@
 #ifndef AP_API_H
 #define AP_API_H
 
+#include "ap_decide.h"
 #include "ap_store.h"
 #include "sl_httpd.h"
 
@@ -24,6 +25,7 @@ typedef struct ap_api {
 	pthread_key_t thread_store; /* each HTTP thread's ap_store and connection */
 	ap_identity *ids;
 	size_t nids;
+	ap_decider *decider; /* decisions on requirements, when set (else on the HTTP thread) */
 } ap_api;
 
 /* Sets up the per-thread stores (made on a thread's first request, with a

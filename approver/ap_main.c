@@ -1,7 +1,8 @@
 /*
  * ap_main.c - sluice-approver: consumes sluice.approvals (group
- * "sluice-approver"), serves the HTTP API on its own thread and database
- * connection, and relays its outbox (the continue events).
+ * "sluice-approver"), serves the HTTP API on its own threads (each with a
+ * database connection for reads; decisions go to the decision thread and
+ * its connection, ap_decide.h), and relays its outbox (the continue events).
  */
 #include "ap_api.h"
 #include "ap_store.h"
@@ -33,6 +34,7 @@ typedef struct approver {
 	ap_store store; /* the consumer's; the HTTP thread has its own */
 	ap_api api;
 	sl_httpd *httpd;
+	ap_decider *decider; /* the API's decisions, in batches */
 	sl_relay *relay;
 	char *source;
 	char *topic_approvals;
@@ -108,7 +110,9 @@ int main(int argc, char **argv)
 	a.topic_results = sl_config_topic(&a.cfg, "results");
 	a.store.topic_continues = a.api.store.topic_continues = a.topic_continues;
 	a.store.topic_results = a.api.store.topic_results = a.topic_results;
-	a.store.db = sl_db_connect(a.cfg.database_url, errbuf, sizeof(errbuf));
+	/* the paused events' checks and the expiry: all by key */
+	a.store.db =
+	    sl_db_connect_with(a.cfg.database_url, SL_DB_KEY_LOOKUPS, errbuf, sizeof(errbuf));
 	if (!a.store.db) {
 		sl_error("%s", errbuf);
 		goto out;
@@ -139,6 +143,12 @@ int main(int argc, char **argv)
 	}
 	ap_api_init(&a.api);
 	api_ready = true;
+	a.decider = ap_decider_start(a.cfg.database_url, &a.api.store, errbuf, sizeof(errbuf));
+	if (!a.decider) {
+		sl_error("%s", errbuf);
+		goto out;
+	}
+	a.api.decider = a.decider;
 	a.httpd = sl_httpd_start(a.cfg.approver_listen, AP_API_MAX_BODY, (unsigned)threads,
 	                         ap_api_handle, &a.api, errbuf, sizeof(errbuf));
 	if (!a.httpd) {
@@ -165,7 +175,11 @@ int main(int argc, char **argv)
 	sl_info("approver stopping");
 	rc = 0;
 out:
+	/* Decisions in progress are answered before the server stops; those
+	 * that come in meanwhile get 503. */
+	ap_decider_stop(a.decider);
 	sl_httpd_stop(a.httpd);
+	ap_decider_free(a.decider);
 	if (api_ready)
 		ap_api_fini(&a.api);
 	sl_relay_stop(a.relay);

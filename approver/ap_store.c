@@ -8,6 +8,7 @@
 #include "sl_outbox.h"
 #include "sl_schema.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,22 +116,36 @@ static sl_status check_values(const json_t *values, const json_t *fields, char *
 	return SL_OK;
 }
 
-/* The requirement row resolve works on. */
-/* A requirement and its run, as load() read and locked them. */
+/* A requirement and its run, as the batch's locking read found them (the
+ * strings point into that read's result). */
 typedef struct req_row {
-	PGresult *res;
-	const char *status, *run_id, *pause_seq;
+	const char *run_id, *run_status, *run_pause_seq, *status, *pause_seq;
 	bool expired, needs_input, external;
 	json_t *fields, *tool_args, *tool_schema;
 } req_row;
 
-static void req_row_clear(req_row *r)
+/* One decision of a batch on its way through ap_store_resolve_many(). */
+typedef struct resolving {
+	ap_resolution *v;
+	req_row r;
+	bool planned; /* checked; its statement is in the batch */
+	bool late;    /* came after expires_at: it expires the requirement, then 409 */
+	ap_action action;
+	char *values, *edited, *cont;
+	char approval_id[37];
+	json_t *event;
+} resolving;
+
+static void resolving_clear(resolving *g)
 {
-	PQclear(r->res);
-	json_decref(r->fields);
-	json_decref(r->tool_args);
-	json_decref(r->tool_schema);
-	memset(r, 0, sizeof(*r));
+	json_decref(g->r.fields);
+	json_decref(g->r.tool_args);
+	json_decref(g->r.tool_schema);
+	json_decref(g->event);
+	free(g->values);
+	free(g->edited);
+	free(g->cont);
+	memset(g, 0, sizeof(*g));
 }
 
 /*
@@ -193,172 +208,290 @@ static sl_status plan(const req_row *r, const ap_decision *d, ap_action *action,
 	}
 }
 
-/* Loads and locks requirement id and its run, in one statement. The run is
- * locked first (FOR UPDATE OF locks in the order named): resolutions of one
- * run's requirements are serialised, so exactly one of them sees the last
- * pending one go. Both rows are read as they are once locked. */
-static sl_status load(ap_store *s, const char *id, req_row *r, char *errbuf, size_t errsize)
-{
-	const char *p[] = {id};
-	sl_status st;
+/*
+ * Locks the batch's requirements and their runs, and reads them, in one
+ * statement. Runs are locked before their requirements and in run_id order
+ * (the sort is below the row locks): resolutions of one run's requirements
+ * are serialised, so exactly one of them sees the last pending one go, and
+ * two batches lock in the same order. Rows are read as they are once locked.
+ */
+#define LOAD_SQL                                                                   \
+	"SELECT r.id, u.run_id, u.status, u.pause_seq, r.status, r.pause_seq, "    \
+	"r.expires_at IS NOT NULL AND r.expires_at <= now(), r.needs_user_input, " \
+	"r.external_execution, r.user_input_schema, r.tool_args, r.tool_schema "   \
+	"FROM runs u JOIN requirements r ON r.run_id = u.run_id "                  \
+	"WHERE r.id = ANY ($1::text[]) "                                           \
+	"ORDER BY u.run_id, r.id FOR UPDATE OF u, r"
 
-	memset(r, 0, sizeof(*r));
-	st = sl_db_exec(s->db,
-	                "SELECT u.run_id, u.status, u.pause_seq, r.status, r.pause_seq, "
-	                "r.expires_at IS NOT NULL AND r.expires_at <= now(), r.needs_user_input, "
-	                "r.external_execution, r.user_input_schema, r.tool_args, r.tool_schema "
-	                "FROM runs u JOIN requirements r ON r.run_id = u.run_id WHERE r.id = $1 "
-	                "FOR UPDATE OF u, r",
-	                1, p, &r->res, errbuf, errsize);
-	if (st)
-		return st;
-	if (PQntuples(r->res) != 1)
+/* Fills g->r from the locking read's row for g's requirement and checks
+ * that it can be decided. */
+static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size_t errsize)
+{
+	const char *id = g->v->id;
+	req_row *r = &g->r;
+	int row = -1;
+
+	for (int i = 0; i < PQntuples(res) && row < 0; i++)
+		if (!strcmp(PQgetvalue(res, i, 0), id))
+			row = i;
+	if (row < 0)
 		return sl_err(errbuf, errsize, SL_NOT_FOUND, "no requirement %s", id);
-	r->run_id = PQgetvalue(r->res, 0, 0);
-	r->pause_seq = PQgetvalue(r->res, 0, 2);
-	r->status = PQgetvalue(r->res, 0, 3);
-	r->expired = !strcmp(PQgetvalue(r->res, 0, 5), "t");
-	r->needs_input = !strcmp(PQgetvalue(r->res, 0, 6), "t");
-	r->external = !strcmp(PQgetvalue(r->res, 0, 7), "t");
-	r->fields = json_loads(PQgetvalue(r->res, 0, 8), 0, NULL);
-	r->tool_args = json_loads(PQgetvalue(r->res, 0, 9), 0, NULL);
-	r->tool_schema = json_loads(PQgetvalue(r->res, 0, 10), 0, NULL);
+	r->run_id = PQgetvalue(res, row, 1);
+	r->run_status = PQgetvalue(res, row, 2);
+	r->run_pause_seq = PQgetvalue(res, row, 3);
+	r->status = PQgetvalue(res, row, 4);
+	r->pause_seq = PQgetvalue(res, row, 5);
+	r->expired = !strcmp(PQgetvalue(res, row, 6), "t");
+	r->needs_input = !strcmp(PQgetvalue(res, row, 7), "t");
+	r->external = !strcmp(PQgetvalue(res, row, 8), "t");
+	r->fields = json_loads(PQgetvalue(res, row, 9), 0, NULL);
+	r->tool_args = json_loads(PQgetvalue(res, row, 10), 0, NULL);
+	r->tool_schema = json_loads(PQgetvalue(res, row, 11), 0, NULL);
 	if (strcmp(r->status, "pending"))
 		return sl_err(errbuf, errsize, SL_CONFLICT, "requirement %s is already %s", id,
 		              r->status);
-	if (strcmp(PQgetvalue(r->res, 0, 1), "paused") ||
-	    strcmp(PQgetvalue(r->res, 0, 4), r->pause_seq))
+	if (strcmp(r->run_status, "paused") || strcmp(r->run_pause_seq, r->pause_seq))
 		return sl_err(errbuf, errsize, SL_CONFLICT,
 		              "run %s is %s; requirement %s cannot be decided", r->run_id,
-		              PQgetvalue(r->res, 0, 1), id);
+		              r->run_status, id);
 	return SL_OK;
+}
+
+/*
+ * One statement: the decision; the approval record (a "required" one was
+ * opened at the pause, an "audit" one is written now; both end with the
+ * outcome); and, when nothing of the pause is pending any more, the continue
+ * event with every decision of the pause (the run's lock makes this decision
+ * the only one that can be the last; a decision earlier in the same batch is
+ * an earlier statement of the transaction, so this one sees it). It answers
+ * the requirement as it is now and whether the continue was queued.
+ */
+#define DECIDE_SQL                                                                      \
+	"WITH upd AS (UPDATE requirements SET status = $8, confirmed = $2, note = $3, " \
+	"resolved_by = $4, user_input = $5::jsonb, external_result = $6, "              \
+	"edited_args = $7::jsonb, resolved_at = now() WHERE id = $1 RETURNING *), "     \
+	"appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, " \
+	"agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "  \
+	"resolution_data, resolved_by, resolved_at, expires_at, run_status) "           \
+	"SELECT $10, r.run_id, u.session_id, r.id, u.agent_id, "                        \
+	"u.user_id, r.approval_type, r.pause_type, $9, r.tool_name, r.tool_args, "      \
+	"nullif(jsonb_strip_nulls(jsonb_build_object('note', $3::text, 'values', "      \
+	"$5::jsonb, 'result', $6::text, 'tool_args', $7::jsonb)), '{}'::jsonb), $4, "   \
+	"now(), r.expires_at, u.status FROM upd r JOIN runs u ON u.run_id = r.run_id "  \
+	"WHERE r.approval_type IS NOT NULL "                                            \
+	"ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "         \
+	"resolution_data = excluded.resolution_data, resolved_by = "                    \
+	"excluded.resolved_by, resolved_at = excluded.resolved_at, updated_at = "       \
+	"now()), "                                                                      \
+	"pause AS (SELECT id, position, status, confirmed, note, user_input, "          \
+	"external_result, resolved_by FROM requirements "                               \
+	"WHERE run_id = $11 AND pause_seq = $12::int AND id <> $1 "                     \
+	"UNION ALL SELECT id, position, status, confirmed, note, user_input, "          \
+	"external_result, resolved_by FROM upd), "                                      \
+	"decided AS (SELECT jsonb_agg(jsonb_build_object('requirement_id', id, "        \
+	"'confirmed', coalesce(confirmed, false), 'note', note, 'user_input', "         \
+	"user_input, 'external_result', external_result, 'resolved_by', resolved_by) "  \
+	"ORDER BY position) AS decisions FROM pause "                                   \
+	"HAVING NOT bool_or(status = 'pending') AND bool_or(id = $1)), "                \
+	"cont AS (INSERT INTO outbox (topic, key, payload) SELECT $13, $11, "           \
+	"jsonb_set($14::jsonb, '{data,decisions}', decisions)::text FROM decided "      \
+	"RETURNING " SL_OUTBOX_NOTIFY ") "                                              \
+	"SELECT json_build_object('requirement', " REQUIREMENT_JSON                     \
+	", 'continued', EXISTS (SELECT 1 FROM cont)) FROM upd r"
+
+/* Checks g against its row and makes what its statement needs. */
+static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *g, char *errbuf,
+                                  size_t errsize)
+{
+	const ap_decision *d = &g->v->d;
+	sl_status st;
+
+	if ((st = check_row(load, g, errbuf, errsize)))
+		return st;
+	g->action = d->action;
+	if (g->r.expired && g->action != AP_EXPIRE) {
+		/* Too late: the requirement expires now and the decision is refused. */
+		g->late = true;
+		g->action = AP_EXPIRE;
+	}
+	if (g->action != AP_EXPIRE &&
+	    (st = plan(&g->r, d, &g->action, &g->values, &g->edited, errbuf, errsize)))
+		return st;
+	/* The continue event this decision sends if it is the pause's last;
+	 * the statement fills in the decisions. */
+	g->event = sl_event_new(SL_EVENT_RUN_CONTINUE, s->source, g->r.run_id,
+	                        json_pack("{s:s, s:n}", "run_id", g->r.run_id, "decisions"));
+	g->cont = json_dumps(g->event, JSON_COMPACT);
+	sl_uuid_v7(g->approval_id);
+	return SL_OK;
+}
+
+/* The parameters of g's DECIDE_SQL, into p[14]; they point into g. */
+static void decision_params(ap_store *s, const resolving *g, const char **p)
+{
+	const ap_decision *d = &g->v->d;
+	bool expire = g->action == AP_EXPIRE;
+	bool confirmed = g->action == AP_CONFIRM || g->action == AP_INPUT || g->action == AP_RESULT;
+
+	p[0] = g->v->id;
+	p[1] = confirmed ? "true" : "false";
+	p[2] = expire ? "the approval timed out" : d->note;
+	p[3] = expire ? "sluice" : d->resolved_by;
+	p[4] = g->values;
+	p[5] = g->action == AP_RESULT ? d->result : NULL;
+	p[6] = g->edited;
+	p[7] = expire ? "expired" : "resolved";
+	p[8] = expire ? "expired" : confirmed ? "approved" : "rejected";
+	p[9] = g->approval_id;
+	p[10] = g->r.run_id;
+	p[11] = g->r.pause_seq;
+	p[12] = s->topic_continues;
+	p[13] = g->cont;
+}
+
+/* What the batch's decision statement answered for g, now committed. */
+static void decided(resolving *g, const PGresult *res)
+{
+	ap_resolution *v = g->v;
+	json_t *row = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+
+	if (!row) {
+		v->st = sl_err(v->err, sizeof(v->err), SL_FATAL,
+		               "requirement %s: the decision's statement answered no row", v->id);
+		return;
+	}
+	if (json_is_true(json_object_get(row, "continued")))
+		sl_info("run %s: all requirements resolved; continue event %s queued", g->r.run_id,
+		        json_string_value(json_object_get(g->event, "id")));
+	sl_info("requirement %s of run %s %s by %s", v->id, g->r.run_id,
+	        g->action == AP_EXPIRE   ? "expired"
+	        : g->action == AP_REJECT ? "rejected"
+	                                 : "approved",
+	        g->action == AP_EXPIRE ? "sluice" : v->d.resolved_by);
+	if (g->late) {
+		v->st = sl_err(v->err, sizeof(v->err), SL_CONFLICT, "requirement %s has expired",
+		               v->id);
+	} else {
+		v->out = json_incref(json_object_get(row, "requirement"));
+		v->st = SL_OK;
+	}
+	json_decref(row);
+}
+
+/*
+ * Runs the batch in one transaction: BEGIN and the locking read in one round
+ * trip, the checks here, then every decision's statement and the COMMIT in a
+ * second one. Returns the database's failure, if any (then nothing was
+ * written and no item is final); the items' own outcomes are in them.
+ */
+static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf, size_t errsize)
+{
+	sl_db_stmt q[AP_RESOLVE_BATCH + 1];
+	const char *params[AP_RESOLVE_BATCH][14];
+	PGresult *res[2 + AP_RESOLVE_BATCH + 1] = {0}; /* BEGIN, read; decisions, COMMIT */
+	sl_buf ids;
+	size_t k = 0;
+	sl_status st;
+
+	/* The ids as a text[] literal, each quoted: an array parameter is
+	 * planned as a few probes of the requirements' key. */
+	sl_buf_init(&ids, (size_t)-1);
+	sl_buf_append(&ids, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		sl_buf_append(&ids, i ? ",\"" : "\"", i ? 2 : 1);
+		for (const char *c = g[i].v->id; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				sl_buf_append(&ids, "\\", 1);
+			sl_buf_append(&ids, c, 1);
+		}
+		sl_buf_append(&ids, "\"", 1);
+	}
+	sl_buf_append(&ids, "}", 1);
+	q[0] = (sl_db_stmt){"BEGIN", 0, NULL};
+	q[1] = (sl_db_stmt){LOAD_SQL, 1, (const char *[]){ids.data}};
+	if ((st = sl_db_pipeline(s->db, 2, q, res, errbuf, errsize)))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		ap_resolution *v = g[i].v;
+
+		/* A second decision on a requirement of the batch: the first wins. */
+		for (size_t j = 0; j < i && !v->st; j++)
+			if (g[j].planned && !strcmp(g[j].v->id, v->id))
+				v->st = sl_err(v->err, sizeof(v->err), SL_CONFLICT,
+				               "requirement %s is already %s", v->id,
+				               g[j].action == AP_EXPIRE ? "expired" : "resolved");
+		if (!v->st)
+			v->st = prepare_decision(s, res[1], &g[i], v->err, sizeof(v->err));
+		if (v->st)
+			continue;
+		g[i].planned = true;
+		decision_params(s, &g[i], params[k]);
+		q[k] = (sl_db_stmt){DECIDE_SQL, 14, params[k]};
+		k++;
+	}
+	if (k == 0)
+		goto out; /* nothing to write: the rollback below ends the transaction */
+	q[k] = (sl_db_stmt){"COMMIT", 0, NULL};
+	if ((st = sl_db_pipeline(s->db, k + 1, q, res + 2, errbuf, errsize)))
+		goto out;
+	k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (g[i].planned)
+			decided(&g[i], res[2 + k++]);
+out:
+	sl_db_rollback(s->db);
+	for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++)
+		PQclear(res[i]);
+	sl_buf_free(&ids);
+	return st;
+}
+
+void ap_store_resolve_many(ap_store *s, ap_resolution *v, size_t n)
+{
+	resolving g[AP_RESOLVE_BATCH];
+	char errbuf[256];
+	sl_status st;
+
+	assert(n > 0 && n <= AP_RESOLVE_BATCH);
+	memset(g, 0, sizeof(g));
+	for (size_t i = 0; i < n; i++) {
+		v[i].out = NULL;
+		v[i].st = SL_OK;
+		v[i].err[0] = '\0';
+		g[i].v = &v[i];
+	}
+	st = resolve_batch(s, g, n, errbuf, sizeof(errbuf));
+	for (size_t i = 0; i < n; i++)
+		resolving_clear(&g[i]);
+	if (st == SL_OK)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		json_decref(v[i].out);
+		v[i].out = NULL;
+	}
+	if (n == 1) {
+		v->st = st;
+		snprintf(v->err, sizeof(v->err), "%s", errbuf);
+		return;
+	}
+	/* The transaction failed as a whole (a deadlock, a lost connection, a
+	 * statement that broke): each decision is tried again on its own, so
+	 * that one decision's failure stays its own. */
+	sl_warn("a batch of %zu decisions failed (%s); trying each on its own", n, errbuf);
+	for (size_t i = 0; i < n; i++)
+		ap_store_resolve_many(s, &v[i], 1);
 }
 
 sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, json_t **out,
                            char *errbuf, size_t errsize)
 {
-	req_row r = {0};
-	ap_action action = d->action;
-	char *values = NULL, *edited = NULL, *cont = NULL, approval_id[37];
-	const char *note = d->note, *who = d->resolved_by;
-	json_t *event = NULL, *row = NULL;
-	bool late = false;
-	sl_status st;
+	ap_resolution v = {.id = id, .d = *d};
 
-	*out = NULL;
-	if ((st = sl_db_begin(s->db, errbuf, errsize)))
-		goto out;
-	if ((st = load(s, id, &r, errbuf, errsize)))
-		goto out;
-	if (r.expired && action != AP_EXPIRE) {
-		/* Too late: the requirement expires now and the decision is refused. */
-		late = true;
-		action = AP_EXPIRE;
-	}
-	if (action == AP_EXPIRE) {
-		note = "the approval timed out";
-		who = "sluice";
-	} else if ((st = plan(&r, d, &action, &values, &edited, errbuf, errsize))) {
-		goto out;
-	}
-	/* The continue event this decision sends if it is the pause's last;
-	 * the statement fills in the decisions. */
-	event = sl_event_new(SL_EVENT_RUN_CONTINUE, s->source, r.run_id,
-	                     json_pack("{s:s, s:n}", "run_id", r.run_id, "decisions"));
-	cont = json_dumps(event, JSON_COMPACT);
-	sl_uuid_v7(approval_id);
-	{
-		bool confirmed = action == AP_CONFIRM || action == AP_INPUT || action == AP_RESULT;
-		const char *status = action == AP_EXPIRE ? "expired" : "resolved";
-		const char *outcome = action == AP_EXPIRE ? "expired"
-		                      : confirmed         ? "approved"
-		                                          : "rejected";
-		const char *result = action == AP_RESULT ? d->result : NULL;
-		const char *u[] = {id,
-		                   confirmed ? "true" : "false",
-		                   note,
-		                   who,
-		                   values,
-		                   result,
-		                   edited,
-		                   status,
-		                   outcome,
-		                   approval_id,
-		                   r.run_id,
-		                   r.pause_seq,
-		                   s->topic_continues,
-		                   cont};
-
-		/* One statement: the decision; the approval record (a "required"
-		 * one was opened at the pause, an "audit" one is written now; both
-		 * end with the outcome); and, when nothing of the pause is pending
-		 * any more, the continue event with every decision of the pause
-		 * (the run's lock, taken by load(), makes this decision the only
-		 * one that can be the last). It answers the requirement as it is
-		 * now and whether the continue was queued. */
-		st = sl_db_query_json(
-		    s->db,
-		    "WITH upd AS (UPDATE requirements SET status = $8, confirmed = $2, note = $3, "
-		    "resolved_by = $4, user_input = $5::jsonb, external_result = $6, "
-		    "edited_args = $7::jsonb, resolved_at = now() WHERE id = $1 RETURNING *), "
-		    "appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, "
-		    "agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "
-		    "resolution_data, resolved_by, resolved_at, expires_at, run_status) "
-		    "SELECT $10, r.run_id, u.session_id, r.id, u.agent_id, "
-		    "u.user_id, r.approval_type, r.pause_type, $9, r.tool_name, r.tool_args, "
-		    "nullif(jsonb_strip_nulls(jsonb_build_object('note', $3::text, 'values', "
-		    "$5::jsonb, 'result', $6::text, 'tool_args', $7::jsonb)), '{}'::jsonb), $4, "
-		    "now(), r.expires_at, u.status FROM upd r JOIN runs u ON u.run_id = r.run_id "
-		    "WHERE r.approval_type IS NOT NULL "
-		    "ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "
-		    "resolution_data = excluded.resolution_data, resolved_by = "
-		    "excluded.resolved_by, resolved_at = excluded.resolved_at, updated_at = "
-		    "now()), "
-		    "pause AS (SELECT id, position, status, confirmed, note, user_input, "
-		    "external_result, resolved_by FROM requirements "
-		    "WHERE run_id = $11 AND pause_seq = $12::int AND id <> $1 "
-		    "UNION ALL SELECT id, position, status, confirmed, note, user_input, "
-		    "external_result, resolved_by FROM upd), "
-		    "decided AS (SELECT jsonb_agg(jsonb_build_object('requirement_id', id, "
-		    "'confirmed', coalesce(confirmed, false), 'note', note, 'user_input', "
-		    "user_input, 'external_result', external_result, 'resolved_by', resolved_by) "
-		    "ORDER BY position) AS decisions FROM pause "
-		    "HAVING NOT bool_or(status = 'pending') AND bool_or(id = $1)), "
-		    "cont AS (INSERT INTO outbox (topic, key, payload) SELECT $13, $11, "
-		    "jsonb_set($14::jsonb, '{data,decisions}', decisions)::text FROM decided "
-		    "RETURNING " SL_OUTBOX_NOTIFY ") "
-		    "SELECT json_build_object('requirement', " REQUIREMENT_JSON
-		    ", 'continued', EXISTS (SELECT 1 FROM cont)) FROM upd r",
-		    14, u, &row, errbuf, errsize);
-		if (st)
-			goto out;
-	}
-	if ((st = sl_db_commit(s->db, errbuf, errsize)))
-		goto out;
-	*out = json_incref(json_object_get(row, "requirement"));
-	if (json_is_true(json_object_get(row, "continued")))
-		sl_info("run %s: all requirements resolved; continue event %s queued", r.run_id,
-		        json_string_value(json_object_get(event, "id")));
-	sl_info("requirement %s of run %s %s by %s", id, r.run_id,
-	        action == AP_EXPIRE   ? "expired"
-	        : action == AP_REJECT ? "rejected"
-	                              : "approved",
-	        who);
-	if (late)
-		st = sl_err(errbuf, errsize, SL_CONFLICT, "requirement %s has expired", id);
-out:
-	if (st) {
-		json_decref(*out);
-		*out = NULL;
-	}
-	sl_db_rollback(s->db);
-	req_row_clear(&r);
-	json_decref(row);
-	json_decref(event);
-	free(cont);
-	free(values);
-	free(edited);
-	return st;
+	ap_store_resolve_many(s, &v, 1);
+	*out = v.out;
+	if (v.st)
+		sl_err(errbuf, errsize, v.st, "%s", v.err);
+	return v.st;
 }
 
 sl_status ap_store_resolve_approval(ap_store *s, const char *approval_id, const ap_decision *d,
@@ -388,9 +521,10 @@ sl_status ap_store_resolve_approval(ap_store *s, const char *approval_id, const 
 
 sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
 {
-	ap_decision d = {.action = AP_EXPIRE};
+	ap_resolution v[AP_RESOLVE_BATCH];
 	PGresult *res;
 	sl_status st;
+	int rows;
 
 	*n = 0;
 	st = sl_db_exec(s->db,
@@ -400,15 +534,22 @@ sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
 	                0, NULL, &res, errbuf, errsize);
 	if (st)
 		return st;
-	for (int i = 0; i < PQntuples(res); i++) {
-		json_t *out;
-		st = ap_store_resolve(s, PQgetvalue(res, i, 0), &d, &out, errbuf, errsize);
-		json_decref(out);
-		if (st == SL_OK)
-			(*n)++;
-		else if (st != SL_CONFLICT && st != SL_NOT_FOUND)
-			break; /* a concurrent decision is fine; anything else is not */
-		st = SL_OK;
+	rows = PQntuples(res);
+	for (int from = 0; from < rows && !st; from += AP_RESOLVE_BATCH) {
+		size_t k = 0;
+
+		for (int i = from; i < rows && k < AP_RESOLVE_BATCH; i++)
+			v[k++] =
+			    (ap_resolution){.id = PQgetvalue(res, i, 0), .d.action = AP_EXPIRE};
+		ap_store_resolve_many(s, v, k);
+		for (size_t i = 0; i < k; i++) {
+			json_decref(v[i].out);
+			if (v[i].st == SL_OK)
+				(*n)++;
+			/* a concurrent decision is fine; anything else is not */
+			else if (v[i].st != SL_CONFLICT && v[i].st != SL_NOT_FOUND && !st)
+				st = sl_err(errbuf, errsize, v[i].st, "%s", v[i].err);
+		}
 	}
 	PQclear(res);
 	return st;

@@ -64,6 +64,27 @@ typedef struct ap_decision {
 sl_status ap_store_resolve(ap_store *s, const char *id, const ap_decision *d, json_t **out,
                            char *errbuf, size_t errsize);
 
+/* Decisions resolved together at most (one transaction). */
+#define AP_RESOLVE_BATCH 32
+
+/* One decision of a batch, and what became of it. */
+typedef struct ap_resolution {
+	const char *id; /* the requirement */
+	ap_decision d;
+	json_t *out;   /* on SL_OK: the requirement as resolved (a new reference) */
+	sl_status st;  /* as ap_store_resolve() returns */
+	char err[256]; /* why, when st is not SL_OK */
+} ap_resolution;
+
+/*
+ * Resolves v[0..n) (1 <= n <= AP_RESOLVE_BATCH) as ap_store_resolve() would
+ * one after another, in one transaction and two round trips. Of two
+ * decisions on one requirement the first wins. When the transaction fails
+ * as a whole, each decision is tried again on its own, so that each
+ * outcome is that decision's.
+ */
+void ap_store_resolve_many(ap_store *s, ap_resolution *v, size_t n);
+
 /*
  * POST /v1/approvals/{id}/resolve: resolves the approval's requirement with
  * d (AP_APPROVE or AP_REJECT) and returns the approval in *out.

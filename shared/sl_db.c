@@ -77,34 +77,47 @@ static void prepared_forget(const PGconn *conn)
 	}
 }
 
+/* Prepares sql on conn as name unless it is already; false when it cannot
+ * be (the caller then runs it unprepared, which reports real errors). */
+static bool prepare(PGconn *conn, const char *sql, int nparams, char *name, size_t size)
+{
+	uint64_t hash = sql_hash(sql);
+	PGresult *r;
+
+	snprintf(name, size, "sl_%016llx", (unsigned long long)hash);
+	if (prepared_find(conn, hash))
+		return true;
+	if (prepared_n == PREPARED_MAX)
+		return false;
+	r = PQprepare(conn, name, sql, nparams, NULL);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		/* e.g. "already exists" after a lost bookkeeping entry */
+		PQclear(r);
+		return false;
+	}
+	PQclear(r);
+	prepared_set[prepared_n].conn = conn;
+	prepared_set[prepared_n++].hash = hash;
+	return true;
+}
+
+static bool unknown_statement(const PGresult *r)
+{
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+	return PQresultStatus(r) == PGRES_FATAL_ERROR && state && !strcmp(state, "26000");
+}
+
 /* Runs sql prepared when it can, unprepared otherwise. */
 static PGresult *exec(PGconn *conn, const char *sql, int nparams, const char *const *params)
 {
-	uint64_t hash;
 	char name[32];
 	PGresult *r;
 
-	if (nparams == 0)
-		return PQexecParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0);
-	hash = sql_hash(sql);
-	snprintf(name, sizeof(name), "sl_%016llx", (unsigned long long)hash);
-	if (!prepared_find(conn, hash)) {
-		if (prepared_n == PREPARED_MAX)
-			return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-		r = PQprepare(conn, name, sql, nparams, NULL);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			/* e.g. "already exists" after a lost bookkeeping entry: fall
-			 * back to the plain way, which reports real errors */
-			PQclear(r);
-			return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-		}
-		PQclear(r);
-		prepared_set[prepared_n].conn = conn;
-		prepared_set[prepared_n++].hash = hash;
-	}
+	if (nparams == 0 || !prepare(conn, sql, nparams, name, sizeof(name)))
+		return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	r = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
-	if (PQresultStatus(r) == PGRES_FATAL_ERROR && PQresultErrorField(r, PG_DIAG_SQLSTATE) &&
-	    !strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "26000")) {
+	if (unknown_statement(r)) {
 		/* unknown prepared statement: the server forgot it */
 		PQclear(r);
 		prepared_forget(conn);
@@ -171,6 +184,100 @@ sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *con
                      PGresult **res, char *errbuf, size_t errsize)
 {
 	return outcome(conn, exec(conn, sql, nparams, params), res, errbuf, errsize);
+}
+
+sl_status sl_db_pipeline(PGconn *conn, size_t n, const sl_db_stmt *stmts, PGresult **res,
+                         char *errbuf, size_t errsize)
+{
+	sl_status st = SL_OK;
+	size_t got = 0;
+	PGresult *r;
+
+	for (size_t i = 0; i < n; i++)
+		res[i] = NULL;
+	/* Preparing is a round trip of its own, not allowed in a pipeline:
+	 * done first (once per connection and statement). The statements and
+	 * their results are small (a few kB each), so sending them all before
+	 * reading cannot fill both directions' socket buffers. */
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+		if (stmts[i].nparams > 0)
+			prepare(conn, stmts[i].sql, stmts[i].nparams, name, sizeof(name));
+	}
+	if (!PQenterPipelineMode(conn))
+		return sl_err(errbuf, errsize, SL_RETRY, "cannot enter pipeline mode: %s",
+		              PQerrorMessage(conn));
+	for (size_t i = 0; i < n; i++) {
+		const sl_db_stmt *q = &stmts[i];
+		char name[32];
+		int ok;
+
+		if (q->nparams > 0 && prepare(conn, q->sql, q->nparams, name, sizeof(name)))
+			ok = PQsendQueryPrepared(conn, name, q->nparams, q->params, NULL, NULL, 0);
+		else
+			ok = PQsendQueryParams(conn, q->sql, q->nparams, NULL, q->params, NULL,
+			                       NULL, 0);
+		if (!ok) {
+			st = sl_err(errbuf, errsize, SL_RETRY, "cannot send a statement: %s",
+			            PQerrorMessage(conn));
+			break;
+		}
+	}
+	if (!PQpipelineSync(conn) && !st)
+		st = sl_err(errbuf, errsize, SL_RETRY, "cannot send a statement: %s",
+		            PQerrorMessage(conn));
+	/* Each statement's result and the NULL that ends it; then the sync's.
+	 * Two NULLs in a row: nothing more is coming (the sync was not sent). */
+	for (int nulls = 0; nulls < 2;) {
+		ExecStatusType es;
+
+		if (!(r = PQgetResult(conn))) {
+			nulls++;
+			continue;
+		}
+		nulls = 0;
+		es = PQresultStatus(r);
+		if (es == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			break;
+		}
+		if (got >= n) { /* not ours: cannot happen with one sync */
+			PQclear(r);
+			continue;
+		}
+		if (es == PGRES_PIPELINE_ABORTED) {
+			PQclear(r);
+			got++;
+			continue;
+		}
+		if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK) {
+			bool unknown = unknown_statement(r);
+
+			if (unknown)
+				prepared_forget(conn); /* prepared again next time */
+			if (st == SL_OK) {
+				st = outcome(conn, r, NULL, errbuf, errsize);
+				if (unknown)
+					st = SL_RETRY;
+			} else {
+				PQclear(r);
+			}
+			got++;
+			continue;
+		}
+		res[got++] = r;
+	}
+	if (!PQexitPipelineMode(conn) && st == SL_OK)
+		st = sl_err(errbuf, errsize, SL_RETRY, "pipeline: %s", PQerrorMessage(conn));
+	if (st == SL_OK && got < n)
+		st = sl_err(errbuf, errsize, SL_RETRY, "PostgreSQL connection lost: %s",
+		            PQerrorMessage(conn));
+	if (st)
+		for (size_t i = 0; i < n; i++) {
+			PQclear(res[i]);
+			res[i] = NULL;
+		}
+	return st;
 }
 
 sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize)

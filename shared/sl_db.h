@@ -10,6 +10,15 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+/*
+ * Session settings (sl_db_connect_with) for a connection whose statements
+ * all find rows by key. Statements are prepared once per connection: a plan
+ * made while the tables were small (a sequential scan is then the cheaper
+ * guess) would be kept as they grow, and cost ever more. With sequential
+ * scans off, plans probe indexes whatever the size.
+ */
+#define SL_DB_KEY_LOOKUPS "-c enable_seqscan=off"
+
 /* Connects to url (a libpq URI). Returns NULL with the reason in errbuf. */
 PGconn *sl_db_connect(const char *url, char *errbuf, size_t errsize);
 
@@ -30,6 +39,24 @@ sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize);
  */
 sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                      PGresult **res, char *errbuf, size_t errsize);
+
+/* One statement of a pipeline: as sl_db_exec()'s arguments. */
+typedef struct sl_db_stmt {
+	const char *sql;
+	int nparams;
+	const char *const *params;
+} sl_db_stmt;
+
+/*
+ * Runs n statements in one round trip (libpq's pipeline mode), in order, as
+ * if each had been run by sl_db_exec(). On SL_OK res[i] holds each result
+ * (PQclear() them). On failure every res[i] is NULL and the first error is
+ * returned, classed as sl_db_exec() does; the statements after the failed
+ * one did not run, and a transaction the pipeline opened is left aborted
+ * (sl_db_rollback() ends it).
+ */
+sl_status sl_db_pipeline(PGconn *conn, size_t n, const sl_db_stmt *stmts, PGresult **res,
+                         char *errbuf, size_t errsize);
 
 sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize);
 sl_status sl_db_commit(PGconn *conn, char *errbuf, size_t errsize);

@@ -17,10 +17,15 @@ struct sl_httpd {
 	void *ud;
 };
 
-/* Per-request state kept between libmicrohttpd's calls. */
-typedef struct request_state {
+/* Per-request state kept between libmicrohttpd's calls; a deferred
+ * request's answer waits here until its connection is served again. */
+typedef struct sl_httpd_deferred {
 	sl_buf body;
 	bool too_big;
+	struct MHD_Connection *conn;
+	bool answered;
+	unsigned status;
+	char *answer;
 } request_state;
 
 enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,
@@ -73,6 +78,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		*con_cls = rs;
 		return MHD_YES;
 	}
+	if (rs->answered) { /* resumed: the deferred answer is ready */
+		enum MHD_Result ret = sl_httpd_send(conn, rs->status, "application/json",
+		                                    rs->answer, strlen(rs->answer));
+		free(rs->answer);
+		rs->answer = NULL;
+		return ret;
+	}
 	if (*data_size) {
 		if (!rs->too_big && sl_buf_append(&rs->body, data, *data_size) != SL_OK) {
 			rs->too_big = true;
@@ -89,7 +101,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	req.path = url;
 	req.body = rs->body.data ? rs->body.data : "";
 	req.body_len = rs->body.len;
+	req.state = rs;
+	rs->conn = conn;
 	return h->handler(h->ud, &req);
+}
+
+sl_httpd_deferred *sl_httpd_defer(const sl_httpd_request *req)
+{
+	request_state *rs = req->state;
+
+	MHD_suspend_connection(rs->conn);
+	return rs;
+}
+
+void sl_httpd_answer_json(sl_httpd_deferred *d, unsigned status, json_t *json)
+{
+	d->answer = json_dumps(json, JSON_COMPACT);
+	d->status = status;
+	d->answered = true;
+	json_decref(json);
+	/* libmicrohttpd serves the connection again on one of its threads; the
+	 * answer above is published by the lock MHD_resume_connection takes. */
+	MHD_resume_connection(d->conn);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -102,6 +135,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (rs) {
 		sl_buf_free(&rs->body);
+		free(rs->answer);
 		free(rs);
 		*con_cls = NULL;
 	}
@@ -142,7 +176,7 @@ sl_httpd *sl_httpd_start(const char *listen, size_t max_body, unsigned threads,
 	if (threads == 0)
 		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
 	else
-		flags |= MHD_USE_EPOLL;
+		flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
 	h->d = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT,

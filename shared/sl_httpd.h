@@ -22,7 +22,11 @@ typedef struct sl_httpd_request {
 	const char *path; /* without the query string */
 	const char *body; /* NUL-terminated, "" when none */
 	size_t body_len;
+	void *state; /* sl_httpd's own */
 } sl_httpd_request;
+
+/* A request whose answer comes later (sl_httpd_defer). */
+typedef struct sl_httpd_deferred sl_httpd_deferred;
 
 /* Answers req (with sl_httpd_send*) and returns what they return. */
 typedef enum MHD_Result (*sl_httpd_handler)(void *ud, const sl_httpd_request *req);
@@ -41,6 +45,17 @@ unsigned sl_httpd_port(const sl_httpd *h);
 
 /* Stops the server and frees it; NULL is fine. */
 void sl_httpd_stop(sl_httpd *h);
+
+/*
+ * Parks req's connection: the handler returns MHD_YES at once, and the
+ * answer is given later, from any thread, with sl_httpd_answer_json() -
+ * which must happen, and before sl_httpd_stop(). Only in a server with
+ * threads > 0 (one thread per connection can simply wait).
+ */
+sl_httpd_deferred *sl_httpd_defer(const sl_httpd_request *req);
+
+/* Answers a deferred request with json (stolen) and status. */
+void sl_httpd_answer_json(sl_httpd_deferred *d, unsigned status, json_t *json);
 
 /* Sends body (copied) with status and content type. */
 enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,

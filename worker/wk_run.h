@@ -26,6 +26,7 @@
 
 #include "sl_agents.h"
 #include "sl_config.h"
+#include "sl_db.h"
 #include "sl_event.h"
 #include "wk_fetch.h"
 #include "wk_flight.h"
@@ -35,14 +36,8 @@
 #include <libpq-fe.h>
 #include <signal.h>
 
-/*
- * Session settings of the worker's connections. Every statement the worker
- * runs finds rows by key, and its statements are prepared once per
- * connection: a plan made while the tables were small (a sequential scan
- * is then the cheaper guess) would be kept as they grow, and cost ever
- * more. With sequential scans off, plans probe indexes whatever the size.
- */
-#define WK_DB_OPTIONS "-c enable_seqscan=off"
+/* Session settings of the worker's connections (see sl_db.h). */
+#define WK_DB_OPTIONS SL_DB_KEY_LOOKUPS
 
 /* Most model turns one run may take before it is failed. */
 #define WK_MAX_TURNS 16

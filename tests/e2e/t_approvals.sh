@@ -157,3 +157,73 @@ t_repeated_request() {
     [ "$(api GET "/v1/runs/$rid" | jq -r '.status + " " + (.requirements | length | tostring)')" = "paused 1" ]
   check "no tool ran" [ "$(tool_calls_for U-2010)" = 0 ]
 }
+
+# Decisions that arrive together are resolved together (one transaction per
+# batch); each keeps its own outcome: of two contradicting decisions on one
+# requirement exactly one wins, and the two requirements of one run decided
+# at the same moment give one continue event with both decisions.
+t_decisions_at_once() {
+  local ops rid q i holder batches0 batches1 out="$WORK/decisions-at-once"
+  local -a rids=() reqs=() urls=() args=()
+  ops=$(submit ops-admin $'Two things:\ncall restart_service {"service":"api-9"}\ncall scale_service {"service":"web-9","replicas":2}')
+  for i in 1 2 3 4 5 6 7 8; do
+    rids+=("$(submit data-admin "Delete all data for user U-40$i.")")
+  done
+  check "the ops run pauses" eventually 30 run_is "$ops" paused || return 1
+  for rid in "${rids[@]}"; do
+    check "run $rid pauses" eventually 30 run_is "$rid" paused || return 1
+    reqs+=("$(pending_requirement "$rid")")
+  done
+  urls=("$(req_for "$ops" restart_service)/confirm" "$(req_for "$ops" scale_service)/confirm")
+  for q in "${reqs[@]}"; do
+    urls+=("$q/confirm" "$q/reject")
+  done
+  args=()
+  for q in "${urls[@]}"; do
+    args+=(-o /dev/null "$SLUICE_APPROVER_URL/v1/requirements/$q")
+  done
+  # The run of the first requirement is held locked, so that the batch
+  # that has it waits while the other decisions come in.
+  psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL &
+BEGIN;
+SELECT 1 FROM runs WHERE run_id = '${rids[0]}' FOR UPDATE;
+SELECT pg_sleep(1.5);
+COMMIT;
+SQL
+  holder=$!
+  sleep 0.3
+  batches0=$(curl -sf "$SLUICE_APPROVER_URL/metrics" | awk '/^sluice_approver_decision_batches_total/ {print $2}')
+  # all at once: one request per connection, all sent before any answer
+  curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max 20 -X POST \
+    -H "Authorization: Bearer $SLUICE_API_TOKEN" -w '%{http_code} %{url_effective}\n' "${args[@]}" |
+    awk '{ n = split($2, p, "/"); print $1, p[n - 1], p[n] }' > "$out"
+  wait "$holder"
+  batches1=$(curl -sf "$SLUICE_APPROVER_URL/metrics" | awk '/^sluice_approver_decision_batches_total/ {print $2}')
+  check "18 answers, each 200 or 409" \
+    [ "$(grep -cE '^(200|409) ' "$out")" = 18 ]
+  check "the decisions that waited shared a batch (18 decisions, $((batches1 - batches0)) batches)" \
+    test $((batches1 - batches0)) -ge 1 -a $((batches1 - batches0)) -le 4
+  for q in "${reqs[@]}"; do
+    check "requirement $q: one decision won, the other got 409" \
+      [ "$(grep " $q " "$out" | cut -d' ' -f1 | sort | tr '\n' ' ')" = "200 409 " ]
+  done
+  check "the ops run completes" eventually 30 run_is "$ops" completed
+  check "one continue event with both of its decisions" \
+    [ "$(continues_of "$ops" | jq -c '[.data.decisions[] | .confirmed]')" = "[true,true]" ]
+  check "both of its tools ran once" \
+    [ "$(grep -c 'api-9' "$SLUICE_TOOL_LOG") $(grep -c 'web-9' "$SLUICE_TOOL_LOG")" = "1 1" ]
+  for i in "${!rids[@]}"; do
+    local won status
+    rid=${rids[$i]}
+    won=$(awk -v q="${reqs[$i]}" '$1 == 200 && $2 == q {print $3}' "$out")
+    check "run $rid completes" eventually 30 run_is "$rid" completed || continue
+    status=$(api GET "/v1/approvals?run_id=$rid" | jq -r '[.meta.total_count, .data[0].status] | join(" ")')
+    if [ "$won" = confirm ]; then
+      check "run $rid: confirm won: one approved record ($status), the tool ran once" \
+        [ "$status $(tool_calls_for "U-40$((i + 1))")" = "1 approved 1" ]
+    else
+      check "run $rid: reject won: one rejected record ($status), the tool never ran" \
+        [ "$status $(tool_calls_for "U-40$((i + 1))")" = "1 rejected 0" ]
+    fi
+  done
+}
