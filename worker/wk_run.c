@@ -67,8 +67,8 @@ typedef enum next {
 } next;
 
 /* What a task waits to have written with other tasks' writes of its kind:
- * its run's start or outcome, or a tool's result. */
-typedef enum outcome { OUT_NONE, OUT_START, OUT_PAUSE, OUT_FINISH, OUT_TOOL } outcome;
+ * its run's start, its continue's claim, its outcome, or a tool's result. */
+typedef enum outcome { OUT_NONE, OUT_START, OUT_CLAIM, OUT_PAUSE, OUT_FINISH, OUT_TOOL } outcome;
 
 typedef struct task {
 	wk_env *env;
@@ -85,6 +85,8 @@ typedef struct task {
 	PGresult *decisions; /* CONTINUE_READ's rows */
 	int ndecisions, dec_i;
 	json_t *claimed_tools; /* call ids whose tool runs the claim claimed */
+	char *claim_tools;     /* the tool runs its claim is to claim (JSON) */
+	bool claim_lost;       /* the batched claim found the run changed */
 
 	/* the model call in progress and its answer */
 	int model_attempt;
@@ -135,6 +137,9 @@ static void task_reset(task *t)
 	t->ndecisions = 0;
 	json_decref(t->claimed_tools);
 	t->claimed_tools = NULL;
+	free(t->claim_tools);
+	t->claim_tools = NULL;
+	t->claim_lost = false;
 	if (t->have_reply)
 		wk_model_reply_free(&t->reply);
 	t->have_reply = false;
@@ -558,6 +563,23 @@ static const char *const finish_sql =
     "RETURNING " SL_OUTBOX_NOTIFY ") "
     "SELECT event_id FROM upd";
 
+/* Continues' claims: each moves its run from the pause it read to running
+ * and claims the tool runs its decisions make; the events whose claim took
+ * come back (of two continues of one run, one). */
+static const char *const claim_sql =
+    "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
+    "x(run_id text, event_id text, pause_seq int, tools jsonb)), "
+    "c AS (UPDATE runs u SET status = 'running', claim_event = x.event_id, "
+    "version = u.version + 1, updated_at = now() FROM x "
+    "WHERE u.run_id = x.run_id AND u.status = 'paused' AND u.pause_seq = x.pause_seq "
+    "RETURNING u.run_id, x.event_id, x.tools), "
+    "t AS (INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
+    "SELECT c.run_id, y.call_id, y.tool_name, 'started' FROM c, "
+    "jsonb_to_recordset(c.tools) AS y(call_id text, tool_name text) "
+    "ON CONFLICT DO NOTHING RETURNING run_id, tool_call_id) "
+    "SELECT c.event_id, (SELECT coalesce(json_agg(t.tool_call_id), '[]') FROM t "
+    "WHERE t.run_id = c.run_id) FROM c";
+
 static const char *const tool_sql =
     "UPDATE tool_executions e SET status = 'done', result = x.result, finished_at = now() "
     "FROM sluice_batch($1::jsonb) AS b(r), "
@@ -814,6 +836,10 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 			goto out;
 		}
 	}
+	t->decisions = res;
+	t->ndecisions = n;
+	res = NULL;
+	t->dec_i = 0;
 	/* The claim: only one continue moves the run from paused to running. */
 	if (!resuming) {
 		json_t *tools = json_array();
@@ -821,18 +847,26 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 		PGresult *claim;
 		bool claimed;
 
-		/* The tools the decisions run are claimed in tool_executions in the
-		 * same statement (each runs at most once); apply_decisions runs the
-		 * ones claimed here without asking again. */
+		/* The tools the decisions run are claimed in tool_executions with
+		 * the run (each runs at most once); apply_decisions runs the ones
+		 * claimed then without asking again. */
 		for (int k = 0; k < n; k++) {
-			const sl_tool *tool = tool_to_run(t, res, k);
+			const sl_tool *tool = tool_to_run(t, t->decisions, k);
 			if (tool)
-				json_array_append_new(tools, json_pack("{s:s, s:s}", "call_id",
-				                                       PQgetvalue(res, k, 1),
-				                                       "tool_name", tool->name));
+				json_array_append_new(tools,
+				                      json_pack("{s:s, s:s}", "call_id",
+				                                PQgetvalue(t->decisions, k, 1),
+				                                "tool_name", tool->name));
 		}
 		tooltext = json_dumps(tools, JSON_COMPACT);
 		json_decref(tools);
+		if (!locked) {
+			/* with other continues' claims, in one statement (claim_sql) */
+			t->claim_tools = tooltext;
+			t->outcome = OUT_CLAIM;
+			*nx = NX_OUTCOME;
+			goto out;
+		}
 		st = sl_db_exec(
 		    db,
 		    "WITH c AS (UPDATE runs SET status = 'running', claim_event = $2, "
@@ -868,13 +902,13 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 		        run_id, t->ev.id);
 	else
 		sl_info("run %s: continuing with %d decision(s)", run_id, n);
-	t->decisions = res;
-	t->ndecisions = n;
-	res = NULL;
-	t->dec_i = 0;
 	t->ph = PH_DECISIONS;
 	*nx = NX_STEP;
 out:
+	if (st) {
+		PQclear(t->decisions);
+		t->decisions = NULL;
+	}
 	if (locked)
 		sl_db_rollback(db);
 	PQclear(res);
@@ -884,12 +918,13 @@ out:
 /*
  * PH_BEGIN of a sluice.run.continue: the unlocked check, which is all a
  * continue the approver wrote after committing its decisions needs; when
- * that refuses the event, the locked one decides (a writer of the run may
- * have been in the middle of its transaction).
+ * that refuses the event, or its claim (batched) finds the run changed, the
+ * locked one decides (a writer of the run may have been in the middle of
+ * its transaction).
  */
 static sl_status begin_continue(PGconn *db, task *t, next *nx)
 {
-	sl_status st = check_continue(db, t, nx, false);
+	sl_status st = t->claim_lost ? SL_CONFLICT : check_continue(db, t, nx, false);
 
 	if (st == SL_NOT_FOUND || st == SL_INVALID || st == SL_CONFLICT) {
 		run_clear(&t->r);
@@ -1194,8 +1229,9 @@ static void step_failed(task *t, sl_status st)
 /* Most outcomes one statement writes. */
 #define OUTCOME_BATCH 128
 
-/* Outcomes and tool results waiting for a database thread; one flush job
- * is queued on the database pool while the queue is not empty. */
+/* Writes waiting for a database thread (starts, claims, outcomes, tool
+ * results); one flush job is queued on the database pool while the queue is
+ * not empty. */
 struct wk_outcomes {
 	pthread_mutex_t mu;
 	task *head, *tail;
@@ -1295,6 +1331,10 @@ static json_t *outcome_row(const task *t, outcome kind)
 {
 	if (kind == OUT_START)
 		return start_row(t);
+	if (kind == OUT_CLAIM)
+		return json_pack("{s:s, s:s, s:s, s:o}", "run_id", t->r.run_id, "event_id",
+		                 t->ev.id, "pause_seq", PQgetvalue(t->decisions, 0, RUN_COL + 2),
+		                 "tools", json_loads(t->claim_tools, 0, NULL));
 	if (kind == OUT_PAUSE)
 		return pause_row(t);
 	if (kind == OUT_FINISH)
@@ -1329,10 +1369,11 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 	p[2] = kind == OUT_PAUSE ? env->topic_approvals : env->topic_results;
 	st = sl_db_exec(db,
 	                kind == OUT_START    ? start_sql
+	                : kind == OUT_CLAIM  ? claim_sql
 	                : kind == OUT_PAUSE  ? pause_sql
 	                : kind == OUT_FINISH ? finish_sql
 	                                     : tool_sql,
-	                kind == OUT_TOOL || kind == OUT_START ? 1 : 3, p, &res, errbuf,
+	                kind == OUT_PAUSE || kind == OUT_FINISH ? 3 : 1, p, &res, errbuf,
 	                sizeof(errbuf));
 	free(text);
 	json_decref(rows);
@@ -1341,6 +1382,34 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 			ts[i]->outcome = OUT_NONE;
 			tool_recorded(ts[i]);
 			db_job(ts[i], state);
+		}
+	} else if (st == SL_OK && kind == OUT_CLAIM) {
+		for (int i = 0; i < PQntuples(res); i++)
+			json_object_set_new(written, PQgetvalue(res, i, 0),
+			                    json_loads(PQgetvalue(res, i, 1), 0, NULL));
+		for (size_t i = 0; i < n; i++) {
+			task *t = ts[i];
+			json_t *tools = json_object_get(written, t->ev.id);
+
+			t->outcome = OUT_NONE;
+			free(t->claim_tools);
+			t->claim_tools = NULL;
+			if (tools) {
+				sl_info("run %s: continuing with %d decision(s)", t->r.run_id,
+				        t->ndecisions);
+				json_decref(t->claimed_tools);
+				t->claimed_tools = json_incref(tools);
+				t->ph = PH_DECISIONS;
+			} else {
+				/* the run changed since it was read: the check again,
+				 * holding the run this time */
+				PQclear(t->decisions);
+				t->decisions = NULL;
+				run_clear(&t->r);
+				t->claim_lost = true;
+				t->ph = PH_BEGIN;
+			}
+			db_job(t, state);
 		}
 	} else if (st == SL_OK && kind == OUT_START) {
 		for (int i = 0; i < PQntuples(res); i++)
@@ -1375,15 +1444,15 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 	json_decref(written);
 }
 
-/* On a database thread: writes the queued outcomes and tool results,
- * OUTCOME_BATCH at a time, those of each kind in one statement. */
+/* On a database thread: writes the queued writes, OUTCOME_BATCH at a time,
+ * those of each kind in one statement. */
 static void flush_job(void *arg, void *state)
 {
 	wk_env *env = arg;
 	wk_outcomes *q = env->outcomes;
 	PGconn *db = ((wk_db *)state)->conn;
-	task *batch[4][OUTCOME_BATCH];
-	size_t nb[4] = {0, 0, 0, 0}, total = 0;
+	task *batch[5][OUTCOME_BATCH];
+	size_t nb[5] = {0, 0, 0, 0, 0}, total = 0;
 	bool more;
 	char errbuf[256];
 
@@ -1393,7 +1462,8 @@ static void flush_job(void *arg, void *state)
 		int k = t->outcome == OUT_PAUSE    ? 0
 		        : t->outcome == OUT_FINISH ? 1
 		        : t->outcome == OUT_TOOL   ? 2
-		                                   : 3;
+		        : t->outcome == OUT_START  ? 3
+		                                   : 4;
 
 		q->head = t->next_out;
 		batch[k][nb[k]++] = t;
@@ -1408,13 +1478,15 @@ static void flush_job(void *arg, void *state)
 	if (more && !wk_pool_push(env->db, flush_job, outcomes_drop, env))
 		outcomes_drop(env);
 	if (sl_db_ensure(db, errbuf, sizeof(errbuf))) {
-		for (int k = 0; k < 4; k++)
+		for (int k = 0; k < 5; k++)
 			fail_all(batch[k], nb[k], SL_RETRY, errbuf);
 		return;
 	}
-	/* starts and tool results first: their runs go on to the model */
+	/* starts, claims and tool results first: their runs go on */
 	if (nb[3])
 		write_outcomes(state, batch[3], nb[3], OUT_START);
+	if (nb[4])
+		write_outcomes(state, batch[4], nb[4], OUT_CLAIM);
 	if (nb[2])
 		write_outcomes(state, batch[2], nb[2], OUT_TOOL);
 	if (nb[0])
