@@ -42,7 +42,12 @@ t_malformed() {
   api GET /v1/runs/unknown-agent-run >/dev/null
   check "nothing was recorded for the unknown agent" [ "$(http_status)" = 404 ]
   rid=$(submit data-admin "Delete all data for user U-2004.")
-  check "the workers keep going: a valid run still pauses" eventually 30 run_is "$rid" paused
+  check "the workers keep going: a valid run still pauses" eventually 30 run_is "$rid" paused || return 1
+  envelope sluice.run.paused '{"run_id":"'"$rid"'","agent_id":"data-admin","requirements":[{"id":"never-recorded","tool_call_id":"c","tool_name":"delete_user_data","tool_args":{},"needs_confirmation":true,"needs_user_input":false,"external_execution":false}]}' > "$WORK/m7" && produce sluice.approvals forged-requirement "$WORK/m7"
+  check "a paused event naming a requirement never recorded is dead-lettered" \
+    eventually 10 dlq_has sluice.approvals forged-requirement "never recorded"
+  check "the run's real pause was not" \
+    bash -c "! kcat -b $SLUICE_KAFKA_BROKERS -C -t sluice.dlq -e -q -f '%k\n' | grep -qx '$rid'"
 }
 
 t_bad_agents_file() {
