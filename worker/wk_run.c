@@ -1350,6 +1350,12 @@ static json_t *outcome_row(const task *t, outcome kind)
  * that fails otherwise is tried again one task at a time, so that a bad
  * write fails alone.
  */
+/* Orders tasks by run id. */
+static int by_run_id(const void *a, const void *b)
+{
+	return strcmp((*(task *const *)a)->r.run_id, (*(task *const *)b)->r.run_id);
+}
+
 static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 {
 	PGconn *db = ((wk_db *)state)->conn;
@@ -1361,6 +1367,11 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 	char errbuf[1024];
 	sl_status st;
 
+	/* Claims lock paused runs, as the approver's decisions do: both in run
+	 * id order (the statement takes its rows in the order given), so that
+	 * neither waits for the other in a cycle. */
+	if (kind == OUT_CLAIM)
+		qsort(ts, n, sizeof(*ts), by_run_id);
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(rows, outcome_row(ts[i], kind));
 	text = json_dumps(rows, JSON_COMPACT);
