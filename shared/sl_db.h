@@ -15,9 +15,12 @@
  * all find rows by key. Statements are prepared once per connection: a plan
  * made while the tables were small (a sequential scan is then the cheaper
  * guess) would be kept as they grow, and cost ever more. With sequential
- * scans off, plans probe indexes whatever the size.
+ * scans off, plans probe indexes whatever the size. JIT is off too: a
+ * statement that can only scan (none should) would otherwise carry the
+ * planner's penalty cost and be JIT-compiled on every run (over 100 ms
+ * each, measured), and a key lookup never gains from it.
  */
-#define SL_DB_KEY_LOOKUPS "-c enable_seqscan=off"
+#define SL_DB_KEY_LOOKUPS "-c enable_seqscan=off -c jit=off"
 
 /* Connects to url (a libpq URI). Returns NULL with the reason in errbuf. */
 PGconn *sl_db_connect(const char *url, char *errbuf, size_t errsize);
