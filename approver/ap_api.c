@@ -153,7 +153,12 @@ static sl_status store_ready(ap_api *api, char *errbuf, size_t errsize)
 		pthread_setspecific(api->thread_store, s);
 	}
 	if (!s->db) {
-		s->db = sl_db_connect(api->database_url, errbuf, errsize);
+		/* The list statements filter by optional parameters ("$1 IS NULL
+		 * OR status = $1"): a plan made for any value can use no index,
+		 * so each call is planned for its own values (an index on the
+		 * filter, rather than a scan of the whole table). */
+		s->db = sl_db_connect_with(api->database_url,
+		                           "-c plan_cache_mode=force_custom_plan", errbuf, errsize);
 		if (!s->db)
 			return SL_RETRY;
 	}
