@@ -189,6 +189,7 @@ sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *con
 sl_status sl_db_pipeline(PGconn *conn, size_t n, const sl_db_stmt *stmts, PGresult **res,
                          char *errbuf, size_t errsize)
 {
+	char(*names)[32] = sl_calloc(n, sizeof(*names)); /* "" when sent unprepared */
 	sl_status st = SL_OK;
 	size_t got = 0;
 	PGresult *r;
@@ -199,21 +200,22 @@ sl_status sl_db_pipeline(PGconn *conn, size_t n, const sl_db_stmt *stmts, PGresu
 	 * done first (once per connection and statement). The statements and
 	 * their results are small (a few kB each), so sending them all before
 	 * reading cannot fill both directions' socket buffers. */
-	for (size_t i = 0; i < n; i++) {
-		char name[32];
-		if (stmts[i].nparams > 0)
-			prepare(conn, stmts[i].sql, stmts[i].nparams, name, sizeof(name));
-	}
-	if (!PQenterPipelineMode(conn))
+	for (size_t i = 0; i < n; i++)
+		if (stmts[i].nparams == 0 ||
+		    !prepare(conn, stmts[i].sql, stmts[i].nparams, names[i], sizeof(names[i])))
+			names[i][0] = '\0';
+	if (!PQenterPipelineMode(conn)) {
+		free(names);
 		return sl_err(errbuf, errsize, SL_RETRY, "cannot enter pipeline mode: %s",
 		              PQerrorMessage(conn));
+	}
 	for (size_t i = 0; i < n; i++) {
 		const sl_db_stmt *q = &stmts[i];
-		char name[32];
 		int ok;
 
-		if (q->nparams > 0 && prepare(conn, q->sql, q->nparams, name, sizeof(name)))
-			ok = PQsendQueryPrepared(conn, name, q->nparams, q->params, NULL, NULL, 0);
+		if (names[i][0])
+			ok = PQsendQueryPrepared(conn, names[i], q->nparams, q->params, NULL, NULL,
+			                         0);
 		else
 			ok = PQsendQueryParams(conn, q->sql, q->nparams, NULL, q->params, NULL,
 			                       NULL, 0);
@@ -277,6 +279,7 @@ sl_status sl_db_pipeline(PGconn *conn, size_t n, const sl_db_stmt *stmts, PGresu
 			PQclear(res[i]);
 			res[i] = NULL;
 		}
+	free(names);
 	return st;
 }
 
