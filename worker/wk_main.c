@@ -198,8 +198,8 @@ int main(int argc, char **argv)
 	w.dbs = sl_calloc((size_t)w.ndb, sizeof(wk_db));
 	states = sl_calloc((size_t)w.ndb, sizeof(void *));
 	for (int i = 0; i < w.ndb; i++) {
-		w.dbs[i].conn =
-		    sl_db_connect_with(w.cfg.database_url, WK_DB_OPTIONS, errbuf, sizeof(errbuf));
+		w.dbs[i].conn = sl_db_connect_with(w.cfg.database_url, SL_DB_KEY_LOOKUPS, errbuf,
+		                                   sizeof(errbuf));
 		if (!w.dbs[i].conn) {
 			sl_error("%s", errbuf);
 			goto out;

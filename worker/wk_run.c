@@ -509,7 +509,7 @@ static json_t *finish_row(const task *t)
  * come through sluice_batch() (migration 0004: estimated at 10), the
  * processed-event check is kept a probe per row ("OFFSET 0" stops it being
  * turned into a join), and the worker's connections do not choose
- * sequential scans (WK_DB_OPTIONS): a plan prepared while a table was small
+ * sequential scans (SL_DB_KEY_LOOKUPS): a plan prepared while a table was small
  * would otherwise scan it for ever after.
  */
 static const char *const pause_sql =
@@ -725,6 +725,8 @@ static const sl_tool *tool_to_run(const task *t, PGresult *reqs, int row)
 	return sl_agent_tool(t->r.agent, PQgetvalue(reqs, row, 2));
 }
 
+static json_t *outcome_row(const task *t, outcome kind);
+
 /* A continue's read: the requirements of its run's pause with their
  * decisions (columns 0-9, one row each, by position; one row of NULLs when
  * there are none), and on each row the run (RUN_COL on) and whether the
@@ -752,7 +754,6 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
 	const char *q[] = {run_id, CONSUMER, t->ev.id};
 	PGresult *res = NULL;
-	const char *seq;
 	run *r = &t->r;
 	sl_status st;
 	bool resuming;
@@ -805,7 +806,6 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 		            "run %s: stored messages are not a list", run_id);
 		goto out;
 	}
-	seq = PQgetvalue(res, 0, RUN_COL + 2);
 	n = PQgetisnull(res, 0, 0) ? 0 : PQntuples(res);
 	/* Act only on what the approver recorded: the event names exactly the
 	 * requirements of this pause, and every one of them is resolved. */
@@ -842,8 +842,8 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 	t->dec_i = 0;
 	/* The claim: only one continue moves the run from paused to running. */
 	if (!resuming) {
-		json_t *tools = json_array();
-		char *tooltext;
+		json_t *tools = json_array(), *rows;
+		char *rowtext;
 		PGresult *claim;
 		bool claimed;
 
@@ -858,35 +858,28 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 				                                PQgetvalue(t->decisions, k, 1),
 				                                "tool_name", tool->name));
 		}
-		tooltext = json_dumps(tools, JSON_COMPACT);
+		t->claim_tools = json_dumps(tools, JSON_COMPACT);
 		json_decref(tools);
 		if (!locked) {
 			/* with other continues' claims, in one statement (claim_sql) */
-			t->claim_tools = tooltext;
 			t->outcome = OUT_CLAIM;
 			*nx = NX_OUTCOME;
 			goto out;
 		}
-		st = sl_db_exec(
-		    db,
-		    "WITH c AS (UPDATE runs SET status = 'running', claim_event = $2, "
-		    "version = version + 1, updated_at = now() "
-		    "WHERE run_id = $1 AND status = 'paused' AND pause_seq = $3 "
-		    "RETURNING run_id), "
-		    "t AS (INSERT INTO tool_executions (run_id, tool_call_id, tool_name, "
-		    "status) SELECT c.run_id, x.call_id, x.tool_name, 'started' FROM c, "
-		    "jsonb_to_recordset($4::jsonb) AS x(call_id text, tool_name text) "
-		    "ON CONFLICT DO NOTHING RETURNING tool_call_id) "
-		    "SELECT (SELECT count(*) FROM c), "
-		    "(SELECT coalesce(json_agg(tool_call_id), '[]') FROM t)",
-		    4, (const char *[]){run_id, t->ev.id, seq, tooltext}, &claim, t->err,
-		    sizeof(t->err));
-		free(tooltext);
+		/* locked: the same statement, for this claim alone */
+		rows = json_pack("[o]", outcome_row(t, OUT_CLAIM));
+		rowtext = json_dumps(rows, JSON_COMPACT);
+		json_decref(rows);
+		free(t->claim_tools);
+		t->claim_tools = NULL;
+		st = sl_db_exec(db, claim_sql, 1, (const char *[]){rowtext}, &claim, t->err,
+		                sizeof(t->err));
+		free(rowtext);
 		if (st)
 			goto out;
-		claimed = !strcmp(PQgetvalue(claim, 0, 0), "1");
+		claimed = PQntuples(claim) == 1;
 		json_decref(t->claimed_tools);
-		t->claimed_tools = json_loads(PQgetvalue(claim, 0, 1), 0, NULL);
+		t->claimed_tools = claimed ? json_loads(PQgetvalue(claim, 0, 1), 0, NULL) : NULL;
 		PQclear(claim);
 		if (!claimed) {
 			/* changed since it was read (it cannot when locked) */

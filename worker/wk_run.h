@@ -26,7 +26,6 @@
 
 #include "sl_agents.h"
 #include "sl_config.h"
-#include "sl_db.h"
 #include "sl_event.h"
 #include "wk_fetch.h"
 #include "wk_flight.h"
@@ -35,9 +34,6 @@
 
 #include <libpq-fe.h>
 #include <signal.h>
-
-/* Session settings of the worker's connections (see sl_db.h). */
-#define WK_DB_OPTIONS SL_DB_KEY_LOOKUPS
 
 /* Most model turns one run may take before it is failed. */
 #define WK_MAX_TURNS 16
