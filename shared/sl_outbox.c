@@ -177,11 +177,15 @@ struct sl_relay {
 /* The advisory lock held by the one relay that publishes. */
 #define RELAY_LOCK "7322617711" /* "sluice" */
 
-/* Connects; NULL (logged) when PostgreSQL is not there. */
+/* Connects; NULL (logged) when PostgreSQL is not there. The relay finds
+ * unsent rows through their partial index and marks them sent by id, the
+ * prune finds old rows through the BRIN indexes: key lookups all. A plan
+ * prepared while the outbox was small scanned it whole to mark each batch
+ * sent, and kept doing so as it grew (5% of the machine after 12,000 rows). */
 static PGconn *relay_connect(sl_relay *r)
 {
 	char errbuf[512];
-	PGconn *c = sl_db_connect(r->url, errbuf, sizeof(errbuf));
+	PGconn *c = sl_db_connect_with(r->url, SL_DB_KEY_LOOKUPS, errbuf, sizeof(errbuf));
 
 	if (!c)
 		sl_warn("outbox relay: %s", errbuf);
