@@ -93,3 +93,13 @@ t_sanitizers() {
   fi
   check "no reports: $reports" [ -z "$reports" ]
 }
+
+# The dev broker's connections answer without Nagle's algorithm (dev/broker.c
+# replaces the mock cluster's accept()): every client's connection says so.
+t_broker_nagle_off() {
+  local n
+  n=$(grep -c "a client connected (Nagle's algorithm off)" "$SLUICE_DEV_DIR/broker.log" || true)
+  check "the dev broker turned Nagle's algorithm off on $n connections" [ "$n" -ge 3 ]
+  check "and on no connection failed to" \
+    bash -c "! grep -q \"Nagle's algorithm stays on\" '$SLUICE_DEV_DIR/broker.log'"
+}
