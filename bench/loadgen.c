@@ -1,7 +1,8 @@
 /*
  * loadgen.c - sluice-bench-loadgen: drives a running Sluice stack with the
  * seed scenario and measures it, the way an external approval client would:
- * it keeps --concurrency runs in flight, submitting sluice.run.requested
+ * it keeps --concurrency runs in flight (and with --rate R submits no more
+ * than R runs a second, an offered load), submitting sluice.run.requested
  * events to Kafka, reading sluice.approvals for paused runs and confirming
  * each requirement through the approver's HTTP API at once (curl multi, many
  * requests in flight), and reading sluice.results for finished runs. At the
@@ -274,6 +275,7 @@ int main(int argc, char **argv)
 	char errbuf[512];
 	long long start, deadline;
 	long timeout_s = 600;
+	double rate = 0; /* runs submitted per second at most; 0: no limit */
 	rd_kafka_t *consumer;
 	rd_kafka_queue_t *queue;
 	int wake[2];
@@ -288,13 +290,15 @@ int main(int argc, char **argv)
 			b.concurrency = strtol(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--timeout-s") && i + 1 < argc)
 			timeout_s = strtol(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--rate") && i + 1 < argc)
+			rate = strtod(argv[++i], NULL);
 		else {
 			fprintf(stderr, "usage: sluice-bench-loadgen [--runs N] [--concurrency C] "
-			                "[--timeout-s S]\n");
+			                "[--rate R] [--timeout-s S]\n");
 			return 2;
 		}
 	}
-	if (b.runs < 1 || b.concurrency < 1)
+	if (b.runs < 1 || b.concurrency < 1 || rate < 0)
 		return 2;
 	sl_http_global_init();
 	sl_config_from_env(&b.cfg);
@@ -348,12 +352,18 @@ int main(int argc, char **argv)
 			rd_kafka_message_destroy(m);
 		}
 		want = b.completed + b.failed + b.concurrency;
+		if (rate > 0) {
+			long due = (long)(rate * (double)(sl_mono_ms() - start) / 1000.0) + 1;
+			if (due < want)
+				want = due;
+		}
 		submit(&b, want < b.runs ? want : b.runs);
 		curl_multi_perform(b.multi, &running);
 		while ((msg = curl_multi_info_read(b.multi, &left)))
 			if (msg->msg == CURLMSG_DONE)
 				on_confirmed(&b, msg->easy_handle, msg->data.result);
-		curl_multi_poll(b.multi, &wfd, 1, 100, NULL);
+		/* with a rate, awake for the next submission */
+		curl_multi_poll(b.multi, &wfd, 1, rate > 0 ? 1 : 100, NULL);
 	}
 	rd_kafka_queue_destroy(queue);
 	rd_kafka_consumer_close(consumer);
