@@ -30,7 +30,7 @@ static const struct field fields[] = {
     {"OPENAI_BASE_URL", "--openai-base-url", offsetof(sl_config, openai_base_url),
      "https://api.openai.com/v1"},
     {"SLUICE_WORKER_CONCURRENCY", "--worker-concurrency", offsetof(sl_config, worker_concurrency),
-     "8"},
+     "4"},
     {"SLUICE_WORKER_MAX_IN_FLIGHT", "--worker-max-in-flight",
      offsetof(sl_config, worker_max_in_flight), "2048"},
     {"SLUICE_WORKER_TOOL_THREADS", "--worker-tool-threads",
