@@ -290,9 +290,12 @@ int main(int argc, char **argv)
 			b.concurrency = strtol(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--timeout-s") && i + 1 < argc)
 			timeout_s = strtol(argv[++i], NULL, 10);
-		else if (!strcmp(argv[i], "--rate") && i + 1 < argc)
-			rate = strtod(argv[++i], NULL);
-		else {
+		else if (!strcmp(argv[i], "--rate") && i + 1 < argc) {
+			char *end;
+			rate = strtod(argv[++i], &end);
+			if (*end || end == argv[i])
+				rate = -1; /* refused below */
+		} else {
 			fprintf(stderr, "usage: sluice-bench-loadgen [--runs N] [--concurrency C] "
 			                "[--rate R] [--timeout-s S]\n");
 			return 2;
