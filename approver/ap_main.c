@@ -81,7 +81,7 @@ int main(int argc, char **argv)
 	const char *topics[2];
 	long long next_expiry = 0;
 	bool api_ready = false;
-	long threads = 0;
+	long threads = 0, relay_poll_ms = 0;
 	int nrest, rc = 1;
 
 	memset(&a, 0, sizeof(a));
@@ -101,6 +101,10 @@ int main(int argc, char **argv)
 	}
 	if (!sl_parse_long(a.cfg.approver_threads, 1, 256, &threads)) {
 		sl_error("SLUICE_APPROVER_THREADS must be a number from 1 to 256");
+		goto out;
+	}
+	if (!sl_parse_long(a.cfg.relay_poll_ms, 10, 3600000, &relay_poll_ms)) {
+		sl_error("SLUICE_RELAY_POLL_MS must be a number from 10 to 3600000");
 		goto out;
 	}
 	a.source = sl_event_source("approver");
@@ -135,12 +139,13 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	/* Decisions arrive over HTTP: the relay thread publishes the continue
-	 * events as soon as their transactions commit (NOTIFY). */
-	a.relay = sl_relay_start(&a.cfg, 1000, errbuf, sizeof(errbuf));
+	 * events as soon as their transactions commit (the stores wake it). */
+	a.relay = sl_relay_start(&a.cfg, (int)relay_poll_ms, errbuf, sizeof(errbuf));
 	if (!a.relay) {
 		sl_error("outbox relay: %s", errbuf);
 		goto out;
 	}
+	a.store.relay = a.api.store.relay = a.relay;
 	ap_api_init(&a.api);
 	api_ready = true;
 	a.decider = ap_decider_start(a.cfg.database_url, &a.api.store, errbuf, sizeof(errbuf));

@@ -295,7 +295,7 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"HAVING NOT bool_or(status = 'pending') AND bool_or(id = $1)), "                \
 	"cont AS (INSERT INTO outbox (topic, key, payload) SELECT $13, $11, "           \
 	"jsonb_set($14::jsonb, '{data,decisions}', decisions)::text FROM decided "      \
-	"RETURNING " SL_OUTBOX_NOTIFY ") "                                              \
+	"RETURNING id) "                                                                \
 	"SELECT json_build_object('requirement', " REQUIREMENT_JSON                     \
 	", 'continued', EXISTS (SELECT 1 FROM cont)) FROM upd r"
 
@@ -349,18 +349,21 @@ static void decision_params(ap_store *s, const resolving *g, const char **p)
 	p[13] = g->cont;
 }
 
-/* What the batch's decision statement answered for g, now committed. */
-static void decided(resolving *g, const PGresult *res)
+/* What the batch's decision statement answered for g, now committed;
+ * whether it queued the run's continue event. */
+static bool decided(resolving *g, const PGresult *res)
 {
 	ap_resolution *v = g->v;
 	json_t *row = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+	bool continued;
 
 	if (!row) {
 		v->st = sl_err(v->err, sizeof(v->err), SL_FATAL,
 		               "requirement %s: the decision's statement answered no row", v->id);
-		return;
+		return false;
 	}
-	if (json_is_true(json_object_get(row, "continued")))
+	continued = json_is_true(json_object_get(row, "continued"));
+	if (continued)
 		sl_info("run %s: all requirements resolved; continue event %s queued", g->r.run_id,
 		        json_string_value(json_object_get(g->event, "id")));
 	sl_info("requirement %s of run %s %s by %s", v->id, g->r.run_id,
@@ -376,6 +379,7 @@ static void decided(resolving *g, const PGresult *res)
 		v->st = SL_OK;
 	}
 	json_decref(row);
+	return continued;
 }
 
 /*
@@ -391,6 +395,7 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 	PGresult *res[2 + AP_RESOLVE_BATCH + 1] = {0}; /* BEGIN, read; decisions, COMMIT */
 	sl_buf ids;
 	size_t k = 0;
+	bool continued = false;
 	sl_status st;
 
 	/* The ids as a text[] literal, each quoted: an array parameter is
@@ -437,7 +442,9 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 	k = 0;
 	for (size_t i = 0; i < n; i++)
 		if (g[i].planned)
-			decided(&g[i], res[2 + k++]);
+			continued |= decided(&g[i], res[2 + k++]);
+	if (continued)
+		sl_relay_wake(s->relay);
 out:
 	sl_db_rollback(s->db);
 	for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++)
@@ -613,6 +620,7 @@ sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, c
 	if (st || (st = ap_store_get_run(s, run_id, out, errbuf, errsize)) ||
 	    (st = sl_db_commit(s->db, errbuf, errsize)))
 		goto out;
+	sl_relay_wake(s->relay);
 	sl_info("run %s: %s", run_id, why);
 out:
 	if (st) {

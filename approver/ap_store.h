@@ -9,6 +9,7 @@
 
 #include "sl_common.h"
 #include "sl_event.h"
+#include "sl_outbox.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -18,6 +19,7 @@ typedef struct ap_store {
 	const char *source; /* CloudEvents source */
 	const char *topic_continues;
 	const char *topic_results;
+	sl_relay *relay; /* woken when outbox rows are committed */
 } ap_store;
 
 /*

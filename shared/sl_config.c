@@ -36,6 +36,7 @@ static const struct field fields[] = {
     {"SLUICE_WORKER_TOOL_THREADS", "--worker-tool-threads",
      offsetof(sl_config, worker_tool_threads), "16"},
     {"SLUICE_APPROVER_THREADS", "--approver-threads", offsetof(sl_config, approver_threads), "4"},
+    {"SLUICE_RELAY_POLL_MS", "--relay-poll-ms", offsetof(sl_config, relay_poll_ms), "1000"},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

@@ -24,6 +24,7 @@ typedef struct sl_config {
 	char *worker_max_in_flight; /* messages a worker works on at once */
 	char *worker_tool_threads;  /* tool executions a worker runs at once */
 	char *approver_threads;     /* HTTP threads of the approver, a connection each */
+	char *relay_poll_ms;        /* how often an outbox relay looks unwoken */
 } sl_config;
 
 /* Fills c from the environment, with the documented defaults. */

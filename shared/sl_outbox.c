@@ -7,11 +7,15 @@
 #include "sl_kafka.h"
 #include "sl_log.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const json_t *event,
                         char *errbuf, size_t errsize)
@@ -20,11 +24,8 @@ sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const 
 	const char *params[] = {topic, key, payload};
 	sl_status st;
 
-	/* The NOTIFY (delivered at commit) wakes the relays; one round trip. */
-	st = sl_db_exec(conn,
-	                "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3) "
-	                "RETURNING " SL_OUTBOX_NOTIFY,
-	                3, params, NULL, errbuf, errsize);
+	st = sl_db_exec(conn, "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", 3,
+	                params, NULL, errbuf, errsize);
 	free(payload);
 	return st;
 }
@@ -169,10 +170,69 @@ sl_status sl_outbox_prune(PGconn *conn, long *outbox, long *inbox, char *errbuf,
 struct sl_relay {
 	pthread_t thread;
 	atomic_bool stop;
+	int wake_fd; /* an eventfd: sl_relay_wake() and the stop request */
 	char *url;
 	rd_kafka_t *producer;
-	int fallback_ms;
+	int poll_ms;
 };
+
+void sl_relay_wake(sl_relay *r)
+{
+	uint64_t one = 1;
+
+	if (!r)
+		return;
+	/* It fails only when 2^64 - 2 wakes wait untaken: the relay is awake. */
+	if (write(r->wake_fd, &one, sizeof(one)) < 0)
+		return;
+}
+
+/* Takes the wakes so far; whether there were any. */
+static bool relay_woken(sl_relay *r)
+{
+	uint64_t n;
+
+	return read(r->wake_fd, &n, sizeof(n)) == (ssize_t)sizeof(n);
+}
+
+/* The NOTIFY that wakes the publishing relay when it is in another
+ * process. Every notifying transaction holds one lock of the whole
+ * database through its commit, so a NOTIFY in the transactions that write
+ * the outbox made their commits, and their fsyncs, wait for each other's
+ * (with four workers, 20 ms per transaction). This one commits alone and
+ * asynchronously, so the lock is not held across a disk flush; a NOTIFY
+ * lost in a crash costs only the wait until the publishing relay looks
+ * anyway. */
+#define RELAY_NOTIFY "BEGIN; SET LOCAL synchronous_commit TO off; NOTIFY sluice_outbox; COMMIT"
+
+/* Passes this process's wakes on to the publishing relay. */
+static void relay_forward(PGconn **conn)
+{
+	PGresult *res = PQexec(*conn, RELAY_NOTIFY);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		sl_warn("outbox relay: cannot wake the publishing relay: %s",
+		        PQerrorMessage(*conn));
+		if (PQstatus(*conn) != CONNECTION_OK) {
+			PQfinish(*conn);
+			*conn = NULL;
+		} else {
+			PQclear(PQexec(*conn, "ROLLBACK"));
+		}
+	}
+	PQclear(res);
+}
+
+/* Waits up to timeout_ms for a wake, or for input on fd when it is not -1.
+ * Returns whether the relay was woken (the wakes are taken). */
+static bool relay_wait(sl_relay *r, int fd, int timeout_ms)
+{
+	struct pollfd pfd[2] = {{.fd = r->wake_fd, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+
+	if (poll(pfd, fd < 0 ? 1 : 2, timeout_ms) < 0)
+		return false;
+	return relay_woken(r);
+}
 
 /* The advisory lock held by the one relay that publishes. */
 #define RELAY_LOCK "7322617711" /* "sluice" */
@@ -196,7 +256,7 @@ static PGconn *relay_connect(sl_relay *r)
  * Becomes the publishing relay if none is: takes the advisory lock (held
  * by the connection until it closes) and LISTENs. One relay publishes at a
  * time, so that each NOTIFY wakes one relay, not every process's; the
- * others stand by and try again every fallback_ms.
+ * others stand by and try again every poll_ms.
  */
 static bool relay_lead(PGconn *conn, bool *leader)
 {
@@ -225,6 +285,20 @@ static bool relay_lead(PGconn *conn, bool *leader)
 	return ok;
 }
 
+/* Takes the NOTIFYs that came in; whether there were any. */
+static bool relay_notified(PGconn *conn)
+{
+	PGnotify *n;
+	bool any = false;
+
+	PQconsumeInput(conn);
+	while ((n = PQnotifies(conn))) {
+		PQfreemem(n);
+		any = true;
+	}
+	return any;
+}
+
 static void *relay_main(void *arg)
 {
 	sl_relay *r = arg;
@@ -236,8 +310,6 @@ static void *relay_main(void *arg)
 	for (;;) {
 		bool stopping = atomic_load(&r->stop);
 		int sent = 0;
-		struct pollfd pfd;
-		PGnotify *n;
 
 		if (!conn && !(conn = relay_connect(r))) {
 			if (stopping)
@@ -246,15 +318,26 @@ static void *relay_main(void *arg)
 			continue;
 		}
 		if (!relay_lead(conn, &leader)) {
-			long long until = sl_mono_ms() + r->fallback_ms;
-			if (stopping)
-				break;
+			long long until = sl_mono_ms() + r->poll_ms;
+			long long left;
+
 			if (PQstatus(conn) != CONNECTION_OK) {
 				PQfinish(conn);
 				conn = NULL;
 			}
-			while (!atomic_load(&r->stop) && sl_mono_ms() < until)
-				sl_sleep_ms(50);
+			/* Standing by: this process's wakes go on to the one that
+			 * publishes, the last ones too. */
+			while (!stopping && (left = until - sl_mono_ms()) > 0) {
+				bool woken = relay_wait(r, -1, (int)left);
+				stopping = atomic_load(&r->stop);
+				if (woken && conn)
+					relay_forward(&conn);
+			}
+			if (stopping) {
+				if (relay_woken(r) && conn)
+					relay_forward(&conn);
+				break;
+			}
 			continue;
 		}
 		/* Publish until a batch comes back short. */
@@ -283,33 +366,32 @@ static void *relay_main(void *arg)
 				sl_info("pruned %ld sent outbox rows and %ld processed events",
 				        outbox, inbox);
 		}
-		/* A NOTIFY that came in while the batch was being sent is already
-		 * in libpq's queue, not on the socket: look there before waiting. */
-		PQconsumeInput(conn);
-		if ((n = PQnotifies(conn))) {
-			do
-				PQfreemem(n);
-			while ((n = PQnotifies(conn)));
+		/* Wakes taken here come before the next batch's read, so it sees
+		 * the rows of every transaction that woke the relay. A NOTIFY that
+		 * came in while the batch was being sent is already in libpq's
+		 * queue, not on the socket: look there before waiting. */
+		if (relay_woken(r) | relay_notified(conn))
 			continue;
-		}
-		pfd.fd = PQsocket(conn);
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		poll(&pfd, 1, r->fallback_ms);
-		PQconsumeInput(conn);
-		while ((n = PQnotifies(conn)))
-			PQfreemem(n);
+		relay_wait(r, PQsocket(conn), r->poll_ms);
+		relay_notified(conn);
 	}
 	if (conn)
 		PQfinish(conn);
 	return NULL;
 }
 
-sl_relay *sl_relay_start(const sl_config *cfg, int fallback_ms, char *errbuf, size_t errsize)
+sl_relay *sl_relay_start(const sl_config *cfg, int poll_ms, char *errbuf, size_t errsize)
 {
 	sl_relay *r = sl_calloc(1, sizeof(*r));
 
-	r->fallback_ms = fallback_ms;
+	r->poll_ms = poll_ms;
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wake_fd < 0) {
+		sl_err(errbuf, errsize, SL_FATAL, "cannot make the outbox relay's eventfd: %s",
+		       strerror(errno));
+		free(r);
+		return NULL;
+	}
 	r->url = sl_strdup(cfg->database_url);
 	r->producer = sl_kafka_producer_new(cfg, errbuf, errsize);
 	if (!r->producer || pthread_create(&r->thread, NULL, relay_main, r)) {
@@ -317,6 +399,7 @@ sl_relay *sl_relay_start(const sl_config *cfg, int fallback_ms, char *errbuf, si
 			sl_err(errbuf, errsize, SL_FATAL, "cannot start the outbox relay thread");
 			rd_kafka_destroy(r->producer);
 		}
+		close(r->wake_fd);
 		free(r->url);
 		free(r);
 		return NULL;
@@ -329,9 +412,11 @@ void sl_relay_stop(sl_relay *r)
 	if (!r)
 		return;
 	atomic_store(&r->stop, true);
+	sl_relay_wake(r);
 	pthread_join(r->thread, NULL);
 	rd_kafka_flush(r->producer, 5000);
 	rd_kafka_destroy(r->producer);
+	close(r->wake_fd);
 	free(r->url);
 	free(r);
 }

@@ -18,7 +18,8 @@
 #include <librdkafka/rdkafka.h>
 
 /* Adds event to the outbox for topic, keyed by key, in the caller's
- * transaction. The event is not stolen. */
+ * transaction. The event is not stolen. Once the transaction has committed,
+ * sl_relay_wake() has it published at once. */
 sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const json_t *event,
                         char *errbuf, size_t errsize);
 
@@ -32,27 +33,30 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
                           size_t errsize);
 
 /*
- * A relay thread: publishes the outbox as soon as a transaction NOTIFYs
- * sluice_outbox (sl_outbox_put does), and every fallback_ms anyway, on its
- * own PostgreSQL connection and its own idempotent producer. Of all the
- * relays of a deployment one publishes at a time (it holds an advisory
- * lock); the others stand by and take over within fallback_ms when its
- * connection ends. It reconnects after failures. Returns NULL with the
- * reason in errbuf.
+ * A relay thread: publishes the outbox when woken (sl_relay_wake) and every
+ * poll_ms (SLUICE_RELAY_POLL_MS) anyway, on its own PostgreSQL connection and its own
+ * idempotent producer. Of all the relays of a deployment one publishes at a
+ * time (it holds an advisory lock and LISTENs on sluice_outbox); the others
+ * stand by, pass their process's wakes on to it as a NOTIFY, and take over
+ * within poll_ms when its connection ends. It reconnects after failures.
+ * Returns NULL with the reason in errbuf.
  */
 typedef struct sl_relay sl_relay;
 struct sl_config;
 /* The relay also prunes (sl_outbox_prune) this often. */
 #define SL_PRUNE_INTERVAL_MS (60 * 1000)
 
-sl_relay *sl_relay_start(const struct sl_config *cfg, int fallback_ms, char *errbuf,
-                         size_t errsize);
+sl_relay *sl_relay_start(const struct sl_config *cfg, int poll_ms, char *errbuf, size_t errsize);
 /* Publishes what is left, stops the thread and frees it; NULL is fine. */
 void sl_relay_stop(sl_relay *r);
 
-/* What an outbox insert RETURNs to wake the relays (the NOTIFY is delivered
- * at commit), for statements that write outbox rows themselves. */
-#define SL_OUTBOX_NOTIFY "pg_notify('sluice_outbox', '')"
+/*
+ * Says that a transaction that wrote outbox rows has committed, so that the
+ * publishing relay, in this process or another, publishes them now. Call it
+ * after the commit, never before. It only counts the wake (an eventfd), so
+ * any thread may call it; NULL is fine.
+ */
+void sl_relay_wake(sl_relay *r);
 
 /* How long sent outbox rows and processed_events rows are kept. An event
  * is not redelivered after Kafka's default retention of 7 days, so its

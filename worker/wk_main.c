@@ -7,7 +7,7 @@
  * one curl multi thread (with http tools' POSTs), command tools on
  * SLUICE_WORKER_TOOL_THREADS threads, "stdio" tools as lines to their
  * long-running processes. The
- * outbox is relayed on a thread woken by NOTIFY, and a message's offset is
+ * outbox is relayed on a thread woken as its rows commit, and a message's offset is
  * stored once it and every message before it in its partition are done.
  */
 #include "sl_agents.h"
@@ -157,7 +157,7 @@ int main(int argc, char **argv)
 	char **rest = calloc((size_t)argc + 1, sizeof(char *));
 	const char *topics[3];
 	void **states = NULL;
-	long ndb;
+	long ndb, relay_poll_ms;
 	int nrest, rc = 1;
 
 	memset(&w, 0, sizeof(w));
@@ -183,7 +183,8 @@ int main(int argc, char **argv)
 	    !number("SLUICE_WORKER_MAX_IN_FLIGHT", w.cfg.worker_max_in_flight, 1, 1000000,
 	            &w.max_in_flight) ||
 	    !number("SLUICE_WORKER_TOOL_THREADS", w.cfg.worker_tool_threads, 1, 1024,
-	            &w.tool_threads))
+	            &w.tool_threads) ||
+	    !number("SLUICE_RELAY_POLL_MS", w.cfg.relay_poll_ms, 10, 3600000, &relay_poll_ms))
 		goto out;
 	w.ndb = (int)ndb;
 	w.topic_runs = sl_config_topic(&w.cfg, "runs");
@@ -215,11 +216,12 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	w.env.producer = w.producer;
-	w.relay = sl_relay_start(&w.cfg, 1000, errbuf, sizeof(errbuf));
+	w.relay = sl_relay_start(&w.cfg, (int)relay_poll_ms, errbuf, sizeof(errbuf));
 	if (!w.relay) {
 		sl_error("outbox relay: %s", errbuf);
 		goto out;
 	}
+	w.env.relay = w.relay;
 	w.consumer =
 	    sl_kafka_consumer_new(&w.cfg, "sluice-workers", topics, errbuf, sizeof(errbuf));
 	if (!w.consumer) {

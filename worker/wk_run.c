@@ -544,8 +544,7 @@ static const char *const pause_sql =
     "q.tool_args, q.expires_at, upd.status FROM reqs q JOIN upd ON upd.run_id = q.run_id "
     "JOIN aid ON aid.id = q.id "
     "WHERE q.approval_type = 'required'), "
-    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd "
-    "RETURNING " SL_OUTBOX_NOTIFY ") "
+    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd) "
     "SELECT event_id FROM upd";
 
 static const char *const finish_sql =
@@ -559,8 +558,7 @@ static const char *const finish_sql =
     "OFFSET 0) "
     "RETURNING r.run_id, x.event_id, x.payload), "
     "claim AS (INSERT INTO processed_events (consumer, event_id) SELECT $2, event_id FROM upd), "
-    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd "
-    "RETURNING " SL_OUTBOX_NOTIFY ") "
+    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd) "
     "SELECT event_id FROM upd";
 
 /* Continues' claims: each moves its run from the pause it read to running
@@ -1336,6 +1334,12 @@ static json_t *outcome_row(const task *t, outcome kind)
 	                 t->tool_result);
 }
 
+/* Orders tasks by run id. */
+static int by_run_id(const void *a, const void *b)
+{
+	return strcmp((*(task *const *)a)->r.run_id, (*(task *const *)b)->r.run_id);
+}
+
 /*
  * Writes what tasks (n of them, all of one kind) wait to have written in
  * one statement, then ends each task, or for a tool result takes it on
@@ -1343,12 +1347,6 @@ static json_t *outcome_row(const task *t, outcome kind)
  * that fails otherwise is tried again one task at a time, so that a bad
  * write fails alone.
  */
-/* Orders tasks by run id. */
-static int by_run_id(const void *a, const void *b)
-{
-	return strcmp((*(task *const *)a)->r.run_id, (*(task *const *)b)->r.run_id);
-}
-
 static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 {
 	PGconn *db = ((wk_db *)state)->conn;
@@ -1433,6 +1431,9 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 			db_job(t, state);
 		}
 	} else if (st == SL_OK) {
+		/* pauses and finishes: an event in the outbox for each row */
+		if (PQntuples(res) > 0)
+			sl_relay_wake(env->relay);
 		for (int i = 0; i < PQntuples(res); i++)
 			json_object_set_new(written, PQgetvalue(res, i, 0), json_true());
 		for (size_t i = 0; i < n; i++)

@@ -27,6 +27,7 @@
 #include "sl_agents.h"
 #include "sl_config.h"
 #include "sl_event.h"
+#include "sl_outbox.h"
 #include "wk_fetch.h"
 #include "wk_flight.h"
 #include "wk_pool.h"
@@ -50,6 +51,7 @@ typedef struct wk_env {
 	char *topic_approvals;
 	char *topic_results;
 	rd_kafka_t *producer; /* dead letters */
+	sl_relay *relay;      /* woken when outbox rows are committed */
 	wk_flight *flight;
 	wk_pool *db;    /* thread state: a wk_db */
 	wk_pool *tools; /* no thread state */

@@ -62,3 +62,14 @@ t_bad_agents_file() {
   out=$(SLUICE_AGENTS=$WORK/bad-agents.json timeout 20 "$BIN/sluice-worker" 2>&1)
   check "a missing tool program is named" grep -q "field executor.argv\[0\]" <<<"$out"
 }
+
+# A number setting out of range stops a process at start-up, naming it.
+t_bad_number_setting() {
+  local bin out rc
+  for bin in sluice-worker sluice-approver; do
+    out=$(SLUICE_RELAY_POLL_MS=soon SLUICE_API_TOKENS=ops:secret timeout 20 "$BIN/$bin" 2>&1)
+    rc=$?
+    check "$bin exits with status 1 (got $rc)" [ "$rc" = 1 ]
+    check "and names the setting: $out" grep -q "SLUICE_RELAY_POLL_MS must be a number from 10 to 3600000" <<<"$out"
+  done
+}

@@ -58,6 +58,38 @@ t_relay_failover() {
   check "and completes: its continue and result were published" eventually 30 run_is "$rid" completed
 }
 
+# A transaction that writes outbox rows wakes the publishing relay when it
+# has committed, whichever process either is in: the workers' pauses and
+# results, the approver's continues and cancels. This stack's relays look
+# unwoken only every 5 s (SLUICE_RELAY_POLL_MS). Each write here waits for
+# the one before to be published, so none rides on another's wake: one that
+# woke nothing would wait up to 5 s, and 20 such all under 1 s by chance is
+# 1 in 5^20.
+t_relay_woken() {
+  local rids=() rid poll slow k
+  published() {
+    [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM outbox WHERE key = '$1' AND topic = '$2' AND sent_at IS NOT NULL")" = 1 ]
+  }
+  poll=$(tr '\0' '\n' < "/proc/$(cat "$SLUICE_DEV_DIR/approver.pid")/environ" |
+    sed -n 's/^SLUICE_RELAY_POLL_MS=//p')
+  check "the relays look unwoken every 5 s here" [ "$poll" = 5000 ] || return 1
+  for k in 1 2 3 4 5 6 7; do
+    rid=$(submit data-admin "Delete all data for user U-720$k.")
+    rids+=("$rid")
+    check "run $k pauses" eventually 30 run_is "$rid" paused || return 1
+    check "its pause is published" eventually 30 published "$rid" sluice.approvals || return 1
+    if [ "$k" = 7 ]; then
+      api POST "/v1/runs/$rid/cancel" '{"reason":"relay test"}' >/dev/null
+    else
+      api POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{}' >/dev/null
+      check "it continues" eventually 30 published "$rid" sluice.continues || return 1
+    fi
+    check "its result is published" eventually 30 published "$rid" sluice.results || return 1
+  done
+  slow=$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT string_agg(topic || ' ' || round(extract(epoch FROM sent_at - created_at)::numeric, 3) || ' s', ', ') FROM outbox WHERE key IN ($(printf "'%s'," "${rids[@]}" | sed 's/,$//')) AND sent_at - created_at >= interval '1 s'")
+  check "each of the 20 within 1 s of its transaction (slower: ${slow:-none})" [ -z "$slow" ]
+}
+
 t_compose() {
   check "docker-compose config -q" docker-compose -f docker-compose.yml config -q
 }
