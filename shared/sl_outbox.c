@@ -30,73 +30,101 @@ sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const 
 	return st;
 }
 
+/*
+ * Takes up to $1 unsent rows, oldest first, by marking them sent in the
+ * transaction that stays open while they are produced: it commits only once
+ * they are delivered, so a crash before then leaves them unsent. Rows
+ * another relay holds are skipped. One statement where a locking read and
+ * an update by id were two.
+ */
+#define RELAY_TAKE_SQL                                                                      \
+	"UPDATE outbox o SET sent_at = now() FROM (SELECT id FROM outbox WHERE sent_at IS " \
+	"NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) b WHERE o.id = b.id "            \
+	"RETURNING o.id, o.topic, o.key, o.payload"
+
+/* A taken row: its id and where it is in the result. */
+typedef struct taken {
+	long long id;
+	int row;
+} taken;
+
+static int by_id(const void *a, const void *b)
+{
+	long long x = ((const taken *)a)->id, y = ((const taken *)b)->id;
+
+	return (x > y) - (x < y);
+}
+
 sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent, char *errbuf,
                           size_t errsize)
 {
 	char limit[16];
-	const char *params[1] = {limit};
-	PGresult *res = NULL;
+	sl_db_stmt q[2] = {{"BEGIN", 0, NULL}, {RELAY_TAKE_SQL, 1, (const char *[]){limit}}};
+	PGresult *res[2] = {NULL, NULL};
 	sl_kafka_out *msgs = NULL;
+	taken *order = NULL;
 	sl_buf ids;
-	sl_status st;
+	char cerr[256];
+	sl_status st, cst;
 	int n;
 
 	*sent = 0;
 	sl_buf_init(&ids, (size_t)-1);
 	snprintf(limit, sizeof(limit), "%d", max);
-	if ((st = sl_db_begin(conn, errbuf, errsize)))
-		return st;
-	st = sl_db_exec(conn,
-	                "SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL "
-	                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-	                1, params, &res, errbuf, errsize);
-	if (st)
+	if ((st = sl_db_pipeline(conn, 2, q, res, errbuf, errsize)))
 		goto out;
-	n = PQntuples(res);
-	if (n == 0)
+	if ((n = PQntuples(res[1])) == 0)
 		goto out;
+	/* RETURNING keeps no order: produced in id order, so that one run's
+	 * events stay in the order they were written. */
+	order = sl_calloc((size_t)n, sizeof(*order));
+	for (int i = 0; i < n; i++)
+		order[i] = (taken){strtoll(PQgetvalue(res[1], i, 0), NULL, 10), i};
+	qsort(order, (size_t)n, sizeof(*order), by_id);
 	msgs = sl_calloc((size_t)n, sizeof(*msgs));
 	for (int i = 0; i < n; i++) {
-		msgs[i].topic = PQgetvalue(res, i, 1);
-		msgs[i].key = PQgetvalue(res, i, 2);
-		msgs[i].payload = PQgetvalue(res, i, 3);
-		msgs[i].len = (size_t)PQgetlength(res, i, 3);
+		int row = order[i].row;
+		msgs[i].topic = PQgetvalue(res[1], row, 1);
+		msgs[i].key = PQgetvalue(res[1], row, 2);
+		msgs[i].payload = PQgetvalue(res[1], row, 3);
+		msgs[i].len = (size_t)PQgetlength(res[1], row, 3);
 	}
 	/* Failures are counted per message below; rows not delivered stay. */
 	sl_kafka_produce_batch(producer, msgs, (size_t)n, 10000, NULL, 0);
 	sl_buf_append(&ids, "{", 1);
 	for (int i = 0; i < n; i++) {
-		if (!msgs[i].delivered)
+		char id[24];
+
+		if (msgs[i].delivered) {
+			(*sent)++;
 			continue;
-		if (*sent)
-			sl_buf_append(&ids, ",", 1);
-		sl_buf_append(&ids, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
-		(*sent)++;
+		}
+		snprintf(id, sizeof(id), "%s%lld", ids.len > 1 ? "," : "", order[i].id);
+		sl_buf_append(&ids, id, strlen(id));
 	}
 	sl_buf_append(&ids, "}", 1);
-	if (*sent) {
+	if (*sent < n) {
 		const char *p[] = {ids.data};
-		if ((st = sl_db_exec(
-		         conn, "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", 1,
-		         p, NULL, errbuf, errsize)))
-			goto out;
-	}
-	if (*sent < n)
+
 		st = sl_err(errbuf, errsize, SL_RETRY, "%d of %d outbox events not delivered",
 		            n - *sent, n);
-out:
-	if (st == SL_OK || *sent) {
-		char cerr[256];
-		sl_status cst = sl_db_commit(conn, cerr, sizeof(cerr));
-		if (cst) {
-			/* Delivered but not marked: they go out again, and the consumers'
-			 * processed_events make the repeat harmless. */
-			st = sl_err(errbuf, errsize, cst, "%s", cerr);
-		}
+		if (*sent == 0) /* the rollback below leaves them unsent */
+			goto out;
+		if (sl_db_exec(conn,
+		               "UPDATE outbox SET sent_at = NULL WHERE id = ANY($1::bigint[])", 1,
+		               p, NULL, cerr, sizeof(cerr)))
+			goto out; /* all go out again */
 	}
+	/* Delivered but not marked when this fails: they go out again, and the
+	 * consumers' processed_events make the repeat harmless. */
+	if ((cst = sl_db_commit(conn, cerr, sizeof(cerr))))
+		st = sl_err(errbuf, errsize, cst, "%s", cerr);
+out:
 	sl_db_rollback(conn);
-	PQclear(res);
+	PQclear(res[0]);
+	PQclear(res[1]);
 	free(msgs);
+	free(order);
 	sl_buf_free(&ids);
 	return st;
 }

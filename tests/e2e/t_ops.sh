@@ -90,6 +90,25 @@ t_relay_woken() {
   check "each of the 20 within 1 s of its transaction (slower: ${slow:-none})" [ -z "$slow" ]
 }
 
+# An event Kafka refuses (over the producer's 1,000,000-byte message limit)
+# stays unsent; the event written with it goes, and the relay says why.
+t_relay_refused() {
+  local tag="refused-$RANDOM"
+  psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
+BEGIN;
+INSERT INTO outbox (topic, key, payload) VALUES
+  ('sluice.test', '$tag-big', repeat('x', 2000000)),
+  ('sluice.test', '$tag-ok', '{}');
+NOTIFY sluice_outbox;
+COMMIT;
+SQL
+  check "the event Kafka takes is sent, the one it refuses is not" \
+    eventually 15 bash -c "[ \"\$(psql '$SLUICE_DATABASE_URL' -Atc \"SELECT string_agg(key || '=' || (sent_at IS NOT NULL), ',' ORDER BY id) FROM outbox WHERE key LIKE '$tag-%'\")\" = '$tag-big=false,$tag-ok=true' ]"
+  check "the relay says so" eventually 10 bash -c "cat '$SLUICE_DEV_DIR'/*.log | grep -Eq 'outbox relay: [0-9]+ of [0-9]+ outbox events not delivered'"
+  # else every batch would try it again
+  psql "$SLUICE_DATABASE_URL" -qAtc "DELETE FROM outbox WHERE key = '$tag-big'" >/dev/null
+}
+
 t_compose() {
   check "docker-compose config -q" docker-compose -f docker-compose.yml config -q
 }
