@@ -223,20 +223,17 @@ static bool relay_woken(sl_relay *r)
 	return read(r->wake_fd, &n, sizeof(n)) == (ssize_t)sizeof(n);
 }
 
-/* The NOTIFY that wakes the publishing relay when it is in another
- * process. Every notifying transaction holds one lock of the whole
- * database through its commit, so a NOTIFY in the transactions that write
- * the outbox made their commits, and their fsyncs, wait for each other's
- * (with four workers, 20 ms per transaction). This one commits alone and
- * asynchronously, so the lock is not held across a disk flush; a NOTIFY
- * lost in a crash costs only the wait until the publishing relay looks
- * anyway. */
-#define RELAY_NOTIFY "BEGIN; SET LOCAL synchronous_commit TO off; NOTIFY sluice_outbox; COMMIT"
-
-/* Passes this process's wakes on to the publishing relay. */
+/* Passes this process's wakes on to the publishing relay, in another
+ * process: a NOTIFY of its own. Every notifying transaction holds one lock
+ * of the whole database until it ends, so a NOTIFY in the transactions that
+ * write the outbox made their commits, and their fsyncs, wait for each
+ * other's (with four workers, 20 ms per transaction). This one commits alone
+ * and, as everything on the relay's connection, without waiting for the
+ * disk; one lost in a crash costs only the wait until the publishing relay
+ * looks anyway. */
 static void relay_forward(PGconn **conn)
 {
-	PGresult *res = PQexec(*conn, RELAY_NOTIFY);
+	PGresult *res = PQexec(*conn, "NOTIFY sluice_outbox");
 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		sl_warn("outbox relay: cannot wake the publishing relay: %s",
@@ -244,8 +241,6 @@ static void relay_forward(PGconn **conn)
 		if (PQstatus(*conn) != CONNECTION_OK) {
 			PQfinish(*conn);
 			*conn = NULL;
-		} else {
-			PQclear(PQexec(*conn, "ROLLBACK"));
 		}
 	}
 	PQclear(res);
@@ -265,15 +260,23 @@ static bool relay_wait(sl_relay *r, int fd, int timeout_ms)
 /* The advisory lock held by the one relay that publishes. */
 #define RELAY_LOCK "7322617711" /* "sluice" */
 
-/* Connects; NULL (logged) when PostgreSQL is not there. The relay finds
- * unsent rows through their partial index and marks them sent by id, the
- * prune finds old rows through the BRIN indexes: key lookups all. A plan
- * prepared while the outbox was small scanned it whole to mark each batch
- * sent, and kept doing so as it grew (5% of the machine after 12,000 rows). */
+/*
+ * The relay's session. Key lookups: it finds unsent rows through their
+ * partial index and marks them by id, the prune finds old rows through the
+ * BRIN indexes; a plan prepared while the outbox was small scanned it whole
+ * to mark each batch sent, and kept doing so as it grew (5% of the machine
+ * after 12,000 rows). And commits that do not wait for the disk: a sent mark
+ * that a crash of PostgreSQL loses only has its events sent again, which the
+ * consumers' processed_events make harmless, as when the relay stops between
+ * producing and committing.
+ */
+#define RELAY_OPTIONS SL_DB_KEY_LOOKUPS " -c synchronous_commit=off"
+
+/* Connects; NULL (logged) when PostgreSQL is not there. */
 static PGconn *relay_connect(sl_relay *r)
 {
 	char errbuf[512];
-	PGconn *c = sl_db_connect_with(r->url, SL_DB_KEY_LOOKUPS, errbuf, sizeof(errbuf));
+	PGconn *c = sl_db_connect_with(r->url, RELAY_OPTIONS, errbuf, sizeof(errbuf));
 
 	if (!c)
 		sl_warn("outbox relay: %s", errbuf);
