@@ -258,46 +258,56 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 }
 
 /*
- * One statement: the decision; the approval record (a "required" one was
- * opened at the pause, an "audit" one is written now; both end with the
- * outcome); and, when nothing of the pause is pending any more, the continue
- * event with every decision of the pause (the run's lock makes this decision
- * the only one that can be the last; a decision earlier in the same batch is
- * an earlier statement of the transaction, so this one sees it). It answers
- * the requirement as it is now and whether the continue was queued.
+ * One statement for a batch's decisions ($1: a JSON array, one object per
+ * decision, in batch order; $2: the continues topic). Each decision; its
+ * approval record (a "required" one was opened at the pause, an "audit" one
+ * is written now; both end with the outcome); and for each run whose pause
+ * has nothing pending any more, the continue event with every decision of
+ * the pause (the runs' locks, taken by the read before, make this batch the
+ * only one that can see its last requirement go). Of several decisions of
+ * one run in the batch, the last one's event is the one queued. It answers,
+ * for each decision (by its place in the batch), the requirement as it is
+ * now and whether its continue event was queued.
  */
-#define DECIDE_SQL                                                                      \
-	"WITH upd AS (UPDATE requirements SET status = $8, confirmed = $2, note = $3, " \
-	"resolved_by = $4, user_input = $5::jsonb, external_result = $6, "              \
-	"edited_args = $7::jsonb, resolved_at = now() WHERE id = $1 RETURNING *), "     \
-	"appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, " \
-	"agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "  \
-	"resolution_data, resolved_by, resolved_at, expires_at, run_status) "           \
-	"SELECT $10, r.run_id, u.session_id, r.id, u.agent_id, "                        \
-	"u.user_id, r.approval_type, r.pause_type, $9, r.tool_name, r.tool_args, "      \
-	"nullif(jsonb_strip_nulls(jsonb_build_object('note', $3::text, 'values', "      \
-	"$5::jsonb, 'result', $6::text, 'tool_args', $7::jsonb)), '{}'::jsonb), $4, "   \
-	"now(), r.expires_at, u.status FROM upd r JOIN runs u ON u.run_id = r.run_id "  \
-	"WHERE r.approval_type IS NOT NULL "                                            \
-	"ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "         \
-	"resolution_data = excluded.resolution_data, resolved_by = "                    \
-	"excluded.resolved_by, resolved_at = excluded.resolved_at, updated_at = "       \
-	"now()), "                                                                      \
-	"pause AS (SELECT id, position, status, confirmed, note, user_input, "          \
-	"external_result, resolved_by FROM requirements "                               \
-	"WHERE run_id = $11 AND pause_seq = $12::int AND id <> $1 "                     \
-	"UNION ALL SELECT id, position, status, confirmed, note, user_input, "          \
-	"external_result, resolved_by FROM upd), "                                      \
-	"decided AS (SELECT jsonb_agg(jsonb_build_object('requirement_id', id, "        \
-	"'confirmed', coalesce(confirmed, false), 'note', note, 'user_input', "         \
-	"user_input, 'external_result', external_result, 'resolved_by', resolved_by) "  \
-	"ORDER BY position) AS decisions FROM pause "                                   \
-	"HAVING NOT bool_or(status = 'pending') AND bool_or(id = $1)), "                \
-	"cont AS (INSERT INTO outbox (topic, key, payload) SELECT $13, $11, "           \
-	"jsonb_set($14::jsonb, '{data,decisions}', decisions)::text FROM decided "      \
-	"RETURNING id) "                                                                \
-	"SELECT json_build_object('requirement', " REQUIREMENT_JSON                     \
-	", 'continued', EXISTS (SELECT 1 FROM cont)) FROM upd r"
+#define DECIDE_SQL                                                                             \
+	"WITH d AS (SELECT d.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS " \
+	"d(i int, id text, status text, confirmed boolean, note text, resolved_by text, "      \
+	"user_input text, external_result text, edited_args text, appr_status text, "          \
+	"approval_id text, run_id text, pause_seq int, cont text)), "                          \
+	"upd AS (UPDATE requirements q SET status = d.status, confirmed = d.confirmed, "       \
+	"note = d.note, resolved_by = d.resolved_by, user_input = d.user_input::jsonb, "       \
+	"external_result = d.external_result, edited_args = d.edited_args::jsonb, "            \
+	"resolved_at = now() FROM d WHERE q.id = d.id "                                        \
+	"RETURNING q.*, d.i, d.appr_status, d.approval_id, d.cont), "                          \
+	"appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, "        \
+	"agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "         \
+	"resolution_data, resolved_by, resolved_at, expires_at, run_status) "                  \
+	"SELECT r.approval_id, r.run_id, u.session_id, r.id, u.agent_id, u.user_id, "          \
+	"r.approval_type, r.pause_type, r.appr_status, r.tool_name, r.tool_args, "             \
+	"nullif(jsonb_strip_nulls(jsonb_build_object('note', r.note, 'values', "               \
+	"r.user_input, 'result', r.external_result, 'tool_args', r.edited_args)), "            \
+	"'{}'::jsonb), r.resolved_by, now(), r.expires_at, u.status "                          \
+	"FROM upd r JOIN runs u ON u.run_id = r.run_id WHERE r.approval_type IS NOT NULL "     \
+	"ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "                \
+	"resolution_data = excluded.resolution_data, resolved_by = excluded.resolved_by, "     \
+	"resolved_at = excluded.resolved_at, updated_at = now()), "                            \
+	"pause AS (SELECT q.run_id, q.id, q.position, q.status, q.confirmed, q.note, "         \
+	"q.user_input, q.external_result, q.resolved_by FROM requirements q "                  \
+	"JOIN (SELECT DISTINCT run_id, pause_seq FROM d) p "                                   \
+	"ON q.run_id = p.run_id AND q.pause_seq = p.pause_seq "                                \
+	"WHERE q.id NOT IN (SELECT id FROM d) "                                                \
+	"UNION ALL SELECT run_id, id, position, status, confirmed, note, user_input, "         \
+	"external_result, resolved_by FROM upd), "                                             \
+	"decided AS (SELECT run_id, jsonb_agg(jsonb_build_object('requirement_id', id, "       \
+	"'confirmed', coalesce(confirmed, false), 'note', note, 'user_input', user_input, "    \
+	"'external_result', external_result, 'resolved_by', resolved_by) ORDER BY position) "  \
+	"AS decisions FROM pause GROUP BY run_id HAVING NOT bool_or(status = 'pending')), "    \
+	"chosen AS (SELECT DISTINCT ON (x.run_id) x.run_id, x.decisions, u.cont, u.i "         \
+	"FROM decided x JOIN upd u ON u.run_id = x.run_id ORDER BY x.run_id, u.i DESC), "      \
+	"cont AS (INSERT INTO outbox (topic, key, payload) SELECT $2, run_id, "                \
+	"jsonb_set(cont::jsonb, '{data,decisions}', decisions)::text FROM chosen) "            \
+	"SELECT r.i, json_build_object('requirement', " REQUIREMENT_JSON ", 'continued', "     \
+	"EXISTS (SELECT 1 FROM chosen c WHERE c.i = r.i)) FROM upd r"
 
 /* Checks g against its row and makes what its statement needs. */
 static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *g, char *errbuf,
@@ -326,40 +336,53 @@ static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *
 	return SL_OK;
 }
 
-/* The parameters of g's DECIDE_SQL, into p[14]; they point into g. */
-static void decision_params(ap_store *s, const resolving *g, const char **p)
+/* g's object in the batch of DECIDE_SQL: its place i and what it writes. */
+static json_t *decision_row(const resolving *g, int i)
 {
 	const ap_decision *d = &g->v->d;
 	bool expire = g->action == AP_EXPIRE;
 	bool confirmed = g->action == AP_CONFIRM || g->action == AP_INPUT || g->action == AP_RESULT;
+	json_t *row = json_object();
 
-	p[0] = g->v->id;
-	p[1] = confirmed ? "true" : "false";
-	p[2] = expire ? "the approval timed out" : d->note;
-	p[3] = expire ? "sluice" : d->resolved_by;
-	p[4] = g->values;
-	p[5] = g->action == AP_RESULT ? d->result : NULL;
-	p[6] = g->edited;
-	p[7] = expire ? "expired" : "resolved";
-	p[8] = expire ? "expired" : confirmed ? "approved" : "rejected";
-	p[9] = g->approval_id;
-	p[10] = g->r.run_id;
-	p[11] = g->r.pause_seq;
-	p[12] = s->topic_continues;
-	p[13] = g->cont;
+	json_object_set_new(row, "i", json_integer(i));
+	json_object_set_new(row, "id", json_string(g->v->id));
+	json_object_set_new(row, "status", json_string(expire ? "expired" : "resolved"));
+	json_object_set_new(row, "confirmed", json_boolean(confirmed));
+	json_object_set_new(row, "note",
+	                    expire    ? json_string("the approval timed out")
+	                    : d->note ? json_string(d->note)
+	                              : json_null());
+	json_object_set_new(row, "resolved_by",
+	                    expire           ? json_string("sluice")
+	                    : d->resolved_by ? json_string(d->resolved_by)
+	                                     : json_null());
+	json_object_set_new(row, "user_input", g->values ? json_string(g->values) : json_null());
+	json_object_set_new(row, "external_result",
+	                    g->action == AP_RESULT && d->result ? json_string(d->result)
+	                                                        : json_null());
+	json_object_set_new(row, "edited_args", g->edited ? json_string(g->edited) : json_null());
+	json_object_set_new(row, "appr_status",
+	                    json_string(expire      ? "expired"
+	                                : confirmed ? "approved"
+	                                            : "rejected"));
+	json_object_set_new(row, "approval_id", json_string(g->approval_id));
+	json_object_set_new(row, "run_id", json_string(g->r.run_id));
+	json_object_set_new(row, "pause_seq", json_integer(strtol(g->r.pause_seq, NULL, 10)));
+	json_object_set_new(row, "cont", json_string(g->cont));
+	return row;
 }
 
-/* What the batch's decision statement answered for g, now committed;
- * whether it queued the run's continue event. */
-static bool decided(resolving *g, const PGresult *res)
+/* What the batch's statement answered for g (its JSON text, NULL when no
+ * row came back), now committed; whether g queued its run's continue. */
+static bool decided(resolving *g, const char *answer)
 {
 	ap_resolution *v = g->v;
-	json_t *row = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+	json_t *row = answer ? json_loads(answer, 0, NULL) : NULL;
 	bool continued;
 
 	if (!row) {
 		v->st = sl_err(v->err, sizeof(v->err), SL_FATAL,
-		               "requirement %s: the decision's statement answered no row", v->id);
+		               "requirement %s: the decisions' statement answered no row", v->id);
 		return false;
 	}
 	continued = json_is_true(json_object_get(row, "continued"));
@@ -383,18 +406,19 @@ static bool decided(resolving *g, const PGresult *res)
 }
 
 /*
- * Runs the batch in one transaction: BEGIN and the locking read in one round
- * trip, the checks here, then every decision's statement and the COMMIT in a
- * second one. Returns the database's failure, if any (then nothing was
+ * Runs the batch in one transaction and two round trips: BEGIN and the
+ * locking read; then, after the checks here, the decisions' one statement
+ * and the COMMIT. Returns the database's failure, if any (then nothing was
  * written and no item is final); the items' own outcomes are in them.
  */
 static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf, size_t errsize)
 {
-	sl_db_stmt q[AP_RESOLVE_BATCH + 1];
-	const char *params[AP_RESOLVE_BATCH][14];
-	PGresult *res[2 + AP_RESOLVE_BATCH + 1] = {0}; /* BEGIN, read; decisions, COMMIT */
+	sl_db_stmt q[2];
+	PGresult *res[4] = {0}; /* BEGIN, read; decisions, COMMIT */
+	const char *answer[AP_RESOLVE_BATCH] = {0};
+	json_t *rows = json_array();
+	char *batch = NULL;
 	sl_buf ids;
-	size_t k = 0;
 	bool continued = false;
 	sl_status st;
 
@@ -430,25 +454,31 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 		if (v->st)
 			continue;
 		g[i].planned = true;
-		decision_params(s, &g[i], params[k]);
-		q[k] = (sl_db_stmt){DECIDE_SQL, 14, params[k]};
-		k++;
+		json_array_append_new(rows, decision_row(&g[i], (int)i));
 	}
-	if (k == 0)
+	if (json_array_size(rows) == 0)
 		goto out; /* nothing to write: the rollback below ends the transaction */
-	q[k] = (sl_db_stmt){"COMMIT", 0, NULL};
-	if ((st = sl_db_pipeline(s->db, k + 1, q, res + 2, errbuf, errsize)))
+	batch = json_dumps(rows, JSON_COMPACT);
+	q[0] = (sl_db_stmt){DECIDE_SQL, 2, (const char *[]){batch, s->topic_continues}};
+	q[1] = (sl_db_stmt){"COMMIT", 0, NULL};
+	if ((st = sl_db_pipeline(s->db, 2, q, res + 2, errbuf, errsize)))
 		goto out;
-	k = 0;
+	for (int r = 0; r < PQntuples(res[2]); r++) {
+		long i = strtol(PQgetvalue(res[2], r, 0), NULL, 10);
+		if (i >= 0 && (size_t)i < n)
+			answer[i] = PQgetvalue(res[2], r, 1);
+	}
 	for (size_t i = 0; i < n; i++)
 		if (g[i].planned)
-			continued |= decided(&g[i], res[2 + k++]);
+			continued |= decided(&g[i], answer[i]);
 	if (continued)
 		sl_relay_wake(s->relay);
 out:
 	sl_db_rollback(s->db);
 	for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++)
 		PQclear(res[i]);
+	json_decref(rows);
+	free(batch);
 	sl_buf_free(&ids);
 	return st;
 }
