@@ -34,12 +34,12 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
 
 /*
  * A relay thread: publishes the outbox when woken (sl_relay_wake) and every
- * poll_ms (SLUICE_RELAY_POLL_MS) anyway, on its own PostgreSQL connection and its own
- * idempotent producer. Of all the relays of a deployment one publishes at a
- * time (it holds an advisory lock and LISTENs on sluice_outbox); the others
- * stand by, pass their process's wakes on to it as a NOTIFY, and take over
- * within poll_ms when its connection ends. It reconnects after failures.
- * Returns NULL with the reason in errbuf.
+ * poll_ms (SLUICE_RELAY_POLL_MS) anyway, on its own PostgreSQL connection
+ * and its own idempotent producer. Of all the relays of a deployment one
+ * publishes at a time (it holds an advisory lock and LISTENs on
+ * sluice_outbox); the others stand by, pass their process's wakes on to it
+ * as a NOTIFY, and take over within poll_ms when its connection ends. It
+ * reconnects after failures. Returns NULL with the reason in errbuf.
  */
 typedef struct sl_relay sl_relay;
 struct sl_config;

@@ -6,9 +6,9 @@
  * SLUICE_WORKER_CONCURRENCY threads with a connection each, model calls on
  * one curl multi thread (with http tools' POSTs), command tools on
  * SLUICE_WORKER_TOOL_THREADS threads, "stdio" tools as lines to their
- * long-running processes. The
- * outbox is relayed on a thread woken as its rows commit, and a message's offset is
- * stored once it and every message before it in its partition are done.
+ * long-running processes. The outbox is relayed on a thread woken as its
+ * rows commit, and a message's offset is stored once it and every message
+ * before it in its partition are done.
  */
 #include "sl_agents.h"
 #include "sl_config.h"
