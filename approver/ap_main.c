@@ -99,14 +99,11 @@ int main(int argc, char **argv)
 		sl_error("unknown argument %s", rest[0]);
 		goto out;
 	}
-	if (!sl_parse_long(a.cfg.approver_threads, 1, 256, &threads)) {
-		sl_error("SLUICE_APPROVER_THREADS must be a number from 1 to 256");
+	if (!sl_config_number("SLUICE_APPROVER_THREADS", a.cfg.approver_threads, 1, 256,
+	                      &threads) ||
+	    !sl_config_number("SLUICE_RELAY_POLL_MS", a.cfg.relay_poll_ms, SL_RELAY_POLL_MS_MIN,
+	                      SL_RELAY_POLL_MS_MAX, &relay_poll_ms))
 		goto out;
-	}
-	if (!sl_parse_long(a.cfg.relay_poll_ms, 10, 3600000, &relay_poll_ms)) {
-		sl_error("SLUICE_RELAY_POLL_MS must be a number from 10 to 3600000");
-		goto out;
-	}
 	a.source = sl_event_source("approver");
 	a.topic_approvals = sl_config_topic(&a.cfg, "approvals");
 	a.topic_continues = sl_config_topic(&a.cfg, "continues");

@@ -2,6 +2,7 @@
  * sl_config.c - environment and flag configuration.
  */
 #include "sl_config.h"
+#include "sl_log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -119,4 +120,12 @@ void sl_config_free(sl_config *c)
 {
 	for (size_t i = 0; i < NFIELDS; i++)
 		set(c, &fields[i], NULL);
+}
+
+bool sl_config_number(const char *name, const char *v, long lo, long hi, long *out)
+{
+	if (sl_parse_long(v, lo, hi, out))
+		return true;
+	sl_error("%s must be a number from %ld to %ld", name, lo, hi);
+	return false;
 }

@@ -47,6 +47,9 @@ struct sl_config;
 #define SL_PRUNE_INTERVAL_MS (60 * 1000)
 
 sl_relay *sl_relay_start(const struct sl_config *cfg, int poll_ms, char *errbuf, size_t errsize);
+/* The range of SLUICE_RELAY_POLL_MS. */
+#define SL_RELAY_POLL_MS_MIN 10
+#define SL_RELAY_POLL_MS_MAX 3600000
 /* Publishes what is left, stops the thread and frees it; NULL is fine. */
 void sl_relay_stop(sl_relay *r);
 

@@ -127,15 +127,6 @@ static void drain(worker *w)
 		sl_warn("stopping with %zu message(s) unfinished; they will be delivered again", n);
 }
 
-/* Parses a number setting, saying what is wrong with it. */
-static bool number(const char *name, const char *v, long lo, long hi, long *out)
-{
-	if (sl_parse_long(v, lo, hi, out))
-		return true;
-	sl_error("%s must be a number from %ld to %ld", name, lo, hi);
-	return false;
-}
-
 /* Every model call and tool call in flight holds a socket or pipes: let the
  * process have as many descriptors as it may. */
 static void raise_fd_limit(void)
@@ -179,12 +170,14 @@ int main(int argc, char **argv)
 		sl_error("%s", errbuf);
 		goto out;
 	}
-	if (!number("SLUICE_WORKER_CONCURRENCY", w.cfg.worker_concurrency, 1, 256, &ndb) ||
-	    !number("SLUICE_WORKER_MAX_IN_FLIGHT", w.cfg.worker_max_in_flight, 1, 1000000,
-	            &w.max_in_flight) ||
-	    !number("SLUICE_WORKER_TOOL_THREADS", w.cfg.worker_tool_threads, 1, 1024,
-	            &w.tool_threads) ||
-	    !number("SLUICE_RELAY_POLL_MS", w.cfg.relay_poll_ms, 10, 3600000, &relay_poll_ms))
+	if (!sl_config_number("SLUICE_WORKER_CONCURRENCY", w.cfg.worker_concurrency, 1, 256,
+	                      &ndb) ||
+	    !sl_config_number("SLUICE_WORKER_MAX_IN_FLIGHT", w.cfg.worker_max_in_flight, 1, 1000000,
+	                      &w.max_in_flight) ||
+	    !sl_config_number("SLUICE_WORKER_TOOL_THREADS", w.cfg.worker_tool_threads, 1, 1024,
+	                      &w.tool_threads) ||
+	    !sl_config_number("SLUICE_RELAY_POLL_MS", w.cfg.relay_poll_ms, SL_RELAY_POLL_MS_MIN,
+	                      SL_RELAY_POLL_MS_MAX, &relay_poll_ms))
 		goto out;
 	w.ndb = (int)ndb;
 	w.topic_runs = sl_config_topic(&w.cfg, "runs");
