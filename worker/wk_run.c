@@ -584,6 +584,32 @@ static const char *const tool_sql =
     "jsonb_to_record(b.r) AS x(run_id text, call_id text, result text) "
     "WHERE e.run_id = x.run_id AND e.tool_call_id = x.call_id";
 
+/*
+ * Tool results are committed without waiting for the disk, in one round
+ * trip. A recorded result is read only when a continue is taken up again
+ * after a crash, and the run's next write that does wait (its pause or its
+ * end) makes this one durable too: the log is flushed in order. A crash of
+ * PostgreSQL in between may lose it; the tool call then reads as
+ * interrupted (the model is told so, and the tool is not run again), as
+ * when a worker stops between running a tool and recording its result. The
+ * claim before the tool runs still waits: it is what keeps a tool from
+ * running twice.
+ */
+static sl_status write_tool_results(PGconn *db, const char *rows, char *errbuf, size_t errsize)
+{
+	const sl_db_stmt q[4] = {{"BEGIN", 0, NULL},
+	                         {"SET LOCAL synchronous_commit = off", 0, NULL},
+	                         {tool_sql, 1, (const char *[]){rows}},
+	                         {"COMMIT", 0, NULL}};
+	PGresult *res[4];
+	sl_status st = sl_db_pipeline(db, 4, q, res, errbuf, errsize);
+
+	sl_db_rollback(db);
+	for (int i = 0; i < 4; i++)
+		PQclear(res[i]);
+	return st;
+}
+
 /* Sets the task up to be completed (ok) or failed with text. */
 static next to_finish(task *t, bool ok, const char *text)
 {
@@ -1369,14 +1395,16 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 	p[0] = text;
 	p[1] = CONSUMER;
 	p[2] = kind == OUT_PAUSE ? env->topic_approvals : env->topic_results;
-	st = sl_db_exec(db,
-	                kind == OUT_START    ? start_sql
-	                : kind == OUT_CLAIM  ? claim_sql
-	                : kind == OUT_PAUSE  ? pause_sql
-	                : kind == OUT_FINISH ? finish_sql
-	                                     : tool_sql,
-	                kind == OUT_PAUSE || kind == OUT_FINISH ? 3 : 1, p, &res, errbuf,
-	                sizeof(errbuf));
+	if (kind == OUT_TOOL)
+		st = write_tool_results(db, text, errbuf, sizeof(errbuf));
+	else
+		st = sl_db_exec(db,
+		                kind == OUT_START   ? start_sql
+		                : kind == OUT_CLAIM ? claim_sql
+		                : kind == OUT_PAUSE ? pause_sql
+		                                    : finish_sql,
+		                kind == OUT_PAUSE || kind == OUT_FINISH ? 3 : 1, p, &res, errbuf,
+		                sizeof(errbuf));
 	free(text);
 	json_decref(rows);
 	if (st == SL_OK && kind == OUT_TOOL) {
