@@ -187,6 +187,7 @@ int main(int argc, char **argv)
 	w.env.topic_results = sl_config_topic(&w.cfg, "results");
 	w.env.cfg = &w.cfg;
 	w.env.agents = w.agents;
+	w.env.agent_tools = wk_run_agent_tools(w.agents);
 	w.env.source = sl_event_source("worker");
 	w.env.stopping = &stopping;
 	w.dbs = sl_calloc((size_t)w.ndb, sizeof(wk_db));
@@ -274,6 +275,7 @@ out:
 	free(w.topic_continues);
 	free(w.env.topic_approvals);
 	free(w.env.topic_results);
+	free(w.env.agent_tools);
 	sl_agents_free(w.agents);
 	sl_config_free(&w.cfg);
 	free(rest);

@@ -85,8 +85,7 @@ typedef struct task {
 	PGresult *decisions; /* CONTINUE_READ's rows */
 	int ndecisions, dec_i;
 	json_t *claimed_tools; /* call ids whose tool runs the claim claimed */
-	char *claim_tools;     /* the tool runs its claim is to claim (JSON) */
-	bool claim_lost;       /* the batched claim found the run changed */
+	bool claim_lost;       /* the batched claim did not claim the run */
 
 	/* the model call in progress and its answer */
 	int model_attempt;
@@ -137,8 +136,6 @@ static void task_reset(task *t)
 	t->ndecisions = 0;
 	json_decref(t->claimed_tools);
 	t->claimed_tools = NULL;
-	free(t->claim_tools);
-	t->claim_tools = NULL;
 	t->claim_lost = false;
 	if (t->have_reply)
 		wk_model_reply_free(&t->reply);
@@ -174,6 +171,23 @@ static void task_free(task *t)
 	if (t->m)
 		rd_kafka_message_destroy(t->m);
 	free(t);
+}
+
+char *wk_run_agent_tools(const sl_agents *agents)
+{
+	json_t *map = json_object();
+	char *text;
+
+	for (size_t i = 0; i < agents->n; i++) {
+		const sl_agent *a = &agents->agents[i];
+		json_t *names = json_array();
+		for (size_t k = 0; k < a->ntools; k++)
+			json_array_append_new(names, json_string(a->tools[k].name));
+		json_object_set_new(map, a->id, names);
+	}
+	text = json_dumps(map, JSON_COMPACT);
+	json_decref(map);
+	return text;
 }
 
 void wk_run_drop(void *arg)
@@ -561,23 +575,6 @@ static const char *const finish_sql =
     "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd) "
     "SELECT event_id FROM upd";
 
-/* Continues' claims: each moves its run from the pause it read to running
- * and claims the tool runs its decisions make; the events whose claim took
- * come back (of two continues of one run, one). */
-static const char *const claim_sql =
-    "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
-    "x(run_id text, event_id text, pause_seq int, tools jsonb)), "
-    "c AS (UPDATE runs u SET status = 'running', claim_event = x.event_id, "
-    "version = u.version + 1, updated_at = now() FROM x "
-    "WHERE u.run_id = x.run_id AND u.status = 'paused' AND u.pause_seq = x.pause_seq "
-    "RETURNING u.run_id, x.event_id, x.tools), "
-    "t AS (INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
-    "SELECT c.run_id, y.call_id, y.tool_name, 'started' FROM c, "
-    "jsonb_to_recordset(c.tools) AS y(call_id text, tool_name text) "
-    "ON CONFLICT DO NOTHING RETURNING run_id, tool_call_id) "
-    "SELECT c.event_id, (SELECT coalesce(json_agg(t.tool_call_id), '[]') FROM t "
-    "WHERE t.run_id = c.run_id) FROM c";
-
 static const char *const tool_sql =
     "UPDATE tool_executions e SET status = 'done', result = x.result, finished_at = now() "
     "FROM sluice_batch($1::jsonb) AS b(r), "
@@ -749,8 +746,6 @@ static const sl_tool *tool_to_run(const task *t, PGresult *reqs, int row)
 	return sl_agent_tool(t->r.agent, PQgetvalue(reqs, row, 2));
 }
 
-static json_t *outcome_row(const task *t, outcome kind);
-
 /* A continue's read: the requirements of its run's pause with their
  * decisions (columns 0-9, one row each, by position; one row of NULLs when
  * there are none), and on each row the run (RUN_COL on) and whether the
@@ -765,31 +760,172 @@ static json_t *outcome_row(const task *t, outcome kind);
 #define RUN_COL 10
 
 /*
+ * Continues' claims and reads, several in one statement. Each row of $1
+ * ({i, run_id, event_id, ids}) claims its run when the run is in the pause
+ * the event resolves: the event names exactly the pause's requirements
+ * (ids), none is pending, the event (of consumer $2) was not processed, the
+ * run's agent is configured here and its conversation is a list. The run
+ * moves to running and the tool runs its decisions make are claimed in
+ * tool_executions (confirmed, not expired, no external result, the tool
+ * configured for the agent: $3, each agent's tool names). Returns, for each
+ * claimed row, CONTINUE_READ's columns, the call ids claimed (CLAIMED_COL)
+ * and i (CLAIMED_COL + 1); of two continues of one run, one claims it.
+ *
+ * Plans: as pause_sql's (sluice_batch(), the processed-event check kept a
+ * probe per row).
+ */
+static const char *const claim_read_sql =
+    "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
+    "x(i int, run_id text, event_id text, ids jsonb)), "
+    "u AS (SELECT x.i, x.event_id, u.run_id, u.pause_seq FROM x JOIN runs u "
+    "ON u.run_id = x.run_id WHERE u.status = 'paused' "
+    "AND jsonb_typeof(u.messages) = 'array' AND $3::jsonb ? u.agent_id "
+    "AND NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.consumer = $2 "
+    "AND p.event_id = x.event_id OFFSET 0) "
+    "AND NOT EXISTS (SELECT 1 FROM requirements q WHERE q.run_id = u.run_id "
+    "AND q.pause_seq = u.pause_seq AND (q.status = 'pending' OR NOT x.ids ? q.id)) "
+    "AND (SELECT count(*) FROM requirements q WHERE q.run_id = u.run_id "
+    "AND q.pause_seq = u.pause_seq) = jsonb_array_length(x.ids) "
+    "AND (SELECT count(DISTINCT e) FROM jsonb_array_elements_text(x.ids) AS e) = "
+    "jsonb_array_length(x.ids)), "
+    "c AS (UPDATE runs r SET status = 'running', claim_event = u.event_id, "
+    "version = r.version + 1, updated_at = now() FROM u WHERE r.run_id = u.run_id "
+    "AND r.status = 'paused' AND r.pause_seq = u.pause_seq "
+    "RETURNING u.i, r.run_id, r.status, r.messages, r.pause_seq, r.agent_id, r.session_id, "
+    "r.user_id, r.claim_event), "
+    "t AS (INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
+    "SELECT q.run_id, q.tool_call_id, q.tool_name, 'started' FROM c JOIN requirements q "
+    "ON q.run_id = c.run_id AND q.pause_seq = c.pause_seq WHERE q.status <> 'expired' "
+    "AND q.confirmed AND q.external_result IS NULL AND ($3::jsonb -> c.agent_id) ? q.tool_name "
+    "ON CONFLICT DO NOTHING RETURNING run_id, tool_call_id) "
+    "SELECT q.id, q.tool_call_id, q.tool_name, q.tool_args, q.status, q.confirmed, q.note, "
+    "q.user_input, q.external_result, q.edited_args, c.status, c.messages, c.pause_seq, "
+    "c.agent_id, c.session_id, c.user_id, c.claim_event, false, "
+    "(SELECT coalesce(json_agg(t.tool_call_id), '[]') FROM t WHERE t.run_id = c.run_id), c.i "
+    "FROM c LEFT JOIN requirements q ON q.run_id = c.run_id AND q.pause_seq = c.pause_seq "
+    "ORDER BY c.i, q.position";
+#define CLAIMED_COL (RUN_COL + 8)
+
+/* The same claim for a run whose requirements were checked under its lock:
+ * moves it from the pause read ($2) to running and claims the tool runs
+ * ($4: [{call_id, tool_name}]); returns the call ids claimed (no row when
+ * the run was not in that pause). */
+static const char *const claim_sql =
+    "WITH c AS (UPDATE runs u SET status = 'running', claim_event = $3, "
+    "version = u.version + 1, updated_at = now() "
+    "WHERE u.run_id = $1 AND u.status = 'paused' AND u.pause_seq = $2::int "
+    "RETURNING u.run_id), "
+    "t AS (INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
+    "SELECT c.run_id, y.call_id, y.tool_name, 'started' FROM c, "
+    "jsonb_to_recordset($4::jsonb) AS y(call_id text, tool_name text) "
+    "ON CONFLICT DO NOTHING RETURNING tool_call_id) "
+    "SELECT (SELECT coalesce(json_agg(tool_call_id), '[]') FROM t) FROM c";
+
+/* Takes the run and the requirements of its pause from a continue's read
+ * (res, whose rows the task keeps). */
+static sl_status take_continue(task *t, const char *run_id, PGresult *res)
+{
+	run *r = &t->r;
+
+	r->run_id = sl_strdup(run_id);
+	r->session_id = sl_strdup(PQgetvalue(res, 0, RUN_COL + 4));
+	r->user_id = sl_db_value(res, 0, RUN_COL + 5);
+	r->agent = sl_agents_find(t->env->agents, PQgetvalue(res, 0, RUN_COL + 3));
+	if (!r->agent)
+		return sl_err(t->err, sizeof(t->err), SL_NOT_FOUND,
+		              "run %s: agent %s is no longer configured", run_id,
+		              PQgetvalue(res, 0, RUN_COL + 3));
+	r->items = json_loads(PQgetvalue(res, 0, RUN_COL + 1), 0, NULL);
+	if (!json_is_array(r->items))
+		return sl_err(t->err, sizeof(t->err), SL_INVALID,
+		              "run %s: stored messages are not a list", run_id);
+	t->decisions = res;
+	t->ndecisions = PQgetisnull(res, 0, 0) ? 0 : PQntuples(res);
+	t->dec_i = 0;
+	return SL_OK;
+}
+
+/* The task's row of claim_read_sql (i its place in the batch); NULL when
+ * the event's decisions do not name requirements by id (the locked check
+ * says what is wrong). */
+static json_t *claim_row(const task *t, int i)
+{
+	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
+	json_t *ids = json_array();
+	size_t k;
+
+	json_array_foreach (decisions, k, dec) {
+		json_t *id = json_object_get(dec, "requirement_id");
+		if (!json_is_string(id)) {
+			json_decref(ids);
+			return NULL;
+		}
+		json_array_append(ids, id);
+	}
+	return json_pack("{s:i, s:O, s:s, s:o}", "i", i, "run_id",
+	                 json_object_get(t->ev.data, "run_id"), "event_id", t->ev.id, "ids", ids);
+}
+
+/* The place in the batch of claim_read_sql's row. */
+static int claim_place(const PGresult *res, int row)
+{
+	return (int)strtol(PQgetvalue(res, row, CLAIMED_COL + 1), NULL, 10);
+}
+
+/* Gives the task its claim's rows of res (rows from *row on, of place i),
+ * as a result of its own; *row moves past them. */
+static sl_status take_claim(task *t, PGresult *res, int *row, int i)
+{
+	const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
+	PGresult *own = PQcopyResult(res, PG_COPYRES_ATTRS);
+	sl_status st;
+	int n = 0;
+
+	if (!own)
+		return sl_err(t->err, sizeof(t->err), SL_RETRY, "out of memory");
+	for (; *row < PQntuples(res) && claim_place(res, *row) == i; (*row)++) {
+		for (int col = 0; col < PQnfields(res); col++) {
+			bool null = PQgetisnull(res, *row, col);
+			if (!PQsetvalue(own, n, col, null ? NULL : PQgetvalue(res, *row, col),
+			                null ? -1 : PQgetlength(res, *row, col))) {
+				PQclear(own);
+				return sl_err(t->err, sizeof(t->err), SL_RETRY, "out of memory");
+			}
+		}
+		n++;
+	}
+	t->claimed_tools = json_loads(PQgetvalue(own, 0, CLAIMED_COL), 0, NULL);
+	if ((st = take_continue(t, run_id, own))) /* cannot be: the statement checked */
+		PQclear(own);
+	return st;
+}
+
+/*
  * Checks a sluice.run.continue event against what the approver recorded,
  * claims the paused run (a run is continued once) and loads the
- * requirements of the pause with their decisions. Unlocked, it reads
- * without a transaction and claims only a run still in the pause it read;
- * locked, it holds the run's row from the read to the claim, so that it
- * waits for whoever is changing the run.
+ * requirements of the pause with their decisions, holding the run's row
+ * from the read to the claim, so that it waits for whoever is changing the
+ * run. This is the continue claim_read_sql did not claim: processed
+ * before, taken up again after a crash, refused, or written while a writer
+ * of the run was in the middle of its transaction.
  */
-static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
+static sl_status check_continue(PGconn *db, task *t, next *nx)
 {
 	const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
 	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
 	const char *q[] = {run_id, CONSUMER, t->ev.id};
 	PGresult *res = NULL;
-	run *r = &t->r;
 	sl_status st;
 	bool resuming;
 	size_t i;
 	int n;
 
 	*nx = NX_END;
-	/* locked: whoever is changing the run finishes first, and the read
-	 * (a statement of its own) sees what they did */
-	if (locked && ((st = sl_db_begin(db, t->err, sizeof(t->err))) ||
-	               (st = sl_db_exec(db, "SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE", 1, q,
-	                                NULL, t->err, sizeof(t->err)))))
+	/* whoever is changing the run finishes first, and the read (a
+	 * statement of its own) sees what they did */
+	if ((st = sl_db_begin(db, t->err, sizeof(t->err))) ||
+	    (st = sl_db_exec(db, "SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE", 1, q, NULL,
+	                     t->err, sizeof(t->err))))
 		goto out;
 	st = sl_db_exec(db, CONTINUE_READ, 3, q, &res, t->err, sizeof(t->err));
 	if (st)
@@ -814,35 +950,19 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 		            PQgetvalue(res, 0, RUN_COL));
 		goto out;
 	}
-	r->run_id = sl_strdup(run_id);
-	r->session_id = sl_strdup(PQgetvalue(res, 0, RUN_COL + 4));
-	r->user_id = sl_db_value(res, 0, RUN_COL + 5);
-	r->agent = sl_agents_find(t->env->agents, PQgetvalue(res, 0, RUN_COL + 3));
-	if (!r->agent) {
-		st = sl_err(t->err, sizeof(t->err), SL_NOT_FOUND,
-		            "run %s: agent %s is no longer configured", run_id,
-		            PQgetvalue(res, 0, RUN_COL + 3));
-		goto out;
-	}
-	r->items = json_loads(PQgetvalue(res, 0, RUN_COL + 1), 0, NULL);
-	if (!json_is_array(r->items)) {
-		st = sl_err(t->err, sizeof(t->err), SL_INVALID,
-		            "run %s: stored messages are not a list", run_id);
-		goto out;
-	}
 	n = PQgetisnull(res, 0, 0) ? 0 : PQntuples(res);
 	/* Act only on what the approver recorded: the event names exactly the
 	 * requirements of this pause, and every one of them is resolved. */
 	json_array_foreach (decisions, i, dec) {
 		const char *rid = json_string_value(json_object_get(dec, "requirement_id"));
 		bool found = false;
-		for (int k = 0; k < n && !found; k++)
+		for (int k = 0; k < n && !found && rid; k++)
 			found = !strcmp(PQgetvalue(res, k, 0), rid);
 		if (!found) {
 			st = sl_err(t->err, sizeof(t->err), SL_INVALID,
 			            "run %s: continue names requirement %s, which the run is not "
 			            "waiting for",
-			            run_id, rid);
+			            run_id, rid ? rid : "(none)");
 			goto out;
 		}
 	}
@@ -860,14 +980,14 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 			goto out;
 		}
 	}
-	t->decisions = res;
-	t->ndecisions = n;
-	res = NULL;
-	t->dec_i = 0;
+	if ((st = take_continue(t, run_id, res)))
+		goto out;
+	res = NULL; /* the task's now */
 	/* The claim: only one continue moves the run from paused to running. */
 	if (!resuming) {
-		json_t *tools = json_array(), *rows;
-		char *rowtext;
+		json_t *tools = json_array();
+		const char *p[4];
+		char *tooltext;
 		PGresult *claim;
 		bool claimed;
 
@@ -882,28 +1002,18 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 				                                PQgetvalue(t->decisions, k, 1),
 				                                "tool_name", tool->name));
 		}
-		t->claim_tools = json_dumps(tools, JSON_COMPACT);
+		tooltext = json_dumps(tools, JSON_COMPACT);
 		json_decref(tools);
-		if (!locked) {
-			/* with other continues' claims, in one statement (claim_sql) */
-			t->outcome = OUT_CLAIM;
-			*nx = NX_OUTCOME;
-			goto out;
-		}
-		/* locked: the same statement, for this claim alone */
-		rows = json_pack("[o]", outcome_row(t, OUT_CLAIM));
-		rowtext = json_dumps(rows, JSON_COMPACT);
-		json_decref(rows);
-		free(t->claim_tools);
-		t->claim_tools = NULL;
-		st = sl_db_exec(db, claim_sql, 1, (const char *[]){rowtext}, &claim, t->err,
-		                sizeof(t->err));
-		free(rowtext);
+		p[0] = run_id;
+		p[1] = PQgetvalue(t->decisions, 0, RUN_COL + 2);
+		p[2] = t->ev.id;
+		p[3] = tooltext;
+		st = sl_db_exec(db, claim_sql, 4, p, &claim, t->err, sizeof(t->err));
+		free(tooltext);
 		if (st)
 			goto out;
 		claimed = PQntuples(claim) == 1;
-		json_decref(t->claimed_tools);
-		t->claimed_tools = claimed ? json_loads(PQgetvalue(claim, 0, 1), 0, NULL) : NULL;
+		t->claimed_tools = claimed ? json_loads(PQgetvalue(claim, 0, 0), 0, NULL) : NULL;
 		PQclear(claim);
 		if (!claimed) {
 			/* changed since it was read (it cannot when locked) */
@@ -912,7 +1022,7 @@ static sl_status check_continue(PGconn *db, task *t, next *nx, bool locked)
 			goto out;
 		}
 	}
-	if (locked && (st = sl_db_commit(db, t->err, sizeof(t->err))))
+	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
 		goto out;
 	if (resuming)
 		sl_warn("run %s: resuming continue %s, which an earlier attempt left unfinished",
@@ -925,29 +1035,32 @@ out:
 	if (st) {
 		PQclear(t->decisions);
 		t->decisions = NULL;
+		json_decref(t->claimed_tools);
+		t->claimed_tools = NULL;
 	}
-	if (locked)
-		sl_db_rollback(db);
+	sl_db_rollback(db);
 	PQclear(res);
 	return st;
 }
 
 /*
- * PH_BEGIN of a sluice.run.continue: the unlocked check, which is all a
- * continue the approver wrote after committing its decisions needs; when
- * that refuses the event, or its claim (batched) finds the run changed, the
- * locked one decides (a writer of the run may have been in the middle of
- * its transaction).
+ * PH_BEGIN of a sluice.run.continue: queued to be claimed and read with
+ * other continues (claim_read_sql), which is all a continue the approver
+ * wrote after committing its decisions needs. Any other - that statement
+ * did not claim it - is decided by the locked check: a writer of the run
+ * may have been in the middle of its transaction, or the event is refused.
  */
 static sl_status begin_continue(PGconn *db, task *t, next *nx)
 {
-	sl_status st = t->claim_lost ? SL_CONFLICT : check_continue(db, t, nx, false);
+	json_t *row;
 
-	if (st == SL_NOT_FOUND || st == SL_INVALID || st == SL_CONFLICT) {
-		run_clear(&t->r);
-		st = check_continue(db, t, nx, true);
+	if (!t->claim_lost && (row = claim_row(t, 0))) {
+		json_decref(row);
+		t->outcome = OUT_CLAIM;
+		*nx = NX_OUTCOME;
+		return SL_OK;
 	}
-	return st;
+	return check_continue(db, t, nx);
 }
 
 /* Whether the continue's claim claimed call_id's tool run for this task. */
@@ -1247,8 +1360,8 @@ static void step_failed(task *t, sl_status st)
 #define OUTCOME_BATCH 128
 
 /* Writes waiting for a database thread (starts, claims, outcomes, tool
- * results); one flush job is queued on the database pool while the queue is
- * not empty. */
+ * results); one flush job is queued on
+ * the database pool while the queue is not empty. */
 struct wk_outcomes {
 	pthread_mutex_t mu;
 	task *head, *tail;
@@ -1343,27 +1456,56 @@ static void fail_all(task **ts, size_t n, sl_status st, const char *why)
 	}
 }
 
+/* Orders tasks by run id. */
+static int by_run_id(const void *a, const void *b)
+{
+	const task *x = *(task *const *)a, *y = *(task *const *)b;
+
+	return strcmp(json_string_value(json_object_get(x->ev.data, "run_id")),
+	              json_string_value(json_object_get(y->ev.data, "run_id")));
+}
+
+/* Continues' claims (claim_read_sql): each task that claimed its run goes
+ * on to its decisions with the rows it read; the others to the locked
+ * check (claim_lost). */
+static void claims_done(void *state, task **ts, size_t n, PGresult *res)
+{
+	int row = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		task *t = ts[i];
+		sl_status st;
+
+		t->outcome = OUT_NONE;
+		while (row < PQntuples(res) && claim_place(res, row) < (int)i)
+			row++;
+		if (row < PQntuples(res) && claim_place(res, row) == (int)i) {
+			if ((st = take_claim(t, res, &row, (int)i))) {
+				step_failed(t, st);
+				continue;
+			}
+			sl_info("run %s: continuing with %d decision(s)", t->r.run_id,
+			        t->ndecisions);
+			t->ph = PH_DECISIONS;
+		} else {
+			t->claim_lost = true;
+			t->ph = PH_BEGIN;
+		}
+		db_job(t, state);
+	}
+}
+
 /* A write of tasks of kind, as one statement's row. */
 static json_t *outcome_row(const task *t, outcome kind)
 {
 	if (kind == OUT_START)
 		return start_row(t);
-	if (kind == OUT_CLAIM)
-		return json_pack("{s:s, s:s, s:s, s:o}", "run_id", t->r.run_id, "event_id",
-		                 t->ev.id, "pause_seq", PQgetvalue(t->decisions, 0, RUN_COL + 2),
-		                 "tools", json_loads(t->claim_tools, 0, NULL));
 	if (kind == OUT_PAUSE)
 		return pause_row(t);
 	if (kind == OUT_FINISH)
 		return finish_row(t);
 	return json_pack("{s:s, s:s, s:s}", "run_id", t->r.run_id, "call_id", t->call_id, "result",
 	                 t->tool_result);
-}
-
-/* Orders tasks by run id. */
-static int by_run_id(const void *a, const void *b)
-{
-	return strcmp((*(task *const *)a)->r.run_id, (*(task *const *)b)->r.run_id);
 }
 
 /*
@@ -1390,21 +1532,23 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 	if (kind == OUT_CLAIM)
 		qsort(ts, n, sizeof(*ts), by_run_id);
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(rows, outcome_row(ts[i], kind));
+		json_array_append_new(rows, kind == OUT_CLAIM ? claim_row(ts[i], (int)i)
+		                                              : outcome_row(ts[i], kind));
 	text = json_dumps(rows, JSON_COMPACT);
 	p[0] = text;
 	p[1] = CONSUMER;
-	p[2] = kind == OUT_PAUSE ? env->topic_approvals : env->topic_results;
+	p[2] = kind == OUT_PAUSE   ? env->topic_approvals
+	       : kind == OUT_CLAIM ? env->agent_tools
+	                           : env->topic_results;
 	if (kind == OUT_TOOL)
 		st = write_tool_results(db, text, errbuf, sizeof(errbuf));
 	else
 		st = sl_db_exec(db,
 		                kind == OUT_START   ? start_sql
-		                : kind == OUT_CLAIM ? claim_sql
+		                : kind == OUT_CLAIM ? claim_read_sql
 		                : kind == OUT_PAUSE ? pause_sql
 		                                    : finish_sql,
-		                kind == OUT_PAUSE || kind == OUT_FINISH ? 3 : 1, p, &res, errbuf,
-		                sizeof(errbuf));
+		                kind == OUT_START ? 1 : 3, p, &res, errbuf, sizeof(errbuf));
 	free(text);
 	json_decref(rows);
 	if (st == SL_OK && kind == OUT_TOOL) {
@@ -1414,33 +1558,7 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 			db_job(ts[i], state);
 		}
 	} else if (st == SL_OK && kind == OUT_CLAIM) {
-		for (int i = 0; i < PQntuples(res); i++)
-			json_object_set_new(written, PQgetvalue(res, i, 0),
-			                    json_loads(PQgetvalue(res, i, 1), 0, NULL));
-		for (size_t i = 0; i < n; i++) {
-			task *t = ts[i];
-			json_t *tools = json_object_get(written, t->ev.id);
-
-			t->outcome = OUT_NONE;
-			free(t->claim_tools);
-			t->claim_tools = NULL;
-			if (tools) {
-				sl_info("run %s: continuing with %d decision(s)", t->r.run_id,
-				        t->ndecisions);
-				json_decref(t->claimed_tools);
-				t->claimed_tools = json_incref(tools);
-				t->ph = PH_DECISIONS;
-			} else {
-				/* the run changed since it was read: the check again,
-				 * holding the run this time */
-				PQclear(t->decisions);
-				t->decisions = NULL;
-				run_clear(&t->r);
-				t->claim_lost = true;
-				t->ph = PH_BEGIN;
-			}
-			db_job(t, state);
-		}
+		claims_done(state, ts, n, res);
 	} else if (st == SL_OK && kind == OUT_START) {
 		for (int i = 0; i < PQntuples(res); i++)
 			json_object_set_new(written, PQgetvalue(res, i, 0), json_true());

@@ -58,8 +58,13 @@ typedef struct wk_env {
 	wk_fetch *fetch;
 	wk_stdio *stdio; /* the "stdio" tools' processes */
 	wk_outcomes *outcomes;
+	char *agent_tools; /* wk_run_agent_tools() of agents */
 	volatile sig_atomic_t *stopping;
 } wk_env;
+
+/* Each agent's tool names, {"agent id": ["tool", ...]}, as JSON text (free
+ * it): how a continue's claim tells which tools this worker runs. */
+char *wk_run_agent_tools(const sl_agents *agents);
 
 /* The outcome queue of a worker (env->outcomes). Free it after the pools
  * have stopped: outcomes still queued are given up (not stored). */

@@ -196,6 +196,27 @@ t_strict_continue() {
   check "the real decision still works" eventually 20 run_is "$rid" completed
 }
 
+# A continue that names the wrong requirements of a pause that is decided
+# (the worker claims and reads such a run in one statement): with the
+# workers stopped, a forged continue goes into Kafka before the real one.
+t_strict_continue_decided() {
+  local rid req forged pids
+  rid=$(submit ops-admin 'call restart_service {"service":"api-13"}')
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(req_for "$rid" restart_service)
+  pids=$(cat "$SLUICE_DEV_DIR"/worker-*.pid)
+  kill -STOP $pids
+  forged=$(jq -cn --arg r "$rid" '{specversion:"1.0", id:("forged3-" + $r), source:"attacker", type:"sluice.run.continue", subject:$r, data:{run_id:$r, decisions:[{requirement_id:"someone-else", confirmed:true}]}}')
+  printf '%s\n' "$forged" | kcat -b "$SLUICE_KAFKA_BROKERS" -P -t sluice.continues -k "$rid"
+  api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
+  check "confirm: 200" [ "$(http_status)" = 200 ]
+  kill -CONT $pids
+  check "the forged continue, first in Kafka, is dead-lettered" eventually 20 \
+    bash -c "kcat -b $SLUICE_KAFKA_BROKERS -C -t sluice.dlq -e -q -f '%h\t%s\n' | grep 'forged3-$rid' | grep -q 'not waiting for'"
+  check "the real continue completes the run" eventually 20 run_is "$rid" completed
+  check "the tool ran once" [ "$(grep -c api-13 "$SLUICE_TOOL_LOG")" = 1 ]
+}
+
 t_listing() {
   local all page1 page2 sql
   all=$(api GET "/v1/approvals?agent_id=ops-admin&approval_type=required&limit=1000")
