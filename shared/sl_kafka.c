@@ -33,6 +33,7 @@ static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *
  */
 typedef struct dr_batch dr_batch;
 typedef struct dr_item {
+	sl_kafka_report report; /* first: the message's opaque points here */
 	dr_batch *batch;
 	_Atomic signed char state; /* 0 pending, 1 delivered, -1 failed */
 } dr_item;
@@ -47,19 +48,25 @@ static void dr_release(dr_batch *b)
 		free(b);
 }
 
+static void dr_item_done(sl_kafka_report *report, bool delivered)
+{
+	dr_item *item = (dr_item *)report;
+
+	atomic_store(&item->state, delivered ? 1 : -1);
+	dr_release(item->batch);
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-	dr_item *item = m->_private;
+	sl_kafka_report *report = m->_private;
 
 	(void)rk;
 	(void)opaque;
 	if (m->err)
 		sl_warn("kafka delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
 		        rd_kafka_err2str(m->err));
-	if (item) {
-		atomic_store(&item->state, m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : -1);
-		dr_release(item->batch);
-	}
+	if (report)
+		report->done(report, m->err == RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
 rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsize)
@@ -131,6 +138,26 @@ rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const c
 	return rk;
 }
 
+bool sl_kafka_produce(rd_kafka_t *producer, const sl_kafka_out *msg, sl_kafka_report *report)
+{
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+	rd_kafka_resp_err_t err;
+
+	for (const char *const *h = msg->headers; h && h[0]; h += 2)
+		rd_kafka_header_add(hdrs, h[0], -1, h[1], -1);
+	err = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(msg->topic),
+	                        RD_KAFKA_V_KEY(msg->key, msg->key ? strlen(msg->key) : 0),
+	                        RD_KAFKA_V_VALUE((void *)msg->payload, msg->len),
+	                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(report),
+	                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+	if (err) {
+		rd_kafka_headers_destroy(hdrs);
+		sl_warn("kafka produce to %s failed: %s", msg->topic, rd_kafka_err2str(err));
+		return false;
+	}
+	return true;
+}
+
 sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_t n, int timeout_ms,
                                  char *errbuf, size_t errsize)
 {
@@ -141,26 +168,13 @@ sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_
 
 	atomic_init(&b->refs, 1); /* the caller's */
 	for (size_t i = 0; i < n; i++) {
-		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
-		rd_kafka_resp_err_t err;
-
+		b->items[i].report.done = dr_item_done;
 		b->items[i].batch = b;
 		atomic_init(&b->items[i].state, 0);
-		for (const char *const *h = msgs[i].headers; h && h[0]; h += 2)
-			rd_kafka_header_add(hdrs, h[0], -1, h[1], -1);
 		atomic_fetch_add(&b->refs, 1);
-		err = rd_kafka_producev(
-		    producer, RD_KAFKA_V_TOPIC(msgs[i].topic),
-		    RD_KAFKA_V_KEY(msgs[i].key, msgs[i].key ? strlen(msgs[i].key) : 0),
-		    RD_KAFKA_V_VALUE((void *)msgs[i].payload, msgs[i].len),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&b->items[i]),
-		    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-		if (err) {
-			rd_kafka_headers_destroy(hdrs);
+		if (!sl_kafka_produce(producer, &msgs[i], &b->items[i].report)) {
 			atomic_store(&b->items[i].state, -1);
 			atomic_fetch_sub(&b->refs, 1); /* no report will come */
-			sl_warn("kafka produce to %s failed: %s", msgs[i].topic,
-			        rd_kafka_err2str(err));
 		}
 	}
 	/* Serve delivery reports (ours, or another thread's) until ours are in. */

@@ -13,8 +13,8 @@
 
 /*
  * Creates an idempotent producer for c->kafka_brokers. Delivery reports are
- * enabled; sl_kafka_produce_sync() consumes them.
- * Returns NULL with the reason in errbuf.
+ * enabled and go to the sl_kafka_report of each message (rd_kafka_poll()
+ * serves them). Returns NULL with the reason in errbuf.
  */
 rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsize);
 
@@ -38,6 +38,23 @@ typedef struct sl_kafka_out {
 	/* set by sl_kafka_produce_batch(): delivered or not */
 	bool delivered;
 } sl_kafka_out;
+
+/*
+ * What is told of one message's delivery: done is called once, with whether
+ * the message was delivered, on the thread that serves the producer's
+ * reports (rd_kafka_poll()). The caller owns it; it must live until then.
+ */
+typedef struct sl_kafka_report sl_kafka_report;
+struct sl_kafka_report {
+	void (*done)(sl_kafka_report *report, bool delivered);
+};
+
+/*
+ * Produces msg (its bytes are copied) without waiting; report is told of
+ * its delivery. Returns false when librdkafka refused the message at once
+ * (logged): then report is not called.
+ */
+bool sl_kafka_produce(rd_kafka_t *producer, const sl_kafka_out *msg, sl_kafka_report *report);
 
 /*
  * Produces n messages and waits up to timeout_ms for all their delivery
