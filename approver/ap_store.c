@@ -265,9 +265,11 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
  * has nothing pending any more, the continue event with every decision of
  * the pause (the runs' locks, taken by the read before, make this batch the
  * only one that can see its last requirement go). Of several decisions of
- * one run in the batch, the last one's event is the one queued. It answers,
- * for each decision (by its place in the batch), the requirement as it is
- * now and whether its continue event was queued.
+ * one run in the batch, the last one's event is the one queued, with a
+ * lease for the approver to publish it (SL_OUTBOX_LEASE). It answers, for
+ * each decision (by its place in the batch), the requirement as it is now,
+ * whether its continue event was queued, and that event's outbox row (id,
+ * topic, key, payload; NULL when none).
  */
 #define DECIDE_SQL                                                                             \
 	"WITH d AS (SELECT d.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS " \
@@ -304,10 +306,13 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"AS decisions FROM pause GROUP BY run_id HAVING NOT bool_or(status = 'pending')), "    \
 	"chosen AS (SELECT DISTINCT ON (x.run_id) x.run_id, x.decisions, u.cont, u.i "         \
 	"FROM decided x JOIN upd u ON u.run_id = x.run_id ORDER BY x.run_id, u.i DESC), "      \
-	"cont AS (INSERT INTO outbox (topic, key, payload) SELECT $2, run_id, "                \
-	"jsonb_set(cont::jsonb, '{data,decisions}', decisions)::text FROM chosen) "            \
+	"cont AS (INSERT INTO outbox (topic, key, payload, relay_after) SELECT $2, run_id, "   \
+	"jsonb_set(cont::jsonb, '{data,decisions}', decisions)::text, "                        \
+	"now() + interval '" SL_OUTBOX_LEASE "' FROM chosen "                                  \
+	"RETURNING id, topic, key, payload) "                                                  \
 	"SELECT r.i, json_build_object('requirement', " REQUIREMENT_JSON ", 'continued', "     \
-	"EXISTS (SELECT 1 FROM chosen c WHERE c.i = r.i)) FROM upd r"
+	"o.id IS NOT NULL), o.id, o.topic, o.key, o.payload FROM upd r "                       \
+	"LEFT JOIN chosen c ON c.i = r.i LEFT JOIN cont o ON o.key = c.run_id"
 
 /* Checks g against its row and makes what its statement needs. */
 static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *g, char *errbuf,
@@ -373,20 +378,18 @@ static json_t *decision_row(const resolving *g, int i)
 }
 
 /* What the batch's statement answered for g (its JSON text, NULL when no
- * row came back), now committed; whether g queued its run's continue. */
-static bool decided(resolving *g, const char *answer)
+ * row came back), now committed. */
+static void decided(resolving *g, const char *answer)
 {
 	ap_resolution *v = g->v;
 	json_t *row = answer ? json_loads(answer, 0, NULL) : NULL;
-	bool continued;
 
 	if (!row) {
 		v->st = sl_err(v->err, sizeof(v->err), SL_FATAL,
 		               "requirement %s: the decisions' statement answered no row", v->id);
-		return false;
+		return;
 	}
-	continued = json_is_true(json_object_get(row, "continued"));
-	if (continued)
+	if (json_is_true(json_object_get(row, "continued")))
 		sl_info("run %s: all requirements resolved; continue event %s queued", g->r.run_id,
 		        json_string_value(json_object_get(g->event, "id")));
 	sl_info("requirement %s of run %s %s by %s", v->id, g->r.run_id,
@@ -402,7 +405,6 @@ static bool decided(resolving *g, const char *answer)
 		v->st = SL_OK;
 	}
 	json_decref(row);
-	return continued;
 }
 
 /*
@@ -419,7 +421,6 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 	json_t *rows = json_array();
 	char *batch = NULL;
 	sl_buf ids;
-	bool continued = false;
 	sl_status st;
 
 	/* The ids as a text[] literal, each quoted: an array parameter is
@@ -468,11 +469,10 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 		if (i >= 0 && (size_t)i < n)
 			answer[i] = PQgetvalue(res[2], r, 1);
 	}
+	sl_relay_publish(s->relay, res[2], 2);
 	for (size_t i = 0; i < n; i++)
 		if (g[i].planned)
-			continued |= decided(&g[i], answer[i]);
-	if (continued)
-		sl_relay_wake(s->relay);
+			decided(&g[i], answer[i]);
 out:
 	sl_db_rollback(s->db);
 	for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++)

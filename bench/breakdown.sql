@@ -2,10 +2,12 @@
 -- (ms) over the runs created since :'t0', from PostgreSQL's own clocks.
 -- now() is a transaction's start; a row's commit time comes from
 -- track_commit_timestamp, through the outbox's ins_xid column that
--- bench/run adds (the relay's update takes the row's xmin).
+-- bench/run adds (the sent mark's update takes the row's xmin). sent_at is
+-- when the row was marked sent: its writer's relay marks it once Kafka has
+-- it (the relay's own take, for a row no writer published).
 \pset footer off
 WITH o AS (
-  SELECT key, topic, created_at AS written, sent_at AS relayed,
+  SELECT key, topic, created_at AS written, sent_at AS marked,
          pg_xact_commit_timestamp(ins_xid::text::xid) AS committed
   FROM outbox WHERE created_at >= :'t0'),
 r AS (
@@ -17,10 +19,10 @@ r AS (
   WHERE u.created_at >= :'t0' AND u.status = 'completed'),
 h AS (
   SELECT 'pause: transaction' AS hop, 1 AS n, o.committed - o.written AS d FROM o WHERE topic LIKE '%approvals'
-  UNION ALL SELECT 'pause: commit -> relay', 2, o.relayed - o.committed FROM o WHERE topic LIKE '%approvals'
+  UNION ALL SELECT 'pause: commit -> marked sent', 2, o.marked - o.committed FROM o WHERE topic LIKE '%approvals'
   UNION ALL SELECT 'decision: transaction', 3, o.committed - o.written FROM o WHERE topic LIKE '%continues'
-  UNION ALL SELECT 'decision: commit -> relay', 4, o.relayed - o.committed FROM o WHERE topic LIKE '%continues'
-  UNION ALL SELECT 'continue: relay -> claim', 5, r.claimed - o.relayed FROM o JOIN r ON r.run_id = o.key WHERE topic LIKE '%continues'
+  UNION ALL SELECT 'decision: commit -> marked sent', 4, o.marked - o.committed FROM o WHERE topic LIKE '%continues'
+  UNION ALL SELECT 'continue: commit -> claim (publish, Kafka, the worker)', 5, r.claimed - o.committed FROM o JOIN r ON r.run_id = o.key WHERE topic LIKE '%continues'
   UNION ALL SELECT 'claim -> tool result', 6, r.tool_done - r.claimed FROM r
   UNION ALL SELECT 'tool result -> final write', 7, r.finished - r.tool_done FROM r
   UNION ALL SELECT 'final: transaction', 8, o.committed - o.written FROM o WHERE topic LIKE '%results'

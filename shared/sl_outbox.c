@@ -34,13 +34,29 @@ sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const 
  * Takes up to $1 unsent rows, oldest first, by marking them sent in the
  * transaction that stays open while they are produced: it commits only once
  * they are delivered, so a crash before then leaves them unsent. Rows
- * another relay holds are skipped. One statement where a locking read and
- * an update by id were two.
+ * another relay holds, and rows still left to their writer (a lease not
+ * over), are skipped. One statement where a locking read and an update by
+ * id were two.
  */
 #define RELAY_TAKE_SQL                                                                      \
 	"UPDATE outbox o SET sent_at = now() FROM (SELECT id FROM outbox WHERE sent_at IS " \
-	"NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) b WHERE o.id = b.id "            \
+	"NULL AND (relay_after IS NULL OR relay_after <= now()) "                           \
+	"ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) b WHERE o.id = b.id "                 \
 	"RETURNING o.id, o.topic, o.key, o.payload"
+
+/* Appends id to b, a bigint[] literal that ids_end() closes. */
+static void ids_add(sl_buf *b, long long id)
+{
+	char text[24];
+
+	snprintf(text, sizeof(text), "%s%lld", b->len ? "," : "{", id);
+	sl_buf_append(b, text, strlen(text));
+}
+
+static void ids_end(sl_buf *b)
+{
+	sl_buf_append(b, b->len ? "}" : "{}", b->len ? 1 : 2);
+}
 
 /* A taken row: its id and where it is in the result. */
 typedef struct taken {
@@ -91,18 +107,13 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
 	}
 	/* Failures are counted per message below; rows not delivered stay. */
 	sl_kafka_produce_batch(producer, msgs, (size_t)n, 10000, NULL, 0);
-	sl_buf_append(&ids, "{", 1);
 	for (int i = 0; i < n; i++) {
-		char id[24];
-
-		if (msgs[i].delivered) {
+		if (msgs[i].delivered)
 			(*sent)++;
-			continue;
-		}
-		snprintf(id, sizeof(id), "%s%lld", ids.len > 1 ? "," : "", order[i].id);
-		sl_buf_append(&ids, id, strlen(id));
+		else
+			ids_add(&ids, order[i].id);
 	}
-	sl_buf_append(&ids, "}", 1);
+	ids_end(&ids);
 	if (*sent < n) {
 		const char *p[] = {ids.data};
 
@@ -198,11 +209,111 @@ sl_status sl_outbox_prune(PGconn *conn, long *outbox, long *inbox, char *errbuf,
 struct sl_relay {
 	pthread_t thread;
 	atomic_bool stop;
-	int wake_fd; /* an eventfd: sl_relay_wake() and the stop request */
+	int wake_fd;   /* an eventfd: sl_relay_wake() and the stop request */
+	int report_fd; /* an eventfd: the producer has reports to serve */
 	char *url;
 	rd_kafka_t *producer;
 	int poll_ms;
+	/* Ids of handed rows Kafka has, to be marked sent: touched only where
+	 * the producer's reports are served (the relay's thread, and once it
+	 * has ended sl_relay_stop's). */
+	long long *delivered;
+	size_t ndelivered, cap;
 };
+
+/* A row handed to the relay by its writer, on its way to Kafka. */
+typedef struct handed {
+	sl_kafka_report report; /* first: the message's report points here */
+	sl_relay *relay;
+	long long id;
+} handed;
+
+static void handed_done(sl_kafka_report *report, bool delivered)
+{
+	handed *h = (handed *)report;
+	sl_relay *r = h->relay;
+
+	/* Not delivered: the row stays unsent, and the publishing relay takes
+	 * it when its lease is over. */
+	if (delivered) {
+		if (r->ndelivered == r->cap) {
+			r->cap = r->cap ? 2 * r->cap : 64;
+			r->delivered = sl_realloc(r->delivered, r->cap * sizeof(*r->delivered));
+		}
+		r->delivered[r->ndelivered++] = h->id;
+	}
+	free(h);
+}
+
+void sl_relay_publish(sl_relay *r, const PGresult *res, int col)
+{
+	if (!r)
+		return;
+	for (int i = 0; i < PQntuples(res); i++) {
+		sl_kafka_out m = {.topic = PQgetvalue(res, i, col + 1),
+		                  .key = PQgetvalue(res, i, col + 2),
+		                  .payload = PQgetvalue(res, i, col + 3),
+		                  .len = (size_t)PQgetlength(res, i, col + 3)};
+		handed *h;
+
+		if (PQgetisnull(res, i, col))
+			continue;
+		h = sl_malloc(sizeof(*h));
+		h->report.done = handed_done;
+		h->relay = r;
+		h->id = strtoll(PQgetvalue(res, i, col), NULL, 10);
+		if (!sl_kafka_produce(r->producer, &m, &h->report))
+			free(h); /* the publishing relay takes it after its lease */
+	}
+}
+
+/* Most delivered rows kept for marking while the relay has no connection. */
+#define RELAY_MAX_UNMARKED 100000
+
+/*
+ * Serves the producer's delivery reports and marks the handed rows Kafka
+ * has taken since sent, in one statement. Without a connection (conn NULL
+ * or lost) they wait for the next one, up to RELAY_MAX_UNMARKED; rows that
+ * cannot be marked are sent again by the publishing relay once their lease
+ * is over, and the consumers' processed_events make the repeat harmless.
+ */
+static void relay_settle(sl_relay *r, PGconn *conn)
+{
+	uint64_t n;
+	char errbuf[512];
+	sl_buf ids;
+	sl_status st = SL_RETRY;
+	bool connected = conn && PQstatus(conn) == CONNECTION_OK;
+
+	/* the signal first: a report that comes in after it signals again */
+	if (read(r->report_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		sl_warn("outbox relay: %s", strerror(errno));
+	while (rd_kafka_poll(r->producer, 0) > 0)
+		;
+	if (r->ndelivered == 0)
+		return;
+	snprintf(errbuf, sizeof(errbuf), "no connection to PostgreSQL");
+	if (connected) {
+		sl_buf_init(&ids, (size_t)-1);
+		for (size_t i = 0; i < r->ndelivered; i++)
+			ids_add(&ids, r->delivered[i]);
+		ids_end(&ids);
+		st = sl_db_exec(conn,
+		                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]) "
+		                "AND sent_at IS NULL",
+		                1, (const char *[]){ids.data}, NULL, errbuf, sizeof(errbuf));
+		sl_buf_free(&ids);
+		connected = PQstatus(conn) == CONNECTION_OK;
+	}
+	/* kept for the next connection, unless a working one refused them */
+	if (st == SL_OK || connected || r->ndelivered > RELAY_MAX_UNMARKED) {
+		if (st)
+			sl_warn("outbox relay: %zu delivered events not marked sent (%s); they go "
+			        "out again after their lease",
+			        r->ndelivered, errbuf);
+		r->ndelivered = 0;
+	}
+}
 
 void sl_relay_wake(sl_relay *r)
 {
@@ -231,30 +342,25 @@ static bool relay_woken(sl_relay *r)
  * and, as everything on the relay's connection, without waiting for the
  * disk; one lost in a crash costs only the wait until the publishing relay
  * looks anyway. */
-static void relay_forward(PGconn **conn)
+static void relay_forward(PGconn *conn)
 {
-	PGresult *res = PQexec(*conn, "NOTIFY sluice_outbox");
+	PGresult *res = PQexec(conn, "NOTIFY sluice_outbox");
 
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		sl_warn("outbox relay: cannot wake the publishing relay: %s",
-		        PQerrorMessage(*conn));
-		if (PQstatus(*conn) != CONNECTION_OK) {
-			PQfinish(*conn);
-			*conn = NULL;
-		}
-	}
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		sl_warn("outbox relay: cannot wake the publishing relay: %s", PQerrorMessage(conn));
 	PQclear(res);
 }
 
-/* Waits up to timeout_ms for a wake, or for input on fd when it is not -1.
- * Returns whether the relay was woken (the wakes are taken). */
-static bool relay_wait(sl_relay *r, int fd, int timeout_ms)
+/* Waits up to timeout_ms for a wake, for delivery reports, or for input on
+ * fd when it is not -1; takes none of them. */
+static void relay_wait(sl_relay *r, int fd, int timeout_ms)
 {
-	struct pollfd pfd[2] = {{.fd = r->wake_fd, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+	struct pollfd pfd[3] = {{.fd = r->wake_fd, .events = POLLIN},
+	                        {.fd = r->report_fd, .events = POLLIN},
+	                        {.fd = fd, .events = POLLIN}};
 
-	if (poll(pfd, fd < 0 ? 1 : 2, timeout_ms) < 0)
-		return false;
-	return relay_woken(r);
+	if (poll(pfd, fd < 0 ? 2 : 3, timeout_ms) < 0 && errno != EINTR)
+		sl_warn("outbox relay: poll: %s", strerror(errno));
 }
 
 /* The advisory lock held by the one relay that publishes. */
@@ -330,6 +436,49 @@ static bool relay_notified(PGconn *conn)
 	return any;
 }
 
+/*
+ * Stands by for poll_ms: this process's wakes go on to the publishing
+ * relay (the last ones too, when stopping), and handed rows are marked sent
+ * as they are delivered. It ends early when the connection is lost. Returns
+ * whether the relay is to stop.
+ */
+static bool relay_stand_by(sl_relay *r, PGconn *conn)
+{
+	long long until = sl_mono_ms() + r->poll_ms, left;
+	bool stopping = atomic_load(&r->stop);
+
+	while (!stopping && PQstatus(conn) == CONNECTION_OK && (left = until - sl_mono_ms()) > 0) {
+		relay_wait(r, -1, (int)left);
+		stopping = atomic_load(&r->stop);
+		if (relay_woken(r))
+			relay_forward(conn);
+		relay_settle(r, conn);
+	}
+	if (stopping && relay_woken(r))
+		relay_forward(conn);
+	return stopping;
+}
+
+/*
+ * The publishing relay between batches: waits until it is woken, a NOTIFY
+ * comes, poll_ms has passed, it is to stop or its connection is lost,
+ * marking handed rows sent as they are delivered. Wakes taken here come
+ * before the next batch's read, so it sees the rows of every transaction
+ * that woke the relay. A NOTIFY that came in while the batch was being sent
+ * is already in libpq's queue, not on the socket: it is looked for there
+ * before waiting.
+ */
+static void relay_idle(sl_relay *r, PGconn *conn)
+{
+	long long until = sl_mono_ms() + r->poll_ms, left;
+
+	while (!(relay_woken(r) | relay_notified(conn)) && PQstatus(conn) == CONNECTION_OK &&
+	       !atomic_load(&r->stop) && (left = until - sl_mono_ms()) > 0) {
+		relay_wait(r, PQsocket(conn), (int)left);
+		relay_settle(r, conn);
+	}
+}
+
 static void *relay_main(void *arg)
 {
 	sl_relay *r = arg;
@@ -342,33 +491,21 @@ static void *relay_main(void *arg)
 		bool stopping = atomic_load(&r->stop);
 		int sent = 0;
 
+		if (conn && PQstatus(conn) != CONNECTION_OK) {
+			PQfinish(conn); /* and with it the lock */
+			conn = NULL;
+			leader = false;
+		}
 		if (!conn && !(conn = relay_connect(r))) {
+			relay_settle(r, NULL);
 			if (stopping)
 				break;
 			sl_sleep_ms(1000);
 			continue;
 		}
 		if (!relay_lead(conn, &leader)) {
-			long long until = sl_mono_ms() + r->poll_ms;
-			long long left;
-
-			if (PQstatus(conn) != CONNECTION_OK) {
-				PQfinish(conn);
-				conn = NULL;
-			}
-			/* Standing by: this process's wakes go on to the one that
-			 * publishes, the last ones too. */
-			while (!stopping && (left = until - sl_mono_ms()) > 0) {
-				bool woken = relay_wait(r, -1, (int)left);
-				stopping = atomic_load(&r->stop);
-				if (woken && conn)
-					relay_forward(&conn);
-			}
-			if (stopping) {
-				if (relay_woken(r) && conn)
-					relay_forward(&conn);
+			if (PQstatus(conn) == CONNECTION_OK && relay_stand_by(r, conn))
 				break;
-			}
 			continue;
 		}
 		/* Publish until a batch comes back short. */
@@ -376,17 +513,13 @@ static void *relay_main(void *arg)
 			if (sl_outbox_relay(conn, r->producer, RELAY_BATCH, &sent, errbuf,
 			                    sizeof(errbuf))) {
 				sl_warn("outbox relay: %s", errbuf);
-				if (PQstatus(conn) != CONNECTION_OK) {
-					PQfinish(conn); /* and with it the lock */
-					conn = NULL;
-					leader = false;
-				}
 				sent = 0;
 			}
 		} while (sent == RELAY_BATCH);
+		relay_settle(r, conn);
 		if (stopping) /* the last pass after the stop request is done */
 			break;
-		if (!conn)
+		if (PQstatus(conn) != CONNECTION_OK)
 			continue;
 		if (sl_mono_ms() >= next_prune) {
 			long outbox, inbox;
@@ -397,42 +530,56 @@ static void *relay_main(void *arg)
 				sl_info("pruned %ld sent outbox rows and %ld processed events",
 				        outbox, inbox);
 		}
-		/* Wakes taken here come before the next batch's read, so it sees
-		 * the rows of every transaction that woke the relay. A NOTIFY that
-		 * came in while the batch was being sent is already in libpq's
-		 * queue, not on the socket: look there before waiting. */
-		if (relay_woken(r) | relay_notified(conn))
-			continue;
-		relay_wait(r, PQsocket(conn), r->poll_ms);
-		relay_notified(conn);
+		relay_idle(r, conn);
 	}
+	/* What was handed over is delivered (or given up), and marked sent. */
+	rd_kafka_flush(r->producer, 5000);
+	relay_settle(r, conn);
 	if (conn)
 		PQfinish(conn);
 	return NULL;
 }
 
+static void relay_free(sl_relay *r)
+{
+	if (r->producer)
+		rd_kafka_destroy(r->producer);
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	if (r->report_fd >= 0)
+		close(r->report_fd);
+	free(r->delivered);
+	free(r->url);
+	free(r);
+}
+
 sl_relay *sl_relay_start(const sl_config *cfg, int poll_ms, char *errbuf, size_t errsize)
 {
+	static const uint64_t one = 1; /* what librdkafka writes to report_fd */
 	sl_relay *r = sl_calloc(1, sizeof(*r));
+	rd_kafka_queue_t *reports;
 
 	r->poll_ms = poll_ms;
+	r->url = sl_strdup(cfg->database_url);
 	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (r->wake_fd < 0) {
-		sl_err(errbuf, errsize, SL_FATAL, "cannot make the outbox relay's eventfd: %s",
+	r->report_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wake_fd < 0 || r->report_fd < 0) {
+		sl_err(errbuf, errsize, SL_FATAL, "cannot make the outbox relay's eventfds: %s",
 		       strerror(errno));
-		free(r);
+		relay_free(r);
 		return NULL;
 	}
-	r->url = sl_strdup(cfg->database_url);
-	r->producer = sl_kafka_producer_new(cfg, errbuf, errsize);
-	if (!r->producer || pthread_create(&r->thread, NULL, relay_main, r)) {
-		if (r->producer) {
-			sl_err(errbuf, errsize, SL_FATAL, "cannot start the outbox relay thread");
-			rd_kafka_destroy(r->producer);
-		}
-		close(r->wake_fd);
-		free(r->url);
-		free(r);
+	if (!(r->producer = sl_kafka_producer_new(cfg, errbuf, errsize))) {
+		relay_free(r);
+		return NULL;
+	}
+	/* The delivery reports of handed rows wake the relay's thread. */
+	reports = rd_kafka_queue_get_main(r->producer);
+	rd_kafka_queue_io_event_enable(reports, r->report_fd, &one, sizeof(one));
+	rd_kafka_queue_destroy(reports);
+	if (pthread_create(&r->thread, NULL, relay_main, r)) {
+		sl_err(errbuf, errsize, SL_FATAL, "cannot start the outbox relay thread");
+		relay_free(r);
 		return NULL;
 	}
 	return r;
@@ -445,9 +592,11 @@ void sl_relay_stop(sl_relay *r)
 	atomic_store(&r->stop, true);
 	sl_relay_wake(r);
 	pthread_join(r->thread, NULL);
-	rd_kafka_flush(r->producer, 5000);
-	rd_kafka_destroy(r->producer);
-	close(r->wake_fd);
-	free(r->url);
-	free(r);
+	/* What Kafka has not taken by now (the thread waited for it) is given
+	 * up: it stays unsent, for the publishing relay to take after its
+	 * lease. Its reports are served, so that nothing waits for them. */
+	rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	while (rd_kafka_poll(r->producer, 0) > 0)
+		;
+	relay_free(r);
 }

@@ -2,9 +2,13 @@
  * sl_outbox.h - the transactional outbox and the consumer inbox.
  *
  * A state change and the events it causes are written in one PostgreSQL
- * transaction (sl_outbox_put); the relay (sl_outbox_relay) publishes unsent
- * rows in id order with an idempotent producer and marks them sent. A
- * consumer records each event it consumed (sl_inbox_claim) in the
+ * transaction (sl_outbox_put, or the writer's own statement). Once it has
+ * committed, the writer hands the rows it wrote to its process's relay,
+ * which publishes them at once (sl_relay_publish) and marks them sent when
+ * Kafka has them; the publishing relay (sl_outbox_relay) publishes, in id
+ * order, every other unsent row: those written without a writer to publish
+ * them, and those whose writer did not get them delivered within their
+ * lease. A consumer records each event it consumed (sl_inbox_claim) in the
  * transaction of the event's effect, so a redelivered event has no second
  * effect.
  */
@@ -24,22 +28,34 @@ sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const 
                         char *errbuf, size_t errsize);
 
 /*
- * Publishes up to max unsent outbox rows, oldest first, and marks the
- * delivered ones sent; *sent receives their count. Concurrent relays skip
- * each other's rows. Returns SL_RETRY when Kafka or PostgreSQL failed (the
- * rows not delivered stay unsent and are tried again).
+ * How long a row its writer publishes (sl_relay_publish) is left to it: the
+ * publishing relay takes the row only once this is over - its writer
+ * stopped before the row was delivered, or Kafka did not take it. The
+ * writer's statement sets the row's relay_after to now() + interval
+ * SL_OUTBOX_LEASE; a row whose relay_after is NULL is the relay's at once.
+ */
+#define SL_OUTBOX_LEASE "10 seconds"
+
+/*
+ * Publishes up to max unsent outbox rows that no writer holds (relay_after
+ * NULL or past), oldest first, and marks the delivered ones sent; *sent
+ * receives their count. Concurrent relays skip each other's rows. Returns
+ * SL_RETRY when Kafka or PostgreSQL failed (the rows not delivered stay
+ * unsent and are tried again).
  */
 sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent, char *errbuf,
                           size_t errsize);
 
 /*
- * A relay thread: publishes the outbox when woken (sl_relay_wake) and every
- * poll_ms (SLUICE_RELAY_POLL_MS) anyway, on its own PostgreSQL connection
- * and its own idempotent producer. Of all the relays of a deployment one
- * publishes at a time (it holds an advisory lock and LISTENs on
- * sluice_outbox); the others stand by, pass their process's wakes on to it
- * as a NOTIFY, and take over within poll_ms when its connection ends. It
- * reconnects after failures. Returns NULL with the reason in errbuf.
+ * A relay thread, on its own PostgreSQL connection and its own idempotent
+ * producer. Every relay marks sent the rows its process's writers handed it
+ * (sl_relay_publish) once Kafka has them. Of all the relays of a deployment
+ * one also publishes the rest of the outbox (it holds an advisory lock and
+ * LISTENs on sluice_outbox), when woken (sl_relay_wake) and every poll_ms
+ * (SLUICE_RELAY_POLL_MS) anyway; the others stand by, pass their process's
+ * wakes on to it as a NOTIFY, and take over within poll_ms when its
+ * connection ends. It reconnects after failures. Returns NULL with the
+ * reason in errbuf.
  */
 typedef struct sl_relay sl_relay;
 struct sl_config;
@@ -50,14 +66,27 @@ sl_relay *sl_relay_start(const struct sl_config *cfg, int poll_ms, char *errbuf,
 /* The range of SLUICE_RELAY_POLL_MS. */
 #define SL_RELAY_POLL_MS_MIN 10
 #define SL_RELAY_POLL_MS_MAX 3600000
-/* Publishes what is left, stops the thread and frees it; NULL is fine. */
+/* Publishes what is left, waits up to 5 s for what was handed to it to be
+ * delivered and marks it sent, stops the thread and frees it; NULL is
+ * fine. */
 void sl_relay_stop(sl_relay *r);
 
 /*
- * Says that a transaction that wrote outbox rows has committed, so that the
- * publishing relay, in this process or another, publishes them now. Call it
- * after the commit, never before. It only counts the wake (an eventfd), so
- * any thread may call it; NULL is fine.
+ * Publishes now the outbox rows of a transaction that has committed, rows
+ * its writer wrote with a lease (SL_OUTBOX_LEASE): each row of res holds,
+ * from column col on, the outbox row's id, topic, key and payload (a row
+ * whose id is NULL is skipped). The messages are copied; the relay marks
+ * each sent once Kafka has it. One Kafka does not take stays unsent, and
+ * the publishing relay takes it when its lease is over. Any thread may call
+ * it; with r NULL nothing is published before the lease is over.
+ */
+void sl_relay_publish(sl_relay *r, const PGresult *res, int col);
+
+/*
+ * Says that a transaction that wrote outbox rows without a lease has
+ * committed, so that the publishing relay, in this process or another,
+ * publishes them now. Call it after the commit, never before. It only
+ * counts the wake (an eventfd), so any thread may call it; NULL is fine.
  */
 void sl_relay_wake(sl_relay *r);
 

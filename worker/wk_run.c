@@ -513,7 +513,9 @@ static json_t *finish_row(const task *t)
  * requirements and a pending approval for each of type "required" (an
  * "audit" one is written only when it is resolved). A run whose event had
  * its effect before, or that is no longer running, is left alone; the
- * statement returns the event ids of the runs it wrote.
+ * statement returns, for each run it wrote, the event id and the outbox row
+ * (id, topic, key, payload), which its writer publishes (sl_relay_publish:
+ * the row has a lease, SL_OUTBOX_LEASE).
  *
  * Plans: a batch is a few rows joined to tables by their keys, and must
  * stay index probes however big the tables grow. PostgreSQL guesses 100
@@ -558,8 +560,10 @@ static const char *const pause_sql =
     "q.tool_args, q.expires_at, upd.status FROM reqs q JOIN upd ON upd.run_id = q.run_id "
     "JOIN aid ON aid.id = q.id "
     "WHERE q.approval_type = 'required'), "
-    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd) "
-    "SELECT event_id FROM upd";
+    "ob AS (INSERT INTO outbox (topic, key, payload, relay_after) SELECT $3, run_id, payload, "
+    "now() + interval '" SL_OUTBOX_LEASE "' FROM upd RETURNING id, topic, key, payload) "
+    "SELECT upd.event_id, ob.id, ob.topic, ob.key, ob.payload FROM upd "
+    "JOIN ob ON ob.key = upd.run_id";
 
 static const char *const finish_sql =
     "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
@@ -572,8 +576,10 @@ static const char *const finish_sql =
     "OFFSET 0) "
     "RETURNING r.run_id, x.event_id, x.payload), "
     "claim AS (INSERT INTO processed_events (consumer, event_id) SELECT $2, event_id FROM upd), "
-    "ob AS (INSERT INTO outbox (topic, key, payload) SELECT $3, run_id, payload FROM upd) "
-    "SELECT event_id FROM upd";
+    "ob AS (INSERT INTO outbox (topic, key, payload, relay_after) SELECT $3, run_id, payload, "
+    "now() + interval '" SL_OUTBOX_LEASE "' FROM upd RETURNING id, topic, key, payload) "
+    "SELECT upd.event_id, ob.id, ob.topic, ob.key, ob.payload FROM upd "
+    "JOIN ob ON ob.key = upd.run_id";
 
 static const char *const tool_sql =
     "UPDATE tool_executions e SET status = 'done', result = x.result, finished_at = now() "
@@ -1577,9 +1583,9 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 			db_job(t, state);
 		}
 	} else if (st == SL_OK) {
-		/* pauses and finishes: an event in the outbox for each row */
-		if (PQntuples(res) > 0)
-			sl_relay_wake(env->relay);
+		/* pauses and finishes: an event in the outbox for each row, which
+		 * goes out now */
+		sl_relay_publish(env->relay, res, 1);
 		for (int i = 0; i < PQntuples(res); i++)
 			json_object_set_new(written, PQgetvalue(res, i, 0), json_true());
 		for (size_t i = 0; i < n; i++)

@@ -40,9 +40,10 @@ SQL
 }
 
 # One relay publishes the outbox (it holds an advisory lock); when its
-# connection ends, another takes over and runs still go through.
+# connection ends, another takes over: a row no writer publishes goes out,
+# and runs still go through.
 t_relay_failover() {
-  local holder rid req lock_holder
+  local holder rid req lock_holder tag="failover-$RANDOM"
   lock_holder() {
     psql "$SLUICE_DATABASE_URL" -Atc "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 3027650415 AND granted"
   }
@@ -51,6 +52,12 @@ t_relay_failover() {
   check "exactly one" [ "$(wc -l <<<"$holder")" = 1 ]
   psql "$SLUICE_DATABASE_URL" -Atc "SELECT pg_terminate_backend($holder)" >/dev/null
   check "another relay takes the lock" eventually 10 bash -c "[ -n \"\$(psql '$SLUICE_DATABASE_URL' -Atc \"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 3027650415 AND granted AND pid <> $holder\")\" ]"
+  psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
+INSERT INTO outbox (topic, key, payload) VALUES ('sluice.test', '$tag', '{}');
+NOTIFY sluice_outbox;
+SQL
+  check "it publishes a row no writer publishes" eventually 10 bash -c \
+    "[ \"\$(psql '$SLUICE_DATABASE_URL' -Atc \"SELECT sent_at IS NOT NULL FROM outbox WHERE key = '$tag'\")\" = t ]"
   rid=$(submit data-admin "Delete all data for user U-7001.")
   check "a run pauses" eventually 30 run_is "$rid" paused || return 1
   req=$(pending_requirement "$rid")
@@ -58,13 +65,14 @@ t_relay_failover() {
   check "and completes: its continue and result were published" eventually 30 run_is "$rid" completed
 }
 
-# A transaction that writes outbox rows wakes the publishing relay when it
-# has committed, whichever process either is in: the workers' pauses and
-# results, the approver's continues and cancels. This stack's relays look
-# unwoken only every 5 s (SLUICE_RELAY_POLL_MS). Each write here waits for
-# the one before to be published, so none rides on another's wake: one that
-# woke nothing would wait up to 5 s, and 20 such all under 1 s by chance is
-# 1 in 5^20.
+# Every write of outbox rows is published as soon as it has committed: the
+# workers' pauses and results and the approver's continues by their writer
+# (sl_relay_publish), the approver's cancels by the publishing relay it
+# wakes, whichever process that is in. This stack's relays look unwoken only
+# every 5 s (SLUICE_RELAY_POLL_MS). Each write here waits for the one before
+# to be published, so none rides on another's wake: one that went out only
+# when a relay looked would wait up to 5 s, and 20 such all under 1 s by
+# chance is 1 in 5^20.
 t_relay_woken() {
   local rids=() rid poll slow k
   published() {
@@ -107,6 +115,42 @@ SQL
   check "the relay says so" eventually 10 bash -c "cat '$SLUICE_DEV_DIR'/*.log | grep -Eq 'outbox relay: [0-9]+ of [0-9]+ outbox events not delivered'"
   # else every batch would try it again
   psql "$SLUICE_DATABASE_URL" -qAtc "DELETE FROM outbox WHERE key = '$tag-big'" >/dev/null
+}
+
+# An outbox row its writer was to publish but did not get delivered (here
+# the writer, a second approver, cannot reach Kafka) is the publishing
+# relay's once its lease is over: the run continues all the same. A row
+# whose lease is not over is left alone, however often the relay is woken.
+t_outbox_lease() {
+  local port url rid req pid tag="lease-$RANDOM"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  url=http://127.0.0.1:$port
+  SLUICE_KAFKA_BROKERS=127.0.0.1:1 SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
+    SLUICE_API_TOKENS=lease:$SLUICE_API_TOKEN "$BIN/sluice-approver" \
+    > "$WORK/lease-approver.log" 2>&1 &
+  pid=$!
+  check "a second approver, without Kafka, starts" eventually 20 curl -sf "$url/healthz" || return 1
+  rid=$(submit data-admin "Delete all data for user U-7301.")
+  check "a run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "the second approver records the decision" [ "$(curl -s -o /dev/null -w '%{http_code}' \
+    -X POST -H "Authorization: Bearer $SLUICE_API_TOKEN" -H 'Content-Type: application/json' \
+    --data '{}' "$url/v1/requirements/$req/confirm")" = 200 ]
+  psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
+INSERT INTO outbox (topic, key, payload, relay_after) VALUES
+  ('sluice.test', '$tag', '{}', now() + interval '1 hour');
+NOTIFY sluice_outbox;
+SQL
+  check "its continue waits for its lease" [ "$(psql "$SLUICE_DATABASE_URL" -Atc \
+    "SELECT count(*) FROM outbox WHERE key = '$rid' AND topic = 'sluice.continues' AND sent_at IS NULL AND relay_after > now()")" = 1 ]
+  check "then the publishing relay sends it and the run completes" eventually 40 run_is "$rid" completed
+  check "not before its lease was over" [ "$(psql "$SLUICE_DATABASE_URL" -Atc \
+    "SELECT sent_at >= relay_after FROM outbox WHERE key = '$rid' AND topic = 'sluice.continues'")" = t ]
+  check "a row whose lease is not over stays unsent" [ "$(psql "$SLUICE_DATABASE_URL" -Atc \
+    "SELECT sent_at IS NULL FROM outbox WHERE key = '$tag'")" = t ]
+  kill "$pid"
+  check "the second approver stops" eventually 20 process_gone "$pid"
+  psql "$SLUICE_DATABASE_URL" -qAtc "DELETE FROM outbox WHERE key = '$tag'" >/dev/null
 }
 
 t_compose() {
