@@ -214,12 +214,18 @@ struct sl_relay {
 	char *url;
 	rd_kafka_t *producer;
 	int poll_ms;
-	/* Ids of handed rows Kafka has, to be marked sent: touched only where
-	 * the producer's reports are served (the relay's thread, and once it
-	 * has ended sl_relay_stop's). */
+	/* Ids of handed rows Kafka has, to be marked sent by mark_due (sl_mono_ms):
+	 * touched only where the producer's reports are served (the relay's
+	 * thread, and once it has ended sl_relay_stop's). */
 	long long *delivered;
 	size_t ndelivered, cap;
+	long long mark_due;
 };
+
+/* Delivered rows are marked sent RELAY_MARK_BATCH at once, or RELAY_MARK_MS
+ * after the first of them was delivered: one statement for many. */
+#define RELAY_MARK_BATCH 500
+#define RELAY_MARK_MS 10
 
 /* A row handed to the relay by its writer, on its way to Kafka. */
 typedef struct handed {
@@ -240,6 +246,8 @@ static void handed_done(sl_kafka_report *report, bool delivered)
 			r->cap = r->cap ? 2 * r->cap : 64;
 			r->delivered = sl_realloc(r->delivered, r->cap * sizeof(*r->delivered));
 		}
+		if (r->ndelivered == 0)
+			r->mark_due = sl_mono_ms() + RELAY_MARK_MS;
 		r->delivered[r->ndelivered++] = h->id;
 	}
 	free(h);
@@ -272,12 +280,13 @@ void sl_relay_publish(sl_relay *r, const PGresult *res, int col)
 
 /*
  * Serves the producer's delivery reports and marks the handed rows Kafka
- * has taken since sent, in one statement. Without a connection (conn NULL
- * or lost) they wait for the next one, up to RELAY_MAX_UNMARKED; rows that
- * cannot be marked are sent again by the publishing relay once their lease
- * is over, and the consumers' processed_events make the repeat harmless.
+ * has taken sent, in one statement, when they are due (or at once, when
+ * now). Without a connection (conn NULL or lost) they wait for the next
+ * one, up to RELAY_MAX_UNMARKED; rows that cannot be marked are sent again
+ * by the publishing relay once their lease is over, and the consumers'
+ * processed_events make the repeat harmless.
  */
-static void relay_settle(sl_relay *r, PGconn *conn)
+static void relay_settle(sl_relay *r, PGconn *conn, bool now)
 {
 	uint64_t n;
 	char errbuf[512];
@@ -290,7 +299,8 @@ static void relay_settle(sl_relay *r, PGconn *conn)
 		sl_warn("outbox relay: %s", strerror(errno));
 	while (rd_kafka_poll(r->producer, 0) > 0)
 		;
-	if (r->ndelivered == 0)
+	if (r->ndelivered == 0 ||
+	    (!now && r->ndelivered < RELAY_MARK_BATCH && sl_mono_ms() < r->mark_due))
 		return;
 	snprintf(errbuf, sizeof(errbuf), "no connection to PostgreSQL");
 	if (connected) {
@@ -351,13 +361,18 @@ static void relay_forward(PGconn *conn)
 	PQclear(res);
 }
 
-/* Waits up to timeout_ms for a wake, for delivery reports, or for input on
- * fd when it is not -1; takes none of them. */
+/* Waits up to timeout_ms (less when marks are due sooner) for a wake, for
+ * delivery reports, or for input on fd when it is not -1; takes none of
+ * them. */
 static void relay_wait(sl_relay *r, int fd, int timeout_ms)
 {
 	struct pollfd pfd[3] = {{.fd = r->wake_fd, .events = POLLIN},
 	                        {.fd = r->report_fd, .events = POLLIN},
 	                        {.fd = fd, .events = POLLIN}};
+	long long due = r->mark_due - sl_mono_ms();
+
+	if (r->ndelivered && due < timeout_ms)
+		timeout_ms = due > 0 ? (int)due : 0;
 
 	if (poll(pfd, fd < 0 ? 2 : 3, timeout_ms) < 0 && errno != EINTR)
 		sl_warn("outbox relay: poll: %s", strerror(errno));
@@ -452,7 +467,7 @@ static bool relay_stand_by(sl_relay *r, PGconn *conn)
 		stopping = atomic_load(&r->stop);
 		if (relay_woken(r))
 			relay_forward(conn);
-		relay_settle(r, conn);
+		relay_settle(r, conn, false);
 	}
 	if (stopping && relay_woken(r))
 		relay_forward(conn);
@@ -475,7 +490,7 @@ static void relay_idle(sl_relay *r, PGconn *conn)
 	while (!(relay_woken(r) | relay_notified(conn)) && PQstatus(conn) == CONNECTION_OK &&
 	       !atomic_load(&r->stop) && (left = until - sl_mono_ms()) > 0) {
 		relay_wait(r, PQsocket(conn), (int)left);
-		relay_settle(r, conn);
+		relay_settle(r, conn, false);
 	}
 }
 
@@ -497,7 +512,7 @@ static void *relay_main(void *arg)
 			leader = false;
 		}
 		if (!conn && !(conn = relay_connect(r))) {
-			relay_settle(r, NULL);
+			relay_settle(r, NULL, false);
 			if (stopping)
 				break;
 			sl_sleep_ms(1000);
@@ -516,7 +531,7 @@ static void *relay_main(void *arg)
 				sent = 0;
 			}
 		} while (sent == RELAY_BATCH);
-		relay_settle(r, conn);
+		relay_settle(r, conn, false);
 		if (stopping) /* the last pass after the stop request is done */
 			break;
 		if (PQstatus(conn) != CONNECTION_OK)
@@ -534,7 +549,7 @@ static void *relay_main(void *arg)
 	}
 	/* What was handed over is delivered (or given up), and marked sent. */
 	rd_kafka_flush(r->producer, 5000);
-	relay_settle(r, conn);
+	relay_settle(r, conn, true);
 	if (conn)
 		PQfinish(conn);
 	return NULL;
