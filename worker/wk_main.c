@@ -23,6 +23,7 @@
 #include "wk_pool.h"
 #include "wk_run.h"
 #include "wk_tool.h"
+#include "wk_write.h"
 
 #include <signal.h>
 #include <stdio.h>

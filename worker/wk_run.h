@@ -12,10 +12,10 @@
  *     -> tool thread   (a command tool's process)
  *        or the fetch thread (an http tool's POST)
  *        or the stdio thread (a call to a long-running tool process)
- *     -> outcome queue (the tool's result, written with other runs' tool
+ *     -> write queue  (the tool's result, written with other runs' tool
  *                       results in one statement by a database thread,
- *                       which takes the task on)
- *     -> outcome queue (pause or completion, written with other runs'
+ *                       which takes the task on: wk_write.h)
+ *     -> write queue  (pause or completion, written with other runs'
  *                       outcomes in one statement by a database thread)
  *
  * Only one part touches a task at a time; it is handed on through the
@@ -39,7 +39,7 @@
 /* Most model turns one run may take before it is failed. */
 #define WK_MAX_TURNS 16
 
-/* Run outcomes waiting to be written together (group commit). */
+/* Writes waiting to be made together (group commit; wk_write.h). */
 typedef struct wk_outcomes wk_outcomes;
 
 /* What every task shares: settings and the worker's parts. */
@@ -65,11 +65,6 @@ typedef struct wk_env {
 /* Each agent's tool names, {"agent id": ["tool", ...]}, as JSON text (free
  * it): how a continue's claim tells which tools this worker runs. */
 char *wk_run_agent_tools(const sl_agents *agents);
-
-/* The outcome queue of a worker (env->outcomes). Free it after the pools
- * have stopped: outcomes still queued are given up (not stored). */
-wk_outcomes *wk_outcomes_new(void);
-void wk_outcomes_free(wk_env *env);
 
 /* A database thread's state. */
 typedef struct wk_db {
