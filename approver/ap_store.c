@@ -469,7 +469,7 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 		if (i >= 0 && (size_t)i < n)
 			answer[i] = PQgetvalue(res[2], r, 1);
 	}
-	sl_relay_publish(s->relay, res[2], 2);
+	sl_relay_publish(s->relay, s->db, res[2], 2);
 	for (size_t i = 0; i < n; i++)
 		if (g[i].planned)
 			decided(&g[i], answer[i]);

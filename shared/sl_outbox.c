@@ -7,6 +7,7 @@
 #include "sl_kafka.h"
 #include "sl_log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -253,8 +254,10 @@ static void handed_done(sl_kafka_report *report, bool delivered)
 	free(h);
 }
 
-void sl_relay_publish(sl_relay *r, const PGresult *res, int col)
+void sl_relay_publish(sl_relay *r, PGconn *conn, const PGresult *res, int col)
 {
+	/* rows of a transaction still open could yet be rolled back */
+	assert(PQtransactionStatus(conn) == PQTRANS_IDLE);
 	if (!r)
 		return;
 	for (int i = 0; i < PQntuples(res); i++) {

@@ -72,15 +72,16 @@ sl_relay *sl_relay_start(const struct sl_config *cfg, int poll_ms, char *errbuf,
 void sl_relay_stop(sl_relay *r);
 
 /*
- * Publishes now the outbox rows of a transaction that has committed, rows
- * its writer wrote with a lease (SL_OUTBOX_LEASE): each row of res holds,
- * from column col on, the outbox row's id, topic, key and payload (a row
- * whose id is NULL is skipped). The messages are copied; the relay marks
- * each sent once Kafka has it. One Kafka does not take stays unsent, and
- * the publishing relay takes it when its lease is over. Any thread may call
- * it; with r NULL nothing is published before the lease is over.
+ * Publishes now the outbox rows of a transaction that has committed on
+ * conn (which is out of any transaction, asserted), rows its writer wrote
+ * with a lease (SL_OUTBOX_LEASE): each row of res holds, from column col
+ * on, the outbox row's id, topic, key and payload (a row whose id is NULL
+ * is skipped). The messages are copied; the relay marks each sent once
+ * Kafka has it. One Kafka does not take stays unsent, and the publishing
+ * relay takes it when its lease is over. Any thread may call it; with r
+ * NULL nothing is published before the lease is over.
  */
-void sl_relay_publish(sl_relay *r, const PGresult *res, int col);
+void sl_relay_publish(sl_relay *r, PGconn *conn, const PGresult *res, int col);
 
 /*
  * Says that a transaction that wrote outbox rows without a lease has

@@ -3,9 +3,10 @@
  * statement (group commit): a run's start, a continue's claim, a tool's
  * result, and a run's outcome - a pause with its requirements, or its end -
  * with its outbox row, which goes out once committed (sl_relay_publish).
- * A task that has a write to make waits in the queue (wk_write_queue);
- * one flush job at a time takes the queue's writes, those of each kind in
- * one statement, then hands each task on.
+ * A task that has a write to make waits in the queue (wk_write_queue)
+ * until a flush job on a database thread takes it with the others waiting
+ * then (the first OUTCOME_BATCH; another job takes the rest meanwhile),
+ * writes those of each kind in one statement, and hands each task on.
  */
 #include "wk_write.h"
 #include "sl_db.h"
@@ -473,7 +474,7 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 	} else if (st == SL_OK) {
 		/* pauses and finishes: an event in the outbox for each row, which
 		 * goes out now */
-		sl_relay_publish(env->relay, res, 1);
+		sl_relay_publish(env->relay, db, res, 1);
 		for (int i = 0; i < PQntuples(res); i++)
 			json_object_set_new(written, PQgetvalue(res, i, 0), json_true());
 		for (size_t i = 0; i < n; i++)
