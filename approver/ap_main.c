@@ -135,8 +135,9 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	/* Decisions arrive over HTTP: the relay thread publishes the continue
-	 * events as soon as their transactions commit (the stores wake it). */
+	/* Decisions arrive over HTTP: their continue events go out as soon as
+	 * their transactions commit (the stores hand them to the relay, or
+	 * wake it for a cancel's result). */
 	a.relay = sl_relay_start(&a.cfg, (int)relay_poll_ms, errbuf, sizeof(errbuf));
 	if (!a.relay) {
 		sl_error("outbox relay: %s", errbuf);

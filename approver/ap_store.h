@@ -19,7 +19,7 @@ typedef struct ap_store {
 	const char *source; /* CloudEvents source */
 	const char *topic_continues;
 	const char *topic_results;
-	sl_relay *relay; /* woken when outbox rows are committed */
+	sl_relay *relay; /* publishes committed outbox rows */
 } ap_store;
 
 /*

@@ -51,7 +51,7 @@ typedef struct wk_env {
 	char *topic_approvals;
 	char *topic_results;
 	rd_kafka_t *producer; /* dead letters */
-	sl_relay *relay;      /* woken when outbox rows are committed */
+	sl_relay *relay;      /* publishes committed outbox rows */
 	wk_flight *flight;
 	wk_pool *db;    /* thread state: a wk_db */
 	wk_pool *tools; /* no thread state */
