@@ -261,14 +261,15 @@ void sl_relay_publish(sl_relay *r, PGconn *conn, const PGresult *res, int col)
 	if (!r)
 		return;
 	for (int i = 0; i < PQntuples(res); i++) {
-		sl_kafka_out m = {.topic = PQgetvalue(res, i, col + 1),
-		                  .key = PQgetvalue(res, i, col + 2),
-		                  .payload = PQgetvalue(res, i, col + 3),
-		                  .len = (size_t)PQgetlength(res, i, col + 3)};
+		sl_kafka_out m;
 		handed *h;
 
 		if (PQgetisnull(res, i, col))
 			continue;
+		m = (sl_kafka_out){.topic = PQgetvalue(res, i, col + 1),
+		                   .key = PQgetvalue(res, i, col + 2),
+		                   .payload = PQgetvalue(res, i, col + 3),
+		                   .len = (size_t)PQgetlength(res, i, col + 3)};
 		h = sl_malloc(sizeof(*h));
 		h->report.done = handed_done;
 		h->relay = r;

@@ -59,6 +59,9 @@ eventually() {
   return 1
 }
 
+# free_port: prints a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 run_status() { api GET "/v1/runs/$1" | jq -r '.status // empty'; }
 run_is() { [ "$(run_status "$1")" = "$2" ]; }
 submit() { "$BIN/sluice" submit --agent "$1" --input "$2" ${3:+--run-id "$3"}; }

@@ -123,7 +123,7 @@ SQL
 # whose lease is not over is left alone, however often the relay is woken.
 t_outbox_lease() {
   local port url rid req pid tag="lease-$RANDOM"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   url=http://127.0.0.1:$port
   SLUICE_KAFKA_BROKERS=127.0.0.1:1 SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
     SLUICE_API_TOKENS=lease:$SLUICE_API_TOKEN "$BIN/sluice-approver" \
@@ -133,9 +133,8 @@ t_outbox_lease() {
   rid=$(submit data-admin "Delete all data for user U-7301.")
   check "a run pauses" eventually 30 run_is "$rid" paused || return 1
   req=$(pending_requirement "$rid")
-  check "the second approver records the decision" [ "$(curl -s -o /dev/null -w '%{http_code}' \
-    -X POST -H "Authorization: Bearer $SLUICE_API_TOKEN" -H 'Content-Type: application/json' \
-    --data '{}' "$url/v1/requirements/$req/confirm")" = 200 ]
+  SLUICE_APPROVER_URL=$url api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
+  check "the second approver records the decision (HTTP $(http_status))" [ "$(http_status)" = 200 ]
   psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
 INSERT INTO outbox (topic, key, payload, relay_after) VALUES
   ('sluice.test', '$tag', '{}', now() + interval '1 hour');
