@@ -109,7 +109,7 @@ build/fuzz/fuzz_model: tests/fuzz/fuzz_model.c worker/wk_model.c dev/scripted.c 
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS) -lcurl
 
-build/fuzz/fuzz_stdio: tests/fuzz/fuzz_stdio.c worker/wk_stdio.c shared/sl_log.c shared/sl_common.c $(wildcard shared/*.h) $(wildcard worker/*.h)
+build/fuzz/fuzz_stdio: tests/fuzz/fuzz_stdio.c worker/wk_stdio.c shared/sl_log.c shared/sl_text.c shared/sl_common.c $(wildcard shared/*.h) $(wildcard worker/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -Iworker -o $@ $(filter %.c,$^) $(FUZZ_LIBS) -lpthread
 

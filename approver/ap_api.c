@@ -6,6 +6,7 @@
 #include "sl_db.h"
 #include "sl_event.h"
 #include "sl_log.h"
+#include "sl_text.h"
 
 #include <openssl/crypto.h>
 #include <stdatomic.h>
@@ -181,7 +182,7 @@ static json_t *error_answer(sl_status st, const char *errbuf, unsigned *status)
 		*status = 500;
 		return json_pack("{s:s}", "error", "internal error");
 	}
-	return json_pack("{s:s}", "error", errbuf);
+	return json_pack("{s:o}", "error", sl_text_json(errbuf));
 }
 
 static enum MHD_Result store_error(struct MHD_Connection *conn, sl_status st, const char *errbuf)

@@ -3,6 +3,7 @@
  */
 #include "sl_httpd.h"
 #include "sl_log.h"
+#include "sl_text.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -41,13 +42,32 @@ enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,
 	return ret;
 }
 
+/* What is sent when an answer cannot be encoded: never a NULL. */
+static const char encode_failed[] = "{\"error\":\"internal error\"}";
+
+/* json (stolen) as compact text (free() it); NULL (logged) when json is
+ * NULL, as json_pack() returns for a text that is not UTF-8, or cannot be
+ * encoded. */
+static char *encode(json_t *json)
+{
+	char *s = json ? json_dumps(json, JSON_COMPACT) : NULL;
+
+	if (!s)
+		sl_error("http: an answer could not be encoded as JSON; answering 500");
+	json_decref(json);
+	return s;
+}
+
 enum MHD_Result sl_httpd_send_json(struct MHD_Connection *conn, unsigned status, json_t *json)
 {
-	char *s = json_dumps(json, JSON_COMPACT);
-	enum MHD_Result ret = sl_httpd_send(conn, status, "application/json", s, strlen(s));
+	char *s = encode(json);
+	enum MHD_Result ret;
 
+	if (!s)
+		return sl_httpd_send(conn, 500, "application/json", encode_failed,
+		                     sizeof(encode_failed) - 1);
+	ret = sl_httpd_send(conn, status, "application/json", s, strlen(s));
 	free(s);
-	json_decref(json);
 	return ret;
 }
 
@@ -60,7 +80,7 @@ enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return sl_httpd_send_json(conn, status, json_pack("{s:s}", "error", msg));
+	return sl_httpd_send_json(conn, status, json_pack("{s:o}", "error", sl_text_json(msg)));
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -116,10 +136,13 @@ sl_httpd_deferred *sl_httpd_defer(const sl_httpd_request *req)
 
 void sl_httpd_answer_json(sl_httpd_deferred *d, unsigned status, json_t *json)
 {
-	d->answer = json_dumps(json, JSON_COMPACT);
+	d->answer = encode(json);
 	d->status = status;
+	if (!d->answer) {
+		d->answer = sl_strdup(encode_failed);
+		d->status = 500;
+	}
 	d->answered = true;
-	json_decref(json);
 	/* libmicrohttpd serves the connection again on one of its threads; the
 	 * answer above is published by the lock MHD_resume_connection takes. */
 	MHD_resume_connection(d->conn);

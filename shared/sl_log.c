@@ -4,6 +4,7 @@
  */
 #include "sl_log.h"
 #include "sl_common.h"
+#include "sl_text.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,7 +33,7 @@ void sl_log_init(const char *program)
 void sl_log(sl_log_level level, const char *fmt, ...)
 {
 	static const char *names[] = {"debug", "info", "warn", "error"};
-	char when[32], msg[2048];
+	char when[32], msg[2048], line[2048];
 	va_list ap;
 
 	if (level < log_min)
@@ -40,6 +41,8 @@ void sl_log(sl_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* one record, one line, whatever its arguments hold */
+	sl_text_escape(msg, line, sizeof(line));
 	sl_time_rfc3339(when);
-	fprintf(stderr, "%s %s[%d] %s: %s\n", when, log_program, (int)getpid(), names[level], msg);
+	fprintf(stderr, "%s %s[%d] %s: %s\n", when, log_program, (int)getpid(), names[level], line);
 }

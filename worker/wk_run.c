@@ -15,6 +15,7 @@
 #include "sl_kafka.h"
 #include "sl_log.h"
 #include "sl_outbox.h"
+#include "sl_text.h"
 #include "wk_model.h"
 #include "wk_task.h"
 #include "wk_tool.h"
@@ -210,9 +211,19 @@ static next run_tool(task *t, const sl_tool *tool, const char *call_id, json_t *
 	return NX_TOOL;
 }
 
-/* The tool's result is to be recorded, with other tasks' (group commit). */
+/* The tool's result is to be recorded, with other tasks' (group commit).
+ * A tool may write any bytes (Latin-1, a text cut inside a character): the
+ * conversation and the database hold valid UTF-8, with what was not
+ * replaced by U+FFFD, so that the result is stored and the run goes on. */
 static void tool_result_queue(task *t)
 {
+	size_t len = strlen(t->tool_result);
+
+	if (!sl_text_valid(t->tool_result, len)) {
+		char *fixed = sl_text_fix(t->tool_result, len);
+		free(t->tool_result);
+		t->tool_result = fixed;
+	}
 	t->outcome = OUT_TOOL;
 	wk_write_queue(t);
 }
@@ -285,7 +296,8 @@ static next to_finish(task *t, bool ok, const char *text)
 	t->outcome = OUT_FINISH;
 	t->out_ok = ok;
 	free(t->out_text);
-	t->out_text = sl_strdup(text ? text : "");
+	/* a failure's reason may quote bytes from outside (a model's answer) */
+	t->out_text = text ? sl_text_fix(text, strlen(text)) : sl_strdup("");
 	return NX_OUTCOME;
 }
 
