@@ -66,9 +66,13 @@ static int free_port(void)
 static bool write_file(const char *path, const char *text)
 {
 	char *tmp = sl_asprintf("%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
+	/* the env file holds the admin token: readable by its owner only */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	bool ok = f && fputs(text, f) >= 0;
 
+	if (fd >= 0 && !f)
+		close(fd);
 	if (f && fclose(f))
 		ok = false;
 	ok = ok && rename(tmp, path) == 0;
@@ -114,7 +118,7 @@ static pid_t spawn(stack *s, const char *name, char *const argv[])
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
@@ -488,7 +492,10 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 		free(migrations);
 		return 1;
 	}
-	if (!mkdtemp(tmpl) || chmod(tmpl, 0755)) {
+	/* The folder (logs, pid files, PostgreSQL's data and socket) is its
+	 * owner's only: the user who runs the stack, or PostgreSQL's user when
+	 * that is root (root passes anyway). */
+	if (!mkdtemp(tmpl) || chmod(tmpl, 0700)) {
 		fprintf(stderr, "sluice dev: cannot create a folder in /tmp: %s\n",
 		        strerror(errno));
 		goto out;
@@ -604,6 +611,10 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 		setenv("SLUICE_APPROVER_LISTEN", listen, 1);
 		setenv("SLUICE_API_TOKENS", tokens, 1);
 		approver_pid = spawn(&s, "approver", argv);
+		/* The workers (and so their tools) get no API token. */
+		unsetenv("SLUICE_API_TOKENS");
+		unsetenv("SLUICE_API_TOKEN");
+		unsetenv("SLUICE_APPROVER_LISTEN");
 		health = sl_asprintf("%s/healthz", approver_url);
 		free(tokens);
 		free(bin);

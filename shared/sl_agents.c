@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define AGENTS_MAX_BYTES (4 * 1024 * 1024)
 
@@ -39,6 +40,87 @@ static bool opt_bool(json_t *o, const char *key, bool *bad)
 		return false;
 	}
 	return json_is_true(v);
+}
+
+bool sl_env_name_valid(const char *s, size_t len)
+{
+	if (len == 0 || (s[0] >= '0' && s[0] <= '9'))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9')))
+			return false;
+	return true;
+}
+
+/* executor.env: names to pass through from the worker's environment, or
+ * NAME=value pairs; the tool gets nothing else. */
+static sl_status parse_env(json_t *env, sl_tool *t, const char *where, char *errbuf, size_t errsize)
+{
+	json_t *e;
+	size_t i;
+
+	if (!env)
+		return SL_OK;
+	if (!json_is_array(env))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: field executor.env must be an array of NAME or NAME=value "
+		              "strings",
+		              where);
+	json_array_foreach (env, i, e) {
+		const char *v = json_string_value(e);
+		const char *eq = v ? strchr(v, '=') : NULL;
+		size_t n = eq ? (size_t)(eq - v) : v ? strlen(v) : 0;
+
+		if (!v || !sl_env_name_valid(v, n) || strlen(v) != json_string_length(e))
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "%s: field executor.env[%zu] must be NAME or NAME=value",
+			              where, i);
+	}
+	t->env = env;
+	return SL_OK;
+}
+
+/* True when s is an HTTP field name (RFC 9110 token). */
+static bool header_name_valid(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!(*s > 0x20 && *s < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", *s)))
+			return false;
+	return true;
+}
+
+/* executor.headers: {"Name": "value with ${VAR}s"}; the worker fills the
+ * variables in at start-up. */
+static sl_status parse_headers(json_t *hs, sl_tool *t, const char *where, char *errbuf,
+                               size_t errsize)
+{
+	const char *name;
+	json_t *v;
+
+	if (!hs)
+		return SL_OK;
+	if (!json_is_object(hs))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: field executor.headers must be an object of strings", where);
+	json_object_foreach (hs, name, v) {
+		const char *s = json_string_value(v);
+
+		if (!header_name_valid(name) || !strcasecmp(name, "Idempotency-Key") ||
+		    !strcasecmp(name, "Content-Type"))
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "%s: field executor.headers: %s is not a header name a tool "
+			              "may set",
+			              where, header_name_valid(name) ? name : "a key");
+		if (!s || strlen(s) != json_string_length(v) || strpbrk(s, "\r\n"))
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "%s: field executor.headers.%s must be a one-line string",
+			              where, name);
+	}
+	t->headers = hs;
+	return SL_OK;
 }
 
 static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char *errbuf,
@@ -74,7 +156,10 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 			t->argv[i] = (char *)json_string_value(a);
 		}
 		t->executor = !strcmp(kind, "command") ? SL_EXEC_COMMAND : SL_EXEC_STDIO;
-		return SL_OK;
+		if (json_object_get(ex, "headers"))
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "%s: field executor.headers is for http tools", where);
+		return parse_env(json_object_get(ex, "env"), t, where, errbuf, errsize);
 	}
 	if (kind && !strcmp(kind, "http")) {
 		t->url = opt_str(ex, "url");
@@ -82,7 +167,11 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 			return sl_err(errbuf, errsize, SL_INVALID,
 			              "%s: field executor.url must be an http(s) URL", where);
 		t->executor = SL_EXEC_HTTP;
-		return SL_OK;
+		if (json_object_get(ex, "env"))
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "%s: field executor.env is for command and stdio tools",
+			              where);
+		return parse_headers(json_object_get(ex, "headers"), t, where, errbuf, errsize);
 	}
 	return sl_err(errbuf, errsize, SL_INVALID,
 	              "%s: field executor.kind must be \"command\", \"stdio\" or \"http\"", where);
@@ -228,6 +317,22 @@ static sl_status parse_agent(json_t *ja, sl_agent *a, size_t idx, char *errbuf, 
 		return sl_err(errbuf, errsize, SL_INVALID, "agent %s: field model.id is missing",
 		              a->id);
 	a->base_url = opt_str(model, "base_url");
+	if (json_object_get(model, "api_key_env")) {
+		a->api_key_env = opt_str(model, "api_key_env");
+		if (!a->api_key_env || !sl_env_name_valid(a->api_key_env, strlen(a->api_key_env)))
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "agent %s: field model.api_key_env must name an environment "
+			              "variable",
+			              a->id);
+	}
+	{
+		bool bad = false;
+		a->allow_plain_http = opt_bool(model, "allow_plain_http", &bad);
+		if (bad)
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "agent %s: field model.allow_plain_http must be true or false", a->id);
+	}
 	a->instructions = opt_str(ja, "instructions");
 	tools = json_object_get(ja, "tools");
 	if (tools && !json_is_array(tools))
@@ -320,9 +425,14 @@ void sl_agents_free(sl_agents *a)
 	if (!a)
 		return;
 	for (size_t i = 0; a->agents && i < a->n; i++) {
-		for (size_t k = 0; k < a->agents[i].ntools; k++)
-			free(a->agents[i].tools[k].argv);
+		for (size_t k = 0; k < a->agents[i].ntools; k++) {
+			sl_tool *t = &a->agents[i].tools[k];
+			free(t->argv);
+			sl_strv_free(t->envp);
+			sl_strv_free(t->header_lines);
+		}
 		free(a->agents[i].tools);
+		free(a->agents[i].api_key);
 	}
 	free(a->agents);
 	json_decref(a->root);

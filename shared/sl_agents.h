@@ -35,6 +35,14 @@ typedef struct sl_tool {
 	char **argv;     /* command, stdio: NULL-terminated */
 	const char *url; /* http */
 	long timeout_ms;
+	json_t *env;     /* command, stdio: executor.env (NAME or NAME=value), may be NULL */
+	json_t *headers; /* http: executor.headers (name: value with ${VAR}s), may be NULL */
+	/* Made by the worker at start-up (wk_tool_prepare) from env and headers
+	 * and freed with the agents, NULL until then: the tool process's whole
+	 * environment, and the http tool's extra "Name: value" header lines;
+	 * both NULL-terminated. They may hold secrets: never logged. */
+	char **envp;
+	char **header_lines;
 } sl_tool;
 
 typedef struct sl_agent {
@@ -42,6 +50,9 @@ typedef struct sl_agent {
 	sl_provider provider;
 	const char *model_id;
 	const char *base_url;     /* may be NULL: use the configured one */
+	const char *api_key_env;  /* the variable holding the API key; NULL: OPENAI_API_KEY */
+	bool allow_plain_http;    /* the key may go over http:// to a host not on loopback */
+	char *api_key;            /* resolved by the worker at start-up (wk_model_prepare) */
 	const char *instructions; /* may be NULL */
 	sl_tool *tools;
 	size_t ntools;
@@ -72,6 +83,9 @@ const sl_tool *sl_agent_tool(const sl_agent *agent, const char *name);
 
 /* True when a call of the tool must wait for a person (or another system). */
 bool sl_tool_gated(const sl_tool *t);
+
+/* True when s is an environment variable name ([A-Za-z_][A-Za-z0-9_]*). */
+bool sl_env_name_valid(const char *s, size_t len);
 
 /* "required", "audit" or NULL. */
 const char *sl_approval_name(sl_approval a);

@@ -54,6 +54,13 @@ char *sl_strndup(const char *s, size_t n)
 	return p;
 }
 
+void sl_strv_free(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
 char *sl_asprintf(const char *fmt, ...)
 {
 	va_list ap;

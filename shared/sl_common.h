@@ -38,6 +38,9 @@ char *sl_strndup(const char *s, size_t n);
 /* Returns a newly allocated formatted string (free() it). */
 char *sl_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Frees a NULL-terminated array of strings and the strings; NULL is fine. */
+void sl_strv_free(char **v);
+
 /* Writes a formatted message into errbuf (NULL-safe) and returns st. */
 sl_status sl_err(char *errbuf, size_t errsize, sl_status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

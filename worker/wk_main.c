@@ -20,6 +20,7 @@
 #include "sl_outbox.h"
 #include "wk_fetch.h"
 #include "wk_flight.h"
+#include "wk_model.h"
 #include "wk_pool.h"
 #include "wk_run.h"
 #include "wk_tool.h"
@@ -167,7 +168,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (sl_agents_load(w.cfg.agents, &w.agents, errbuf, sizeof(errbuf)) ||
-	    wk_tool_check(w.agents, errbuf, sizeof(errbuf))) {
+	    wk_tool_prepare(w.agents, errbuf, sizeof(errbuf)) ||
+	    wk_model_prepare(&w.cfg, w.agents, errbuf, sizeof(errbuf))) {
 		sl_error("%s", errbuf);
 		goto out;
 	}

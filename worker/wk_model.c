@@ -3,8 +3,10 @@
  */
 #include "wk_model.h"
 
+#include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static json_t *tool_parameters(const sl_tool *t)
 {
@@ -222,6 +224,50 @@ out:
 	return st;
 }
 
+/* True when url is https, or http to a loopback host. */
+static bool url_keeps_secrets(const char *url)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL;
+	bool ok = false;
+
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		ok = !strcasecmp(scheme, "https") ||
+		     (!strcasecmp(scheme, "http") &&
+		      (!strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) ||
+		       !strcmp(host, "[::1]")));
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return ok;
+}
+
+sl_status wk_model_prepare(const sl_config *cfg, sl_agents *agents, char *errbuf, size_t errsize)
+{
+	for (size_t i = 0; i < agents->n; i++) {
+		sl_agent *a = &agents->agents[i];
+		const char *key = cfg->openai_api_key;
+		const char *base = a->base_url ? a->base_url : cfg->openai_base_url;
+
+		if (a->api_key_env && !(key = getenv(a->api_key_env)))
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "agent %s: field model.api_key_env names %s, which is not set", a->id,
+			    a->api_key_env);
+		if (key && *key && !a->allow_plain_http && !url_keeps_secrets(base))
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "agent %s: field model.base_url: the API key would go in clear "
+			    "text to %s; use https, or set model.allow_plain_http",
+			    a->id, base);
+		free(a->api_key);
+		a->api_key = key && *key ? sl_strdup(key) : NULL;
+	}
+	return SL_OK;
+}
+
 void wk_model_request_build(const sl_config *cfg, const sl_agent *agent, const json_t *items,
                             wk_model_request *req)
 {
@@ -232,9 +278,7 @@ void wk_model_request_build(const sl_config *cfg, const sl_agent *agent, const j
 
 	memset(req, 0, sizeof(*req));
 	req->url = sl_asprintf("%s%s", base, chat ? "/chat/completions" : "/responses");
-	req->auth = cfg->openai_api_key
-	                ? sl_asprintf("Authorization: Bearer %s", cfg->openai_api_key)
-	                : NULL;
+	req->auth = agent->api_key ? sl_asprintf("Authorization: Bearer %s", agent->api_key) : NULL;
 	req->headers[0] = "Content-Type: application/json";
 	req->headers[1] = req->auth;
 	req->headers[2] = NULL;

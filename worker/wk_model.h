@@ -33,6 +33,14 @@ typedef struct wk_model_request {
 } wk_model_request;
 
 /*
+ * At start-up: each agent's API key, from model.api_key_env (an error when
+ * that variable is not set) or else OPENAI_API_KEY (cfg); and a key is not
+ * to go over plain http to a host other than loopback unless the agent
+ * says model.allow_plain_http. Errors name the agent and the field.
+ */
+sl_status wk_model_prepare(const sl_config *cfg, sl_agents *agents, char *errbuf, size_t errsize);
+
+/*
  * Builds the request of one turn: the conversation items (Responses API
  * input items) with the agent's instructions and tools, for the agent's
  * API. Free it with wk_model_request_free (body may be taken: set it to

@@ -256,11 +256,22 @@ static void on_http_tool_answer(void *arg, wk_fetch_result *res)
 static bool post_http_tool(task *t)
 {
 	char *idem = sl_asprintf("Idempotency-Key: %s:%s", t->r.run_id, t->call_id);
-	const char *headers[] = {"Content-Type: application/json", idem, NULL};
-	bool ok = wk_fetch_post(t->env->fetch, t->tool->url, headers,
-	                        json_dumps(t->tool_args, JSON_COMPACT), WK_TOOL_MAX_OUTPUT,
-	                        t->tool->timeout_ms, on_http_tool_answer, t);
+	char **own = t->tool->header_lines;
+	size_t n = 0;
+	const char **headers;
+	bool ok;
 
+	while (own && own[n])
+		n++;
+	headers = sl_calloc(n + 3, sizeof(char *));
+	headers[0] = "Content-Type: application/json";
+	headers[1] = idem;
+	for (size_t i = 0; i < n; i++)
+		headers[2 + i] = own[i]; /* executor.headers, credentials among them */
+	ok = wk_fetch_post(t->env->fetch, t->tool->url, headers,
+	                   json_dumps(t->tool_args, JSON_COMPACT), WK_TOOL_MAX_OUTPUT,
+	                   t->tool->timeout_ms, on_http_tool_answer, t);
+	free(headers);
 	free(idem);
 	return ok;
 }

@@ -24,7 +24,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
+/* A tool not prepared by wk_tool_prepare (tests) gets no environment. */
+static char *no_env[] = {NULL};
 
 /* Longest answer line read; a longer one is skipped (its call times out). */
 #define LINE_MAX_BYTES (WK_TOOL_MAX_OUTPUT + 64 * 1024)
@@ -154,7 +155,9 @@ static void start_proc(proc *p)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-	rc = posix_spawn(&p->pid, p->tool->argv[0], &fa, NULL, p->tool->argv, environ);
+	/* the tool's own environment, never the worker's (its credentials) */
+	rc = posix_spawn(&p->pid, p->tool->argv[0], &fa, NULL, p->tool->argv,
+	                 p->tool->envp ? p->tool->envp : no_env);
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc) {
 		p->pid = 0;

@@ -9,25 +9,130 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
+/* A tool not prepared by wk_tool_prepare (tests) gets no environment. */
+static char *no_env[] = {NULL};
 
-sl_status wk_tool_check(const sl_agents *agents, char *errbuf, size_t errsize)
+/* Largest header line an http tool may send. */
+#define MAX_HEADER_LINE 8192
+
+/* The tool's environment: executor.env's NAME=value pairs as they are, and
+ * its names with their values in the worker's environment (a name that is
+ * not set there is left out, with a warning). */
+static char **make_envp(const char *agent, const sl_tool *t)
+{
+	size_t n = json_array_size(t->env), k = 0, i;
+	char **envp = sl_calloc(n + 1, sizeof(char *));
+	json_t *e;
+
+	json_array_foreach (t->env, i, e) {
+		const char *v = json_string_value(e), *val;
+
+		if (strchr(v, '='))
+			envp[k++] = sl_strdup(v);
+		else if ((val = getenv(v)))
+			envp[k++] = sl_asprintf("%s=%s", v, val);
+		else
+			sl_warn("agent %s: tool %s: executor.env names %s, which the worker's "
+			        "environment does not set; the tool does not get it",
+			        agent, t->name, v);
+	}
+	return envp;
+}
+
+/* "Name: value" with each ${VAR} of the value taken from the worker's
+ * environment; NULL (errbuf names the field) for an unset variable or a
+ * value that would not stay one line. */
+static char *header_line(const char *where, const char *name, const char *tmpl, char *errbuf,
+                         size_t errsize)
+{
+	sl_buf b;
+	const char *p = tmpl, *open, *close, *val;
+
+	sl_buf_init(&b, MAX_HEADER_LINE);
+	sl_buf_append(&b, name, strlen(name));
+	sl_buf_append(&b, ": ", 2);
+	while ((open = strstr(p, "${")) && (close = strchr(open + 2, '}'))) {
+		char var[256];
+		size_t n = (size_t)(close - open - 2);
+
+		if (!sl_env_name_valid(open + 2, n) || n >= sizeof(var)) {
+			sl_err(errbuf, errsize, SL_INVALID,
+			       "%s: field executor.headers.%s: ${...} must name an environment "
+			       "variable",
+			       where, name);
+			goto fail;
+		}
+		memcpy(var, open + 2, n);
+		var[n] = '\0';
+		if (!(val = getenv(var))) {
+			sl_err(errbuf, errsize, SL_INVALID,
+			       "%s: field executor.headers.%s names %s, which is not set", where,
+			       name, var);
+			goto fail;
+		}
+		if (strpbrk(val, "\r\n")) {
+			sl_err(errbuf, errsize, SL_INVALID,
+			       "%s: field executor.headers.%s: the value of %s is not one line",
+			       where, name, var);
+			goto fail;
+		}
+		if (sl_buf_append(&b, p, (size_t)(open - p)) || sl_buf_append(&b, val, strlen(val)))
+			goto too_big;
+		p = close + 1;
+	}
+	if (sl_buf_append(&b, p, strlen(p)))
+		goto too_big;
+	return sl_buf_steal(&b);
+too_big:
+	sl_err(errbuf, errsize, SL_INVALID, "%s: field executor.headers.%s is over %d bytes", where,
+	       name, MAX_HEADER_LINE);
+fail:
+	sl_buf_free(&b);
+	return NULL;
+}
+
+static sl_status prepare_headers(const char *where, sl_tool *t, char *errbuf, size_t errsize)
+{
+	const char *name;
+	size_t k = 0;
+	json_t *v;
+
+	t->header_lines = sl_calloc(json_object_size(t->headers) + 1, sizeof(char *));
+	json_object_foreach (t->headers, name, v) {
+		t->header_lines[k] =
+		    header_line(where, name, json_string_value(v), errbuf, errsize);
+		if (!t->header_lines[k++])
+			return SL_INVALID;
+	}
+	return SL_OK;
+}
+
+sl_status wk_tool_prepare(sl_agents *agents, char *errbuf, size_t errsize)
 {
 	for (size_t i = 0; i < agents->n; i++)
 		for (size_t k = 0; k < agents->agents[i].ntools; k++) {
-			const sl_tool *t = &agents->agents[i].tools[k];
-			if ((t->executor == SL_EXEC_COMMAND || t->executor == SL_EXEC_STDIO) &&
-			    access(t->argv[0], X_OK) != 0)
-				return sl_err(
-				    errbuf, errsize, SL_INVALID,
-				    "agent %s: tool %s: field executor.argv[0]: %s is not an "
-				    "executable file: %s",
-				    agents->agents[i].id, t->name, t->argv[0], strerror(errno));
+			sl_tool *t = &agents->agents[i].tools[k];
+			char where[256];
+
+			snprintf(where, sizeof(where), "agent %s: tool %s", agents->agents[i].id,
+			         t->name);
+			if (t->executor == SL_EXEC_HTTP &&
+			    prepare_headers(where, t, errbuf, errsize))
+				return SL_INVALID;
+			if (t->executor != SL_EXEC_COMMAND && t->executor != SL_EXEC_STDIO)
+				continue;
+			if (access(t->argv[0], X_OK) != 0)
+				return sl_err(errbuf, errsize, SL_INVALID,
+				              "%s: field executor.argv[0]: %s is not an executable "
+				              "file: %s",
+				              where, t->argv[0], strerror(errno));
+			t->envp = make_envp(agents->agents[i].id, t);
 		}
 	return SL_OK;
 }
@@ -52,7 +157,8 @@ static sl_status run_command(const sl_tool *t, const char *input, char **result,
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-	rc = posix_spawn(&pid, t->argv[0], &fa, NULL, t->argv, environ);
+	/* the tool's own environment, never the worker's (its credentials) */
+	rc = posix_spawn(&pid, t->argv[0], &fa, NULL, t->argv, t->envp ? t->envp : no_env);
 	posix_spawn_file_actions_destroy(&fa);
 	close(in[0]);
 	close(out[1]);

@@ -30,8 +30,13 @@ sl_status wk_tool_run_command(const sl_tool *t, const json_t *args, char **resul
  * over WK_TOOL_MAX_OUTPUT or another status. */
 char *wk_tool_http_result(const sl_tool *t, sl_status st, long status, char **body);
 
-/* Checks at start-up that every command tool's program exists and can be
- * run; the error names the agent, the tool and the field. */
-sl_status wk_tool_check(const sl_agents *agents, char *errbuf, size_t errsize);
+/*
+ * At start-up: checks that every command and stdio tool's program exists
+ * and can be run, and makes each tool's environment (t->envp: only what
+ * executor.env names, never the worker's own) and an http tool's header
+ * lines (t->header_lines, ${VAR}s filled from the worker's environment).
+ * A failure names the agent, the tool and the field, never a value.
+ */
+sl_status wk_tool_prepare(sl_agents *agents, char *errbuf, size_t errsize);
 
 #endif

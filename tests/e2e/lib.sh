@@ -52,6 +52,9 @@ api() {
 }
 http_status() { cat "$HTTP_STATUS_FILE"; }
 
+# lacks PATTERN TEXT: no line of TEXT matches the extended regex PATTERN.
+lacks() { ! grep -qE -- "$1" <<<"$2"; }
+
 # eventually SECONDS COMMAND...: retries COMMAND every 0.1 s until it succeeds.
 eventually() {
   local limit=$1 i

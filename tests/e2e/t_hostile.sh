@@ -49,3 +49,53 @@ t_tool_output_not_utf8() {
   check "both tool executions are done" \
     [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT string_agg(status, ' ') FROM tool_executions WHERE run_id IN ('$rid', '$cut')")" = "done done" ]
 }
+
+# Regression: command and stdio tools inherited the worker's whole
+# environment (SLUICE_API_TOKENS, the database URL, OPENAI_API_KEY), and
+# `dev up` gave the workers the approver's tokens.
+t_tool_secrets() {
+  local rid env worker mode
+  rid=$(submit env-agent 'call show_env {"why":"audit"}')
+  check "the run completes" eventually 30 run_is "$rid" completed || return 1
+  env=$(api GET "/v1/runs/$rid" | jq -r .output)
+  check "the tool gets executor.env's pair ($env)" grep -q 'CRM_REGION=eu-west' <<<"$env"
+  check "and the name it passes through" grep -q "CRM_TOKEN=$CRM_TOKEN" <<<"$env"
+  check "and nothing else: no SLUICE_ or OPENAI_ variable, no PATH or HOME" \
+    lacks '(SLUICE_|OPENAI_|PATH=|HOME=)' "$env"
+  check "a name the worker does not have is warned of at start-up" \
+    grep -q 'executor.env names NOT_SET_ANYWHERE' "$SLUICE_DEV_DIR/worker-1.log"
+  for worker in $(cat "$SLUICE_DEV_DIR"/worker-*.pid); do
+    check "worker $worker has no API token in its environment" \
+      bash -c "! tr '\0' '\n' < /proc/$worker/environ | grep -q '^SLUICE_API_TOKEN'"
+  done
+  rid=$(submit http-agent "Where is order O-777?")
+  check "an http run pauses" eventually 30 run_is "$rid" paused || return 1
+  api POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{}' >/dev/null
+  check "and completes" eventually 20 run_is "$rid" completed
+  check "the http tool got executor.headers with the variable filled in" \
+    grep -qx "Bearer $CRM_TOKEN acme" "$HTTP_TOOL_LOG.headers"
+  check "the credential is in no log of the stack" \
+    bash -c "! grep -rq '$CRM_TOKEN' '$SLUICE_DEV_DIR'/*.log"
+  mode=$(stat -c %a "$ENV_FILE")
+  check "the env file holding the admin token is 0600 (got $mode)" [ "$mode" = 600 ]
+  mode=$(stat -c %a "$SLUICE_DEV_DIR")
+  check "the stack's folder is 0700 (got $mode)" [ "$mode" = 700 ]
+  mode=$(stat -c %a "$SLUICE_DEV_DIR/approver.log")
+  check "its logs are 0600 (got $mode)" [ "$mode" = 600 ]
+}
+
+# A worker refuses to start when an agent's key would go in clear text, or
+# when the variable its agent names for the key is not set.
+t_model_key() {
+  local out rc
+  jq '.agents[0].model.base_url = "http://models.example.com/v1"' "$AGENTS" > "$WORK/plain-agents.json"
+  out=$(OPENAI_API_KEY=sk-test SLUICE_AGENTS=$WORK/plain-agents.json timeout 20 "$BIN/sluice-worker" 2>&1)
+  rc=$?
+  check "a key for plain http off loopback: exit 1 (got $rc)" [ "$rc" = 1 ]
+  check "naming the agent and the field: $out" grep -q "agent data-admin: field model.base_url" <<<"$out"
+  check "without showing the key" lacks sk-test "$out"
+  jq '.agents[0].model.api_key_env = "DATA_ADMIN_KEY"' "$AGENTS" > "$WORK/keyenv-agents.json"
+  out=$(SLUICE_AGENTS=$WORK/keyenv-agents.json timeout 20 "$BIN/sluice-worker" 2>&1)
+  check "an api_key_env that is not set: named ($out)" \
+    grep -q "agent data-admin: field model.api_key_env names DATA_ADMIN_KEY, which is not set" <<<"$out"
+}

@@ -152,8 +152,18 @@ SQL
   psql "$SLUICE_DATABASE_URL" -qAtc "DELETE FROM outbox WHERE key = '$tag'" >/dev/null
 }
 
+# Secrets come from the environment: without them the file is refused, and
+# none is written in it.
 t_compose() {
-  check "docker-compose config -q" docker-compose -f docker-compose.yml config -q
+  check "docker-compose config -q, with the secrets set" \
+    env POSTGRES_PASSWORD=pw-x SLUICE_API_TOKENS=ops:t-x docker-compose -f docker-compose.yml config -q
+  check "refused without POSTGRES_PASSWORD" \
+    bash -c '! env -u POSTGRES_PASSWORD SLUICE_API_TOKENS=ops:t-x docker-compose -f docker-compose.yml config -q 2>/dev/null'
+  check "refused without SLUICE_API_TOKENS" \
+    bash -c '! env -u SLUICE_API_TOKENS POSTGRES_PASSWORD=pw-x docker-compose -f docker-compose.yml config -q 2>/dev/null'
+  check "no password written in the file" lacks 'PASSWORD: [^$]|sluice:sluice@' "$(cat docker-compose.yml)"
+  check "the workers get no API token" \
+    lacks SLUICE_API_TOKENS "$(POSTGRES_PASSWORD=pw-x SLUICE_API_TOKENS=ops:t-x docker-compose -f docker-compose.yml config | sed -n '/^  worker:/,/^  [a-z]/p')"
 }
 
 t_down_cleans() {
