@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -197,27 +198,41 @@ sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_
 }
 
 sl_status sl_kafka_dead_letter(rd_kafka_t *producer, const sl_config *c,
-                               const rd_kafka_message_t *m, const char *reason)
+                               const rd_kafka_message_t *m, const char *reason, size_t max_payload)
 {
 	char *dlq = sl_config_topic(c, "dlq");
 	char *key = m->key ? sl_strndup(m->key, m->key_len) : NULL;
 	const char *source = rd_kafka_topic_name(m->rkt);
-	const char *headers[] = {"sluice-error", reason, "sluice-source-topic", source, NULL};
+	bool cut = m->len > max_payload;
+	char size[32];
+	const char *headers[] = {"sluice-error",
+	                         reason,
+	                         "sluice-source-topic",
+	                         source,
+	                         "sluice-original-size",
+	                         size,
+	                         "sluice-truncated",
+	                         "true",
+	                         NULL};
 	sl_kafka_out out = {.topic = dlq,
 	                    .key = key,
 	                    .payload = m->payload ? m->payload : "",
-	                    .len = m->len,
+	                    .len = cut ? max_payload : m->len,
 	                    .headers = headers};
 	char errbuf[256];
 	sl_status st;
 
+	snprintf(size, sizeof(size), "%zu", m->len);
+	if (!cut)
+		headers[4] = NULL; /* only the first two headers */
 	st = sl_kafka_produce_batch(producer, &out, 1, 10000, errbuf, sizeof(errbuf));
 	if (st)
-		sl_error("dead-letter of %s[%d]@%lld failed: %s", source, (int)m->partition,
-		         (long long)m->offset, errbuf);
+		sl_error("dead-letter of %s[%d]@%lld (%zu bytes%s) failed: %s", source,
+		         (int)m->partition, (long long)m->offset, out.len, cut ? ", cut" : "",
+		         errbuf);
 	else
-		sl_warn("dead-lettered %s[%d]@%lld to %s: %s", source, (int)m->partition,
-		        (long long)m->offset, dlq, reason);
+		sl_warn("dead-lettered %s[%d]@%lld to %s%s: %s", source, (int)m->partition,
+		        (long long)m->offset, dlq, cut ? " (a bounded copy)" : "", reason);
 	free(dlq);
 	free(key);
 	return st;

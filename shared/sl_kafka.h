@@ -65,12 +65,14 @@ sl_status sl_kafka_produce_batch(rd_kafka_t *producer, sl_kafka_out *msgs, size_
                                  char *errbuf, size_t errsize);
 
 /*
- * Sends m, unchanged, to the dead-letter topic (prefix + "dlq") with the
- * headers sluice-error = reason and sluice-source-topic. Returns SL_OK once
- * delivered.
+ * Sends m to the dead-letter topic (prefix + "dlq") with the headers
+ * sluice-error = reason and sluice-source-topic: unchanged when its payload
+ * is at most max_payload bytes, else as a copy cut to max_payload with the
+ * headers sluice-original-size and sluice-truncated. Returns SL_OK once
+ * delivered, SL_RETRY when it was not (logged).
  */
 sl_status sl_kafka_dead_letter(rd_kafka_t *producer, const sl_config *c,
-                               const rd_kafka_message_t *m, const char *reason);
+                               const rd_kafka_message_t *m, const char *reason, size_t max_payload);
 
 /* Stores offset (the next to consume) of topic/partition for the next
  * commit. Fails when the partition is not assigned (any more). */

@@ -11,6 +11,7 @@
  * row, the continue's claim, tool_executions, processed_events).
  */
 #include "wk_run.h"
+#include "sl_consume.h"
 #include "sl_db.h"
 #include "sl_kafka.h"
 #include "sl_log.h"
@@ -121,7 +122,6 @@ void wk_run_start(wk_env *env, rd_kafka_message_t *m)
 	t->m = m;
 	t->is_run = !strcmp(rd_kafka_topic_name(m->rkt), env->topic_runs);
 	t->ph = PH_BEGIN;
-	t->retry_ms = 100;
 	to_db(t);
 }
 
@@ -375,8 +375,16 @@ static sl_status begin_existing(PGconn *db, task *t, next *nx)
 	if (st)
 		goto out;
 	if (PQntuples(res) != 1) {
-		st = sl_err(t->err, sizeof(t->err), SL_RETRY, "run %s vanished while it started",
-		            r->run_id);
+		bool fresh = true;
+		/* The start inserts no run for an event id processed already:
+		 * this request reuses another one's id. */
+		if ((st = sl_inbox_claim(db, CONSUMER, t->ev.id, &fresh, t->err, sizeof(t->err))))
+			goto out;
+		st = fresh ? sl_err(t->err, sizeof(t->err), SL_RETRY,
+		                    "run %s vanished while it started", r->run_id)
+		           : sl_err(t->err, sizeof(t->err), SL_CONFLICT,
+		                    "event id %s was used by another request; run %s not started",
+		                    t->ev.id, r->run_id);
 		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, 2), agent_id)) {
@@ -1022,45 +1030,54 @@ static sl_status begin(PGconn *db, task *t, next *nx)
 	return t->is_run ? begin_requested(t, nx) : begin_continue(db, t, nx);
 }
 
-/* Ends the message after a failed step: dead-letters bad input, starts
- * over after a back-off on transient failures, stops the worker on fatal
- * ones. */
+/* On a database thread, after a back-off: a dead-letter Kafka did not
+ * take is tried again. */
+static void dead_letter_job(void *arg, void *state)
+{
+	task *t = arg;
+
+	(void)state;
+	wk_task_failed(t, t->failed_st);
+}
+
+static void on_dead_letter_timer(void *arg)
+{
+	task *t = arg;
+
+	if (!wk_pool_push(t->env->db, dead_letter_job, wk_run_drop, t))
+		task_free(t);
+}
+
+/* Ends the message after a failed step, by the consumers' one failure
+ * policy (sl_consume_failed): starts over after a back-off on transient
+ * failures, dead-letters bad input, stops the worker on fatal ones. No
+ * back-off holds a thread: each waits on a timer. */
 void wk_task_failed(task *t, sl_status st)
 {
-	const rd_kafka_message_t *m = t->m;
-	const char *topic = rd_kafka_topic_name(m->rkt);
-	volatile sig_atomic_t *stopping = t->env->stopping;
+	long ms;
 
+	switch (
+	    sl_consume_failed(t->env->producer, t->env->cfg, t->m, st, t->err, ++t->attempt, &ms)) {
+	case SL_CONSUME_DONE: wk_task_end(t); return;
+	case SL_CONSUME_STOP:
+		*t->env->stopping = 1;
+		task_free(t); /* delivered again after the restart */
+		return;
+	case SL_CONSUME_RETRY: break;
+	}
+	if (*t->env->stopping) {
+		task_free(t); /* delivered again after the restart */
+		return;
+	}
 	if (st == SL_RETRY) {
-		if (*stopping) {
-			task_free(t); /* delivered again after the restart */
-			return;
-		}
-		long ms = t->retry_ms;
-
-		sl_warn("%s[%d]@%lld: transient failure, retrying in %ld ms: %s", topic,
-		        (int)m->partition, (long long)m->offset, ms, t->err);
 		task_reset(t);
-		t->retry_ms = ms < 5000 ? ms * 2 : 10000;
 		if (!wk_fetch_after(t->env->fetch, ms, on_retry_timer, t))
 			task_free(t);
 		return;
 	}
-	if (st == SL_FATAL) {
-		sl_error("%s[%d]@%lld: %s; stopping", topic, (int)m->partition,
-		         (long long)m->offset, t->err);
-		*stopping = 1;
+	t->failed_st = st;
+	if (!wk_fetch_after(t->env->fetch, ms, on_dead_letter_timer, t))
 		task_free(t);
-		return;
-	}
-	while (sl_kafka_dead_letter(t->env->producer, t->env->cfg, m, t->err) != SL_OK) {
-		if (*stopping) {
-			task_free(t);
-			return;
-		}
-		sl_sleep_ms(1000);
-	}
-	wk_task_end(t);
 }
 
 /* On a database thread: the task's steps until it waits or ends. */

@@ -66,7 +66,8 @@ typedef struct task {
 	phase ph;
 	run r;
 	int turn;
-	long retry_ms; /* back-off of the next start-over */
+	int attempt;         /* failures so far (sl_consume_failed) */
+	sl_status failed_st; /* the failure whose dead-letter is retried */
 
 	/* a continue: the requirements of the pause, and the next to apply */
 	PGresult *decisions; /* CONTINUE_READ's rows */

@@ -268,17 +268,22 @@ static json_t *start_row(const task *t)
 {
 	const run *r = &t->r;
 
-	return json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O}", "run_id", r->run_id, "session_id",
+	return json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O, s:s}", "run_id", r->run_id, "session_id",
 	                 r->session_id, "agent_id", r->agent->id, "user_id", r->user_id, "input",
 	                 json_string_value(json_object_get(t->ev.data, "input")), "messages",
-	                 r->items);
+	                 r->items, "event_id", t->ev.id);
 }
 
+/* A request whose event id was processed already starts nothing: it was
+ * either redelivered (its run exists) or reuses another request's id (no
+ * run: begin_existing dead-letters it). */
 static const char *const start_sql =
     "INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, messages) "
     "SELECT run_id, session_id, agent_id, user_id, 'running', input, messages "
     "FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, session_id text, agent_id text, "
-    "user_id text, input text, messages jsonb) "
+    "user_id text, input text, messages jsonb, event_id text) "
+    "WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND "
+    "p.event_id = x.event_id) "
     "ON CONFLICT (run_id) DO NOTHING RETURNING run_id";
 
 /* Most outcomes one statement writes. */
@@ -443,7 +448,7 @@ static void write_outcomes(void *state, task **ts, size_t n, outcome kind)
 		                : kind == OUT_CLAIM ? wk_claim_read_sql
 		                : kind == OUT_PAUSE ? pause_sql
 		                                    : finish_sql,
-		                kind == OUT_START ? 1 : 3, p, &res, errbuf, sizeof(errbuf));
+		                kind == OUT_START ? 2 : 3, p, &res, errbuf, sizeof(errbuf));
 	free(text);
 	json_decref(rows);
 	if (st == SL_OK && kind == OUT_TOOL) {

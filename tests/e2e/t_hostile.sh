@@ -65,6 +65,7 @@ t_tool_secrets() {
   check "a name the worker does not have is warned of at start-up" \
     grep -q 'executor.env names NOT_SET_ANYWHERE' "$SLUICE_DEV_DIR/worker-1.log"
   for worker in $(cat "$SLUICE_DEV_DIR"/worker-*.pid); do
+    [ -r "/proc/$worker/environ" ] || continue # a worker an earlier test killed
     check "worker $worker has no API token in its environment" \
       bash -c "! tr '\0' '\n' < /proc/$worker/environ | grep -q '^SLUICE_API_TOKEN'"
   done
@@ -98,4 +99,57 @@ t_model_key() {
   out=$(SLUICE_AGENTS=$WORK/keyenv-agents.json timeout 20 "$BIN/sluice-worker" 2>&1)
   check "an api_key_env that is not set: named ($out)" \
     grep -q "agent data-admin: field model.api_key_env names DATA_ADMIN_KEY, which is not set" <<<"$out"
+}
+
+# dlq_copy_of KEY: the DLQ's message of KEY as "HEADERS<TAB>PAYLOAD SIZE".
+dlq_copy_of() {
+  kcat -b "$SLUICE_KAFKA_BROKERS" -C -t sluice.dlq -e -q -f '%k\t%h\t%S\n' 2>/dev/null | grep "^$1	"
+}
+
+# Regression: a message too big to be dead-lettered as it is was retried
+# every second, for ever, on the database thread that parsed it; one per
+# database thread stopped a worker (and the approver's consumer loop had
+# the same retry).
+t_oversized_dead_letter() {
+  local i rid copy
+  { printf '{"specversion":"1.0","id":"huge","source":"t","type":"sluice.run.requested","data":{"agent_id":"data-admin","input":"'
+    head -c 2500000 /dev/zero | tr '\0' 'x'
+    printf '"}}'; } > "$WORK/huge"
+  for i in 1 2 3 4 5 6; do
+    produce sluice.runs "huge-run-$i" "$WORK/huge"
+  done
+  produce sluice.approvals huge-paused "$WORK/huge"
+  for i in 1 2 3 4 5 6; do
+    check "oversized run.requested $i reaches the DLQ" eventually 30 dlq_copy_of "huge-run-$i" || return 1
+  done
+  copy=$(dlq_copy_of huge-run-1)
+  check "as a bounded copy: cut, with its size and reason ($(cut -c1-200 <<<"$copy"))" \
+    grep -qE 'sluice-truncated=true' <<<"$copy"
+  check "the original size is in a header" grep -q 'sluice-original-size=2500' <<<"$copy"
+  check "the payload kept is 65536 bytes" [ "$(awk -F'\t' '{print $NF}' <<<"$copy")" = 65536 ]
+  check "the oversized paused event reaches the DLQ from the approver" eventually 30 dlq_copy_of huge-paused
+  rid=$(submit data-admin "Delete all data for user U-4242.")
+  check "the workers are not wedged: a run still pauses" eventually 30 run_is "$rid" paused || return 1
+  api POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{}' >/dev/null
+  check "and completes" eventually 30 run_is "$rid" completed
+}
+
+# Regression: a run.requested reusing another request's event id left its
+# run "running" for ever, with no DLQ entry and no result event.
+t_reused_event_id() {
+  local id=reuse-$RANDOM$RANDOM first=reuse-first-$RANDOM second=reuse-second-$RANDOM
+  jq -cn --arg id "$id" --arg run "$first" \
+    '{specversion:"1.0", id:$id, source:"test", type:"sluice.run.requested",
+      data:{run_id:$run, agent_id:"env-agent", input:"call show_env {\"why\":\"first\"}"}}' > "$WORK/reuse1"
+  produce sluice.runs "$first" "$WORK/reuse1"
+  check "the first request's run completes" eventually 30 run_is "$first" completed || return 1
+  jq -cn --arg id "$id" --arg run "$second" \
+    '{specversion:"1.0", id:$id, source:"test", type:"sluice.run.requested",
+      data:{run_id:$run, agent_id:"env-agent", input:"call show_env {\"why\":\"second\"}"}}' > "$WORK/reuse2"
+  produce sluice.runs "$second" "$WORK/reuse2"
+  check "a second request with the same event id is dead-lettered" \
+    eventually 30 dlq_has sluice.runs "$second" "was used by another request"
+  api GET "/v1/runs/$second" >/dev/null
+  check "and no run was recorded for it" [ "$(http_status)" = 404 ]
+  check "the first run is unchanged" run_is "$first" completed
 }
