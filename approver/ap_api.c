@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_NOTE 4096
 
@@ -79,9 +80,12 @@ static const char *identify(const ap_api *api, struct MHD_Connection *conn)
 	const char *found = NULL;
 	size_t len;
 
-	if (!h || strncmp(h, "Bearer ", 7))
+	/* the scheme is case-insensitive (RFC 9110, 11.1) */
+	if (!h || strncasecmp(h, "Bearer ", 7))
 		return NULL;
 	h += 7;
+	while (*h == ' ')
+		h++;
 	len = strlen(h);
 	for (size_t i = 0; i < api->nids; i++) {
 		/* constant-time comparison of equal-length tokens */
@@ -473,8 +477,8 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 	if (!strcmp(req->path, "/metrics"))
 		return metrics(api, req);
 	if (!strcmp(req->path, "/") && get)
-		return sl_httpd_send(req->conn, 200, "text/html; charset=utf-8", ap_inbox_html,
-		                     strlen(ap_inbox_html));
+		return sl_httpd_send_page(req->conn, 200, "text/html; charset=utf-8", ap_inbox_html,
+		                          strlen(ap_inbox_html), ap_inbox_csp());
 	if (strncmp(req->path, "/v1/", 4))
 		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
 	who = identify(api, req->conn);

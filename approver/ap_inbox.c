@@ -3,6 +3,13 @@
  * with textContent / value only, never as HTML.
  */
 #include "ap_inbox.h"
+#include "sl_common.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 const char ap_inbox_html[] =
     "<!doctype html>\n"
@@ -31,6 +38,9 @@ const char ap_inbox_html[] =
     "/* a token may come in the fragment (#token=...), which is never sent */\n"
     "const frag = new URLSearchParams(location.hash.slice(1));\n"
     "tok.value = frag.get('token') || sessionStorage.getItem('sluice-token') || '';\n"
+    "/* and leaves the address bar (and the history) once read */\n"
+    "if (location.hash) history.replaceState(null, '', location.pathname + "
+    "location.search);\n"
     "function cell(tr, text, code) {\n"
     "  const td = document.createElement('td');\n"
     "  const el = code ? document.createElement('code') : td;\n"
@@ -109,3 +119,39 @@ const char ap_inbox_html[] =
     "$('load').onclick = load;\n"
     "if (tok.value) load();\n"
     "</script></body></html>\n";
+
+/* 'sha256-BASE64' of the text between open and close in the page. */
+static char *source_hash(const char *open, const char *close)
+{
+	const char *start = strstr(ap_inbox_html, open) + strlen(open);
+	const char *end = strstr(start, close);
+	unsigned char digest[EVP_MAX_MD_SIZE], b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+	unsigned len = 0;
+
+	EVP_Digest(start, (size_t)(end - start), digest, &len, EVP_sha256(), NULL);
+	EVP_EncodeBlock(b64, digest, (int)len);
+	return sl_asprintf("'sha256-%s'", b64);
+}
+
+static char *inbox_csp;
+
+static void make_csp(void)
+{
+	char *script = source_hash("<script>", "</script>");
+	char *style = source_hash("<style>", "</style>");
+
+	inbox_csp = sl_asprintf("default-src 'none'; script-src %s; style-src %s; "
+	                        "connect-src 'self'; base-uri 'none'; form-action 'none'; "
+	                        "frame-ancestors 'none'",
+	                        script, style);
+	free(script);
+	free(style);
+}
+
+const char *ap_inbox_csp(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, make_csp);
+	return inbox_csp;
+}

@@ -10,4 +10,8 @@
 /* The page, a NUL-terminated HTML document. */
 extern const char ap_inbox_html[];
 
+/* The page's Content-Security-Policy: its own inline script and style (by
+ * their SHA-256) and calls to its own origin, nothing else. */
+const char *ap_inbox_csp(void);
+
 #endif

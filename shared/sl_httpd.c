@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct sl_httpd {
 	struct MHD_Daemon *d;
@@ -29,17 +30,35 @@ typedef struct sl_httpd_deferred {
 	char *answer;
 } request_state;
 
-enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,
-                              const char *content_type, const char *body, size_t len)
+/* The Content-Security-Policy of answers that are not pages: nothing may
+ * be loaded, run or framed. */
+static const char *const api_csp = "default-src 'none'; frame-ancestors 'none'";
+
+enum MHD_Result sl_httpd_send_page(struct MHD_Connection *conn, unsigned status,
+                                   const char *content_type, const char *body, size_t len,
+                                   const char *csp)
 {
 	struct MHD_Response *r =
 	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result ret;
 
 	MHD_add_response_header(r, "Content-Type", content_type);
+	/* on every answer: no framing, no sniffing, no caching (answers hold
+	 * approvals and runs), no referrer */
+	MHD_add_response_header(r, "Content-Security-Policy", csp ? csp : api_csp);
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
 	ret = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,
+                              const char *content_type, const char *body, size_t len)
+{
+	return sl_httpd_send_page(conn, status, content_type, body, len, NULL);
 }
 
 /* What is sent when an answer cannot be encoded: never a NULL. */
@@ -83,6 +102,42 @@ enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status
 	return sl_httpd_send_json(conn, status, json_pack("{s:o}", "error", sl_text_json(msg)));
 }
 
+/* What a request's header fields say about its framing and credentials. */
+typedef struct header_check {
+	int authorization, content_length;
+} header_check;
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+	header_check *c = cls;
+
+	(void)kind;
+	(void)value;
+	c->authorization += !strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION);
+	c->content_length += !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	return MHD_YES;
+}
+
+/* Answers 400 (and returns false) for a request whose header fields are
+ * ambiguous: two Authorization or Content-Length fields (which one counts
+ * depends on who reads them). (libmicrohttpd ends a field's value at a NUL
+ * byte before Sluice sees it.) */
+static bool headers_sound(struct MHD_Connection *conn, enum MHD_Result *ret)
+{
+	header_check c = {0};
+	const char *why = NULL;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, check_header, &c);
+	if (c.authorization > 1)
+		why = "more than one Authorization header field";
+	else if (c.content_length > 1)
+		why = "more than one Content-Length header field";
+	if (why)
+		*ret = sl_httpd_send_error(conn, 400, "%s", why);
+	return !why;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *data,
                                   size_t *data_size, void **con_cls)
@@ -93,10 +148,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 	(void)version;
 	if (!rs) {
+		enum MHD_Result ret = MHD_YES;
 		rs = sl_calloc(1, sizeof(*rs));
 		sl_buf_init(&rs->body, h->max_body);
 		*con_cls = rs;
-		return MHD_YES;
+		/* refused before its body is read */
+		return headers_sound(conn, &ret) ? MHD_YES : ret;
 	}
 	if (rs->answered) { /* resumed: the deferred answer is ready */
 		enum MHD_Result ret = sl_httpd_send(conn, rs->status, "application/json",

@@ -57,7 +57,16 @@ sl_httpd_deferred *sl_httpd_defer(const sl_httpd_request *req);
 /* Answers a deferred request with json (stolen) and status. */
 void sl_httpd_answer_json(sl_httpd_deferred *d, unsigned status, json_t *json);
 
-/* Sends body (copied) with status and content type. */
+/* Sends body (copied) with status and content type. Every answer carries
+ * the security headers (Content-Security-Policy, X-Frame-Options: DENY,
+ * X-Content-Type-Options: nosniff, Cache-Control: no-store,
+ * Referrer-Policy: no-referrer); a page gives its own csp, anything else
+ * NULL (nothing may load, run or frame it). */
+enum MHD_Result sl_httpd_send_page(struct MHD_Connection *conn, unsigned status,
+                                   const char *content_type, const char *body, size_t len,
+                                   const char *csp);
+/* Sends body (copied) with status and content type, as a page with no
+ * content policy of its own. */
 enum MHD_Result sl_httpd_send(struct MHD_Connection *conn, unsigned status,
                               const char *content_type, const char *body, size_t len);
 /* Sends json (stolen) as application/json. */

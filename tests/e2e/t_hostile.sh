@@ -153,3 +153,52 @@ t_reused_event_id() {
   check "and no run was recorded for it" [ "$(http_status)" = 404 ]
   check "the first run is unchanged" run_is "$first" completed
 }
+
+# raw_http REQUEST: sends REQUEST's bytes (printf escapes) to the approver on
+# a connection of its own and prints the answer's status code.
+raw_http() {
+  python3 - "$SLUICE_APPROVER_URL" "$1" <<'PY'
+import socket, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+req = sys.argv[2].encode().decode('unicode_escape').encode('latin-1')
+s = socket.create_connection((u.hostname, u.port), timeout=10)
+s.sendall(req)
+print(s.recv(65536).split(b' ')[1].decode())
+PY
+}
+
+# Regressions: the bearer scheme was case-sensitive; two Authorization or
+# Content-Length fields were accepted; answers carried no security headers.
+t_request_hygiene() {
+  local h tok=$SLUICE_API_TOKEN
+  check "'bearer' in lower case is accepted" \
+    [ "$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: bearer $tok" "$SLUICE_APPROVER_URL/v1/approvals")" = 200 ]
+  check "two Authorization fields: 400" \
+    [ "$(raw_http "GET /v1/approvals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $tok\r\nAuthorization: Bearer nobody\r\nConnection: close\r\n\r\n")" = 400 ]
+  check "two different Content-Length fields: 400" \
+    [ "$(raw_http "POST /v1/runs/r-1/cancel HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $tok\r\nContent-Length: 2\r\nContent-Length: 40\r\nConnection: close\r\n\r\n{}")" = 400 ]
+  check "the approver is up" approver_up
+  h=$(curl -sS -D - -o /dev/null -H "Authorization: Bearer $tok" "$SLUICE_APPROVER_URL/v1/approvals" | tr -d '\r')
+  check "API answers: Content-Security-Policy" grep -qi "^content-security-policy: default-src 'none'; frame-ancestors 'none'" <<<"$h"
+  check "API answers: X-Frame-Options" grep -qi '^x-frame-options: DENY' <<<"$h"
+  check "API answers: nosniff" grep -qi '^x-content-type-options: nosniff' <<<"$h"
+  check "API answers: no-store" grep -qi '^cache-control: no-store' <<<"$h"
+  h=$(curl -sS -D - -o /dev/null "$SLUICE_APPROVER_URL/nowhere" | tr -d '\r')
+  check "errors carry them too" grep -qi '^x-frame-options: DENY' <<<"$h"
+  h=$(curl -sS -D - -o /dev/null "$SLUICE_APPROVER_URL/" | tr -d '\r')
+  check "the inbox: a policy naming its own script" grep -qi "^content-security-policy: default-src 'none'; script-src 'sha256-" <<<"$h"
+  check "the inbox: no framing" grep -qi "frame-ancestors 'none'" <<<"$h"
+}
+
+# The inbox in Chromium: its policy lets its own script run and no other,
+# the token leaves the address bar, and a click approves.
+t_inbox_browser() {
+  local rid out
+  rid=$(submit ops-admin 'call restart_service {"service":"inbox-77"}')
+  check "a required-approval run pauses" eventually 30 run_is "$rid" paused || return 1
+  out=$(node tests/browser/inbox.mjs "$SLUICE_APPROVER_URL" "$SLUICE_API_TOKEN" "$rid" "$WORK/inbox.png" 2>&1)
+  check "the browser checks pass: $out" grep -q '^ok: approved with a click' <<<"$out"
+  check "the run completes" eventually 30 run_is "$rid" completed
+  check "approved by the token's identity" \
+    [ "$(approval_of "$rid" '.data[0].status + " " + .data[0].resolved_by')" = "approved admin" ]
+}

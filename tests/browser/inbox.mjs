@@ -1,0 +1,43 @@
+// The web inbox in a real browser (Debian's Chromium through playwright-core):
+// its Content-Security-Policy lets its own script run and nothing else, the
+// token given in the fragment leaves the address bar once read, and a
+// pending requirement is approved with a click.
+//
+//   node inbox.mjs APPROVER_URL TOKEN RUN_ID SCREENSHOT.png
+// Prints one "ok: ..." line per check; exits 1 at the first that fails.
+import { chromium } from 'playwright-core';
+
+const [url, token, runId, shot] = process.argv.slice(2);
+const fail = (why) => { console.log(`failed: ${why}`); process.exit(1); };
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await browser.newPage();
+  const violations = [];
+  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
+  await page.goto(`${url}/#token=${token}`);
+  const row = page.locator('#pending tr', { hasText: runId });
+  await row.waitFor({ timeout: 15000 }).catch(() => fail('the pending requirement is not listed: did the script run?'));
+  console.log('ok: the inbox script ran under its policy and listed the run');
+  if (page.url().includes('#') || page.url().includes(token)) fail(`the token is still in the address bar: ${page.url()}`);
+  console.log('ok: the fragment left the address bar');
+  if (violations.length) fail(`policy violations: ${violations.join('; ')}`);
+  console.log('ok: no policy violation reported');
+  const injected = await page.evaluate(() => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__injected = true';
+    document.body.appendChild(s);
+    return window.__injected === true;
+  });
+  if (injected) fail('an injected inline script ran');
+  console.log('ok: an injected inline script does not run');
+  await row.getByRole('button', { name: 'Approve' }).click();
+  await row.waitFor({ state: 'detached', timeout: 15000 }).catch(() => fail('the approved requirement is still listed'));
+  console.log('ok: approved with a click');
+  await page.screenshot({ path: shot, fullPage: true });
+} finally {
+  await browser.close();
+}
