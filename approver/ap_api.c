@@ -442,6 +442,7 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 
 static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 {
+	const sl_httpd *httpd = atomic_load(&api->httpd);
 	char *text = sl_asprintf("# TYPE sluice_approver_http_requests_total counter\n"
 	                         "sluice_approver_http_requests_total %ld\n"
 	                         "# TYPE sluice_approver_decisions_total counter\n"
@@ -451,10 +452,13 @@ static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 	                         "# TYPE sluice_approver_events_total counter\n"
 	                         "sluice_approver_events_total %ld\n"
 	                         "# TYPE sluice_approver_dead_letters_total counter\n"
-	                         "sluice_approver_dead_letters_total %ld\n",
+	                         "sluice_approver_dead_letters_total %ld\n"
+	                         "# TYPE sluice_approver_http_timed_out_total counter\n"
+	                         "sluice_approver_http_timed_out_total %ld\n",
 	                         atomic_load(&n_requests), atomic_load(&n_decisions),
 	                         api->decider ? ap_decider_batches(api->decider) : 0L,
-	                         atomic_load(&n_events), atomic_load(&n_dead_letters));
+	                         atomic_load(&n_events), atomic_load(&n_dead_letters),
+	                         httpd ? sl_httpd_timed_out(httpd) : 0L);
 	enum MHD_Result ret =
 	    sl_httpd_send(req->conn, 200, "text/plain; version=0.0.4", text, strlen(text));
 

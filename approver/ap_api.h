@@ -26,6 +26,7 @@ typedef struct ap_api {
 	ap_identity *ids;
 	size_t nids;
 	ap_decider *decider; /* decisions on requirements, when set (else on the HTTP thread) */
+	_Atomic(const sl_httpd *) httpd; /* the server, once started: its counters */
 } ap_api;
 
 /* Sets up the per-thread stores (made on a thread's first request, with a

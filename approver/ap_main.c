@@ -16,6 +16,7 @@
 #include "sl_outbox.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +82,8 @@ int main(int argc, char **argv)
 	const char *topics[2];
 	long long next_expiry = 0;
 	bool api_ready = false;
-	long threads = 0, relay_poll_ms = 0;
+	long threads = 0, relay_poll_ms = 0, max_conns = 0, max_client_conns = 0, request_s = 0;
+	sl_httpd_limits limits;
 	int nrest, rc = 1;
 
 	memset(&a, 0, sizeof(a));
@@ -101,6 +103,12 @@ int main(int argc, char **argv)
 	}
 	if (!sl_config_number("SLUICE_APPROVER_THREADS", a.cfg.approver_threads, 1, 256,
 	                      &threads) ||
+	    !sl_config_number("SLUICE_APPROVER_MAX_CONNECTIONS", a.cfg.approver_max_connections, 1,
+	                      60000, &max_conns) ||
+	    !sl_config_number("SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS",
+	                      a.cfg.approver_max_client_connections, 1, 60000, &max_client_conns) ||
+	    !sl_config_number("SLUICE_APPROVER_REQUEST_TIMEOUT_S", a.cfg.approver_request_timeout_s,
+	                      1, 3600, &request_s) ||
 	    !sl_config_number("SLUICE_RELAY_POLL_MS", a.cfg.relay_poll_ms, SL_RELAY_POLL_MS_MIN,
 	                      SL_RELAY_POLL_MS_MAX, &relay_poll_ms))
 		goto out;
@@ -152,12 +160,16 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	a.api.decider = a.decider;
-	a.httpd = sl_httpd_start(a.cfg.approver_listen, AP_API_MAX_BODY, (unsigned)threads,
+	limits.max_connections = (unsigned)max_conns;
+	limits.max_client_connections = (unsigned)max_client_conns;
+	limits.request_s = (unsigned)request_s;
+	a.httpd = sl_httpd_start(a.cfg.approver_listen, AP_API_MAX_BODY, (unsigned)threads, &limits,
 	                         ap_api_handle, &a.api, errbuf, sizeof(errbuf));
 	if (!a.httpd) {
 		sl_error("%s", errbuf);
 		goto out;
 	}
+	atomic_store(&a.api.httpd, a.httpd);
 	sl_info("approver started: HTTP API on %s (%ld threads), %zu identities, consuming %s",
 	        a.cfg.approver_listen, threads, a.api.nids, a.topic_approvals);
 	while (!stopping) {

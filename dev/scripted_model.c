@@ -110,6 +110,8 @@ int main(int argc, char **argv)
 	const char *listen = "127.0.0.1:0";
 	char errbuf[256];
 	sl_httpd *h;
+	/* a benchmark's workers keep thousands of calls in flight to it */
+	const sl_httpd_limits limits = {60000, 60000, 600};
 
 	sl_log_init("sluice-scripted-model");
 	for (int i = 1; i < argc; i++) {
@@ -125,7 +127,8 @@ int main(int argc, char **argv)
 	rate_429 = env_double("SCRIPTED_MODEL_429_RATE");
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	h = sl_httpd_start(listen, 8 * 1024 * 1024, 0, handle, NULL, errbuf, sizeof(errbuf));
+	h = sl_httpd_start(listen, 8 * 1024 * 1024, 0, &limits, handle, NULL, errbuf,
+	                   sizeof(errbuf));
 	if (!h) {
 		sl_error("%s", errbuf);
 		return 1;

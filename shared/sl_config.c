@@ -37,6 +37,12 @@ static const struct field fields[] = {
     {"SLUICE_WORKER_TOOL_THREADS", "--worker-tool-threads",
      offsetof(sl_config, worker_tool_threads), "16"},
     {"SLUICE_APPROVER_THREADS", "--approver-threads", offsetof(sl_config, approver_threads), "4"},
+    {"SLUICE_APPROVER_MAX_CONNECTIONS", "--approver-max-connections",
+     offsetof(sl_config, approver_max_connections), "1024"},
+    {"SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS", "--approver-max-client-connections",
+     offsetof(sl_config, approver_max_client_connections), "128"},
+    {"SLUICE_APPROVER_REQUEST_TIMEOUT_S", "--approver-request-timeout-s",
+     offsetof(sl_config, approver_request_timeout_s), "30"},
     {"SLUICE_RELAY_POLL_MS", "--relay-poll-ms", offsetof(sl_config, relay_poll_ms), "1000"},
 };
 

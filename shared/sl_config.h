@@ -20,11 +20,14 @@ typedef struct sl_config {
 	char *api_token;
 	char *openai_api_key;
 	char *openai_base_url;
-	char *worker_concurrency;   /* database threads and connections of a worker */
-	char *worker_max_in_flight; /* messages a worker works on at once */
-	char *worker_tool_threads;  /* tool executions a worker runs at once */
-	char *approver_threads;     /* HTTP threads of the approver, a connection each */
-	char *relay_poll_ms;        /* how often an outbox relay looks unwoken */
+	char *worker_concurrency;              /* database threads and connections of a worker */
+	char *worker_max_in_flight;            /* messages a worker works on at once */
+	char *worker_tool_threads;             /* tool executions a worker runs at once */
+	char *approver_threads;                /* HTTP threads of the approver, a connection each */
+	char *approver_max_connections;        /* HTTP connections at once, in all */
+	char *approver_max_client_connections; /* ... from one client address */
+	char *approver_request_timeout_s;      /* for a request to arrive whole */
+	char *relay_poll_ms;                   /* how often an outbox relay looks unwoken */
 } sl_config;
 
 /* Fills c from the environment, with the documented defaults. */

@@ -6,17 +6,38 @@
 #include "sl_text.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+
+/* A connection, from libmicrohttpd's notice of its start to the notice of
+ * its close (which comes before its socket is closed): the reaper shuts
+ * it down when its request is late. */
+typedef struct tracked {
+	struct tracked *prev, *next;
+	int fd;
+	long long deadline; /* monotonic ms by which its request must be whole */
+	bool busy;          /* its request arrived whole and is being answered */
+	bool reaped;
+} tracked;
 
 struct sl_httpd {
 	struct MHD_Daemon *d;
 	size_t max_body;
 	sl_httpd_handler handler;
 	void *ud;
+	long long request_ms;
+	pthread_mutex_t mu; /* guards conns, their fields and stopping */
+	pthread_cond_t wake;
+	tracked *conns;
+	bool stopping;
+	pthread_t reaper;
+	atomic_long timed_out;
 };
 
 /* Per-request state kept between libmicrohttpd's calls; a deferred
@@ -102,6 +123,108 @@ enum MHD_Result sl_httpd_send_error(struct MHD_Connection *conn, unsigned status
 	return sl_httpd_send_json(conn, status, json_pack("{s:o}", "error", sl_text_json(msg)));
 }
 
+static tracked *tracked_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+/* The connection's request arrived whole (busy) or was answered (its next
+ * request's time starts). */
+static void set_busy(sl_httpd *h, struct MHD_Connection *conn, bool busy)
+{
+	tracked *t = tracked_of(conn);
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&h->mu);
+	t->busy = busy;
+	if (!busy)
+		t->deadline = sl_mono_ms() + h->request_ms;
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	sl_httpd *h = cls;
+	tracked *t = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		t = sl_calloc(1, sizeof(*t));
+		t->fd = ci ? ci->connect_fd : -1;
+		pthread_mutex_lock(&h->mu);
+		t->deadline = sl_mono_ms() + h->request_ms;
+		t->next = h->conns;
+		if (h->conns)
+			h->conns->prev = t;
+		h->conns = t;
+		pthread_mutex_unlock(&h->mu);
+		*socket_context = t;
+		return;
+	}
+	if (!t)
+		return;
+	pthread_mutex_lock(&h->mu);
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		h->conns = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	pthread_mutex_unlock(&h->mu);
+	free(t);
+	*socket_context = NULL;
+}
+
+/* Shuts down the connections whose request is late: libmicrohttpd then
+ * sees them end and closes them on its own threads. */
+static void *reap(void *arg)
+{
+	sl_httpd *h = arg;
+
+	pthread_mutex_lock(&h->mu);
+	while (!h->stopping) {
+		struct timespec until;
+		long long now = sl_mono_ms();
+
+		for (tracked *t = h->conns; t; t = t->next)
+			if (!t->busy && !t->reaped && t->fd >= 0 && now >= t->deadline) {
+				shutdown(t->fd, SHUT_RDWR);
+				t->reaped = true;
+				atomic_fetch_add(&h->timed_out, 1);
+			}
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 250 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->wake, &h->mu, &until);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+long sl_httpd_timed_out(const sl_httpd *h)
+{
+	return atomic_load(&h->timed_out);
+}
+
+/* libmicrohttpd's own messages, as Sluice's log lines. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	sl_warn("http: %s", msg);
+}
+
 /* What a request's header fields say about its framing and credentials. */
 typedef struct header_check {
 	int authorization, content_length;
@@ -153,7 +276,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		sl_buf_init(&rs->body, h->max_body);
 		*con_cls = rs;
 		/* refused before its body is read */
-		return headers_sound(conn, &ret) ? MHD_YES : ret;
+		if (headers_sound(conn, &ret))
+			return MHD_YES;
+		set_busy(h, conn, true);
+		return ret;
 	}
 	if (rs->answered) { /* resumed: the deferred answer is ready */
 		enum MHD_Result ret = sl_httpd_send(conn, rs->status, "application/json",
@@ -170,6 +296,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		*data_size = 0;
 		return MHD_YES;
 	}
+	/* the request arrived whole: its answer is not held to its deadline */
+	set_busy(h, conn, true);
 	if (rs->too_big)
 		return sl_httpd_send_error(conn, 413, "request body is over %zu bytes",
 		                           h->max_body);
@@ -210,9 +338,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	request_state *rs = *con_cls;
 
-	(void)cls;
-	(void)conn;
 	(void)toe;
+	set_busy(cls, conn, false);
 	if (rs) {
 		sl_buf_free(&rs->body);
 		free(rs->answer);
@@ -222,7 +349,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 sl_httpd *sl_httpd_start(const char *listen, size_t max_body, unsigned threads,
-                         sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize)
+                         const sl_httpd_limits *limits, sl_httpd_handler handler, void *ud,
+                         char *errbuf, size_t errsize)
 {
 	struct sockaddr_in sa;
 	const char *colon = strrchr(listen, ':');
@@ -252,6 +380,10 @@ sl_httpd *sl_httpd_start(const char *listen, size_t max_body, unsigned threads,
 	h->max_body = max_body;
 	h->handler = handler;
 	h->ud = ud;
+	h->request_ms = (long long)limits->request_s * 1000;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->wake, NULL);
+	atomic_init(&h->timed_out, 0);
 	/* poll() rather than select(), so that descriptors past FD_SETSIZE work */
 	if (threads == 0)
 		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
@@ -259,15 +391,26 @@ sl_httpd *sl_httpd_start(const char *listen, size_t max_body, unsigned threads,
 		flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
 	h->d = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)SL_HTTPD_MAX_CONNECTIONS,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_CONNECTION_TIMEOUT,
+	    limits->request_s, MHD_OPTION_CONNECTION_LIMIT, limits->max_connections,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, limits->max_client_connections,
 	    MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0, MHD_OPTION_END);
 	if (!h->d) {
 		sl_err(errbuf, errsize, SL_FATAL, "cannot listen on %s", listen);
-		free(h);
-		return NULL;
+		goto fail;
+	}
+	if (pthread_create(&h->reaper, NULL, reap, h)) {
+		sl_err(errbuf, errsize, SL_FATAL, "cannot start a thread");
+		MHD_stop_daemon(h->d);
+		goto fail;
 	}
 	return h;
+fail:
+	pthread_cond_destroy(&h->wake);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+	return NULL;
 }
 
 unsigned sl_httpd_port(const sl_httpd *h)
@@ -280,6 +423,13 @@ void sl_httpd_stop(sl_httpd *h)
 {
 	if (!h)
 		return;
+	pthread_mutex_lock(&h->mu);
+	h->stopping = true;
+	pthread_cond_signal(&h->wake);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->reaper, NULL);
 	MHD_stop_daemon(h->d);
+	pthread_cond_destroy(&h->wake);
+	pthread_mutex_destroy(&h->mu);
 	free(h);
 }

@@ -13,8 +13,16 @@
 
 typedef struct sl_httpd sl_httpd;
 
-/* Connections served at once; more wait in the listen queue. */
-#define SL_HTTPD_MAX_CONNECTIONS 8192
+/* What one server lets its clients take. A connection past a limit is
+ * closed at once; a request that has not arrived whole (header and body)
+ * within request_s of its connection's start or of the answer before it is
+ * closed, however slowly its bytes trickle in, and so is a connection idle
+ * for request_s. */
+typedef struct sl_httpd_limits {
+	unsigned max_connections;        /* at once, in all */
+	unsigned max_client_connections; /* at once, from one client address */
+	unsigned request_s;
+} sl_httpd_limits;
 
 typedef struct sl_httpd_request {
 	struct MHD_Connection *conn;
@@ -34,11 +42,16 @@ typedef enum MHD_Result (*sl_httpd_handler)(void *ud, const sl_httpd_request *re
 /*
  * Listens on listen ("HOST:PORT"; port 0 picks one) and serves requests on
  * libmicrohttpd's threads: one thread per connection when threads is 0,
- * else that many polling threads sharing the connections. Returns NULL
- * with the reason in errbuf.
+ * else that many polling threads sharing the connections, within limits.
+ * libmicrohttpd's own messages go to the log. Returns NULL with the reason
+ * in errbuf.
  */
 sl_httpd *sl_httpd_start(const char *listen, size_t max_body, unsigned threads,
-                         sl_httpd_handler handler, void *ud, char *errbuf, size_t errsize);
+                         const sl_httpd_limits *limits, sl_httpd_handler handler, void *ud,
+                         char *errbuf, size_t errsize);
+
+/* Requests closed for taking longer than request_s to arrive. */
+long sl_httpd_timed_out(const sl_httpd *h);
 
 /* The port actually bound. */
 unsigned sl_httpd_port(const sl_httpd *h);

@@ -202,3 +202,38 @@ t_inbox_browser() {
   check "approved by the token's identity" \
     [ "$(approval_of "$rid" '.data[0].status + " " + .data[0].resolved_by')" = "approved admin" ]
 }
+
+# Regression: 8,200 slow connections locked everyone out of the approver
+# for as long as they trickled their headers, and its log filled with
+# libmicrohttpd's own unformatted lines. An approver of its own here, with
+# small limits (20 connections from one client, 2 s for a request), so that
+# the stack's is left alone.
+t_slow_clients() {
+  local port url pid out start ms
+  port=$(free_port)
+  url=http://127.0.0.1:$port
+  SLUICE_KAFKA_BROKERS=127.0.0.1:1 SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
+    SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS=20 SLUICE_APPROVER_REQUEST_TIMEOUT_S=2 \
+    SLUICE_API_TOKENS=slow:$SLUICE_API_TOKEN "$BIN/sluice-approver" > "$WORK/slow-approver.log" 2>&1 &
+  pid=$!
+  check "an approver with small limits starts" eventually 20 curl -sf "$url/healthz" || return 1
+  python3 tests/e2e/tools/slow_client.py "$url" 100 127.0.0.2 8 > "$WORK/slow.json" &
+  sleep 1
+  start=$(date +%s%N)
+  check "while 100 slow clients trickle headers, /healthz answers another client" \
+    [ "$(curl -sS -m 5 -o /dev/null -w '%{http_code}' "$url/healthz")" = 200 ]
+  ms=$((($(date +%s%N) - start) / 1000000))
+  wait $!
+  out=$(cat "$WORK/slow.json")
+  check "connections past 20 from one address are closed at once ($out)" \
+    [ "$(jq .at_once <<<"$out")" = 80 ]
+  check "the 20 others are closed once their 2 s are over, trickling or not" \
+    [ "$(jq '.later == 20 and .open == 0 and .latest < 5' <<<"$out")" = true ]
+  check "the approver counts them" \
+    grep -q '^sluice_approver_http_timed_out_total 20$' <<<"$(curl -sS "$url/metrics")"
+  check "every line it logged is a Sluice log line" \
+    [ "$(grep -cv '^[^ ]* sluice-approver\[[0-9]*\] \(debug\|info\|warn\|error\): ' "$WORK/slow-approver.log")" = 0 ]
+  kill "$pid"
+  check "it stops" eventually 20 process_gone "$pid"
+  echo "# /healthz under the slow clients: $ms ms"
+}
