@@ -95,6 +95,27 @@ static const char *identify(const ap_api *api, struct MHD_Connection *conn)
 	return found;
 }
 
+static enum MHD_Result arg_is_text(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+	bool *ok = cls;
+
+	(void)kind;
+	*ok = *ok && sl_text_valid(key, strlen(key)) &&
+	      (!value || sl_text_valid(value, strlen(value)));
+	return *ok ? MHD_YES : MHD_NO;
+}
+
+/* True when every query argument is valid UTF-8 (the filters go to the
+ * database as text). */
+static bool args_are_text(struct MHD_Connection *conn)
+{
+	bool ok = true;
+
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, arg_is_text, &ok);
+	return ok;
+}
+
 static const char *arg(struct MHD_Connection *conn, const char *name)
 {
 	const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
@@ -176,7 +197,14 @@ static json_t *error_answer(sl_status st, const char *errbuf, unsigned *status)
 	switch (st) {
 	case SL_NOT_FOUND: *status = 404; break;
 	case SL_CONFLICT: *status = 409; break;
-	case SL_INVALID: *status = 400; break;
+	case SL_INVALID:
+		*status = 400;
+		/* the database's own words stay in the log */
+		if (!strncmp(errbuf, SL_DB_ERROR_PREFIX, strlen(SL_DB_ERROR_PREFIX))) {
+			sl_warn("http: a request's values were refused: %s", errbuf);
+			return json_pack("{s:s}", "error", "a value of the request is not valid");
+		}
+		break;
 	case SL_RETRY:
 		sl_warn("http: database unavailable: %s", errbuf);
 		*status = 503;
@@ -488,6 +516,8 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 	who = identify(api, req->conn);
 	if (!who)
 		return sl_httpd_send_error(req->conn, 401, "missing or invalid bearer token");
+	if (!args_are_text(req->conn))
+		return sl_httpd_send_error(req->conn, 400, "query arguments must be UTF-8 text");
 	if ((st = store_ready(api, errbuf, sizeof(errbuf))))
 		return store_error(req->conn, st, errbuf);
 

@@ -170,7 +170,8 @@ static sl_status outcome(PGconn *conn, PGresult *r, PGresult **res, char *errbuf
 		return SL_OK;
 	}
 	st = classify(conn, r);
-	sl_err(errbuf, errsize, st, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
+	sl_err(errbuf, errsize, st, SL_DB_ERROR_PREFIX "%s",
+	       r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
 	if (errbuf && errsize) {
 		size_t n = strlen(errbuf);
 		while (n && (errbuf[n - 1] == '\n' || errbuf[n - 1] == ' '))

@@ -38,8 +38,11 @@ sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize);
  * On SL_OK, *res (when res is not NULL) holds the result: PQclear() it.
  * Errors are classed: lost connection, serialization failure and deadlock are
  * SL_RETRY; unique violations SL_CONFLICT; bad data SL_INVALID; the rest
- * SL_FATAL.
+ * SL_FATAL. The server's message comes after SL_DB_ERROR_PREFIX in errbuf:
+ * it is for logs, not for a client.
  */
+#define SL_DB_ERROR_PREFIX "database: "
+
 sl_status sl_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                      PGresult **res, char *errbuf, size_t errsize);
 

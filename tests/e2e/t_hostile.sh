@@ -8,7 +8,8 @@ long_multibyte() { printf '%*s' "$1" '' | sed 's/ /é/g'; }
 
 # Regression: an error text that was not UTF-8 (raw bytes from the URL, or a
 # buffer cut inside a character) made json_pack return NULL, and the
-# approver dereferenced it.
+# approver dereferenced it; a filter value that was not UTF-8 got
+# PostgreSQL's own error text in its 400.
 t_not_utf8_requests() {
   local rid req key
   check "GET /%ff: 404" [ "$(raw_get /%ff)" = 404 ]
@@ -18,6 +19,10 @@ t_not_utf8_requests() {
     [ "$(raw_get "/$(long_multibyte 400 | jq -sRr @uri)")" = 404 ]
   check "with a JSON error" jq -e .error "$WORK/raw"
   check "the approver is up after a long multibyte path" approver_up || return 1
+  api GET "/v1/approvals?agent_id=%ff&status=pending" >/dev/null
+  check "a filter value that is not UTF-8: 400" [ "$(http_status)" = 400 ]
+  check "without the database's words ($(cat "$HTTP_STATUS_FILE.body"))" \
+    [ "$(jq -r .error "$HTTP_STATUS_FILE.body")" = "query arguments must be UTF-8 text" ]
   key=$(long_multibyte 200)
   rid=$(submit travel-agent 'call book_flight {"destination":"Oslo"}')
   check "a user-input run pauses" eventually 30 run_is "$rid" paused || return 1
