@@ -619,6 +619,31 @@ sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, c
 		            run_id, PQgetvalue(res, 0, 0));
 		goto out;
 	}
+	/* A paused run whose requirements are all decided is continuing (its
+	 * continue event is on its way): the last decision won. Read after
+	 * the lock, in a statement of its own, so that a decision committed
+	 * while the lock was awaited is seen. */
+	if (!strcmp(PQgetvalue(res, 0, 0), "paused")) {
+		PGresult *pending = NULL;
+		bool decided;
+
+		st = sl_db_exec(
+		    s->db,
+		    "SELECT 1 FROM requirements WHERE run_id = $1 AND status = 'pending' "
+		    "LIMIT 1",
+		    1, p, &pending, errbuf, errsize);
+		decided = st == SL_OK && PQntuples(pending) == 0;
+		PQclear(pending);
+		if (st)
+			goto out;
+		if (decided) {
+			st = sl_err(errbuf, errsize, SL_CONFLICT,
+			            "run %s is decided and continuing; it can no longer be "
+			            "cancelled",
+			            run_id);
+			goto out;
+		}
+	}
 	why = sl_asprintf("cancelled by %s%s%s", who, reason ? ": " : "", reason ? reason : "");
 	{
 		const char *c[] = {run_id, why, who};
@@ -638,7 +663,14 @@ sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, c
 		         "resolution_data = jsonb_build_object('note', $2::text), "
 		         "resolved_at = now(), run_status = 'cancelled', updated_at = now() "
 		         "WHERE run_id = $1 AND status = 'pending'",
-		         3, c, NULL, errbuf, errsize)))
+		         3, c, NULL, errbuf, errsize)) ||
+		    /* the approvals decided before (approved or rejected) stay
+		     * what they are, and say the run was cancelled */
+		    (st = sl_db_exec(
+		         s->db,
+		         "UPDATE approvals SET run_status = 'cancelled', "
+		         "updated_at = now() WHERE run_id = $1 AND status <> 'cancelled'",
+		         1, c, NULL, errbuf, errsize)))
 			goto out;
 	}
 	event = sl_event_new(SL_EVENT_RUN_FAILED, s->source, run_id,
@@ -651,7 +683,9 @@ sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, c
 	    (st = sl_db_commit(s->db, errbuf, errsize)))
 		goto out;
 	sl_relay_wake(s->relay);
-	sl_info("run %s: %s", run_id, why);
+	/* the reason is free text: at debug level only (and escaped) */
+	sl_info("run %s: cancelled by %s", run_id, who);
+	sl_debug("run %s: %s", run_id, why);
 out:
 	if (st) {
 		json_decref(*out);

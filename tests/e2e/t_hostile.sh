@@ -242,3 +242,40 @@ t_slow_clients() {
   check "it stops" eventually 20 process_gone "$pid"
   echo "# /healthz under the slow clients: $ms ms"
 }
+
+# Regression: a cancel after (or racing) the last confirm got 200 as well,
+# and left an approved approval whose tool never ran.
+t_cancel_vs_confirm() {
+  local rid req i a b pa state
+  rid=$(submit ops-admin 'call restart_service {"service":"race-0"}')
+  check "a run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(req_for "$rid" restart_service)
+  api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
+  check "the confirm: 200" [ "$(http_status)" = 200 ]
+  api POST "/v1/runs/$rid/cancel" '{"reason":"too late"}' >/dev/null
+  check "a cancel after the last confirm: 409" [ "$(http_status)" = 409 ]
+  check "the run completes" eventually 30 run_is "$rid" completed
+  check "its approval is approved" [ "$(approval_of "$rid" '.data[0].status')" = approved ]
+  for i in 1 2 3 4 5 6; do
+    rid=$(submit ops-admin "call restart_service {\"service\":\"race-$i\"}")
+    check "run $i pauses" eventually 30 run_is "$rid" paused || return 1
+    req=$(req_for "$rid" restart_service)
+    curl -sS -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $SLUICE_API_TOKEN" \
+      "$SLUICE_APPROVER_URL/v1/requirements/$req/confirm" > "$WORK/race-a" &
+    pa=$!
+    curl -sS -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $SLUICE_API_TOKEN" \
+      "$SLUICE_APPROVER_URL/v1/runs/$rid/cancel" > "$WORK/race-b" &
+    wait "$pa" $!
+    a=$(cat "$WORK/race-a") b=$(cat "$WORK/race-b")
+    check "race $i: exactly one of confirm ($a) and cancel ($b) wins, the other gets 409" \
+      [ "$(printf '%s\n' "$a" "$b" | sort | tr '\n' ' ')" = "200 409 " ]
+    if [ "$a" = 200 ]; then
+      check "race $i: confirm won: the run completes" eventually 30 run_is "$rid" completed
+      state=approved
+    else
+      check "race $i: cancel won: the run is cancelled" run_is "$rid" cancelled
+      state=cancelled
+    fi
+    check "race $i: the approval agrees ($state)" [ "$(approval_of "$rid" '.data[0].status')" = "$state" ]
+  done
+}
