@@ -113,7 +113,15 @@ build/fuzz/fuzz_stdio: tests/fuzz/fuzz_stdio.c worker/wk_stdio.c shared/sl_log.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -Iworker -o $@ $(filter %.c,$^) $(FUZZ_LIBS) -lpthread
 
-FUZZERS := build/fuzz/fuzz_event build/fuzz/fuzz_agents build/fuzz/fuzz_model build/fuzz/fuzz_stdio
+# The approver's request handling over loopback, through libmicrohttpd and
+# the routes, as the server runs it (its database unreachable).
+API_FUZZ_SRC := $(filter-out approver/ap_main.c,$(APPROVER_SRC)) $(SHARED_SRC)
+build/fuzz/fuzz_api: tests/fuzz/fuzz_api.c $(API_FUZZ_SRC) $(wildcard shared/*.h) $(wildcard approver/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(CPPFLAGS) -Iapprover -o $@ $(filter %.c,$^) $(LDLIBS)
+
+FUZZERS := build/fuzz/fuzz_event build/fuzz/fuzz_agents build/fuzz/fuzz_model build/fuzz/fuzz_stdio \
+	build/fuzz/fuzz_api
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \
 	  name=$$(basename $$f | sed 's/^fuzz_//'); \

@@ -160,7 +160,9 @@ void ap_api_fini(ap_api *api)
 	pthread_key_delete(api->thread_store);
 }
 
-/* The calling HTTP thread's store (store_ready() made it). */
+/* The calling HTTP thread's store (store_ready() made it). A request is
+ * validated whole before its store is made ready, so that bad input is
+ * answered 400 whether the database is up or not. */
 static ap_store *thread_store(ap_api *api)
 {
 	return pthread_getspecific(api->thread_store);
@@ -366,10 +368,12 @@ static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const ch
 		ap_decider_submit(api->decider, &c->job);
 		return MHD_YES;
 	}
-	st =
-	    by_approval
-	        ? ap_store_resolve_approval(thread_store(api), id, &d, &out, errbuf, sizeof(errbuf))
-	        : ap_store_resolve(thread_store(api), id, &d, &out, errbuf, sizeof(errbuf));
+	st = store_ready(api, errbuf, sizeof(errbuf));
+	if (!st)
+		st = by_approval ? ap_store_resolve_approval(thread_store(api), id, &d, &out,
+		                                             errbuf, sizeof(errbuf))
+		                 : ap_store_resolve(thread_store(api), id, &d, &out, errbuf,
+		                                    sizeof(errbuf));
 	if (st) {
 		ret = store_error(req->conn, st, errbuf);
 		goto out;
@@ -395,8 +399,10 @@ static enum MHD_Result cancel(ap_api *api, const sl_httpd_request *req, const ch
 	if (!body)
 		return ret;
 	if (opt_string(req, body, "reason", MAX_NOTE, &reason, &ret)) {
-		st = ap_store_cancel(thread_store(api), run_id, reason, who, &out, errbuf,
-		                     sizeof(errbuf));
+		st = store_ready(api, errbuf, sizeof(errbuf));
+		if (!st)
+			st = ap_store_cancel(thread_store(api), run_id, reason, who, &out, errbuf,
+			                     sizeof(errbuf));
 		ret = st ? store_error(req->conn, st, errbuf)
 		         : sl_httpd_send_json(req->conn, 200, out);
 	}
@@ -437,8 +443,10 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 		                           "limit must be an integer from 1 to 1000");
 	if (!int_arg(req->conn, "page", 1, 1000000, &page))
 		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
-	st = ap_store_list_approvals(thread_store(api), f, page, limit, &out, errbuf,
-	                             sizeof(errbuf));
+	st = store_ready(api, errbuf, sizeof(errbuf));
+	if (!st)
+		st = ap_store_list_approvals(thread_store(api), f, page, limit, &out, errbuf,
+		                             sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
 	return sl_httpd_send_json(req->conn, 200, out);
@@ -461,8 +469,10 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 		                           "limit must be an integer from 1 to 1000");
 	if (!int_arg(req->conn, "page", 1, 1000000, &page))
 		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
-	st = ap_store_list_requirements(thread_store(api), status, run_id, page, limit, &out,
-	                                errbuf, sizeof(errbuf));
+	st = store_ready(api, errbuf, sizeof(errbuf));
+	if (!st)
+		st = ap_store_list_requirements(thread_store(api), status, run_id, page, limit,
+		                                &out, errbuf, sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
 	return sl_httpd_send_json(req->conn, 200, out);
@@ -518,8 +528,6 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		return sl_httpd_send_error(req->conn, 401, "missing or invalid bearer token");
 	if (!args_are_text(req->conn))
 		return sl_httpd_send_error(req->conn, 400, "query arguments must be UTF-8 text");
-	if ((st = store_ready(api, errbuf, sizeof(errbuf))))
-		return store_error(req->conn, st, errbuf);
 
 	if (!strncmp(req->path, "/v1/runs/", 9)) {
 		if (!split_id(req->path + 9, id, sizeof(id), &suffix) ||
@@ -531,7 +539,9 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 			            : sl_httpd_send_error(req->conn, 405, "use POST");
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
-		st = ap_store_get_run(thread_store(api), id, &out, errbuf, sizeof(errbuf));
+		st = store_ready(api, errbuf, sizeof(errbuf));
+		if (!st)
+			st = ap_store_get_run(thread_store(api), id, &out, errbuf, sizeof(errbuf));
 		if (st == SL_NOT_FOUND)
 			return sl_httpd_send_error(req->conn, 404, "no run %s", id);
 		return st ? store_error(req->conn, st, errbuf)
@@ -563,8 +573,10 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		long long n;
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
-		st = ap_store_count_pending(thread_store(api), arg(req->conn, "user_id"), &n,
-		                            errbuf, sizeof(errbuf));
+		st = store_ready(api, errbuf, sizeof(errbuf));
+		if (!st)
+			st = ap_store_count_pending(thread_store(api), arg(req->conn, "user_id"),
+			                            &n, errbuf, sizeof(errbuf));
 		if (st)
 			return store_error(req->conn, st, errbuf);
 		return sl_httpd_send_json(req->conn, 200,
@@ -580,7 +592,10 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 			            : sl_httpd_send_error(req->conn, 405, "use POST");
 		if (!get)
 			return sl_httpd_send_error(req->conn, 405, "use GET");
-		st = ap_store_get_approval(thread_store(api), id, &out, errbuf, sizeof(errbuf));
+		st = store_ready(api, errbuf, sizeof(errbuf));
+		if (!st)
+			st = ap_store_get_approval(thread_store(api), id, &out, errbuf,
+			                           sizeof(errbuf));
 		if (st == SL_NOT_FOUND)
 			return sl_httpd_send_error(req->conn, 404, "no approval %s", id);
 		return st ? store_error(req->conn, st, errbuf)
