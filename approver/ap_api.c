@@ -8,6 +8,7 @@
 #include "sl_log.h"
 #include "sl_text.h"
 
+#include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -410,6 +411,87 @@ static enum MHD_Result cancel(ap_api *api, const sl_httpd_request *req, const ch
 	return ret;
 }
 
+/* Reads the paging arguments: limit (1-1000, default 20) and either page
+ * (1-based) or offset (rows to skip); false after answering 400. */
+static bool paging(const sl_httpd_request *req, long *offset, long *page, long *limit,
+                   enum MHD_Result *ret)
+{
+	long off;
+
+	if (!int_arg(req->conn, "limit", 20, 1000, limit)) {
+		*ret =
+		    sl_httpd_send_error(req->conn, 400, "limit must be an integer from 1 to 1000");
+		return false;
+	}
+	if (!int_arg(req->conn, "page", 1, 1000000, page)) {
+		*ret = sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
+		return false;
+	}
+	*offset = (*page - 1) * *limit;
+	if (arg(req->conn, "offset")) {
+		if (arg(req->conn, "page") ||
+		    !sl_parse_long(arg(req->conn, "offset"), 0, 1000000000, &off)) {
+			*ret = sl_httpd_send_error(
+			    req->conn, 400, "offset must be an integer from 0, without page");
+			return false;
+		}
+		*offset = off;
+		*page = off / *limit + 1;
+	}
+	return true;
+}
+
+/* Appends "&name=value" (value escaped) to q. */
+static void query_add(sl_buf *q, const char *name, const char *value)
+{
+	char *esc;
+
+	if (!value)
+		return;
+	esc = curl_easy_escape(NULL, value, 0);
+	sl_buf_append(q, "&", 1);
+	sl_buf_append(q, name, strlen(name));
+	sl_buf_append(q, "=", 1);
+	sl_buf_append(q, esc, strlen(esc));
+	curl_free(esc);
+}
+
+/*
+ * The list answer: the store's {"data", "total"} in the paging envelope.
+ * A page the byte bound cut short gets meta.next, the same query from the
+ * first row it left out; names/values are its filters (n of them).
+ */
+static json_t *list_answer(json_t *rows, const char *path, const char *const *names,
+                           const char *const *values, int n, long offset, long page, long limit)
+{
+	json_int_t total = json_integer_value(json_object_get(rows, "total"));
+	json_t *data = json_object_get(rows, "data");
+	long returned = (long)json_array_size(data);
+	json_t *out = json_pack("{s:O, s:{s:I, s:I, s:I, s:I}}", "data", data, "meta", "page",
+	                        (json_int_t)page, "limit", (json_int_t)limit, "total_pages",
+	                        (json_int_t)((total + limit - 1) / limit), "total_count", total);
+
+	if (returned < limit && offset + returned < total) {
+		sl_buf q;
+		char num[48];
+		char *next;
+
+		sl_buf_init(&q, 64 * 1024);
+		for (int i = 0; i < n; i++)
+			query_add(&q, names[i], values[i]);
+		snprintf(num, sizeof(num), "%ld", limit);
+		query_add(&q, "limit", num);
+		snprintf(num, sizeof(num), "%ld", offset + returned);
+		query_add(&q, "offset", num);
+		next = sl_asprintf("%s?%s", path, q.data + 1);
+		json_object_set_new(json_object_get(out, "meta"), "next", json_string(next));
+		free(next);
+		sl_buf_free(&q);
+	}
+	json_decref(rows);
+	return out;
+}
+
 static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 {
 	static const char *names[AP_F_COUNT] = {"status",  "approval_type", "pause_type",
@@ -419,10 +501,11 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 	                                 "expired", "cancelled", NULL};
 	static const char *types[] = {"required", "audit", NULL};
 	static const char *pauses[] = {"confirmation", "user_input", "external_execution", NULL};
+	enum MHD_Result ret = MHD_NO;
 	const char *f[AP_F_COUNT];
 	char errbuf[512];
-	long page, limit;
-	json_t *out;
+	long offset, page, limit;
+	json_t *rows;
 	sl_status st;
 
 	for (int i = 0; i < AP_F_COUNT; i++)
@@ -438,44 +521,44 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 		return sl_httpd_send_error(req->conn, 400,
 		                           "pause_type must be confirmation, user_input or "
 		                           "external_execution");
-	if (!int_arg(req->conn, "limit", 20, 1000, &limit))
-		return sl_httpd_send_error(req->conn, 400,
-		                           "limit must be an integer from 1 to 1000");
-	if (!int_arg(req->conn, "page", 1, 1000000, &page))
-		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
+	if (!paging(req, &offset, &page, &limit, &ret))
+		return ret;
 	st = store_ready(api, errbuf, sizeof(errbuf));
 	if (!st)
-		st = ap_store_list_approvals(thread_store(api), f, page, limit, &out, errbuf,
-		                             sizeof(errbuf));
+		st = ap_store_list_approvals(thread_store(api), f, offset, limit, AP_API_MAX_ANSWER,
+		                             &rows, errbuf, sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
-	return sl_httpd_send_json(req->conn, 200, out);
+	return sl_httpd_send_json(
+	    req->conn, 200,
+	    list_answer(rows, "/v1/approvals", names, f, AP_F_COUNT, offset, page, limit));
 }
 
 static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *req)
 {
 	static const char *statuses[] = {"pending", "resolved", "expired", "cancelled", NULL};
-	const char *status = arg(req->conn, "status"), *run_id = arg(req->conn, "run_id");
+	static const char *names[] = {"status", "run_id"};
+	const char *f[] = {arg(req->conn, "status"), arg(req->conn, "run_id")};
+	enum MHD_Result ret = MHD_NO;
 	char errbuf[512];
-	long page, limit;
-	json_t *out;
+	long offset, page, limit;
+	json_t *rows;
 	sl_status st;
 
-	if (!one_of(status, statuses))
+	if (!one_of(f[0], statuses))
 		return sl_httpd_send_error(
 		    req->conn, 400, "status must be pending, resolved, expired or cancelled");
-	if (!int_arg(req->conn, "limit", 20, 1000, &limit))
-		return sl_httpd_send_error(req->conn, 400,
-		                           "limit must be an integer from 1 to 1000");
-	if (!int_arg(req->conn, "page", 1, 1000000, &page))
-		return sl_httpd_send_error(req->conn, 400, "page must be an integer from 1");
+	if (!paging(req, &offset, &page, &limit, &ret))
+		return ret;
 	st = store_ready(api, errbuf, sizeof(errbuf));
 	if (!st)
-		st = ap_store_list_requirements(thread_store(api), status, run_id, page, limit,
-		                                &out, errbuf, sizeof(errbuf));
+		st = ap_store_list_requirements(thread_store(api), f[0], f[1], offset, limit,
+		                                AP_API_MAX_ANSWER, &rows, errbuf, sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
-	return sl_httpd_send_json(req->conn, 200, out);
+	return sl_httpd_send_json(
+	    req->conn, 200,
+	    list_answer(rows, "/v1/requirements", names, f, 2, offset, page, limit));
 }
 
 static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)

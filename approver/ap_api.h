@@ -13,6 +13,9 @@
 
 /* Largest request body accepted (413 past it). */
 #define AP_API_MAX_BODY (64 * 1024)
+/* The JSON rows one list answer holds at most: a page past it is cut short,
+ * with a link to the rest (meta.next). */
+#define AP_API_MAX_ANSWER (4 * 1024 * 1024)
 
 typedef struct ap_identity {
 	char *name;

@@ -714,73 +714,65 @@ sl_status ap_store_get_run(ap_store *s, const char *run_id, json_t **out, char *
 	    1, p, out, errbuf, errsize);
 }
 
-/* Wraps a {"data", "total"} query answer in the paging envelope. */
-static json_t *envelope(json_t *answer, long page, long limit)
+sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_COUNT], long offset,
+                                  long limit, size_t max_bytes, json_t **out, char *errbuf,
+                                  size_t errsize)
 {
-	json_int_t total = json_integer_value(json_object_get(answer, "total"));
-	json_t *out =
-	    json_pack("{s:O, s:{s:I, s:I, s:I, s:I}}", "data", json_object_get(answer, "data"),
-	              "meta", "page", (json_int_t)page, "limit", (json_int_t)limit, "total_pages",
-	              (json_int_t)((total + limit - 1) / limit), "total_count", total);
-
-	json_decref(answer);
-	return out;
-}
-
-sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_COUNT], long page,
-                                  long limit, json_t **out, char *errbuf, size_t errsize)
-{
-	char lim[24], off[24];
-	const char *p[AP_F_COUNT + 2];
-	json_t *answer;
-	sl_status st;
+	char lim[24], off[24], max[24];
+	const char *p[AP_F_COUNT + 3];
 
 	for (int i = 0; i < AP_F_COUNT; i++)
 		p[i] = filters[i];
 	snprintf(lim, sizeof(lim), "%ld", limit);
-	snprintf(off, sizeof(off), "%ld", (page - 1) * limit);
+	snprintf(off, sizeof(off), "%ld", offset);
+	snprintf(max, sizeof(max), "%zu", max_bytes);
 	p[AP_F_COUNT] = lim;
 	p[AP_F_COUNT + 1] = off;
-	st = sl_db_query_json(
+	p[AP_F_COUNT + 2] = max;
+	return sl_db_query_json(
 	    s->db,
 	    "WITH f AS (SELECT * FROM approvals a WHERE ($1::text IS NULL OR a.status = $1) "
 	    "AND ($2::text IS NULL OR a.approval_type = $2) "
 	    "AND ($3::text IS NULL OR a.pause_type = $3) AND ($4::text IS NULL OR a.run_id = $4) "
 	    "AND ($5::text IS NULL OR a.session_id = $5) AND ($6::text IS NULL OR a.agent_id = $6) "
-	    "AND ($7::text IS NULL OR a.user_id = $7) AND ($8::text IS NULL OR a.tool_name = $8)) "
-	    "SELECT json_build_object('data', (SELECT coalesce(json_agg(" APPROVAL_JSON
-	    " ORDER BY a.created_at DESC, a.id DESC), '[]') FROM (SELECT * FROM f "
+	    "AND ($7::text IS NULL OR a.user_id = $7) AND ($8::text IS NULL OR a.tool_name = $8)), "
+	    "p AS (SELECT " APPROVAL_JSON " AS j, row_number() OVER "
+	    "(ORDER BY a.created_at DESC, a.id DESC) AS n FROM (SELECT * FROM f "
 	    "ORDER BY created_at DESC, id DESC LIMIT $9::bigint OFFSET $10::bigint) a), "
-	    "'total', (SELECT count(*) FROM f))",
-	    AP_F_COUNT + 2, p, &answer, errbuf, errsize);
-	if (st)
-		return st;
-	*out = envelope(answer, page, limit);
-	return SL_OK;
+	    "b AS (SELECT j, n, sum(octet_length(j::text)) OVER (ORDER BY n) - "
+	    "octet_length(j::text) "
+	    "AS before FROM p) "
+	    "SELECT json_build_object('data', (SELECT coalesce(json_agg(j ORDER BY n), '[]') FROM "
+	    "b "
+	    "WHERE before < $11::bigint), 'total', (SELECT count(*) FROM f))",
+	    AP_F_COUNT + 3, p, out, errbuf, errsize);
 }
 
-sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id, long page,
-                                     long limit, json_t **out, char *errbuf, size_t errsize)
+sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id,
+                                     long offset, long limit, size_t max_bytes, json_t **out,
+                                     char *errbuf, size_t errsize)
 {
-	char lim[24], off[24];
-	const char *p[] = {status, run_id, lim, off};
-	json_t *answer;
-	sl_status st;
+	char lim[24], off[24], max[24];
+	const char *p[] = {status, run_id, lim, off, max};
 
 	snprintf(lim, sizeof(lim), "%ld", limit);
-	snprintf(off, sizeof(off), "%ld", (page - 1) * limit);
-	st = sl_db_query_json(
+	snprintf(off, sizeof(off), "%ld", offset);
+	snprintf(max, sizeof(max), "%zu", max_bytes);
+	return sl_db_query_json(
 	    s->db,
 	    "WITH f AS (SELECT * FROM requirements r WHERE ($1::text IS NULL OR r.status = $1) "
-	    "AND ($2::text IS NULL OR r.run_id = $2)) "
-	    "SELECT json_build_object('data', (SELECT coalesce(json_agg(" REQUIREMENT_JSON
-	    " ORDER BY r.created_at, r.id), '[]') FROM (SELECT * FROM f ORDER BY created_at, id "
-	    "LIMIT $3::bigint OFFSET $4::bigint) r), 'total', (SELECT count(*) FROM f))",
-	    4, p, &answer, errbuf, errsize);
-	if (st)
-		return st;
-	*out = envelope(answer, page, limit);
-	return SL_OK;
+	    "AND ($2::text IS NULL OR r.run_id = $2)), "
+	    "p AS (SELECT " REQUIREMENT_JSON
+	    " AS j, row_number() OVER (ORDER BY r.created_at, r.id) "
+	    "AS n FROM (SELECT * FROM f ORDER BY created_at, id "
+	    "LIMIT $3::bigint OFFSET $4::bigint) r), "
+	    "b AS (SELECT j, n, sum(octet_length(j::text)) OVER (ORDER BY n) - "
+	    "octet_length(j::text) "
+	    "AS before FROM p) "
+	    "SELECT json_build_object('data', (SELECT coalesce(json_agg(j ORDER BY n), '[]') FROM "
+	    "b "
+	    "WHERE before < $5::bigint), 'total', (SELECT count(*) FROM f))",
+	    5, p, out, errbuf, errsize);
 }
 
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,

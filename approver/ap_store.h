@@ -126,17 +126,20 @@ enum {
 };
 
 /*
- * Lists approvals matching every filter, newest first, page (1-based) of
- * limit rows. *out is {"data": [...], "meta": {page, limit, total_pages,
- * total_count}}.
+ * Lists approvals matching every filter, newest first: up to limit rows
+ * from offset, cut short after the row that brings their JSON past
+ * max_bytes (the first row always comes). *out is {"data": [...],
+ * "total": N}, N the rows matching in all.
  */
-sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_COUNT], long page,
-                                  long limit, json_t **out, char *errbuf, size_t errsize);
+sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_COUNT], long offset,
+                                  long limit, size_t max_bytes, json_t **out, char *errbuf,
+                                  size_t errsize);
 
-/* Lists requirements by status and run (NULL: any), oldest first, paged as
- * ap_store_list_approvals. */
-sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id, long page,
-                                     long limit, json_t **out, char *errbuf, size_t errsize);
+/* Lists requirements by status and run (NULL: any), oldest first, as
+ * ap_store_list_approvals does. */
+sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id,
+                                     long offset, long limit, size_t max_bytes, json_t **out,
+                                     char *errbuf, size_t errsize);
 
 /* GET /v1/approvals/{id}. */
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,

@@ -390,9 +390,10 @@ sl_httpd *sl_httpd_start(const char *listen, size_t max_body, unsigned threads,
 	else
 		flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
 	h->d = MHD_start_daemon(
-	    flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
-	    on_connection, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_CONNECTION_TIMEOUT,
+	    /* the logger first, so that it takes every message */
+	    flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+	    MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_CONNECTION_TIMEOUT,
 	    limits->request_s, MHD_OPTION_CONNECTION_LIMIT, limits->max_connections,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, limits->max_client_connections,
 	    MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0, MHD_OPTION_END);

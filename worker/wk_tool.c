@@ -38,7 +38,7 @@ static char **make_envp(const char *agent, const sl_tool *t)
 		else if ((val = getenv(v)))
 			envp[k++] = sl_asprintf("%s=%s", v, val);
 		else
-			sl_warn("agent %s: tool %s: executor.env names %s, which the worker's "
+			sl_info("agent %s: tool %s: executor.env names %s, which the worker's "
 			        "environment does not set; the tool does not get it",
 			        agent, t->name, v);
 	}
