@@ -167,6 +167,7 @@ int main(int argc, char **argv)
 		sl_error("unknown argument %s", rest[0]);
 		goto out;
 	}
+	wk_tool_shield_worker();
 	if (sl_agents_load(w.cfg.agents, &w.agents, errbuf, sizeof(errbuf)) ||
 	    wk_tool_prepare(w.agents, errbuf, sizeof(errbuf)) ||
 	    wk_model_prepare(&w.cfg, w.agents, errbuf, sizeof(errbuf))) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -111,6 +112,14 @@ static sl_status prepare_headers(const char *where, sl_tool *t, char *errbuf, si
 			return SL_INVALID;
 	}
 	return SL_OK;
+}
+
+void wk_tool_shield_worker(void)
+{
+	/* not dumpable: /proc/PID/ of the worker is root's, and no process of
+	 * its user may ptrace it */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
+		sl_warn("cannot shield the worker from its tools: %s", strerror(errno));
 }
 
 sl_status wk_tool_prepare(sl_agents *agents, char *errbuf, size_t errsize)

@@ -31,6 +31,13 @@ sl_status wk_tool_run_command(const sl_tool *t, const json_t *args, char **resul
 char *wk_tool_http_result(const sl_tool *t, sl_status st, long status, char **body);
 
 /*
+ * Makes the calling process (the worker) unreadable by the tools it starts:
+ * they run as its user, who could otherwise read its environment and
+ * memory (/proc/PID/environ, /proc/PID/mem, ptrace). Only root still can.
+ */
+void wk_tool_shield_worker(void);
+
+/*
  * At start-up: checks that every command and stdio tool's program exists
  * and can be run, and makes each tool's environment (t->envp: only what
  * executor.env names, never the worker's own) and an http tool's header

@@ -9,7 +9,11 @@
 #include <cmocka.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <pwd.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../../worker/wk_tool.h"
 
@@ -106,6 +110,44 @@ static void http_answers(void **state)
 	free(r);
 }
 
+/* In a child acting as the worker (as "nobody" when run as root, since root
+ * reads every process), a tool's attempt to read its parent's environment;
+ * the child exits 0 for "refused", 1 for "readable". */
+static int worker_environ_read_by_tool(bool shield)
+{
+	int status = -1;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		sl_status st;
+		char *r;
+
+		if (geteuid() == 0) {
+			struct passwd *pw = getpwnam("nobody");
+			if (!pw || setgid(pw->pw_gid) || setuid(pw->pw_uid))
+				_exit(2);
+			/* as a worker started by that user is (setuid cleared it) */
+			prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+		}
+		if (shield)
+			wk_tool_shield_worker();
+		r = run("cat /proc/$PPID/environ > /dev/null 2>&1 && echo readable || echo refused",
+		        5000, &st);
+		_exit(r && !strcmp(r, "refused") ? 0 : r && !strcmp(r, "readable") ? 1 : 3);
+	}
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Regression: a tool runs as the worker's user, and could read the worker's
+ * credentials from /proc/PPID/environ. */
+static void tool_cannot_read_the_worker(void **state)
+{
+	(void)state;
+	assert_int_equal(worker_environ_read_by_tool(false), 1); /* the attack works... */
+	assert_int_equal(worker_environ_read_by_tool(true), 0);  /* ...and is refused */
+}
+
 int main(void)
 {
 	/* as in the worker: a tool that exits without reading its input must
@@ -118,6 +160,7 @@ int main(void)
 	    cmocka_unit_test(too_much_output),
 	    cmocka_unit_test(cannot_start),
 	    cmocka_unit_test(http_answers),
+	    cmocka_unit_test(tool_cannot_read_the_worker),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
