@@ -5,6 +5,7 @@
 #include "ap_inbox.h"
 #include "sl_common.h"
 
+#include <assert.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -123,10 +124,14 @@ const char ap_inbox_html[] =
 /* 'sha256-BASE64' of the text between open and close in the page. */
 static char *source_hash(const char *open, const char *close)
 {
-	const char *start = strstr(ap_inbox_html, open) + strlen(open);
-	const char *end = strstr(start, close);
+	const char *start = strstr(ap_inbox_html, open), *end;
 	unsigned char digest[EVP_MAX_MD_SIZE], b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
 	unsigned len = 0;
+
+	assert(start); /* the page above has one script and one style */
+	start += strlen(open);
+	end = strstr(start, close);
+	assert(end);
 
 	EVP_Digest(start, (size_t)(end - start), digest, &len, EVP_sha256(), NULL);
 	EVP_EncodeBlock(b64, digest, (int)len);
