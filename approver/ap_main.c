@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static volatile sig_atomic_t stopping;
+static sl_stop_flag stopping;
 
 static void on_signal(int sig)
 {

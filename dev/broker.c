@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stopping;
+static sl_stop_flag stopping;
 
 /*
  * The mock cluster accepts its clients with accept() and leaves Nagle's

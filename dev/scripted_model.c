@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stopping;
+static sl_stop_flag stopping;
 static long latency_ms;
 static double fail_rate, rate_429;
 static atomic_long in_flight, peak_in_flight, requests;

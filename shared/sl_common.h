@@ -6,6 +6,7 @@
 #define SL_COMMON_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -25,6 +26,15 @@ typedef enum sl_status {
 	SL_TOO_BIG,
 	SL_FATAL
 } sl_status;
+
+/*
+ * A process's stop flag: set by its signal handler or by any thread, read
+ * by every thread. A lock-free atomic is both what a signal handler may
+ * write and what threads may share (a volatile sig_atomic_t is only the
+ * former).
+ */
+typedef atomic_int sl_stop_flag;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop flag must be lock-free");
 
 /*
  * Allocation wrappers: they never return NULL; an allocation failure prints a

@@ -45,7 +45,7 @@ sl_consume_next sl_consume_failed(rd_kafka_t *producer, const sl_config *cfg,
 }
 
 /* Sleeps ms in short steps; false when *stopping is set meanwhile. */
-static bool wait_unless_stopping(long ms, volatile sig_atomic_t *stopping)
+static bool wait_unless_stopping(long ms, sl_stop_flag *stopping)
 {
 	for (; ms > 0 && !*stopping; ms -= 100)
 		sl_sleep_ms(ms < 100 ? ms : 100);
@@ -54,7 +54,7 @@ static bool wait_unless_stopping(long ms, volatile sig_atomic_t *stopping)
 
 sl_status sl_consume(rd_kafka_t *consumer, rd_kafka_t *producer, const sl_config *cfg,
                      const rd_kafka_message_t *m, const char *const *types, sl_consume_fn fn,
-                     void *ud, volatile sig_atomic_t *stopping)
+                     void *ud, sl_stop_flag *stopping)
 {
 	char errbuf[1024];
 	sl_event ev;

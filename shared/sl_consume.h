@@ -63,6 +63,6 @@ sl_consume_next sl_consume_failed(rd_kafka_t *producer, const sl_config *cfg,
  */
 sl_status sl_consume(rd_kafka_t *consumer, rd_kafka_t *producer, const sl_config *cfg,
                      const rd_kafka_message_t *m, const char *const *types, sl_consume_fn fn,
-                     void *ud, volatile sig_atomic_t *stopping);
+                     void *ud, sl_stop_flag *stopping);
 
 #endif

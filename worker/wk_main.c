@@ -32,7 +32,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-static volatile sig_atomic_t stopping;
+static sl_stop_flag stopping;
 
 static void on_signal(int sig)
 {

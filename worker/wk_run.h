@@ -59,7 +59,7 @@ typedef struct wk_env {
 	wk_stdio *stdio; /* the "stdio" tools' processes */
 	wk_outcomes *outcomes;
 	char *agent_tools; /* wk_run_agent_tools() of agents */
-	volatile sig_atomic_t *stopping;
+	sl_stop_flag *stopping;
 } wk_env;
 
 /* Each agent's tool names, {"agent id": ["tool", ...]}, as JSON text (free
