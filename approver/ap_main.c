@@ -78,7 +78,7 @@ int main(int argc, char **argv)
 	                                 "SLUICE_API_TOKENS", NULL};
 	approver a;
 	char errbuf[1024];
-	char **rest = calloc((size_t)argc + 1, sizeof(char *));
+	char **rest = sl_calloc((size_t)argc + 1, sizeof(char *));
 	const char *topics[2];
 	long long next_expiry = 0;
 	bool api_ready = false;

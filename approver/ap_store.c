@@ -425,7 +425,7 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 
 	/* The ids as a text[] literal, each quoted: an array parameter is
 	 * planned as a few probes of the requirements' key. */
-	sl_buf_init(&ids, (size_t)-1);
+	sl_buf_init(&ids, n * (2 * SL_EVENT_MAX_ID + 4) + 8); /* each escaped, quoted */
 	sl_buf_append(&ids, "{", 1);
 	for (size_t i = 0; i < n; i++) {
 		sl_buf_append(&ids, i ? ",\"" : "\"", i ? 2 : 1);

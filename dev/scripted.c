@@ -214,8 +214,8 @@ json_t *dv_scripted_answer(bool chat, const json_t *req, char *errbuf, size_t er
 	sl_buf b, done;
 	size_t n;
 
-	sl_buf_init(&b, (size_t)-1);
-	sl_buf_init(&done, (size_t)-1);
+	sl_buf_init(&b, DV_SCRIPTED_MAX_BODY);
+	sl_buf_init(&done, DV_SCRIPTED_MAX_BODY);
 	if (!json_is_object(req)) {
 		sl_err(errbuf, errsize, SL_INVALID, "request body must be a JSON object");
 		return NULL;
@@ -246,7 +246,7 @@ json_t *dv_scripted_answer(bool chat, const json_t *req, char *errbuf, size_t er
 				json_t *it = json_array_get(input, i);
 				sl_buf out;
 				const char *o;
-				sl_buf_init(&out, (size_t)-1);
+				sl_buf_init(&out, DV_SCRIPTED_MAX_BODY);
 				o = content_text(json_object_get(it, chat ? "content" : "output"),
 				                 &out);
 				if (i > first)

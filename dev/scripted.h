@@ -9,6 +9,10 @@
 
 #include <jansson.h>
 
+/* The largest request body the scripted model takes; no text made from one
+ * is longer. */
+#define DV_SCRIPTED_MAX_BODY (8 * 1024 * 1024)
+
 /*
  * Answers one request body of the Responses API (chat = false) or of Chat
  * Completions (chat = true). Returns a new response object, or NULL with the

@@ -127,7 +127,7 @@ int main(int argc, char **argv)
 	rate_429 = env_double("SCRIPTED_MODEL_429_RATE");
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	h = sl_httpd_start(listen, 8 * 1024 * 1024, 0, &limits, handle, NULL, errbuf,
+	h = sl_httpd_start(listen, DV_SCRIPTED_MAX_BODY, 0, &limits, handle, NULL, errbuf,
 	                   sizeof(errbuf));
 	if (!h) {
 		sl_error("%s", errbuf);

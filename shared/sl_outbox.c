@@ -86,7 +86,7 @@ sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent
 	int n;
 
 	*sent = 0;
-	sl_buf_init(&ids, (size_t)-1);
+	sl_buf_init(&ids, (size_t)max * 24 + 8); /* max ids of 20 digits and a comma */
 	snprintf(limit, sizeof(limit), "%d", max);
 	if ((st = sl_db_pipeline(conn, 2, q, res, errbuf, errsize)))
 		goto out;
@@ -308,7 +308,7 @@ static void relay_settle(sl_relay *r, PGconn *conn, bool now)
 		return;
 	snprintf(errbuf, sizeof(errbuf), "no connection to PostgreSQL");
 	if (connected) {
-		sl_buf_init(&ids, (size_t)-1);
+		sl_buf_init(&ids, r->ndelivered * 24 + 8);
 		for (size_t i = 0; i < r->ndelivered; i++)
 			ids_add(&ids, r->delivered[i]);
 		ids_end(&ids);

@@ -147,7 +147,7 @@ int main(int argc, char **argv)
 	                                 "SLUICE_AGENTS", NULL};
 	worker w;
 	char errbuf[1024];
-	char **rest = calloc((size_t)argc + 1, sizeof(char *));
+	char **rest = sl_calloc((size_t)argc + 1, sizeof(char *));
 	const char *topics[3];
 	void **states = NULL;
 	long ndb, relay_poll_ms;

@@ -47,7 +47,7 @@ static json_t *message_text(const json_t *content)
 
 	if (json_is_string(content))
 		return json_incref((json_t *)content);
-	sl_buf_init(&b, (size_t)-1);
+	sl_buf_init(&b, WK_MODEL_MAX_RESPONSE); /* no longer than the answer it is from */
 	json_array_foreach (content, i, part) {
 		const char *t = json_string_value(json_object_get(part, "text"));
 		if (t)

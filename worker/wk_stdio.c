@@ -24,6 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Request lines waiting for one process's stdin, at most. */
+#define WBUF_MAX (16 * 1024 * 1024)
+
 /* A tool not prepared by wk_tool_prepare (tests) gets no environment. */
 static char *no_env[] = {NULL};
 
@@ -47,7 +50,8 @@ struct proc {
 	const sl_tool *tool;
 	pid_t pid; /* 0: not running */
 	int in, out;
-	sl_buf wbuf; /* request lines not yet written (as many as are in flight) */
+	sl_buf wbuf; /* request lines not yet written, up to WBUF_MAX */
+	bool held;   /* calls keep their line until wbuf has room again */
 	sl_buf rbuf; /* the answer line read so far */
 	bool skipping;
 	call *head, *tail;
@@ -124,10 +128,15 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Queues c's request line for writing to its (running) process. */
+/* Queues c's request line for writing to its (running) process; when the
+ * lines waiting for it would pass WBUF_MAX, c keeps its line (its deadline
+ * runs) until the process has read half of them. */
 static void send_call(proc *p, call *c)
 {
-	sl_buf_append(&p->wbuf, c->line, strlen(c->line)); /* unlimited */
+	if (p->held || sl_buf_append(&p->wbuf, c->line, strlen(c->line)) != SL_OK) {
+		p->held = true;
+		return;
+	}
 	free(c->line);
 	c->line = NULL;
 }
@@ -172,7 +181,7 @@ static void start_proc(proc *p)
 	fcntl(p->in, F_SETFL, O_NONBLOCK);
 	fcntl(p->out, F_SETFL, O_NONBLOCK);
 	p->wbuf.len = p->rbuf.len = 0;
-	p->skipping = false;
+	p->skipping = p->held = false;
 	sl_info("tool %s: process %d started (%s)", p->tool->name, (int)p->pid, p->tool->argv[0]);
 	send_unsent(p);
 	return;
@@ -282,6 +291,10 @@ static void write_requests(proc *p)
 	if (n > 0) {
 		memmove(p->wbuf.data, p->wbuf.data + n, p->wbuf.len - (size_t)n);
 		p->wbuf.len -= (size_t)n;
+		if (p->held && p->wbuf.len < WBUF_MAX / 2) {
+			p->held = false;
+			send_unsent(p);
+		}
 	} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 		close_fd(&p->in); /* it closed its stdin; its stdout tells the rest */
 	}
@@ -402,7 +415,7 @@ wk_stdio *wk_stdio_start(const sl_agents *agents, void (*drop)(void *arg), char 
 				continue;
 			p->tool = &agents->agents[i].tools[k];
 			p->in = p->out = -1;
-			sl_buf_init(&p->wbuf, (size_t)-1);
+			sl_buf_init(&p->wbuf, WBUF_MAX);
 			sl_buf_init(&p->rbuf, LINE_MAX_BYTES);
 			s->n++;
 			start_proc(p);
