@@ -101,16 +101,11 @@ int main(int argc, char **argv)
 		sl_error("unknown argument %s", rest[0]);
 		goto out;
 	}
-	if (!sl_config_number("SLUICE_APPROVER_THREADS", a.cfg.approver_threads, 1, 256,
-	                      &threads) ||
-	    !sl_config_number("SLUICE_APPROVER_MAX_CONNECTIONS", a.cfg.approver_max_connections, 1,
-	                      60000, &max_conns) ||
-	    !sl_config_number("SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS",
-	                      a.cfg.approver_max_client_connections, 1, 60000, &max_client_conns) ||
-	    !sl_config_number("SLUICE_APPROVER_REQUEST_TIMEOUT_S", a.cfg.approver_request_timeout_s,
-	                      1, 3600, &request_s) ||
-	    !sl_config_number("SLUICE_RELAY_POLL_MS", a.cfg.relay_poll_ms, SL_RELAY_POLL_MS_MIN,
-	                      SL_RELAY_POLL_MS_MAX, &relay_poll_ms))
+	if (!sl_config_long(&a.cfg, "SLUICE_APPROVER_THREADS", &threads) ||
+	    !sl_config_long(&a.cfg, "SLUICE_APPROVER_MAX_CONNECTIONS", &max_conns) ||
+	    !sl_config_long(&a.cfg, "SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS", &max_client_conns) ||
+	    !sl_config_long(&a.cfg, "SLUICE_APPROVER_REQUEST_TIMEOUT_S", &request_s) ||
+	    !sl_config_long(&a.cfg, "SLUICE_RELAY_POLL_MS", &relay_poll_ms))
 		goto out;
 	a.source = sl_event_source("approver");
 	a.topic_approvals = sl_config_topic(&a.cfg, "approvals");

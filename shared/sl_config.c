@@ -4,6 +4,7 @@
 #include "sl_config.h"
 #include "sl_log.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,38 +13,41 @@ struct field {
 	const char *flag;
 	size_t off;
 	const char *def;
+	long lo, hi; /* a number setting's range; both 0 for text */
 };
 
 static const struct field fields[] = {
-    {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", offsetof(sl_config, kafka_brokers), NULL},
+    {"SLUICE_KAFKA_BROKERS", "--kafka-brokers", offsetof(sl_config, kafka_brokers), NULL, 0, 0},
     {"SLUICE_KAFKA_FETCH_WAIT_MS", "--kafka-fetch-wait-ms",
-     offsetof(sl_config, kafka_fetch_wait_ms), "100"},
-    {"SLUICE_DATABASE_URL", "--database-url", offsetof(sl_config, database_url), NULL},
-    {"SLUICE_TOPIC_PREFIX", "--topic-prefix", offsetof(sl_config, topic_prefix), "sluice."},
-    {"SLUICE_AGENTS", "--agents", offsetof(sl_config, agents), NULL},
+     offsetof(sl_config, kafka_fetch_wait_ms), "100", 0, 0},
+    {"SLUICE_DATABASE_URL", "--database-url", offsetof(sl_config, database_url), NULL, 0, 0},
+    {"SLUICE_TOPIC_PREFIX", "--topic-prefix", offsetof(sl_config, topic_prefix), "sluice.", 0, 0},
+    {"SLUICE_AGENTS", "--agents", offsetof(sl_config, agents), NULL, 0, 0},
     {"SLUICE_APPROVER_LISTEN", "--approver-listen", offsetof(sl_config, approver_listen),
-     "127.0.0.1:8080"},
+     "127.0.0.1:8080", 0, 0},
     {"SLUICE_APPROVER_URL", "--approver-url", offsetof(sl_config, approver_url),
-     "http://127.0.0.1:8080"},
-    {"SLUICE_API_TOKENS", "--api-tokens", offsetof(sl_config, api_tokens), NULL},
-    {"SLUICE_API_TOKEN", "--api-token", offsetof(sl_config, api_token), NULL},
-    {"OPENAI_API_KEY", "--openai-api-key", offsetof(sl_config, openai_api_key), NULL},
+     "http://127.0.0.1:8080", 0, 0},
+    {"SLUICE_API_TOKENS", "--api-tokens", offsetof(sl_config, api_tokens), NULL, 0, 0},
+    {"SLUICE_API_TOKEN", "--api-token", offsetof(sl_config, api_token), NULL, 0, 0},
+    {"OPENAI_API_KEY", "--openai-api-key", offsetof(sl_config, openai_api_key), NULL, 0, 0},
     {"OPENAI_BASE_URL", "--openai-base-url", offsetof(sl_config, openai_base_url),
-     "https://api.openai.com/v1"},
+     "https://api.openai.com/v1", 0, 0},
     {"SLUICE_WORKER_CONCURRENCY", "--worker-concurrency", offsetof(sl_config, worker_concurrency),
-     "4"},
+     "4", 1, 256},
     {"SLUICE_WORKER_MAX_IN_FLIGHT", "--worker-max-in-flight",
-     offsetof(sl_config, worker_max_in_flight), "2048"},
+     offsetof(sl_config, worker_max_in_flight), "2048", 1, 1000000},
     {"SLUICE_WORKER_TOOL_THREADS", "--worker-tool-threads",
-     offsetof(sl_config, worker_tool_threads), "16"},
-    {"SLUICE_APPROVER_THREADS", "--approver-threads", offsetof(sl_config, approver_threads), "4"},
+     offsetof(sl_config, worker_tool_threads), "16", 1, 1024},
+    {"SLUICE_APPROVER_THREADS", "--approver-threads", offsetof(sl_config, approver_threads), "4", 1,
+     256},
     {"SLUICE_APPROVER_MAX_CONNECTIONS", "--approver-max-connections",
-     offsetof(sl_config, approver_max_connections), "1024"},
+     offsetof(sl_config, approver_max_connections), "1024", 1, 60000},
     {"SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS", "--approver-max-client-connections",
-     offsetof(sl_config, approver_max_client_connections), "128"},
+     offsetof(sl_config, approver_max_client_connections), "128", 1, 60000},
     {"SLUICE_APPROVER_REQUEST_TIMEOUT_S", "--approver-request-timeout-s",
-     offsetof(sl_config, approver_request_timeout_s), "30"},
-    {"SLUICE_RELAY_POLL_MS", "--relay-poll-ms", offsetof(sl_config, relay_poll_ms), "1000"},
+     offsetof(sl_config, approver_request_timeout_s), "30", 1, 3600},
+    {"SLUICE_RELAY_POLL_MS", "--relay-poll-ms", offsetof(sl_config, relay_poll_ms), "1000", 10,
+     3600000},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -128,10 +132,19 @@ void sl_config_free(sl_config *c)
 		set(c, &fields[i], NULL);
 }
 
-bool sl_config_number(const char *name, const char *v, long lo, long hi, long *out)
+bool sl_config_long(const sl_config *c, const char *name, long *out)
 {
-	if (sl_parse_long(v, lo, hi, out))
-		return true;
-	sl_error("%s must be a number from %ld to %ld", name, lo, hi);
+	for (size_t k = 0; k < NFIELDS; k++) {
+		const struct field *f = &fields[k];
+
+		if (strcmp(f->env, name))
+			continue;
+		assert(f->hi > f->lo); /* a number setting */
+		if (sl_parse_long(*slot((sl_config *)c, f), f->lo, f->hi, out))
+			return true;
+		sl_error("%s must be a number from %ld to %ld", name, f->lo, f->hi);
+		return false;
+	}
+	assert(!"no such setting");
 	return false;
 }

@@ -47,11 +47,11 @@ sl_status sl_config_from_args(sl_config *c, int argc, char **argv, int first, ch
 sl_status sl_config_require(const sl_config *c, const char *const *names, char *errbuf,
                             size_t errsize);
 
-/* Parses the number setting v, named name as in the environment
+/* Reads the number setting name, as in the environment
  * ("SLUICE_WORKER_CONCURRENCY"), into *out. When it is not a whole number
- * from lo to hi, logs "NAME must be a number from LO to HI" and returns
- * false. */
-bool sl_config_number(const char *name, const char *v, long lo, long hi, long *out);
+ * within the range the settings' table gives it, logs "NAME must be a
+ * number from LO to HI" and returns false. */
+bool sl_config_long(const sl_config *c, const char *name, long *out);
 
 /* Returns a newly allocated full topic name: prefix + name ("runs"). */
 char *sl_config_topic(const sl_config *c, const char *name);

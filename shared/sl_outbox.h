@@ -63,9 +63,6 @@ struct sl_config;
 #define SL_PRUNE_INTERVAL_MS (60 * 1000)
 
 sl_relay *sl_relay_start(const struct sl_config *cfg, int poll_ms, char *errbuf, size_t errsize);
-/* The range of SLUICE_RELAY_POLL_MS. */
-#define SL_RELAY_POLL_MS_MIN 10
-#define SL_RELAY_POLL_MS_MAX 3600000
 /* Publishes what is left, waits up to 5 s for what was handed to it to be
  * delivered and marks it sent, stops the thread and frees it; NULL is
  * fine. */

@@ -174,14 +174,10 @@ int main(int argc, char **argv)
 		sl_error("%s", errbuf);
 		goto out;
 	}
-	if (!sl_config_number("SLUICE_WORKER_CONCURRENCY", w.cfg.worker_concurrency, 1, 256,
-	                      &ndb) ||
-	    !sl_config_number("SLUICE_WORKER_MAX_IN_FLIGHT", w.cfg.worker_max_in_flight, 1, 1000000,
-	                      &w.max_in_flight) ||
-	    !sl_config_number("SLUICE_WORKER_TOOL_THREADS", w.cfg.worker_tool_threads, 1, 1024,
-	                      &w.tool_threads) ||
-	    !sl_config_number("SLUICE_RELAY_POLL_MS", w.cfg.relay_poll_ms, SL_RELAY_POLL_MS_MIN,
-	                      SL_RELAY_POLL_MS_MAX, &relay_poll_ms))
+	if (!sl_config_long(&w.cfg, "SLUICE_WORKER_CONCURRENCY", &ndb) ||
+	    !sl_config_long(&w.cfg, "SLUICE_WORKER_MAX_IN_FLIGHT", &w.max_in_flight) ||
+	    !sl_config_long(&w.cfg, "SLUICE_WORKER_TOOL_THREADS", &w.tool_threads) ||
+	    !sl_config_long(&w.cfg, "SLUICE_RELAY_POLL_MS", &relay_poll_ms))
 		goto out;
 	w.ndb = (int)ndb;
 	w.topic_runs = sl_config_topic(&w.cfg, "runs");
