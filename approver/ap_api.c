@@ -587,102 +587,148 @@ static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 	return ret;
 }
 
+/* What a route is handed: the request, the id in its path (or ""), and
+ * the caller's identity. */
+typedef struct call {
+	ap_api *api;
+	const sl_httpd_request *req;
+	const char *id;
+	const char *who;
+} call;
+
+static enum MHD_Result get_run(const call *c)
+{
+	char errbuf[512];
+	json_t *out;
+	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
+
+	if (!st)
+		st = ap_store_get_run(thread_store(c->api), c->id, &out, errbuf, sizeof(errbuf));
+	if (st == SL_NOT_FOUND)
+		return sl_httpd_send_error(c->req->conn, 404, "no run %s", c->id);
+	return st ? store_error(c->req->conn, st, errbuf)
+	          : sl_httpd_send_json(c->req->conn, 200, out);
+}
+
+static enum MHD_Result get_approval(const call *c)
+{
+	char errbuf[512];
+	json_t *out;
+	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
+
+	if (!st)
+		st = ap_store_get_approval(thread_store(c->api), c->id, &out, errbuf,
+		                           sizeof(errbuf));
+	if (st == SL_NOT_FOUND)
+		return sl_httpd_send_error(c->req->conn, 404, "no approval %s", c->id);
+	return st ? store_error(c->req->conn, st, errbuf)
+	          : sl_httpd_send_json(c->req->conn, 200, out);
+}
+
+static enum MHD_Result count_pending(const call *c)
+{
+	char errbuf[512];
+	long long n;
+	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
+
+	if (!st)
+		st = ap_store_count_pending(thread_store(c->api), arg(c->req->conn, "user_id"), &n,
+		                            errbuf, sizeof(errbuf));
+	if (st)
+		return store_error(c->req->conn, st, errbuf);
+	return sl_httpd_send_json(c->req->conn, 200, json_pack("{s:I}", "count", (json_int_t)n));
+}
+
+static enum MHD_Result route_cancel(const call *c)
+{
+	return cancel(c->api, c->req, c->id, c->who);
+}
+
+static enum MHD_Result route_list_requirements(const call *c)
+{
+	return list_requirements(c->api, c->req);
+}
+
+static enum MHD_Result route_list_approvals(const call *c)
+{
+	return list_approvals(c->api, c->req);
+}
+
+/* The decision routes: the verb is the path's last part. */
+static enum MHD_Result route_decide(const call *c)
+{
+	const char *verb = strrchr(c->req->path, '/') + 1;
+
+	return decide(c->api, c->req, c->id, verb, c->who);
+}
+
+/* The /v1 routes, each "BASE" or "BASE/{id}SUFFIX", tried in order. */
+static const struct route {
+	const char *method;
+	const char *base;
+	bool id;
+	const char *suffix;
+	enum MHD_Result (*fn)(const call *c);
+} routes[] = {
+    {"GET", "/v1/runs", true, "", get_run},
+    {"POST", "/v1/runs", true, "/cancel", route_cancel},
+    {"GET", "/v1/requirements", false, "", route_list_requirements},
+    {"POST", "/v1/requirements", true, "/confirm", route_decide},
+    {"POST", "/v1/requirements", true, "/reject", route_decide},
+    {"POST", "/v1/requirements", true, "/input", route_decide},
+    {"POST", "/v1/requirements", true, "/result", route_decide},
+    {"GET", "/v1/approvals", false, "", route_list_approvals},
+    {"GET", "/v1/approvals/count", false, "", count_pending},
+    {"GET", "/v1/approvals", true, "", get_approval},
+    {"POST", "/v1/approvals", true, "/resolve", route_decide},
+};
+
+/* True when path is route r's; its id goes to id. */
+static bool route_matches(const struct route *r, const char *path, char *id, size_t size)
+{
+	size_t n = strlen(r->base);
+	const char *suffix;
+
+	*id = '\0';
+	if (strncmp(path, r->base, n))
+		return false;
+	if (!r->id)
+		return path[n] == '\0';
+	return path[n] == '/' && split_id(path + n + 1, id, size, &suffix) &&
+	       !strcmp(suffix, r->suffix);
+}
+
 enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 {
 	ap_api *api = ud;
-	bool get = !strcmp(req->method, "GET"), post = !strcmp(req->method, "POST");
-	const char *who, *suffix;
-	char id[SL_EVENT_MAX_ID + 2], errbuf[512];
-	json_t *out;
-	sl_status st;
+	const struct route *other_method = NULL;
+	char id[SL_EVENT_MAX_ID + 2];
+	call c = {.api = api, .req = req, .id = id};
 
 	atomic_fetch_add(&n_requests, 1);
 	if (!strcmp(req->path, "/healthz"))
 		return sl_httpd_send_json(req->conn, 200, json_pack("{s:s}", "status", "ok"));
 	if (!strcmp(req->path, "/metrics"))
 		return metrics(api, req);
-	if (!strcmp(req->path, "/") && get)
+	if (!strcmp(req->path, "/") && !strcmp(req->method, "GET"))
 		return sl_httpd_send_page(req->conn, 200, "text/html; charset=utf-8", ap_inbox_html,
 		                          strlen(ap_inbox_html), ap_inbox_csp());
 	if (strncmp(req->path, "/v1/", 4))
 		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
-	who = identify(api, req->conn);
-	if (!who)
+	c.who = identify(api, req->conn);
+	if (!c.who)
 		return sl_httpd_send_error(req->conn, 401, "missing or invalid bearer token");
 	if (!args_are_text(req->conn))
 		return sl_httpd_send_error(req->conn, 400, "query arguments must be UTF-8 text");
-
-	if (!strncmp(req->path, "/v1/runs/", 9)) {
-		if (!split_id(req->path + 9, id, sizeof(id), &suffix) ||
-		    (*suffix && strcmp(suffix, "/cancel")))
-			return sl_httpd_send_error(req->conn, 404, "no such resource: %s",
-			                           req->path);
-		if (*suffix)
-			return post ? cancel(api, req, id, who)
-			            : sl_httpd_send_error(req->conn, 405, "use POST");
-		if (!get)
-			return sl_httpd_send_error(req->conn, 405, "use GET");
-		st = store_ready(api, errbuf, sizeof(errbuf));
-		if (!st)
-			st = ap_store_get_run(thread_store(api), id, &out, errbuf, sizeof(errbuf));
-		if (st == SL_NOT_FOUND)
-			return sl_httpd_send_error(req->conn, 404, "no run %s", id);
-		return st ? store_error(req->conn, st, errbuf)
-		          : sl_httpd_send_json(req->conn, 200, out);
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (!route_matches(&routes[i], req->path, id, sizeof(id)))
+			continue;
+		if (!strcmp(routes[i].method, req->method))
+			return routes[i].fn(&c);
+		if (!other_method)
+			other_method = &routes[i];
 	}
-	if (!strcmp(req->path, "/v1/requirements")) {
-		if (!get)
-			return sl_httpd_send_error(req->conn, 405, "use GET");
-		return list_requirements(api, req);
-	}
-	if (!strncmp(req->path, "/v1/requirements/", 17)) {
-		if (!split_id(req->path + 17, id, sizeof(id), &suffix))
-			return sl_httpd_send_error(req->conn, 404, "no such resource: %s",
-			                           req->path);
-		if (!strcmp(suffix, "/confirm") || !strcmp(suffix, "/reject") ||
-		    !strcmp(suffix, "/input") || !strcmp(suffix, "/result")) {
-			if (!post)
-				return sl_httpd_send_error(req->conn, 405, "use POST");
-			return decide(api, req, id, suffix + 1, who);
-		}
-		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
-	}
-	if (!strcmp(req->path, "/v1/approvals")) {
-		if (!get)
-			return sl_httpd_send_error(req->conn, 405, "use GET");
-		return list_approvals(api, req);
-	}
-	if (!strcmp(req->path, "/v1/approvals/count")) {
-		long long n;
-		if (!get)
-			return sl_httpd_send_error(req->conn, 405, "use GET");
-		st = store_ready(api, errbuf, sizeof(errbuf));
-		if (!st)
-			st = ap_store_count_pending(thread_store(api), arg(req->conn, "user_id"),
-			                            &n, errbuf, sizeof(errbuf));
-		if (st)
-			return store_error(req->conn, st, errbuf);
-		return sl_httpd_send_json(req->conn, 200,
-		                          json_pack("{s:I}", "count", (json_int_t)n));
-	}
-	if (!strncmp(req->path, "/v1/approvals/", 14)) {
-		if (!split_id(req->path + 14, id, sizeof(id), &suffix) ||
-		    (*suffix && strcmp(suffix, "/resolve")))
-			return sl_httpd_send_error(req->conn, 404, "no such resource: %s",
-			                           req->path);
-		if (*suffix)
-			return post ? decide(api, req, id, "resolve", who)
-			            : sl_httpd_send_error(req->conn, 405, "use POST");
-		if (!get)
-			return sl_httpd_send_error(req->conn, 405, "use GET");
-		st = store_ready(api, errbuf, sizeof(errbuf));
-		if (!st)
-			st = ap_store_get_approval(thread_store(api), id, &out, errbuf,
-			                           sizeof(errbuf));
-		if (st == SL_NOT_FOUND)
-			return sl_httpd_send_error(req->conn, 404, "no approval %s", id);
-		return st ? store_error(req->conn, st, errbuf)
-		          : sl_httpd_send_json(req->conn, 200, out);
-	}
+	if (other_method)
+		return sl_httpd_send_error(req->conn, 405, "use %s", other_method->method);
 	return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
 }
