@@ -13,7 +13,7 @@
 #include "sl_http.h"
 #include "sl_kafka.h"
 #include "sl_log.h"
-#include "sl_outbox.h"
+#include "sl_relay.h"
 
 #include <signal.h>
 #include <stdatomic.h>

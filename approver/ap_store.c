@@ -5,7 +5,7 @@
 #include "ap_store.h"
 #include "sl_db.h"
 #include "sl_log.h"
-#include "sl_outbox.h"
+#include "sl_relay.h"
 #include "sl_schema.h"
 
 #include <assert.h>

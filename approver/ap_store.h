@@ -9,7 +9,7 @@
 
 #include "sl_common.h"
 #include "sl_event.h"
-#include "sl_outbox.h"
+#include "sl_relay.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>

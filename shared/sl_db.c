@@ -328,3 +328,16 @@ sl_status sl_db_query_json(PGconn *conn, const char *sql, int nparams, const cha
 		              jerr.text);
 	return SL_OK;
 }
+
+void sl_db_ids_add(sl_buf *b, long long id)
+{
+	char text[24];
+
+	snprintf(text, sizeof(text), "%s%lld", b->len ? "," : "{", id);
+	sl_buf_append(b, text, strlen(text));
+}
+
+void sl_db_ids_end(sl_buf *b)
+{
+	sl_buf_append(b, b->len ? "}" : "{}", b->len ? 1 : 2);
+}

@@ -77,4 +77,9 @@ char *sl_db_value(const PGresult *res, int row, int col);
 sl_status sl_db_query_json(PGconn *conn, const char *sql, int nparams, const char *const *params,
                            json_t **out, char *errbuf, size_t errsize);
 
+/* Appends id to b, a bigint[] literal ("{1,2,3}") for an array parameter,
+ * which sl_db_ids_end() closes; b's limit must hold 21 bytes an id. */
+void sl_db_ids_add(sl_buf *b, long long id);
+void sl_db_ids_end(sl_buf *b);
+
 #endif

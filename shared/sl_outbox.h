@@ -3,12 +3,12 @@
  *
  * A state change and the events it causes are written in one PostgreSQL
  * transaction (sl_outbox_put, or the writer's own statement). Once it has
- * committed, the writer hands the rows it wrote to its process's relay,
- * which publishes them at once (sl_relay_publish) and marks them sent when
- * Kafka has them; the publishing relay (sl_outbox_relay) publishes, in id
- * order, every other unsent row: those written without a writer to publish
- * them, and those whose writer did not get them delivered within their
- * lease. A consumer records each event it consumed (sl_inbox_claim) in the
+ * committed, the writer hands the rows it wrote to its process's relay
+ * (sl_relay.h), which publishes them at once and marks them sent when
+ * Kafka has them; the publishing relay (sl_outbox_relay here, one pass)
+ * publishes, in id order, every other unsent row: those written without a
+ * writer to publish them, and those whose writer did not get them
+ * delivered within their lease. A consumer records each event it consumed (sl_inbox_claim) in the
  * transaction of the event's effect, so a redelivered event has no second
  * effect.
  */
@@ -45,48 +45,6 @@ sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const 
  */
 sl_status sl_outbox_relay(PGconn *conn, rd_kafka_t *producer, int max, int *sent, char *errbuf,
                           size_t errsize);
-
-/*
- * A relay thread, on its own PostgreSQL connection and its own idempotent
- * producer. Every relay marks sent the rows its process's writers handed it
- * (sl_relay_publish) once Kafka has them. Of all the relays of a deployment
- * one also publishes the rest of the outbox (it holds an advisory lock and
- * LISTENs on sluice_outbox), when woken (sl_relay_wake) and every poll_ms
- * (SLUICE_RELAY_POLL_MS) anyway; the others stand by, pass their process's
- * wakes on to it as a NOTIFY, and take over within poll_ms when its
- * connection ends. It reconnects after failures. Returns NULL with the
- * reason in errbuf.
- */
-typedef struct sl_relay sl_relay;
-struct sl_config;
-/* The relay also prunes (sl_outbox_prune) this often. */
-#define SL_PRUNE_INTERVAL_MS (60 * 1000)
-
-sl_relay *sl_relay_start(const struct sl_config *cfg, int poll_ms, char *errbuf, size_t errsize);
-/* Publishes what is left, waits up to 5 s for what was handed to it to be
- * delivered and marks it sent, stops the thread and frees it; NULL is
- * fine. */
-void sl_relay_stop(sl_relay *r);
-
-/*
- * Publishes now the outbox rows of a transaction that has committed on
- * conn (which is out of any transaction, asserted), rows its writer wrote
- * with a lease (SL_OUTBOX_LEASE): each row of res holds, from column col
- * on, the outbox row's id, topic, key and payload (a row whose id is NULL
- * is skipped). The messages are copied; the relay marks each sent once
- * Kafka has it. One Kafka does not take stays unsent, and the publishing
- * relay takes it when its lease is over. Any thread may call it; with r
- * NULL nothing is published before the lease is over.
- */
-void sl_relay_publish(sl_relay *r, PGconn *conn, const PGresult *res, int col);
-
-/*
- * Says that a transaction that wrote outbox rows without a lease has
- * committed, so that the publishing relay, in this process or another,
- * publishes them now. Call it after the commit, never before. It only
- * counts the wake (an eventfd), so any thread may call it; NULL is fine.
- */
-void sl_relay_wake(sl_relay *r);
 
 /* How long sent outbox rows and processed_events rows are kept. An event
  * is not redelivered after Kafka's default retention of 7 days, so its

@@ -17,7 +17,7 @@
 #include "sl_http.h"
 #include "sl_kafka.h"
 #include "sl_log.h"
-#include "sl_outbox.h"
+#include "sl_relay.h"
 #include "wk_fetch.h"
 #include "wk_flight.h"
 #include "wk_model.h"

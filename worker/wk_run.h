@@ -27,7 +27,7 @@
 #include "sl_agents.h"
 #include "sl_config.h"
 #include "sl_event.h"
-#include "sl_outbox.h"
+#include "sl_relay.h"
 #include "wk_fetch.h"
 #include "wk_flight.h"
 #include "wk_pool.h"

@@ -11,7 +11,7 @@
 #include "wk_write.h"
 #include "sl_db.h"
 #include "sl_log.h"
-#include "sl_outbox.h"
+#include "sl_relay.h"
 #include "wk_task.h"
 
 #include <assert.h>

@@ -18,15 +18,11 @@ check() {
   return 1
 }
 
-# run_test NAME FUNCTION: runs a test function and prints one TAP line.
-# SLUICE_E2E_ONLY (a grep pattern on FUNCTION) runs only the matching tests
-# and says so in a TAP comment: for working on a test, never for CI.
+# run_test NAME FUNCTION: runs a test function and prints one TAP line; a
+# failure also names the function and its file, to run it alone
+# (tests/e2e/run FUNCTION).
 run_test() {
   local name=$1 fn=$2 start
-  if [ -n "${SLUICE_E2E_ONLY:-}" ] && ! grep -qE "$SLUICE_E2E_ONLY" <<<"$fn"; then
-    echo "# not run (SLUICE_E2E_ONLY): $fn"
-    return 0
-  fi
   T_CURRENT=$name
   T_ERRORS=""
   T_NUM=$((T_NUM + 1))
@@ -37,6 +33,7 @@ run_test() {
   else
     T_FAIL=$((T_FAIL + 1))
     printf 'not ok %d - %s\n' "$T_NUM" "$name"
+    printf '#   in %s, %s\n' "$(grep -l "^$fn()" "$ROOT"/tests/e2e/t_*.sh | sed "s|^$ROOT/||")" "$fn"
     [ -n "$T_ERRORS" ] && printf '%b\n' "$T_ERRORS"
   fi
   return 0

@@ -217,8 +217,18 @@ t_strict_continue_decided() {
   check "the tool ran once" [ "$(grep -c api-13 "$SLUICE_TOOL_LOG")" = 1 ]
 }
 
+approval_is() { [ "$(approval_of "$1" '.data[0].status')" = "$2" ]; }
+
 t_listing() {
-  local all page1 page2 sql
+  local all page1 page2 sql i rid
+  # rows of its own, whatever ran before: three required approvals pending
+  # and one expired
+  for i in 1 2 3; do
+    rid=$(submit ops-admin "call restart_service {\"service\":\"list-$i\"}")
+  done
+  check "the runs to list pause" eventually 30 run_is "$rid" paused || return 1
+  rid=$(submit ops-admin 'call drop_database {"name":"list-db"}')
+  check "an approval to list expires" eventually 30 approval_is "$rid" expired || return 1
   all=$(api GET "/v1/approvals?agent_id=ops-admin&approval_type=required&limit=1000")
   sql=$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM approvals WHERE agent_id = 'ops-admin' AND approval_type = 'required'")
   check "total_count is exact under filters ($sql)" [ "$(jq -r .meta.total_count <<<"$all")" = "$sql" ]
