@@ -92,6 +92,26 @@ rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsi
 	return rk;
 }
 
+/* The group's (eager) rebalances, as librdkafka's default would handle
+ * them, and logged: which partitions a consumer has is what an operator
+ * asks first. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	rd_kafka_resp_err_t aerr;
+
+	(void)opaque;
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		aerr = rd_kafka_assign(rk, parts);
+		sl_info("kafka: %d partition(s) assigned", parts->cnt);
+	} else {
+		aerr = rd_kafka_assign(rk, NULL);
+		sl_info("kafka: %d partition(s) revoked (%s)", parts->cnt, rd_kafka_err2str(err));
+	}
+	if (aerr)
+		sl_warn("kafka: assignment failed: %s", rd_kafka_err2str(aerr));
+}
+
 rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const char *const *topics,
                                   char *errbuf, size_t errsize)
 {
@@ -118,6 +138,7 @@ rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const c
 		return NULL;
 	}
 	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize);
 	if (!rk) {
 		rd_kafka_conf_destroy(conf);

@@ -75,7 +75,12 @@ pending_requirement() { api GET "/v1/requirements?status=pending&run_id=$1" | jq
 tool_calls_for() { grep -c "\"$1\"" "$SLUICE_TOOL_LOG" || true; }
 
 # A zombie (exited, parent gone) counts as stopped.
-process_gone() { [ ! -e "/proc/$1/stat" ] || [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" = Z ]; }
+# (/proc/PID/stat read once: a zombie being reaped vanishes between two reads)
+process_gone() {
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+  [ -z "$state" ] || [ "$state" = Z ]
+}
 no_process_matching() { ! pgrep -f "$1" >/dev/null; }
 
 # topic_has TOPIC JQ_CONDITION: some JSON message of TOPIC satisfies the

@@ -303,7 +303,7 @@ SQL
     "[ \$(kcat -b $SLUICE_KAFKA_BROKERS -C -t sluice.dlq -e -q -f '%h\t%s\n' | grep 'copy-.-$rid' | grep -c 'not paused') = 3 ]"
   check "both workers took part" \
     [ "$(grep -l "run $rid" "$SLUICE_DEV_DIR"/worker-*.log | wc -l)" = 2 ]
-  check "the tool ran once" [ "$(grep -c 'U-3013' "$SLUICE_TOOL_LOG")" = 1 ]
+  check "the tool ran once ($(grep -c 'U-3013' "$SLUICE_TOOL_LOG") times)" [ "$(grep -c 'U-3013' "$SLUICE_TOOL_LOG")" = 1 ]
 }
 
 t_http_executor() {
