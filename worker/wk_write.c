@@ -276,14 +276,16 @@ static json_t *start_row(const task *t)
 
 /* A request whose event id was processed already starts nothing: it was
  * either redelivered (its run exists) or reuses another request's id (no
- * run: begin_existing dead-letters it). */
+ * run: begin_existing dead-letters it). (OFFSET 0, as in the other
+ * statements: a probe of the key per row, never an anti-join over the
+ * whole table.) */
 static const char *const start_sql =
     "INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, messages) "
     "SELECT run_id, session_id, agent_id, user_id, 'running', input, messages "
     "FROM jsonb_to_recordset($1::jsonb) AS x(run_id text, session_id text, agent_id text, "
     "user_id text, input text, messages jsonb, event_id text) "
     "WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND "
-    "p.event_id = x.event_id) "
+    "p.event_id = x.event_id OFFSET 0) "
     "ON CONFLICT (run_id) DO NOTHING RETURNING run_id";
 
 /* Most outcomes one statement writes. */
