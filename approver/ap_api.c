@@ -596,33 +596,32 @@ typedef struct call {
 	const char *who;
 } call;
 
-static enum MHD_Result get_run(const call *c)
+/* One row by the id in the path: read by the store's reader; a 404 names
+ * the noun. */
+static enum MHD_Result
+get_one(const call *c, sl_status (*read)(ap_store *, const char *, json_t **, char *, size_t),
+        const char *noun)
 {
 	char errbuf[512];
 	json_t *out;
 	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
 
 	if (!st)
-		st = ap_store_get_run(thread_store(c->api), c->id, &out, errbuf, sizeof(errbuf));
+		st = read(thread_store(c->api), c->id, &out, errbuf, sizeof(errbuf));
 	if (st == SL_NOT_FOUND)
-		return sl_httpd_send_error(c->req->conn, 404, "no run %s", c->id);
+		return sl_httpd_send_error(c->req->conn, 404, "no %s %s", noun, c->id);
 	return st ? store_error(c->req->conn, st, errbuf)
 	          : sl_httpd_send_json(c->req->conn, 200, out);
 }
 
+static enum MHD_Result get_run(const call *c)
+{
+	return get_one(c, ap_store_get_run, "run");
+}
+
 static enum MHD_Result get_approval(const call *c)
 {
-	char errbuf[512];
-	json_t *out;
-	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
-
-	if (!st)
-		st = ap_store_get_approval(thread_store(c->api), c->id, &out, errbuf,
-		                           sizeof(errbuf));
-	if (st == SL_NOT_FOUND)
-		return sl_httpd_send_error(c->req->conn, 404, "no approval %s", c->id);
-	return st ? store_error(c->req->conn, st, errbuf)
-	          : sl_httpd_send_json(c->req->conn, 200, out);
+	return get_one(c, ap_store_get_approval, "approval");
 }
 
 static enum MHD_Result count_pending(const call *c)
