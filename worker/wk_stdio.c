@@ -27,9 +27,6 @@
 /* Request lines waiting for one process's stdin, at most. */
 #define WBUF_MAX (16 * 1024 * 1024)
 
-/* A tool not prepared by wk_tool_prepare (tests) gets no environment. */
-static char *no_env[] = {NULL};
-
 /* Longest answer line read; a longer one is skipped (its call times out). */
 #define LINE_MAX_BYTES (WK_TOOL_MAX_OUTPUT + 64 * 1024)
 /* Least time between two starts of one tool's process. */
@@ -165,8 +162,8 @@ static void start_proc(proc *p)
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
 	/* the tool's own environment, never the worker's (its credentials) */
-	rc = posix_spawn(&p->pid, p->tool->argv[0], &fa, NULL, p->tool->argv,
-	                 p->tool->envp ? p->tool->envp : no_env);
+	rc =
+	    posix_spawn(&p->pid, p->tool->argv[0], &fa, NULL, p->tool->argv, wk_tool_envp(p->tool));
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc) {
 		p->pid = 0;

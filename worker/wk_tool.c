@@ -16,15 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* A tool not prepared by wk_tool_prepare (tests) gets no environment. */
-static char *no_env[] = {NULL};
-
 /* Largest header line an http tool may send. */
 #define MAX_HEADER_LINE 8192
 
 /* The tool's environment: executor.env's NAME=value pairs as they are, and
  * its names with their values in the worker's environment (a name that is
- * not set there is left out, with a warning). */
+ * not set there is left out, said in the log). */
 static char **make_envp(const char *agent, const sl_tool *t)
 {
 	size_t n = json_array_size(t->env), k = 0, i;
@@ -167,7 +164,7 @@ static sl_status run_command(const sl_tool *t, const char *input, char **result,
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
 	/* the tool's own environment, never the worker's (its credentials) */
-	rc = posix_spawn(&pid, t->argv[0], &fa, NULL, t->argv, t->envp ? t->envp : no_env);
+	rc = posix_spawn(&pid, t->argv[0], &fa, NULL, t->argv, wk_tool_envp(t));
 	posix_spawn_file_actions_destroy(&fa);
 	close(in[0]);
 	close(out[1]);

@@ -37,6 +37,15 @@ char *wk_tool_http_result(const sl_tool *t, sl_status st, long status, char **bo
  */
 void wk_tool_shield_worker(void);
 
+/* The environment a tool process starts with: what wk_tool_prepare made
+ * of executor.env, or nothing at all for a tool it did not prepare. */
+static inline char **wk_tool_envp(const sl_tool *t)
+{
+	static char *none[] = {NULL};
+
+	return t->envp ? t->envp : none;
+}
+
 /*
  * At start-up: checks that every command and stdio tool's program exists
  * and can be run, and makes each tool's environment (t->envp: only what
