@@ -3,10 +3,15 @@
  */
 #include "sl_db.h"
 
+#include <libpq-events.h>
+
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static int prepared_event(PGEventId id, void *info, void *pass);
 
 PGconn *sl_db_connect(const char *url, char *errbuf, size_t errsize)
 {
@@ -30,25 +35,74 @@ PGconn *sl_db_connect_with(const char *url, const char *options, char *errbuf, s
 	}
 	/* Keep server notices (e.g. "relation already exists") out of our logs. */
 	PQsetNoticeProcessor(conn, NULL, NULL);
+	if (!PQregisterEventProc(conn, prepared_event, "sluice prepared statements", NULL)) {
+		sl_err(errbuf, errsize, SL_FATAL, "cannot register a libpq event procedure");
+		PQfinish(conn);
+		return NULL;
+	}
 	return conn;
 }
 
 /*
  * Statements with parameters are prepared once per connection and then run
- * by name, so PostgreSQL parses and plans them once. A connection is used by
- * one thread at a time, so each thread keeps the names it prepared on its
- * connections. A name that PostgreSQL no longer knows (the connection was
- * reset, or a new connection got the old one's address) is prepared again.
+ * by name, so PostgreSQL parses and plans them once. Each connection owns
+ * the set of statements it prepared, as libpq instance data (libpq-events):
+ * emptied when the connection is reset, freed with it by PQfinish(). A
+ * statement's name is its hash; a name the server no longer knows (26000,
+ * e.g. after DISCARD ALL) is prepared again.
  */
 #define PREPARED_MAX 256
 
-typedef struct prepared {
-	const PGconn *conn;
-	uint64_t hash;
-} prepared;
+typedef struct prepared_set {
+	size_t n;
+	uint64_t hash[PREPARED_MAX];
+} prepared_set;
 
-static _Thread_local prepared prepared_set[PREPARED_MAX];
-static _Thread_local size_t prepared_n;
+static int prepared_event(PGEventId id, void *info, void *pass)
+{
+	(void)pass;
+	switch (id) {
+	case PGEVT_REGISTER: {
+		PGEventRegister *e = info;
+		return PQsetInstanceData(e->conn, prepared_event,
+		                         sl_calloc(1, sizeof(prepared_set)));
+	}
+	case PGEVT_CONNRESET: {
+		PGEventConnReset *e = info;
+		prepared_set *set = PQinstanceData(e->conn, prepared_event);
+		if (set)
+			set->n = 0;
+		return 1;
+	}
+	case PGEVT_CONNDESTROY: {
+		PGEventConnDestroy *e = info;
+		free(PQinstanceData(e->conn, prepared_event));
+		return 1;
+	}
+	default: return 1;
+	}
+}
+
+static prepared_set *prepared_of(const PGconn *conn)
+{
+	return PQinstanceData(conn, prepared_event);
+}
+
+static bool prepared_has(const prepared_set *set, uint64_t hash)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (set->hash[i] == hash)
+			return true;
+	return false;
+}
+
+static void prepared_forget(const PGconn *conn)
+{
+	prepared_set *set = prepared_of(conn);
+
+	if (set)
+		set->n = 0;
+}
 
 static uint64_t sql_hash(const char *sql)
 {
@@ -59,53 +113,41 @@ static uint64_t sql_hash(const char *sql)
 	return h;
 }
 
-static prepared *prepared_find(const PGconn *conn, uint64_t hash)
+static bool sqlstate_is(const PGresult *r, const char *code)
 {
-	for (size_t i = 0; i < prepared_n; i++)
-		if (prepared_set[i].conn == conn && prepared_set[i].hash == hash)
-			return &prepared_set[i];
-	return NULL;
-}
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 
-static void prepared_forget(const PGconn *conn)
-{
-	for (size_t i = 0; i < prepared_n;) {
-		if (prepared_set[i].conn == conn)
-			prepared_set[i] = prepared_set[--prepared_n];
-		else
-			i++;
-	}
+	return PQresultStatus(r) == PGRES_FATAL_ERROR && state && !strcmp(state, code);
 }
 
 /* Prepares sql on conn as name unless it is already; false when it cannot
  * be (the caller then runs it unprepared, which reports real errors). */
 static bool prepare(PGconn *conn, const char *sql, int nparams, char *name, size_t size)
 {
+	prepared_set *set = prepared_of(conn);
 	uint64_t hash = sql_hash(sql);
 	PGresult *r;
 
 	snprintf(name, size, "sl_%016llx", (unsigned long long)hash);
-	if (prepared_find(conn, hash))
+	if (!set)
+		return false;
+	if (prepared_has(set, hash))
 		return true;
-	if (prepared_n == PREPARED_MAX)
+	if (set->n == PREPARED_MAX)
 		return false;
 	r = PQprepare(conn, name, sql, nparams, NULL);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		/* e.g. "already exists" after a lost bookkeeping entry */
 		PQclear(r);
 		return false;
 	}
 	PQclear(r);
-	prepared_set[prepared_n].conn = conn;
-	prepared_set[prepared_n++].hash = hash;
+	set->hash[set->n++] = hash;
 	return true;
 }
 
 static bool unknown_statement(const PGresult *r)
 {
-	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-
-	return PQresultStatus(r) == PGRES_FATAL_ERROR && state && !strcmp(state, "26000");
+	return sqlstate_is(r, "26000");
 }
 
 /* Runs sql prepared when it can, unprepared otherwise. */
@@ -126,9 +168,32 @@ static PGresult *exec(PGconn *conn, const char *sql, int nparams, const char *co
 	return r;
 }
 
+/*
+ * Whether the server ended conn while it was idle (a restart, an
+ * administrator's pg_terminate_backend): it then sent its last words (a
+ * FATAL error, which libpq takes as a notice between queries) and closed
+ * the socket, which looking at the socket tells without a round trip. A
+ * connection in a transaction or a pipeline is in use and left alone.
+ */
+static bool ended_by_server(PGconn *conn)
+{
+	struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+
+	if (PQtransactionStatus(conn) != PQTRANS_IDLE || PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+		return false;
+	if (p.fd < 0)
+		return true;
+	/* each read takes what is there: the last words, then the end (a few
+	 * reads at most; notifications can keep coming, hence the bound) */
+	for (int reads = 0; reads < 4 && poll(&p, 1, 0) > 0; reads++)
+		if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK)
+			return true;
+	return false;
+}
+
 sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize)
 {
-	if (PQstatus(conn) == CONNECTION_OK)
+	if (PQstatus(conn) == CONNECTION_OK && !ended_by_server(conn))
 		return SL_OK;
 	prepared_forget(conn);
 	PQreset(conn);

@@ -22,15 +22,18 @@
  */
 #define SL_DB_KEY_LOOKUPS "-c enable_seqscan=off -c jit=off"
 
-/* Connects to url (a libpq URI). Returns NULL with the reason in errbuf. */
+/* Connects to url (a libpq URI). Returns NULL with the reason in errbuf.
+ * The connection owns the statements it prepared (freed by PQfinish). */
 PGconn *sl_db_connect(const char *url, char *errbuf, size_t errsize);
 
 /* As sl_db_connect, with server settings for the session in options
  * (libpq's "options", e.g. "-c name=value"); they last through resets. */
 PGconn *sl_db_connect_with(const char *url, const char *options, char *errbuf, size_t errsize);
 
-/* Makes sure conn is usable, resetting it when the server went away.
- * Returns SL_RETRY when it still is not. */
+/* Makes sure conn is usable, resetting it when the server went away or
+ * ended it while it was idle (a restart: seen on the socket, no round
+ * trip), so a request after a restart is not the one that finds out.
+ * Returns SL_RETRY when it still is not usable. */
 sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize);
 
 /*
