@@ -215,38 +215,69 @@ static sl_status plan(const req_row *r, const ap_decision *d, ap_action *action,
  * are serialised, so exactly one of them sees the last pending one go, and
  * two batches lock in the same order. Rows are read as they are once locked.
  */
-#define LOAD_SQL                                                                   \
-	"SELECT r.id, u.run_id, u.status, u.pause_seq, r.status, r.pause_seq, "    \
-	"r.expires_at IS NOT NULL AND r.expires_at <= now(), r.needs_user_input, " \
-	"r.external_execution, r.user_input_schema, r.tool_args, r.tool_schema "   \
-	"FROM runs u JOIN requirements r ON r.run_id = u.run_id "                  \
-	"WHERE r.id = ANY ($1::text[]) "                                           \
+#define LOAD_SQL                                                                                 \
+	"SELECT r.id, u.run_id, u.status AS run_status, u.pause_seq AS run_pause_seq, "          \
+	"r.status, r.pause_seq, r.expires_at IS NOT NULL AND r.expires_at <= now() AS expired, " \
+	"r.needs_user_input, r.external_execution, r.user_input_schema, r.tool_args, "           \
+	"r.tool_schema "                                                                         \
+	"FROM runs u JOIN requirements r ON r.run_id = u.run_id "                                \
+	"WHERE r.id = ANY ($1::text[]) "                                                         \
 	"ORDER BY u.run_id, r.id FOR UPDATE OF u, r"
 
 /* Fills g->r from the locking read's row for g's requirement and checks
  * that it can be decided. */
 static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size_t errsize)
 {
+	enum {
+		ID,
+		RUN_ID,
+		RUN_STATUS,
+		RUN_PAUSE_SEQ,
+		STATUS,
+		PAUSE_SEQ,
+		EXPIRED,
+		NEEDS_INPUT,
+		EXTERNAL,
+		FIELDS,
+		TOOL_ARGS,
+		TOOL_SCHEMA,
+		NCOLS
+	};
+	static const char *const names[NCOLS] = {"id",
+	                                         "run_id",
+	                                         "run_status",
+	                                         "run_pause_seq",
+	                                         "status",
+	                                         "pause_seq",
+	                                         "expired",
+	                                         "needs_user_input",
+	                                         "external_execution",
+	                                         "user_input_schema",
+	                                         "tool_args",
+	                                         "tool_schema"};
 	const char *id = g->v->id;
 	req_row *r = &g->r;
-	int row = -1;
+	int row = -1, at[NCOLS];
+	sl_status st;
 
+	if ((st = sl_db_columns(res, names, NCOLS, at, errbuf, errsize)))
+		return st;
 	for (int i = 0; i < PQntuples(res) && row < 0; i++)
-		if (!strcmp(PQgetvalue(res, i, 0), id))
+		if (!strcmp(PQgetvalue(res, i, at[ID]), id))
 			row = i;
 	if (row < 0)
 		return sl_err(errbuf, errsize, SL_NOT_FOUND, "no requirement %s", id);
-	r->run_id = PQgetvalue(res, row, 1);
-	r->run_status = PQgetvalue(res, row, 2);
-	r->run_pause_seq = PQgetvalue(res, row, 3);
-	r->status = PQgetvalue(res, row, 4);
-	r->pause_seq = PQgetvalue(res, row, 5);
-	r->expired = !strcmp(PQgetvalue(res, row, 6), "t");
-	r->needs_input = !strcmp(PQgetvalue(res, row, 7), "t");
-	r->external = !strcmp(PQgetvalue(res, row, 8), "t");
-	r->fields = json_loads(PQgetvalue(res, row, 9), 0, NULL);
-	r->tool_args = json_loads(PQgetvalue(res, row, 10), 0, NULL);
-	r->tool_schema = json_loads(PQgetvalue(res, row, 11), 0, NULL);
+	r->run_id = PQgetvalue(res, row, at[RUN_ID]);
+	r->run_status = PQgetvalue(res, row, at[RUN_STATUS]);
+	r->run_pause_seq = PQgetvalue(res, row, at[RUN_PAUSE_SEQ]);
+	r->status = PQgetvalue(res, row, at[STATUS]);
+	r->pause_seq = PQgetvalue(res, row, at[PAUSE_SEQ]);
+	r->expired = sl_db_bool(res, row, at[EXPIRED]);
+	r->needs_input = sl_db_bool(res, row, at[NEEDS_INPUT]);
+	r->external = sl_db_bool(res, row, at[EXTERNAL]);
+	r->fields = json_loads(PQgetvalue(res, row, at[FIELDS]), 0, NULL);
+	r->tool_args = json_loads(PQgetvalue(res, row, at[TOOL_ARGS]), 0, NULL);
+	r->tool_schema = json_loads(PQgetvalue(res, row, at[TOOL_SCHEMA]), 0, NULL);
 	if (strcmp(r->status, "pending"))
 		return sl_err(errbuf, errsize, SL_CONFLICT, "requirement %s is already %s", id,
 		              r->status);
@@ -266,10 +297,11 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
  * the pause (the runs' locks, taken by the read before, make this batch the
  * only one that can see its last requirement go). Of several decisions of
  * one run in the batch, the last one's event is the one queued, with a
- * lease for the approver to publish it (SL_OUTBOX_LEASE). It answers, for
- * each decision (by its place in the batch), the requirement as it is now,
- * whether its continue event was queued, and that event's outbox row (id,
- * topic, key, payload; NULL when none).
+ * lease for the approver to publish it ($3, SL_OUTBOX_LEASE). It answers,
+ * for each decision (by its place i in the batch), the requirement as it is
+ * now and whether its continue event was queued (answer), and that event's
+ * outbox row (id, topic, key, payload; NULL when none), which
+ * sl_relay_publish() reads from column 2 on.
  */
 #define DECIDE_SQL                                                                             \
 	"WITH d AS (SELECT d.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS " \
@@ -308,10 +340,10 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"FROM decided x JOIN upd u ON u.run_id = x.run_id ORDER BY x.run_id, u.i DESC), "      \
 	"cont AS (INSERT INTO outbox (topic, key, payload, relay_after) SELECT $2, run_id, "   \
 	"jsonb_set(cont::jsonb, '{data,decisions}', decisions)::text, "                        \
-	"now() + interval '" SL_OUTBOX_LEASE "' FROM chosen "                                  \
+	"now() + $3::interval FROM chosen "                                                    \
 	"RETURNING id, topic, key, payload) "                                                  \
 	"SELECT r.i, json_build_object('requirement', " REQUIREMENT_JSON ", 'continued', "     \
-	"o.id IS NOT NULL), o.id, o.topic, o.key, o.payload FROM upd r "                       \
+	"o.id IS NOT NULL) AS answer, o.id, o.topic, o.key, o.payload FROM upd r "             \
 	"LEFT JOIN chosen c ON c.i = r.i LEFT JOIN cont o ON o.key = c.run_id"
 
 /* Checks g against its row and makes what its statement needs. */
@@ -420,6 +452,7 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 	const char *answer[AP_RESOLVE_BATCH] = {0};
 	json_t *rows = json_array();
 	char *batch = NULL;
+	int at[2];
 	sl_buf ids;
 	sl_status st;
 
@@ -460,14 +493,18 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 	if (json_array_size(rows) == 0)
 		goto out; /* nothing to write: the rollback below ends the transaction */
 	batch = json_dumps(rows, JSON_COMPACT);
-	q[0] = (sl_db_stmt){DECIDE_SQL, 2, (const char *[]){batch, s->topic_continues}};
+	q[0] = (sl_db_stmt){DECIDE_SQL, 3,
+	                    (const char *[]){batch, s->topic_continues, SL_OUTBOX_LEASE}};
 	q[1] = (sl_db_stmt){"COMMIT", 0, NULL};
 	if ((st = sl_db_pipeline(s->db, 2, q, res + 2, errbuf, errsize)))
 		goto out;
+	if ((st = sl_db_columns(res[2], (const char *const[]){"i", "answer"}, 2, at, errbuf,
+	                        errsize)))
+		goto out; /* committed: cannot be, the statement names them */
 	for (int r = 0; r < PQntuples(res[2]); r++) {
-		long i = strtol(PQgetvalue(res[2], r, 0), NULL, 10);
+		long i = strtol(PQgetvalue(res[2], r, at[0]), NULL, 10);
 		if (i >= 0 && (size_t)i < n)
-			answer[i] = PQgetvalue(res[2], r, 1);
+			answer[i] = PQgetvalue(res[2], r, at[1]);
 	}
 	sl_relay_publish(s->relay, s->db, res[2], 2);
 	for (size_t i = 0; i < n; i++)

@@ -365,6 +365,21 @@ void sl_db_rollback(PGconn *conn)
 		PQclear(PQexec(conn, "ROLLBACK"));
 }
 
+sl_status sl_db_columns(const PGresult *res, const char *const *names, int n, int *at, char *errbuf,
+                        size_t errsize)
+{
+	for (int i = 0; i < n; i++)
+		if ((at[i] = PQfnumber(res, names[i])) < 0)
+			return sl_err(errbuf, errsize, SL_FATAL,
+			              "a statement's result has no column %s", names[i]);
+	return SL_OK;
+}
+
+bool sl_db_bool(const PGresult *res, int row, int col)
+{
+	return !PQgetisnull(res, row, col) && !strcmp(PQgetvalue(res, row, col), "t");
+}
+
 char *sl_db_value(const PGresult *res, int row, int col)
 {
 	if (row >= PQntuples(res) || PQgetisnull(res, row, col))

@@ -72,6 +72,15 @@ sl_status sl_db_commit(PGconn *conn, char *errbuf, size_t errsize);
 /* Rolls back whatever transaction is open; never fails loudly. */
 void sl_db_rollback(PGconn *conn);
 
+/* Reads columns by name: at[i] is the place of column names[i] of res.
+ * SL_FATAL, naming it, when one is missing (a statement that does not say
+ * what its reader reads). */
+sl_status sl_db_columns(const PGresult *res, const char *const *names, int n, int *at, char *errbuf,
+                        size_t errsize);
+
+/* A boolean value: true for "t", false for "f" and NULL. */
+bool sl_db_bool(const PGresult *res, int row, int col);
+
 /* Returns a newly allocated copy of row 0 column col, or NULL when NULL. */
 char *sl_db_value(const PGresult *res, int row, int col);
 

@@ -149,11 +149,13 @@ sl_status sl_inbox_claim(PGconn *conn, const char *consumer, const char *event_i
 /* Rows deleted per statement when pruning: short transactions. */
 #define PRUNE_BATCH 5000
 
-/* Runs a prune statement until a batch comes back short. */
-static sl_status prune(PGconn *conn, const char *sql, long *n, char *errbuf, size_t errsize)
+/* Runs a prune statement ($1: rows a batch, $2: how long rows are kept)
+ * until a batch comes back short. */
+static sl_status prune(PGconn *conn, const char *sql, const char *keep, long *n, char *errbuf,
+                       size_t errsize)
 {
 	char batch[16];
-	const char *p[] = {batch};
+	const char *p[] = {batch, keep};
 	sl_status st;
 	long got;
 
@@ -161,7 +163,7 @@ static sl_status prune(PGconn *conn, const char *sql, long *n, char *errbuf, siz
 	snprintf(batch, sizeof(batch), "%d", PRUNE_BATCH);
 	do {
 		PGresult *res;
-		if ((st = sl_db_exec(conn, sql, 1, p, &res, errbuf, errsize)))
+		if ((st = sl_db_exec(conn, sql, 2, p, &res, errbuf, errsize)))
 			return st;
 		got = strtol(PQcmdTuples(res), NULL, 10);
 		*n += got;
@@ -180,14 +182,12 @@ sl_status sl_outbox_prune(PGconn *conn, long *outbox, long *inbox, char *errbuf,
 	 * stays. */
 	st = prune(conn,
 	           "DELETE FROM outbox WHERE ctid = ANY (ARRAY (SELECT ctid FROM outbox "
-	           "WHERE created_at < now() - interval '" SL_OUTBOX_KEEP_SENT "' "
-	           "AND sent_at IS NOT NULL LIMIT $1))",
-	           outbox, errbuf, errsize);
+	           "WHERE created_at < now() - $2::interval AND sent_at IS NOT NULL LIMIT $1))",
+	           SL_OUTBOX_KEEP_SENT, outbox, errbuf, errsize);
 	if (st)
 		return st;
 	return prune(conn,
 	             "DELETE FROM processed_events WHERE ctid = ANY (ARRAY (SELECT ctid FROM "
-	             "processed_events WHERE processed_at < now() - interval '" SL_INBOX_KEEP
-	             "' LIMIT $1))",
-	             inbox, errbuf, errsize);
+	             "processed_events WHERE processed_at < now() - $2::interval LIMIT $1))",
+	             SL_INBOX_KEEP, inbox, errbuf, errsize);
 }
