@@ -223,7 +223,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	w.env.flight = wk_flight_new(w.consumer);
-	w.env.outcomes = wk_outcomes_new();
+	w.env.writes = wk_writes_new();
 	w.env.fetch = wk_fetch_start(wk_run_drop, errbuf, sizeof(errbuf));
 	w.env.db = wk_pool_start(w.ndb, states);
 	w.env.tools = wk_pool_start((int)w.tool_threads, NULL);
@@ -254,7 +254,7 @@ out:
 	wk_stdio_stop(w.env.stdio);
 	wk_pool_stop(w.env.tools);
 	wk_pool_stop(w.env.db);
-	wk_outcomes_free(&w.env);
+	wk_writes_free(&w.env);
 	if (w.consumer) {
 		rd_kafka_consumer_close(w.consumer);
 		rd_kafka_destroy(w.consumer);

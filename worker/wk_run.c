@@ -18,6 +18,7 @@
 #include "sl_outbox.h"
 #include "sl_text.h"
 #include "wk_model.h"
+#include "wk_store.h"
 #include "wk_task.h"
 #include "wk_tool.h"
 
@@ -31,7 +32,7 @@
 /* Back-offs between model attempts; a model call fails after the last. */
 static const long model_backoff_ms[] = {200, 1000, 3000};
 
-static void run_clear(run *r)
+static void run_clear(wk_run_state *r)
 {
 	free(r->run_id);
 	free(r->session_id);
@@ -41,10 +42,10 @@ static void run_clear(run *r)
 }
 
 /* Forgets everything learnt since the message arrived. */
-static void task_reset(task *t)
+static void task_reset(wk_task *t)
 {
 	run_clear(&t->r);
-	PQclear(t->decisions);
+	wk_decisions_free(t->decisions, t->ndecisions);
 	t->decisions = NULL;
 	t->ndecisions = 0;
 	json_decref(t->claimed_tools);
@@ -72,11 +73,11 @@ static void task_reset(task *t)
 	t->model_attempt = 0;
 	free(t->out_text);
 	t->out_text = NULL;
-	t->outcome = OUT_NONE;
+	t->write = WR_NONE;
 	t->ph = PH_BEGIN;
 }
 
-static void task_free(task *t)
+static void task_free(wk_task *t)
 {
 	task_reset(t);
 	if (t->have_ev)
@@ -108,7 +109,7 @@ void wk_run_drop(void *arg)
 	task_free(arg);
 }
 
-static void to_db(task *t)
+static void to_db(wk_task *t)
 {
 	if (!wk_pool_push(t->env->db, wk_task_step, wk_run_drop, t))
 		task_free(t);
@@ -116,7 +117,7 @@ static void to_db(task *t)
 
 void wk_run_start(wk_env *env, rd_kafka_message_t *m)
 {
-	task *t = sl_calloc(1, sizeof(*t));
+	wk_task *t = sl_calloc(1, sizeof(*t));
 
 	t->env = env;
 	t->m = m;
@@ -127,7 +128,7 @@ void wk_run_start(wk_env *env, rd_kafka_message_t *m)
 
 /* The message is done with: its offset may be stored, and the message
  * that waited for it starts. */
-void wk_task_end(task *t)
+void wk_task_end(wk_task *t)
 {
 	wk_env *env = t->env;
 	rd_kafka_message_t *waiting = wk_flight_done(env->flight, t->m);
@@ -155,38 +156,20 @@ static void append_output(json_t *items, const char *call_id, const char *output
 }
 
 /*
- * Claims a tool call in tool_executions before it runs, so that it runs at
- * most once. *run is set when this task is to run it; otherwise *output is
- * what the model is told: the recorded result of a finished run, or that an
- * interrupted one is not run again.
+ * Claims a tool call before it runs, so that it runs at most once. *run is
+ * set when this task is to run it; otherwise *output is what the model is
+ * told: the recorded result of a finished run, or that an interrupted one
+ * is not run again.
  */
-static sl_status tool_claim(PGconn *db, task *t, const sl_tool *tool, const char *call_id,
+static sl_status tool_claim(PGconn *db, wk_task *t, const sl_tool *tool, const char *call_id,
                             bool *run, char **output)
 {
-	const char *claim[] = {t->r.run_id, call_id, tool->name};
-	PGresult *res;
-	sl_status st;
+	sl_status st = wk_store_tool_claim(db, t->r.run_id, call_id, tool->name, run, output,
+	                                   t->err, sizeof(t->err));
 
-	*run = false;
-	*output = NULL;
-	st = sl_db_exec(db,
-	                "INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
-	                "VALUES ($1, $2, $3, 'started') ON CONFLICT DO NOTHING",
-	                3, claim, &res, t->err, sizeof(t->err));
-	if (st)
+	if (st || *run)
 		return st;
-	*run = !strcmp(PQcmdTuples(res), "1");
-	PQclear(res);
-	if (*run)
-		return SL_OK;
-	st = sl_db_exec(db,
-	                "SELECT status, result FROM tool_executions "
-	                "WHERE run_id = $1 AND tool_call_id = $2",
-	                2, claim, &res, t->err, sizeof(t->err));
-	if (st)
-		return st;
-	if (PQntuples(res) && !strcmp(PQgetvalue(res, 0, 0), "done")) {
-		*output = sl_strdup(PQgetvalue(res, 0, 1));
+	if (*output) {
 		sl_info("run %s: tool %s call %s already ran; using its recorded result",
 		        t->r.run_id, tool->name, call_id);
 	} else {
@@ -196,12 +179,12 @@ static sl_status tool_claim(PGconn *db, task *t, const sl_tool *tool, const char
 		sl_warn("run %s: tool %s call %s was interrupted earlier; not run again",
 		        t->r.run_id, tool->name, call_id);
 	}
-	PQclear(res);
 	return SL_OK;
 }
 
 /* Sets the task up to run tool with args (taken), then come back to ph. */
-static next run_tool(task *t, const sl_tool *tool, const char *call_id, json_t *args, phase ph)
+static wk_next run_tool(wk_task *t, const sl_tool *tool, const char *call_id, json_t *args,
+                        wk_phase ph)
 {
 	t->tool = tool;
 	t->call_id = call_id;
@@ -215,7 +198,7 @@ static next run_tool(task *t, const sl_tool *tool, const char *call_id, json_t *
  * A tool may write any bytes (Latin-1, a text cut inside a character): the
  * conversation and the database hold valid UTF-8, with what was not
  * replaced by U+FFFD, so that the result is stored and the run goes on. */
-static void tool_result_queue(task *t)
+static void tool_result_queue(wk_task *t)
 {
 	size_t len = strlen(t->tool_result);
 
@@ -224,14 +207,14 @@ static void tool_result_queue(task *t)
 		free(t->tool_result);
 		t->tool_result = fixed;
 	}
-	t->outcome = OUT_TOOL;
+	t->write = WR_TOOL;
 	wk_write_queue(t);
 }
 
 /* On a tool thread: a command tool. */
 static void tool_job(void *arg, void *state)
 {
-	task *t = arg;
+	wk_task *t = arg;
 	char errbuf[512];
 
 	(void)state;
@@ -245,7 +228,7 @@ static void tool_job(void *arg, void *state)
 /* On the fetch thread: an http tool answered, or could not be reached. */
 static void on_http_tool_answer(void *arg, wk_fetch_result *res)
 {
-	task *t = arg;
+	wk_task *t = arg;
 
 	t->tool_result = wk_tool_http_result(t->tool, res->st, res->status, &res->body);
 	tool_result_queue(t);
@@ -253,7 +236,7 @@ static void on_http_tool_answer(void *arg, wk_fetch_result *res)
 
 /* POSTs the tool's arguments through the fetch thread, so that a slow tool
  * endpoint holds no thread. Returns false when the worker is stopping. */
-static bool post_http_tool(task *t)
+static bool post_http_tool(wk_task *t)
 {
 	char *idem = sl_asprintf("Idempotency-Key: %s:%s", t->r.run_id, t->call_id);
 	char **own = t->tool->header_lines;
@@ -279,7 +262,7 @@ static bool post_http_tool(task *t)
 /* On the stdio thread: a long-running tool process answered. */
 static void on_stdio_answer(void *arg, char *result)
 {
-	task *t = arg;
+	wk_task *t = arg;
 
 	t->tool_result = result;
 	tool_result_queue(t);
@@ -287,7 +270,7 @@ static void on_stdio_answer(void *arg, char *result)
 
 /* The tool's result is recorded: it goes into the conversation and the
  * task goes on where the tool was asked for. */
-void wk_task_tool_recorded(task *t)
+void wk_task_tool_recorded(wk_task *t)
 {
 	append_output(t->r.items, t->call_id, t->tool_result);
 	free(t->tool_result);
@@ -302,19 +285,19 @@ void wk_task_tool_recorded(task *t)
 }
 
 /* Sets the task up to be completed (ok) or failed with text. */
-static next to_finish(task *t, bool ok, const char *text)
+static wk_next to_finish(wk_task *t, bool ok, const char *text)
 {
-	t->outcome = OUT_FINISH;
+	t->write = WR_FINISH;
 	t->out_ok = ok;
 	free(t->out_text);
 	/* a failure's reason may quote bytes from outside (a model's answer) */
 	t->out_text = text ? sl_text_fix(text, strlen(text)) : sl_strdup("");
-	return NX_OUTCOME;
+	return NX_WRITE;
 }
 
 /* Sets the task up to be failed with a formatted reason. */
-static next to_fail(task *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static next to_fail(task *t, const char *fmt, ...)
+static wk_next to_fail(wk_task *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static wk_next to_fail(wk_task *t, const char *fmt, ...)
 {
 	va_list ap;
 	char why[1024];
@@ -330,7 +313,7 @@ static next to_fail(task *t, const char *fmt, ...)
  * inserted with other runs' starts (group commit); then it goes to the
  * model, or to PH_EXISTS when the run was there already.
  */
-static sl_status begin_requested(task *t, next *nx)
+static sl_status begin_requested(wk_task *t, wk_next *nx)
 {
 	json_t *d = t->ev.data;
 	const char *agent_id = json_string_value(json_object_get(d, "agent_id"));
@@ -338,7 +321,7 @@ static sl_status begin_requested(task *t, next *nx)
 	const char *run_id = str_or_null(json_string_value(json_object_get(d, "run_id")));
 	const char *session_id = str_or_null(json_string_value(json_object_get(d, "session_id")));
 	const char *user_id = str_or_null(json_string_value(json_object_get(d, "user_id")));
-	run *r = &t->r;
+	wk_run_state *r = &t->r;
 
 	*nx = NX_END;
 	r->agent = sl_agents_find(t->env->agents, agent_id);
@@ -350,35 +333,31 @@ static sl_status begin_requested(task *t, next *nx)
 	r->session_id = sl_strdup(session_id ? session_id : r->run_id);
 	r->user_id = user_id ? sl_strdup(user_id) : NULL;
 	r->items = json_pack("[{s:s, s:s}]", "role", "user", "content", input);
-	t->outcome = OUT_START;
-	*nx = NX_OUTCOME;
+	t->write = WR_START;
+	*nx = NX_WRITE;
 	return SL_OK;
 }
 
 /* The start found the run in the table: a repeated request, or a
  * redelivery after a crash. A run still running is resumed from its stored
  * conversation; any other is left alone. */
-static sl_status begin_existing(PGconn *db, task *t, next *nx)
+static sl_status begin_existing(PGconn *db, wk_task *t, wk_next *nx)
 {
 	const char *agent_id = t->r.agent->id;
-	const char *p[] = {t->r.run_id};
-	run *r = &t->r;
-	PGresult *res = NULL;
+	wk_run_state *r = &t->r;
+	wk_stored_run stored;
+	bool found = false, fresh = true;
 	sl_status st;
 
 	*nx = NX_END;
-	if ((st = sl_db_begin(db, t->err, sizeof(t->err))))
+	if ((st = sl_db_begin(db, t->err, sizeof(t->err))) ||
+	    (st = wk_store_run_lock(db, r->run_id, &found, &stored, t->err, sizeof(t->err))))
 		goto out;
-	st = sl_db_exec(db,
-	                "SELECT status, messages, agent_id FROM runs WHERE run_id = $1 FOR UPDATE",
-	                1, p, &res, t->err, sizeof(t->err));
-	if (st)
-		goto out;
-	if (PQntuples(res) != 1) {
-		bool fresh = true;
+	if (!found) {
 		/* The start inserts no run for an event id processed already:
 		 * this request reuses another one's id. */
-		if ((st = sl_inbox_claim(db, CONSUMER, t->ev.id, &fresh, t->err, sizeof(t->err))))
+		if ((st =
+		         sl_inbox_claim(db, WK_CONSUMER, t->ev.id, &fresh, t->err, sizeof(t->err))))
 			goto out;
 		st = fresh ? sl_err(t->err, sizeof(t->err), SL_RETRY,
 		                    "run %s vanished while it started", r->run_id)
@@ -387,23 +366,21 @@ static sl_status begin_existing(PGconn *db, task *t, next *nx)
 		                    t->ev.id, r->run_id);
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 2), agent_id)) {
+	if (strcmp(stored.agent_id, agent_id)) {
 		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
-		            "run %s exists for another agent (%s)", r->run_id,
-		            PQgetvalue(res, 0, 2));
+		            "run %s exists for another agent (%s)", r->run_id, stored.agent_id);
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), "running")) {
-		bool fresh;
-		sl_info("run %s is already %s; request %s ignored", r->run_id,
-		        PQgetvalue(res, 0, 0), t->ev.id);
-		if ((st = sl_inbox_claim(db, CONSUMER, t->ev.id, &fresh, t->err, sizeof(t->err))) ||
-		    (st = sl_db_commit(db, t->err, sizeof(t->err))))
-			goto out;
+	if (strcmp(stored.status, "running")) {
+		sl_info("run %s is already %s; request %s ignored", r->run_id, stored.status,
+		        t->ev.id);
+		if (!(st = sl_inbox_claim(db, WK_CONSUMER, t->ev.id, &fresh, t->err,
+		                          sizeof(t->err))))
+			st = sl_db_commit(db, t->err, sizeof(t->err));
 		goto out;
 	}
 	json_decref(r->items);
-	r->items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+	r->items = json_loads(stored.messages, 0, NULL);
 	if (!json_is_array(r->items)) {
 		st = sl_err(t->err, sizeof(t->err), SL_INVALID,
 		            "run %s: stored messages are not a list", r->run_id);
@@ -416,124 +393,49 @@ static sl_status begin_existing(PGconn *db, task *t, next *nx)
 	*nx = NX_STEP;
 out:
 	sl_db_rollback(db);
-	PQclear(res);
+	if (found)
+		wk_stored_run_clear(&stored);
 	return st;
 }
 
-/* The tool a decided requirement (a row of the pause's requirements) runs:
- * confirmed, not expired, no external result, the tool still configured;
- * NULL otherwise. */
-static const sl_tool *tool_to_run(const task *t, PGresult *reqs, int row)
+/* The tool a decided requirement runs: confirmed, not expired, no
+ * external result, the tool still configured; NULL otherwise. */
+static const sl_tool *tool_to_run(const wk_task *t, const wk_decision *d)
 {
-	if (!strcmp(PQgetvalue(reqs, row, 4), "expired") || strcmp(PQgetvalue(reqs, row, 5), "t") ||
-	    !PQgetisnull(reqs, row, 8))
+	if (!strcmp(d->status, "expired") || !d->confirmed || d->external_result)
 		return NULL;
-	return sl_agent_tool(t->r.agent, PQgetvalue(reqs, row, 2));
+	return sl_agent_tool(t->r.agent, d->tool_name);
 }
 
-/* A continue's read: the requirements of its run's pause with their
- * decisions (columns 0-9, one row each, by position; one row of NULLs when
- * there are none), and on each row the run (RUN_COL on) and whether the
- * event was processed. */
-#define CONTINUE_READ                                                                            \
-	"SELECT q.id, q.tool_call_id, q.tool_name, q.tool_args, q.status, q.confirmed, q.note, " \
-	"q.user_input, q.external_result, q.edited_args, u.status, u.messages, u.pause_seq, "    \
-	"u.agent_id, u.session_id, u.user_id, u.claim_event, "                                   \
-	"EXISTS (SELECT 1 FROM processed_events WHERE consumer = $2 AND event_id = $3) "         \
-	"FROM runs u LEFT JOIN requirements q ON q.run_id = u.run_id "                           \
-	"AND q.pause_seq = u.pause_seq WHERE u.run_id = $1 ORDER BY q.position"
-#define RUN_COL 10
-
-/*
- * Continues' claims and reads, several in one statement. Each row of $1
- * ({i, run_id, event_id, ids}) claims its run when the run is in the pause
- * the event resolves: the event names exactly the pause's requirements
- * (ids), none is pending, the event (of consumer $2) was not processed, the
- * run's agent is configured here and its conversation is a list. The run
- * moves to running and the tool runs its decisions make are claimed in
- * tool_executions (confirmed, not expired, no external result, the tool
- * configured for the agent: $3, each agent's tool names). Returns, for each
- * claimed row, CONTINUE_READ's columns, the call ids claimed (CLAIMED_COL)
- * and i (CLAIMED_COL + 1); of two continues of one run, one claims it.
- *
- * Plans: as the pause statement's in wk_write.c (sluice_batch(), the
- * processed-event check kept a probe per row).
- */
-const char *const wk_claim_read_sql =
-    "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
-    "x(i int, run_id text, event_id text, ids jsonb)), "
-    "u AS (SELECT x.i, x.event_id, u.run_id, u.pause_seq FROM x JOIN runs u "
-    "ON u.run_id = x.run_id WHERE u.status = 'paused' "
-    "AND jsonb_typeof(u.messages) = 'array' AND $3::jsonb ? u.agent_id "
-    "AND NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.consumer = $2 "
-    "AND p.event_id = x.event_id OFFSET 0) "
-    "AND NOT EXISTS (SELECT 1 FROM requirements q WHERE q.run_id = u.run_id "
-    "AND q.pause_seq = u.pause_seq AND (q.status = 'pending' OR NOT x.ids ? q.id)) "
-    "AND (SELECT count(*) FROM requirements q WHERE q.run_id = u.run_id "
-    "AND q.pause_seq = u.pause_seq) = jsonb_array_length(x.ids) "
-    "AND (SELECT count(DISTINCT e) FROM jsonb_array_elements_text(x.ids) AS e) = "
-    "jsonb_array_length(x.ids)), "
-    "c AS (UPDATE runs r SET status = 'running', claim_event = u.event_id, "
-    "version = r.version + 1, updated_at = now() FROM u WHERE r.run_id = u.run_id "
-    "AND r.status = 'paused' AND r.pause_seq = u.pause_seq "
-    "RETURNING u.i, r.run_id, r.status, r.messages, r.pause_seq, r.agent_id, r.session_id, "
-    "r.user_id, r.claim_event), "
-    "t AS (INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
-    "SELECT q.run_id, q.tool_call_id, q.tool_name, 'started' FROM c JOIN requirements q "
-    "ON q.run_id = c.run_id AND q.pause_seq = c.pause_seq WHERE q.status <> 'expired' "
-    "AND q.confirmed AND q.external_result IS NULL AND ($3::jsonb -> c.agent_id) ? q.tool_name "
-    "ON CONFLICT DO NOTHING RETURNING run_id, tool_call_id) "
-    "SELECT q.id, q.tool_call_id, q.tool_name, q.tool_args, q.status, q.confirmed, q.note, "
-    "q.user_input, q.external_result, q.edited_args, c.status, c.messages, c.pause_seq, "
-    "c.agent_id, c.session_id, c.user_id, c.claim_event, false, "
-    "(SELECT coalesce(json_agg(t.tool_call_id), '[]') FROM t WHERE t.run_id = c.run_id), c.i "
-    "FROM c LEFT JOIN requirements q ON q.run_id = c.run_id AND q.pause_seq = c.pause_seq "
-    "ORDER BY c.i, q.position";
-#define CLAIMED_COL (RUN_COL + 8)
-
-/* The same claim for a run whose requirements were checked under its lock:
- * moves it from the pause read ($2) to running and claims the tool runs
- * ($4: [{call_id, tool_name}]); returns the call ids claimed (no row when
- * the run was not in that pause). */
-static const char *const claim_sql =
-    "WITH c AS (UPDATE runs u SET status = 'running', claim_event = $3, "
-    "version = u.version + 1, updated_at = now() "
-    "WHERE u.run_id = $1 AND u.status = 'paused' AND u.pause_seq = $2::int "
-    "RETURNING u.run_id), "
-    "t AS (INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
-    "SELECT c.run_id, y.call_id, y.tool_name, 'started' FROM c, "
-    "jsonb_to_recordset($4::jsonb) AS y(call_id text, tool_name text) "
-    "ON CONFLICT DO NOTHING RETURNING tool_call_id) "
-    "SELECT (SELECT coalesce(json_agg(tool_call_id), '[]') FROM t) FROM c";
-
 /* Takes the run and the requirements of its pause from a continue's read
- * (res, whose rows the task keeps). */
-static sl_status take_continue(task *t, const char *run_id, PGresult *res)
+ * (the decisions become the task's). */
+static sl_status take_continue(wk_task *t, const char *run_id, wk_continue *c)
 {
-	run *r = &t->r;
+	wk_run_state *r = &t->r;
 
 	r->run_id = sl_strdup(run_id);
-	r->session_id = sl_strdup(PQgetvalue(res, 0, RUN_COL + 4));
-	r->user_id = sl_db_value(res, 0, RUN_COL + 5);
-	r->agent = sl_agents_find(t->env->agents, PQgetvalue(res, 0, RUN_COL + 3));
+	r->session_id = sl_strdup(c->session_id);
+	r->user_id = c->user_id ? sl_strdup(c->user_id) : NULL;
+	r->agent = sl_agents_find(t->env->agents, c->agent_id);
 	if (!r->agent)
 		return sl_err(t->err, sizeof(t->err), SL_NOT_FOUND,
-		              "run %s: agent %s is no longer configured", run_id,
-		              PQgetvalue(res, 0, RUN_COL + 3));
-	r->items = json_loads(PQgetvalue(res, 0, RUN_COL + 1), 0, NULL);
+		              "run %s: agent %s is no longer configured", run_id, c->agent_id);
+	r->items = json_loads(c->messages, 0, NULL);
 	if (!json_is_array(r->items))
 		return sl_err(t->err, sizeof(t->err), SL_INVALID,
 		              "run %s: stored messages are not a list", run_id);
-	t->decisions = res;
-	t->ndecisions = PQgetisnull(res, 0, 0) ? 0 : PQntuples(res);
+	t->decisions = c->decisions;
+	t->ndecisions = c->ndecisions;
 	t->dec_i = 0;
+	c->decisions = NULL;
+	c->ndecisions = 0;
 	return SL_OK;
 }
 
-/* The task's row of wk_claim_read_sql (i its place in the batch); NULL when
- * the event's decisions do not name requirements by id (the locked check
- * says what is wrong). */
-json_t *wk_claim_row(const task *t, int i)
+/* The task's row of wk_store_claims() (i its place in the batch); NULL
+ * when the event's decisions do not name requirements by id (the locked
+ * check says what is wrong). */
+json_t *wk_claim_row(const wk_task *t, int i)
 {
 	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
 	json_t *ids = json_array();
@@ -551,56 +453,22 @@ json_t *wk_claim_row(const task *t, int i)
 	                 json_object_get(t->ev.data, "run_id"), "event_id", t->ev.id, "ids", ids);
 }
 
-/* The place in the batch of wk_claim_read_sql's row. */
-static int claim_place(const PGresult *res, int row)
-{
-	return (int)strtol(PQgetvalue(res, row, CLAIMED_COL + 1), NULL, 10);
-}
-
-/* Gives the task its claim's rows of res (rows from *row on, of place i),
- * as a result of its own; *row moves past them. */
-static sl_status take_claim(task *t, PGresult *res, int *row, int i)
-{
-	const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
-	PGresult *own = PQcopyResult(res, PG_COPYRES_ATTRS);
-	sl_status st;
-	int n = 0;
-
-	if (!own)
-		return sl_err(t->err, sizeof(t->err), SL_RETRY, "out of memory");
-	for (; *row < PQntuples(res) && claim_place(res, *row) == i; (*row)++) {
-		for (int col = 0; col < PQnfields(res); col++) {
-			bool null = PQgetisnull(res, *row, col);
-			if (!PQsetvalue(own, n, col, null ? NULL : PQgetvalue(res, *row, col),
-			                null ? -1 : PQgetlength(res, *row, col))) {
-				PQclear(own);
-				return sl_err(t->err, sizeof(t->err), SL_RETRY, "out of memory");
-			}
-		}
-		n++;
-	}
-	t->claimed_tools = json_loads(PQgetvalue(own, 0, CLAIMED_COL), 0, NULL);
-	if ((st = take_continue(t, run_id, own))) /* cannot be: the statement checked */
-		PQclear(own);
-	return st;
-}
-
-/* Continues' claims (wk_claim_read_sql): each task that claimed its run goes
- * on to its decisions with the rows it read; the others to the locked
+/* Continues' claims (wk_store_claims()): each task that claimed its run
+ * goes on to its decisions with what it read; the others to the locked
  * check (claim_lost). */
-void wk_claims_done(void *state, task **ts, size_t n, PGresult *res)
+void wk_claims_done(void *state, wk_task **ts, size_t n, wk_continue *read, const bool *claimed)
 {
-	int row = 0;
-
 	for (size_t i = 0; i < n; i++) {
-		task *t = ts[i];
+		wk_task *t = ts[i];
+		const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
 		sl_status st;
 
-		t->outcome = OUT_NONE;
-		while (row < PQntuples(res) && claim_place(res, row) < (int)i)
-			row++;
-		if (row < PQntuples(res) && claim_place(res, row) == (int)i) {
-			if ((st = take_claim(t, res, &row, (int)i))) {
+		t->write = WR_NONE;
+		if (claimed[i]) {
+			t->claimed_tools = read[i].claimed_tools;
+			read[i].claimed_tools = NULL;
+			/* cannot fail: the statement checked the agent and the list */
+			if ((st = take_continue(t, run_id, &read[i]))) {
 				wk_task_failed(t, st);
 				continue;
 			}
@@ -620,60 +488,52 @@ void wk_claims_done(void *state, task **ts, size_t n, PGresult *res)
  * claims the paused run (a run is continued once) and loads the
  * requirements of the pause with their decisions, holding the run's row
  * from the read to the claim, so that it waits for whoever is changing the
- * run. This is the continue wk_claim_read_sql did not claim: processed
+ * run. This is the continue wk_store_claims() did not claim: processed
  * before, taken up again after a crash, refused, or written while a writer
  * of the run was in the middle of its transaction.
  */
-static sl_status check_continue(PGconn *db, task *t, next *nx)
+static sl_status check_continue(PGconn *db, wk_task *t, wk_next *nx)
 {
 	const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
 	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
-	const char *q[] = {run_id, CONSUMER, t->ev.id};
-	PGresult *res = NULL;
+	wk_continue c = {0};
 	sl_status st;
-	bool resuming;
+	bool resuming, found;
 	size_t i;
 	int n;
 
 	*nx = NX_END;
-	/* whoever is changing the run finishes first, and the read (a
-	 * statement of its own) sees what they did */
 	if ((st = sl_db_begin(db, t->err, sizeof(t->err))) ||
-	    (st = sl_db_exec(db, "SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE", 1, q, NULL,
-	                     t->err, sizeof(t->err))))
+	    (st = wk_store_continue_lock(db, run_id, t->ev.id, &found, &c, t->err, sizeof(t->err))))
 		goto out;
-	st = sl_db_exec(db, CONTINUE_READ, 3, q, &res, t->err, sizeof(t->err));
-	if (st)
-		goto out;
-	if (PQntuples(res) >= 1 && !strcmp(PQgetvalue(res, 0, RUN_COL + 7), "t")) {
+	if (found && c.processed) {
 		sl_info("run %s: continue event %s was processed before; ignored", run_id,
 		        t->ev.id);
 		goto out;
 	}
-	if (PQntuples(res) == 0) {
+	if (!found) {
 		st = sl_err(t->err, sizeof(t->err), SL_NOT_FOUND, "continue for unknown run %s",
 		            run_id);
 		goto out;
 	}
 	/* This very event claimed the run before and its worker stopped before
 	 * finishing: carry on from the pause (tools that ran are not run again). */
-	resuming = !strcmp(PQgetvalue(res, 0, RUN_COL), "running") &&
-	           !strcmp(PQgetvalue(res, 0, RUN_COL + 6), t->ev.id);
-	if (!resuming && strcmp(PQgetvalue(res, 0, RUN_COL), "paused")) {
+	resuming =
+	    !strcmp(c.run_status, "running") && c.claim_event && !strcmp(c.claim_event, t->ev.id);
+	if (!resuming && strcmp(c.run_status, "paused")) {
 		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
-		            "run %s is %s, not paused; continue refused", run_id,
-		            PQgetvalue(res, 0, RUN_COL));
+		            "run %s is %s, not paused; continue refused", run_id, c.run_status);
 		goto out;
 	}
-	n = PQgetisnull(res, 0, 0) ? 0 : PQntuples(res);
+	n = c.ndecisions;
 	/* Act only on what the approver recorded: the event names exactly the
 	 * requirements of this pause, and every one of them is resolved. */
 	json_array_foreach (decisions, i, dec) {
 		const char *rid = json_string_value(json_object_get(dec, "requirement_id"));
-		bool found = false;
-		for (int k = 0; k < n && !found && rid; k++)
-			found = !strcmp(PQgetvalue(res, k, 0), rid);
-		if (!found) {
+		bool known = false;
+		for (int k = 0; k < n && !known && rid; k++)
+			known = !strcmp(c.decisions[k].id, rid);
+		if (!known) {
 			st = sl_err(t->err, sizeof(t->err), SL_INVALID,
 			            "run %s: continue names requirement %s, which the run is not "
 			            "waiting for",
@@ -688,49 +548,39 @@ static sl_status check_continue(PGconn *db, task *t, next *nx)
 		goto out;
 	}
 	for (int k = 0; k < n; k++) {
-		if (!strcmp(PQgetvalue(res, k, 4), "pending")) {
+		if (!strcmp(c.decisions[k].status, "pending")) {
 			st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
 			            "run %s: requirement %s is not resolved; continue refused",
-			            run_id, PQgetvalue(res, k, 0));
+			            run_id, c.decisions[k].id);
 			goto out;
 		}
 	}
-	if ((st = take_continue(t, run_id, res)))
+	if ((st = take_continue(t, run_id, &c)))
 		goto out;
-	res = NULL; /* the task's now */
 	/* The claim: only one continue moves the run from paused to running. */
 	if (!resuming) {
 		json_t *tools = json_array();
-		const char *p[4];
 		char *tooltext;
-		PGresult *claim;
-		bool claimed;
 
 		/* The tools the decisions run are claimed in tool_executions with
 		 * the run (each runs at most once); apply_decisions runs the ones
 		 * claimed then without asking again. */
 		for (int k = 0; k < n; k++) {
-			const sl_tool *tool = tool_to_run(t, t->decisions, k);
+			const wk_decision *d = &t->decisions[k];
+			const sl_tool *tool = tool_to_run(t, d);
 			if (tool)
 				json_array_append_new(tools,
-				                      json_pack("{s:s, s:s}", "call_id",
-				                                PQgetvalue(t->decisions, k, 1),
+				                      json_pack("{s:s, s:s}", "call_id", d->call_id,
 				                                "tool_name", tool->name));
 		}
 		tooltext = json_dumps(tools, JSON_COMPACT);
 		json_decref(tools);
-		p[0] = run_id;
-		p[1] = PQgetvalue(t->decisions, 0, RUN_COL + 2);
-		p[2] = t->ev.id;
-		p[3] = tooltext;
-		st = sl_db_exec(db, claim_sql, 4, p, &claim, t->err, sizeof(t->err));
+		st = wk_store_claim(db, run_id, c.pause_seq, t->ev.id, tooltext, &t->claimed_tools,
+		                    t->err, sizeof(t->err));
 		free(tooltext);
 		if (st)
 			goto out;
-		claimed = PQntuples(claim) == 1;
-		t->claimed_tools = claimed ? json_loads(PQgetvalue(claim, 0, 0), 0, NULL) : NULL;
-		PQclear(claim);
-		if (!claimed) {
+		if (!t->claimed_tools) {
 			/* changed since it was read (it cannot when locked) */
 			st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
 			            "run %s changed while its continue was checked", run_id);
@@ -748,38 +598,39 @@ static sl_status check_continue(PGconn *db, task *t, next *nx)
 	*nx = NX_STEP;
 out:
 	if (st) {
-		PQclear(t->decisions);
+		wk_decisions_free(t->decisions, t->ndecisions);
 		t->decisions = NULL;
+		t->ndecisions = 0;
 		json_decref(t->claimed_tools);
 		t->claimed_tools = NULL;
 	}
 	sl_db_rollback(db);
-	PQclear(res);
+	wk_continue_clear(&c);
 	return st;
 }
 
 /*
  * PH_BEGIN of a sluice.run.continue: queued to be claimed and read with
- * other continues (wk_claim_read_sql), which is all a continue the approver
+ * other continues (wk_store_claims()), which is all a continue the approver
  * wrote after committing its decisions needs. Any other - that statement
  * did not claim it - is decided by the locked check: a writer of the run
  * may have been in the middle of its transaction, or the event is refused.
  */
-static sl_status begin_continue(PGconn *db, task *t, next *nx)
+static sl_status begin_continue(PGconn *db, wk_task *t, wk_next *nx)
 {
 	json_t *row;
 
 	if (!t->claim_lost && (row = wk_claim_row(t, 0))) {
 		json_decref(row);
-		t->outcome = OUT_CLAIM;
-		*nx = NX_OUTCOME;
+		t->write = WR_CLAIM;
+		*nx = NX_WRITE;
 		return SL_OK;
 	}
 	return check_continue(db, t, nx);
 }
 
 /* Whether the continue's claim claimed call_id's tool run for this task. */
-static bool claimed_here(const task *t, const char *call_id)
+static bool claimed_here(const wk_task *t, const char *call_id)
 {
 	json_t *id;
 	size_t i;
@@ -792,65 +643,58 @@ static bool claimed_here(const task *t, const char *call_id)
 
 /* What the model is told for a decided requirement whose tool does not run
  * here (tool_to_run() gave NULL). */
-static char *decision_text(PGresult *reqs, int row)
+static char *decision_text(const wk_decision *d)
 {
-	const char *name = PQgetvalue(reqs, row, 2);
-	const char *note = PQgetisnull(reqs, row, 6) ? NULL : PQgetvalue(reqs, row, 6);
-
-	if (!strcmp(PQgetvalue(reqs, row, 4), "expired"))
+	if (!strcmp(d->status, "expired"))
 		return sl_asprintf("The tool call %s was not approved in time and was not run.",
-		                   name);
-	if (strcmp(PQgetvalue(reqs, row, 5), "t"))
+		                   d->tool_name);
+	if (!d->confirmed)
 		return sl_asprintf("The tool call %s was rejected by the user and was not run.%s%s",
-		                   name, note ? " Reason: " : "", note ? note : "");
-	if (!PQgetisnull(reqs, row, 8))
-		return sl_strdup(PQgetvalue(reqs, row, 8)); /* external result */
-	return sl_asprintf("error: tool %s is no longer configured", name);
+		                   d->tool_name, d->note ? " Reason: " : "",
+		                   d->note ? d->note : "");
+	if (d->external_result)
+		return sl_strdup(d->external_result);
+	return sl_asprintf("error: tool %s is no longer configured", d->tool_name);
 }
 
 /*
  * PH_DECISIONS: the tool result the model sees for each resolved
  * requirement, in order; a confirmed tool is run (once).
  */
-static sl_status apply_decisions(PGconn *db, task *t, next *nx)
+static sl_status apply_decisions(PGconn *db, wk_task *t, wk_next *nx)
 {
-	PGresult *reqs = t->decisions;
-
 	*nx = NX_STEP;
 	for (; t->dec_i < t->ndecisions; t->dec_i++) {
-		int row = t->dec_i;
-		const char *call_id = PQgetvalue(reqs, row, 1);
-		const sl_tool *tool = tool_to_run(t, reqs, row);
+		const wk_decision *d = &t->decisions[t->dec_i];
+		const sl_tool *tool = tool_to_run(t, d);
 		char *output = NULL;
 
 		if (tool) {
-			bool run = claimed_here(t, call_id);
+			bool run = claimed_here(t, d->call_id);
 			json_t *args;
 
 			if (!run) {
-				sl_status st = tool_claim(db, t, tool, call_id, &run, &output);
+				sl_status st = tool_claim(db, t, tool, d->call_id, &run, &output);
 				if (st)
 					return st;
 			}
 			if (run) {
 				/* the arguments as the person edited them, else as the
 				 * model gave them, with the person's input filled in */
-				args = json_loads(
-				    PQgetvalue(reqs, row, PQgetisnull(reqs, row, 9) ? 3 : 9), 0,
-				    NULL);
-				if (!PQgetisnull(reqs, row, 7)) {
-					json_t *values =
-					    json_loads(PQgetvalue(reqs, row, 7), 0, NULL);
+				args = json_loads(d->edited_args ? d->edited_args : d->tool_args, 0,
+				                  NULL);
+				if (d->user_input) {
+					json_t *values = json_loads(d->user_input, 0, NULL);
 					json_object_update(args, values);
 					json_decref(values);
 				}
-				*nx = run_tool(t, tool, call_id, args, PH_DECISIONS);
+				*nx = run_tool(t, tool, d->call_id, args, PH_DECISIONS);
 				return SL_OK;
 			}
 		} else {
-			output = decision_text(reqs, row);
+			output = decision_text(d);
 		}
-		append_output(t->r.items, call_id, output);
+		append_output(t->r.items, d->call_id, output);
 		free(output);
 	}
 	t->ph = PH_MODEL;
@@ -859,7 +703,7 @@ static sl_status apply_decisions(PGconn *db, task *t, next *nx)
 
 static void on_model_answer(void *arg, wk_fetch_result *res)
 {
-	task *t = arg;
+	wk_task *t = arg;
 
 	t->model_st = res->st;
 	t->model_status = res->status;
@@ -872,7 +716,7 @@ static void on_model_answer(void *arg, wk_fetch_result *res)
 }
 
 /* PH_MODEL: posts the conversation; the fetch thread has the task then. */
-static next send_to_model(task *t)
+static wk_next send_to_model(wk_task *t)
 {
 	wk_model_request req;
 
@@ -891,14 +735,14 @@ static next send_to_model(task *t)
 
 static void on_model_backoff(void *arg)
 {
-	task *t = arg;
+	wk_task *t = arg;
 
 	t->ph = PH_MODEL;
 	to_db(t);
 }
 
 /* PH_REPLY: decodes the answer, or retries the call, or fails the run. */
-static sl_status read_reply(task *t, next *nx)
+static sl_status read_reply(wk_task *t, wk_next *nx)
 {
 	sl_status st = t->model_st;
 	char errbuf[512];
@@ -945,7 +789,7 @@ static sl_status read_reply(task *t, next *nx)
 
 /* PH_CALLS: runs the answer's ungated tools in order, gates the others,
  * then pauses the run or asks the model again. */
-static sl_status handle_calls(PGconn *db, task *t, next *nx)
+static sl_status handle_calls(PGconn *db, wk_task *t, wk_next *nx)
 {
 	json_t *calls = t->reply.calls;
 	sl_status st;
@@ -966,7 +810,7 @@ static sl_status handle_calls(PGconn *db, task *t, next *nx)
 			output =
 			    sl_asprintf("error: the arguments of %s are not a JSON object", name);
 		} else if (sl_tool_gated(tool)) {
-			pending_req *q = &t->reqs[t->nreq++];
+			wk_pending_req *q = &t->reqs[t->nreq++];
 			sl_uuid_v7(q->id);
 			q->tool = tool;
 			q->call = call;
@@ -989,8 +833,8 @@ static sl_status handle_calls(PGconn *db, task *t, next *nx)
 	}
 	*nx = NX_END;
 	if (t->nreq) {
-		t->outcome = OUT_PAUSE;
-		*nx = NX_OUTCOME;
+		t->write = WR_PAUSE;
+		*nx = NX_WRITE;
 		return SL_OK;
 	}
 	for (size_t i = 0; i < t->nreq; i++)
@@ -1009,7 +853,7 @@ static sl_status handle_calls(PGconn *db, task *t, next *nx)
 }
 
 /* PH_BEGIN: decodes the message, then starts the run's part. */
-static sl_status begin(PGconn *db, task *t, next *nx)
+static sl_status begin(PGconn *db, wk_task *t, wk_next *nx)
 {
 	static const char *run_types[] = {SL_EVENT_RUN_REQUESTED, NULL};
 	static const char *continue_types[] = {SL_EVENT_RUN_CONTINUE, NULL};
@@ -1034,7 +878,7 @@ static sl_status begin(PGconn *db, task *t, next *nx)
  * take is tried again. */
 static void dead_letter_job(void *arg, void *state)
 {
-	task *t = arg;
+	wk_task *t = arg;
 
 	(void)state;
 	wk_task_failed(t, t->failed_st);
@@ -1042,7 +886,7 @@ static void dead_letter_job(void *arg, void *state)
 
 static void on_dead_letter_timer(void *arg)
 {
-	task *t = arg;
+	wk_task *t = arg;
 
 	if (!wk_pool_push(t->env->db, dead_letter_job, wk_run_drop, t))
 		task_free(t);
@@ -1052,7 +896,7 @@ static void on_dead_letter_timer(void *arg)
  * policy (sl_consume_failed): starts over after a back-off on transient
  * failures, dead-letters bad input, stops the worker on fatal ones. No
  * back-off holds a thread: each waits on a timer. */
-void wk_task_failed(task *t, sl_status st)
+void wk_task_failed(wk_task *t, sl_status st)
 {
 	long ms;
 
@@ -1083,9 +927,9 @@ void wk_task_failed(task *t, sl_status st)
 /* On a database thread: the task's steps until it waits or ends. */
 void wk_task_step(void *arg, void *state)
 {
-	task *t = arg;
+	wk_task *t = arg;
 	PGconn *db = ((wk_db *)state)->conn;
-	next nx = NX_STEP;
+	wk_next nx = NX_STEP;
 	sl_status st = SL_OK;
 
 	while (st == SL_OK && nx == NX_STEP) {
@@ -1102,7 +946,7 @@ void wk_task_step(void *arg, void *state)
 		wk_task_failed(t, st);
 		return;
 	}
-	if (nx == NX_OUTCOME) {
+	if (nx == NX_WRITE) {
 		wk_write_queue(t);
 	} else if (nx == NX_TOOL && t->tool->executor == SL_EXEC_HTTP) {
 		if (!post_http_tool(t))

@@ -40,7 +40,7 @@
 #define WK_MAX_TURNS 16
 
 /* Writes waiting to be made together (group commit; wk_write.h). */
-typedef struct wk_outcomes wk_outcomes;
+typedef struct wk_writes wk_writes;
 
 /* What every task shares: settings and the worker's parts. */
 typedef struct wk_env {
@@ -57,7 +57,7 @@ typedef struct wk_env {
 	wk_pool *tools; /* no thread state */
 	wk_fetch *fetch;
 	wk_stdio *stdio; /* the "stdio" tools' processes */
-	wk_outcomes *outcomes;
+	wk_writes *writes;
 	char *agent_tools; /* wk_run_agent_tools() of agents */
 	sl_stop_flag *stopping;
 } wk_env;

@@ -10,70 +10,75 @@
 
 #include "wk_model.h"
 #include "wk_run.h"
+#include "wk_store.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
 
-/* The worker's name in processed_events. */
-#define CONSUMER "sluice-worker"
-
 /* A run as the loop sees it; strings are owned. */
-typedef struct run {
+typedef struct wk_run_state {
 	char *run_id;
 	char *session_id;
 	char *user_id;
 	const sl_agent *agent;
 	json_t *items; /* the conversation, Responses API input items */
-} run;
+} wk_run_state;
 
 /* A tool call that waits for a person. */
-typedef struct pending_req {
+typedef struct wk_pending_req {
 	char id[37];
 	const sl_tool *tool;
 	json_t *call; /* the function_call item (borrowed from the reply) */
 	json_t *args; /* owned */
-} pending_req;
+} wk_pending_req;
 
 /* The next database step of a task. */
-typedef enum phase {
-	PH_BEGIN,     /* decode the message, record or claim the run */
+typedef enum wk_phase {
+	PH_BEGIN,     /* decode the message, record or claim the wk_run_state */
 	PH_DECISIONS, /* turn the recorded decisions into tool results */
 	PH_MODEL,     /* send the conversation to the model */
 	PH_REPLY,     /* read the model's answer */
 	PH_CALLS,     /* run or gate the tool calls of the answer */
 	PH_EXISTS,    /* a requested run is in the table already */
-} phase;
+} wk_phase;
 
 /* What a database step leads to. */
-typedef enum next {
-	NX_STEP,    /* another database step, on this thread */
-	NX_MODEL,   /* the request is posted; the fetch thread has the task */
-	NX_TOOL,    /* a tool is to run (tool, fetch or stdio thread) */
-	NX_OUTCOME, /* the run's outcome is to be written, with others' */
-	NX_END,     /* the message is done with */
-} next;
+typedef enum wk_next {
+	NX_STEP,  /* another database step, on this thread */
+	NX_MODEL, /* the request is posted; the fetch thread has the wk_task */
+	NX_TOOL,  /* a tool is to run (tool, fetch or stdio thread) */
+	NX_WRITE, /* a write (t->write) is to be made, with others' */
+	NX_END,   /* the message is done with */
+} wk_next;
 
 /* What a task waits to have written with other tasks' writes of its kind:
  * its run's start, its continue's claim, its outcome, or a tool's result. */
-typedef enum outcome { OUT_NONE, OUT_START, OUT_CLAIM, OUT_PAUSE, OUT_FINISH, OUT_TOOL } outcome;
+typedef enum wk_write_kind {
+	WR_NONE,
+	WR_START,
+	WR_CLAIM,
+	WR_PAUSE,
+	WR_FINISH,
+	WR_TOOL
+} wk_write_kind;
 
-typedef struct task {
+typedef struct wk_task {
 	wk_env *env;
 	rd_kafka_message_t *m;
 	bool is_run;
 	sl_event ev;
 	bool have_ev;
-	phase ph;
-	run r;
+	wk_phase ph;
+	wk_run_state r;
 	int turn;
 	int attempt;         /* failures so far (sl_consume_failed) */
 	sl_status failed_st; /* the failure whose dead-letter is retried */
 
 	/* a continue: the requirements of the pause, and the next to apply */
-	PGresult *decisions; /* CONTINUE_READ's rows */
+	wk_decision *decisions;
 	int ndecisions, dec_i;
 	json_t *claimed_tools; /* call ids whose tool runs the claim claimed */
-	bool claim_lost;       /* the batched claim did not claim the run */
+	bool claim_lost;       /* the batched claim did not claim the wk_run_state */
 
 	/* the model call in progress and its answer */
 	int model_attempt;
@@ -85,7 +90,7 @@ typedef struct task {
 	wk_model_reply reply;
 	bool have_reply;
 	size_t call_i;
-	pending_req *reqs;
+	wk_pending_req *reqs;
 	size_t nreq;
 
 	/* the tool run in progress */
@@ -93,16 +98,16 @@ typedef struct task {
 	const char *call_id; /* borrowed from the reply or the decisions */
 	json_t *tool_args;
 	char *tool_result;
-	phase after_tool;
+	wk_phase after_tool;
 
-	/* the outcome to write, and the queue of outcomes waiting */
-	outcome outcome;
+	/* the write to make, and the queue of writes waiting */
+	wk_write_kind write;
 	bool out_ok;
 	char *out_text;
-	struct task *next_out;
+	struct wk_task *next_write;
 
 	char err[1024];
-} task;
+} wk_task;
 
 /* wk_run.c */
 
@@ -112,30 +117,28 @@ void wk_task_step(void *task, void *state);
 
 /* The message is done with: its offset may be stored, and the message
  * that waited for it starts. Frees t. */
-void wk_task_end(task *t);
+void wk_task_end(wk_task *t);
 
 /* Ends the message after a failed step: dead-letters bad input, starts
  * over after a back-off on transient failures, stops the worker on fatal
  * ones. */
-void wk_task_failed(task *t, sl_status st);
+void wk_task_failed(wk_task *t, sl_status st);
 
 /* The tool's result is recorded: it goes into the conversation and the
  * task goes on where the tool was asked for. */
-void wk_task_tool_recorded(task *t);
+void wk_task_tool_recorded(wk_task *t);
 
-/* Continues' claims and reads, several in one statement (its parameters:
- * the rows, CONSUMER, env->agent_tools); wk_claim_row() is a task's row, i
- * its place in the batch (NULL when the event names no requirements by
- * id), and wk_claims_done() takes each task on with what the statement
- * answered. */
-extern const char *const wk_claim_read_sql;
-json_t *wk_claim_row(const task *t, int i);
-void wk_claims_done(void *state, task **ts, size_t n, PGresult *res);
+/* Continues' claims and reads, several at once (wk_store_claims()):
+ * wk_claim_row() is a task's row, i its place in the batch (NULL when the
+ * event names no requirements by id), and wk_claims_done() takes each task
+ * on with what was read for it (read[i], claimed[i]). */
+json_t *wk_claim_row(const wk_task *t, int i);
+void wk_claims_done(void *state, wk_task **ts, size_t n, wk_continue *read, const bool *claimed);
 
 /* wk_write.c */
 
-/* Queues t's write (t->outcome) to be made with other tasks' of its kind;
+/* Queues t's write (t->write) to be made with other tasks' of its kind;
  * the task is the queue's until then. */
-void wk_write_queue(task *t);
+void wk_write_queue(wk_task *t);
 
 #endif

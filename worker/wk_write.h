@@ -9,10 +9,10 @@
 
 #include "wk_run.h"
 
-/* The write queue of a worker (env->outcomes). Free it after the pools
+/* The write queue of a worker (env->writes). Free it after the pools
  * have stopped: writes still queued are given up (not made; their
  * messages are not done with, and come again after a restart). */
-wk_outcomes *wk_outcomes_new(void);
-void wk_outcomes_free(wk_env *env);
+wk_writes *wk_writes_new(void);
+void wk_writes_free(wk_env *env);
 
 #endif
