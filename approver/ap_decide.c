@@ -13,10 +13,8 @@
 
 struct ap_decider {
 	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	ap_decide_job *head, **tail; /* FIFO */
-	bool stop;
+	bool started;
+	sl_queue jobs;
 	atomic_long batches;
 	char *url;
 	ap_store store;
@@ -47,42 +45,46 @@ static sl_status ready(ap_decider *dc, char *errbuf, size_t errsize)
 	return sl_db_ensure(dc->store.db, errbuf, errsize);
 }
 
+/* Resolves n jobs in one batch and answers each. */
+static void resolve(ap_decider *dc, ap_decide_job **jobs, size_t n)
+{
+	ap_resolution v[AP_RESOLVE_BATCH];
+	char errbuf[256];
+
+	if (ready(dc, errbuf, sizeof(errbuf))) {
+		sl_warn("decisions: %s", errbuf);
+		for (size_t i = 0; i < n; i++)
+			fail(jobs[i], SL_RETRY, errbuf);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i] = jobs[i]->v;
+	ap_store_resolve_many(&dc->store, v, n);
+	atomic_fetch_add(&dc->batches, 1);
+	for (size_t i = 0; i < n; i++) {
+		jobs[i]->v = v[i];
+		jobs[i]->done(jobs[i]);
+	}
+}
+
 static void *decider_main(void *arg)
 {
 	ap_decider *dc = arg;
+	sl_queue_node *taken[AP_RESOLVE_BATCH], *left;
 	ap_decide_job *jobs[AP_RESOLVE_BATCH];
-	ap_resolution v[AP_RESOLVE_BATCH];
+	size_t n;
 
-	for (;;) {
-		char errbuf[256];
-		size_t n = 0;
-
-		pthread_mutex_lock(&dc->lock);
-		while (!dc->head && !dc->stop)
-			pthread_cond_wait(&dc->wake, &dc->lock);
-		while (dc->head && n < AP_RESOLVE_BATCH) {
-			jobs[n++] = dc->head;
-			dc->head = dc->head->next;
-		}
-		if (!dc->head)
-			dc->tail = &dc->head;
-		pthread_mutex_unlock(&dc->lock);
-		if (n == 0)
-			break; /* stopping, and nothing is left */
-		if (ready(dc, errbuf, sizeof(errbuf))) {
-			sl_warn("decisions: %s", errbuf);
-			for (size_t i = 0; i < n; i++)
-				fail(jobs[i], SL_RETRY, errbuf);
-			continue;
-		}
+	while ((n = sl_queue_pop(&dc->jobs, taken, AP_RESOLVE_BATCH, true, NULL)) > 0) {
 		for (size_t i = 0; i < n; i++)
-			v[i] = jobs[i]->v;
-		ap_store_resolve_many(&dc->store, v, n);
-		atomic_fetch_add(&dc->batches, 1);
-		for (size_t i = 0; i < n; i++) {
-			jobs[i]->v = v[i];
-			jobs[i]->done(jobs[i]);
-		}
+			jobs[i] = sl_queue_entry(taken[i], ap_decide_job, node);
+		resolve(dc, jobs, n);
+	}
+	/* stopping: what was queued before is still resolved */
+	left = sl_queue_take_all(&dc->jobs);
+	while (left) {
+		for (n = 0; left && n < AP_RESOLVE_BATCH; left = left->next)
+			jobs[n++] = sl_queue_entry(left, ap_decide_job, node);
+		resolve(dc, jobs, n);
 	}
 	return NULL;
 }
@@ -92,34 +94,23 @@ ap_decider *ap_decider_start(const char *database_url, const ap_store *settings,
 {
 	ap_decider *dc = sl_calloc(1, sizeof(*dc));
 
-	pthread_mutex_init(&dc->lock, NULL);
-	pthread_cond_init(&dc->wake, NULL);
-	dc->tail = &dc->head;
+	sl_queue_init(&dc->jobs, NULL, NULL);
 	dc->url = sl_strdup(database_url);
 	dc->store = *settings;
 	dc->store.db = NULL;
 	if (pthread_create(&dc->thread, NULL, decider_main, dc)) {
 		sl_err(errbuf, errsize, SL_FATAL, "cannot start the decision thread");
-		dc->stop = true; /* nothing to join */
 		ap_decider_free(dc);
 		return NULL;
 	}
+	dc->started = true;
 	return dc;
 }
 
 void ap_decider_submit(ap_decider *dc, ap_decide_job *job)
 {
-	pthread_mutex_lock(&dc->lock);
-	if (dc->stop) {
-		pthread_mutex_unlock(&dc->lock);
+	if (!sl_queue_push(&dc->jobs, &job->node, NULL))
 		fail(job, SL_RETRY, "the approver is stopping");
-		return;
-	}
-	job->next = NULL;
-	*dc->tail = job;
-	dc->tail = &job->next;
-	pthread_cond_signal(&dc->wake);
-	pthread_mutex_unlock(&dc->lock);
 }
 
 long ap_decider_batches(ap_decider *dc)
@@ -129,17 +120,12 @@ long ap_decider_batches(ap_decider *dc)
 
 void ap_decider_stop(ap_decider *dc)
 {
-	bool running;
-
 	if (!dc)
 		return;
-	pthread_mutex_lock(&dc->lock);
-	running = !dc->stop;
-	dc->stop = true;
-	pthread_cond_signal(&dc->wake);
-	pthread_mutex_unlock(&dc->lock);
-	if (running)
+	sl_queue_close(&dc->jobs);
+	if (dc->started)
 		pthread_join(dc->thread, NULL);
+	dc->started = false;
 }
 
 void ap_decider_free(ap_decider *dc)
@@ -148,8 +134,7 @@ void ap_decider_free(ap_decider *dc)
 		return;
 	if (dc->store.db)
 		PQfinish(dc->store.db);
-	pthread_cond_destroy(&dc->wake);
-	pthread_mutex_destroy(&dc->lock);
+	sl_queue_destroy(&dc->jobs);
 	free(dc->url);
 	free(dc);
 }

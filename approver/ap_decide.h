@@ -9,6 +9,7 @@
 #define AP_DECIDE_H
 
 #include "ap_store.h"
+#include "sl_queue.h"
 
 typedef struct ap_decider ap_decider;
 
@@ -17,7 +18,7 @@ typedef struct ap_decider ap_decider;
 typedef struct ap_decide_job {
 	ap_resolution v;
 	void (*done)(struct ap_decide_job *job);
-	struct ap_decide_job *next; /* the decider's */
+	sl_queue_node node; /* zeroed by the caller; the decider's */
 } ap_decide_job;
 
 /* Starts the decider thread; settings gives the store's source and topics

@@ -1,12 +1,13 @@
 /*
  * wk_fetch.c - a curl multi handle on its own thread, with timers.
  *
- * Other threads queue requests and timers under the mutex and wake the
- * thread with curl_multi_wakeup(); everything else (the multi handle, the
- * active requests, the sorted timer list) belongs to the fetch thread.
+ * Other threads queue requests and timers (sl_queue, whose wake-up is
+ * curl_multi_wakeup()); everything else (the multi handle, the active
+ * requests, the sorted timer list) belongs to the fetch thread.
  */
 #include "wk_fetch.h"
 #include "sl_log.h"
+#include "sl_queue.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -18,7 +19,8 @@
 #define MAX_IDLE_CONNECTIONS 4096
 
 typedef struct request {
-	struct request *next, *prev; /* submit queue, then the active list */
+	sl_queue_node node;          /* in the requests queue */
+	struct request *next, *prev; /* the active list */
 	CURL *easy;
 	struct curl_slist *headers;
 	char *body;
@@ -30,7 +32,8 @@ typedef struct request {
 } request;
 
 typedef struct timer {
-	struct timer *next;
+	sl_queue_node node; /* in the timers queue */
+	struct timer *next; /* the sorted list */
 	long long due;
 	wk_timer_cb cb;
 	void *arg;
@@ -41,10 +44,7 @@ struct wk_fetch {
 	CURLM *multi;
 	void (*drop)(void *arg);
 
-	pthread_mutex_t mu; /* guards the three below */
-	request *queued, *queued_tail;
-	timer *new_timers;
-	bool stopping;
+	sl_queue requests, timers_queued; /* closed when stopping */
 
 	request *active; /* the fetch thread's own */
 	timer *timers;   /* sorted by due */
@@ -97,22 +97,10 @@ bool wk_fetch_post(wk_fetch *f, const char *url, const char *const *headers, cha
 		curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
 	}
-	pthread_mutex_lock(&f->mu);
-	ok = !f->stopping;
-	if (ok) {
-		if (f->queued_tail)
-			f->queued_tail->next = r;
-		else
-			f->queued = r;
-		f->queued_tail = r;
-	}
-	pthread_mutex_unlock(&f->mu);
-	if (!ok) {
+	ok = sl_queue_push(&f->requests, &r->node, NULL);
+	if (!ok)
 		request_free(r);
-		return false;
-	}
-	curl_multi_wakeup(f->multi);
-	return true;
+	return ok;
 }
 
 bool wk_fetch_after(wk_fetch *f, long delay_ms, wk_timer_cb cb, void *arg)
@@ -123,19 +111,10 @@ bool wk_fetch_after(wk_fetch *f, long delay_ms, wk_timer_cb cb, void *arg)
 	t->due = sl_mono_ms() + delay_ms;
 	t->cb = cb;
 	t->arg = arg;
-	pthread_mutex_lock(&f->mu);
-	ok = !f->stopping;
-	if (ok) {
-		t->next = f->new_timers;
-		f->new_timers = t;
-	}
-	pthread_mutex_unlock(&f->mu);
-	if (!ok) {
+	ok = sl_queue_push(&f->timers_queued, &t->node, NULL);
+	if (!ok)
 		free(t);
-		return false;
-	}
-	curl_multi_wakeup(f->multi);
-	return true;
+	return ok;
 }
 
 static void timer_insert(wk_fetch *f, timer *t)
@@ -148,42 +127,41 @@ static void timer_insert(wk_fetch *f, timer *t)
 	*p = t;
 }
 
+/* Adds q to the active requests and to the multi handle. */
+static void activate(wk_fetch *f, request *q)
+{
+	q->prev = NULL;
+	q->next = f->active;
+	if (f->active)
+		f->active->prev = q;
+	f->active = q;
+	if (!q->easy || curl_multi_add_handle(f->multi, q->easy) != CURLM_OK) {
+		/* ends on the next turn as a failed transfer */
+		snprintf(q->cerr, sizeof(q->cerr), "cannot start the request");
+		if (q->easy)
+			curl_easy_cleanup(q->easy);
+		q->easy = NULL;
+	}
+}
+
+static void wake(void *arg)
+{
+	curl_multi_wakeup(((wk_fetch *)arg)->multi);
+}
+
 /* Takes what other threads queued. Returns false when stopping. */
 static bool take_queued(wk_fetch *f)
 {
-	request *q;
-	timer *t;
-	bool stopping;
+	sl_queue_node *got[64];
+	size_t n;
 
-	pthread_mutex_lock(&f->mu);
-	q = f->queued;
-	t = f->new_timers;
-	f->queued = f->queued_tail = NULL;
-	f->new_timers = NULL;
-	stopping = f->stopping;
-	pthread_mutex_unlock(&f->mu);
-	while (t) {
-		timer *next = t->next;
-		timer_insert(f, t);
-		t = next;
-	}
-	while (q) {
-		request *next = q->next;
-		q->prev = NULL;
-		q->next = f->active;
-		if (f->active)
-			f->active->prev = q;
-		f->active = q;
-		if (!q->easy || curl_multi_add_handle(f->multi, q->easy) != CURLM_OK) {
-			/* ends on the next turn as a failed transfer */
-			snprintf(q->cerr, sizeof(q->cerr), "cannot start the request");
-			if (q->easy)
-				curl_easy_cleanup(q->easy);
-			q->easy = NULL;
-		}
-		q = next;
-	}
-	return !stopping;
+	while ((n = sl_queue_pop(&f->timers_queued, got, 64, false, NULL)) > 0)
+		for (size_t i = 0; i < n; i++)
+			timer_insert(f, sl_queue_entry(got[i], timer, node));
+	while ((n = sl_queue_pop(&f->requests, got, 64, false, NULL)) > 0)
+		for (size_t i = 0; i < n; i++)
+			activate(f, sl_queue_entry(got[i], request, node));
+	return !sl_queue_closed(&f->requests);
 }
 
 static void unlink_active(wk_fetch *f, request *r)
@@ -273,11 +251,13 @@ wk_fetch *wk_fetch_start(void (*drop)(void *arg), char *errbuf, size_t errsize)
 		return NULL;
 	}
 	curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, (long)MAX_IDLE_CONNECTIONS);
-	pthread_mutex_init(&f->mu, NULL);
+	sl_queue_init(&f->requests, wake, f);
+	sl_queue_init(&f->timers_queued, wake, f);
 	if (pthread_create(&f->thread, NULL, fetch_main, f)) {
 		sl_err(errbuf, errsize, SL_FATAL, "cannot start the fetch thread");
 		curl_multi_cleanup(f->multi);
-		pthread_mutex_destroy(&f->mu);
+		sl_queue_destroy(&f->requests);
+		sl_queue_destroy(&f->timers_queued);
 		free(f);
 		return NULL;
 	}
@@ -288,13 +268,22 @@ void wk_fetch_stop(wk_fetch *f)
 {
 	if (!f)
 		return;
-	pthread_mutex_lock(&f->mu);
-	f->stopping = true;
-	pthread_mutex_unlock(&f->mu);
-	curl_multi_wakeup(f->multi);
+	sl_queue_close(&f->timers_queued);
+	sl_queue_close(&f->requests); /* (each wakes the thread) */
 	pthread_join(f->thread, NULL);
 	/* the thread is gone: what is left is ours */
-	take_queued(f);
+	for (sl_queue_node *n = sl_queue_take_all(&f->requests), *next; n; n = next) {
+		request *r = sl_queue_entry(n, request, node);
+		next = n->next;
+		f->drop(r->arg);
+		request_free(r);
+	}
+	for (sl_queue_node *n = sl_queue_take_all(&f->timers_queued), *next; n; n = next) {
+		timer *t = sl_queue_entry(n, timer, node);
+		next = n->next;
+		f->drop(t->arg);
+		free(t);
+	}
 	while (f->active) {
 		request *r = f->active;
 		unlink_active(f, r);
@@ -310,6 +299,7 @@ void wk_fetch_stop(wk_fetch *f)
 		free(t);
 	}
 	curl_multi_cleanup(f->multi);
-	pthread_mutex_destroy(&f->mu);
+	sl_queue_destroy(&f->requests);
+	sl_queue_destroy(&f->timers_queued);
 	free(f);
 }

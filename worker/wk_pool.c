@@ -1,18 +1,11 @@
 /*
- * wk_pool.c - threads and one queue.
+ * wk_pool.c - threads taking jobs from one queue (sl_queue).
  */
 #include "wk_pool.h"
 #include "sl_common.h"
 
 #include <pthread.h>
 #include <stdlib.h>
-
-typedef struct job {
-	struct job *next;
-	wk_job_fn fn;
-	wk_drop_fn drop;
-	void *arg;
-} job;
 
 typedef struct thread {
 	pthread_t id;
@@ -23,36 +16,27 @@ typedef struct thread {
 struct wk_pool {
 	thread *threads;
 	int n, started;
-
-	pthread_mutex_t mu; /* guards the queue and stopping */
-	pthread_cond_t cv;
-	job *head, *tail;
-	bool stopping;
+	sl_queue jobs;
 };
+
+/* Runs j, then frees it if it is the pool's (read first: the job may free
+ * what it is embedded in). */
+static void job_run(wk_job *j, void *state)
+{
+	bool owned = j->owned;
+
+	j->fn(j->arg, state);
+	if (owned)
+		free(j);
+}
 
 static void *pool_main(void *arg)
 {
 	thread *th = arg;
-	wk_pool *p = th->pool;
+	sl_queue_node *node;
 
-	for (;;) {
-		job *j;
-
-		pthread_mutex_lock(&p->mu);
-		while (!p->head && !p->stopping)
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->stopping) {
-			pthread_mutex_unlock(&p->mu);
-			break;
-		}
-		j = p->head;
-		p->head = j->next;
-		if (!p->head)
-			p->tail = NULL;
-		pthread_mutex_unlock(&p->mu);
-		j->fn(j->arg, th->state);
-		free(j);
-	}
+	while (sl_queue_pop(&th->pool->jobs, &node, 1, true, NULL))
+		job_run(sl_queue_entry(node, wk_job, node), th->state);
 	return NULL;
 }
 
@@ -62,8 +46,7 @@ wk_pool *wk_pool_start(int n, void **states)
 
 	p->n = n;
 	p->threads = sl_calloc((size_t)n, sizeof(thread));
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	sl_queue_init(&p->jobs, NULL, NULL);
 	for (int i = 0; i < n; i++) {
 		p->threads[i].pool = p;
 		p->threads[i].state = states ? states[i] : NULL;
@@ -76,49 +59,45 @@ wk_pool *wk_pool_start(int n, void **states)
 	return p;
 }
 
-bool wk_pool_push(wk_pool *p, wk_job_fn fn, wk_drop_fn drop, void *arg)
+bool wk_pool_push_job(wk_pool *p, wk_job *j, wk_job_fn fn, wk_drop_fn drop, void *arg)
 {
-	job *j = sl_malloc(sizeof(*j));
-	bool ok;
-
-	j->next = NULL;
 	j->fn = fn;
 	j->drop = drop;
 	j->arg = arg;
-	pthread_mutex_lock(&p->mu);
-	ok = !p->stopping;
-	if (ok) {
-		if (p->tail)
-			p->tail->next = j;
-		else
-			p->head = j;
-		p->tail = j;
-		pthread_cond_signal(&p->cv);
-	}
-	pthread_mutex_unlock(&p->mu);
-	if (!ok)
-		free(j);
-	return ok;
+	return sl_queue_push(&p->jobs, &j->node, NULL);
+}
+
+bool wk_pool_push(wk_pool *p, wk_job_fn fn, wk_drop_fn drop, void *arg)
+{
+	wk_job *j = sl_calloc(1, sizeof(*j));
+
+	j->owned = true;
+	if (wk_pool_push_job(p, j, fn, drop, arg))
+		return true;
+	free(j);
+	return false;
 }
 
 void wk_pool_stop(wk_pool *p)
 {
+	sl_queue_node *node;
+
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->mu);
-	p->stopping = true;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	sl_queue_close(&p->jobs);
 	for (int i = 0; i < p->started; i++)
 		pthread_join(p->threads[i].id, NULL);
-	while (p->head) {
-		job *j = p->head;
-		p->head = j->next;
+	node = sl_queue_take_all(&p->jobs);
+	while (node) {
+		wk_job *j = sl_queue_entry(node, wk_job, node);
+		bool owned = j->owned;
+
+		node = node->next;
 		j->drop(j->arg);
-		free(j);
+		if (owned)
+			free(j);
 	}
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
+	sl_queue_destroy(&p->jobs);
 	free(p->threads);
 	free(p);
 }

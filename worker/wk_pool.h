@@ -7,6 +7,8 @@
 #ifndef WK_POOL_H
 #define WK_POOL_H
 
+#include "sl_queue.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -27,6 +29,21 @@ wk_pool *wk_pool_start(int n, void **states);
 /* Queues a job; drop(arg) is called instead if the pool stops before it
  * runs. Returns false when the pool is stopping: the caller keeps arg. */
 bool wk_pool_push(wk_pool *p, wk_job_fn fn, wk_drop_fn drop, void *arg);
+
+/* A job embedded in what it works on (a task), so that what is handed from
+ * thread to thread carries its own place in a queue, and is in one queue at
+ * a time (sl_queue asserts it). */
+typedef struct wk_job {
+	sl_queue_node node;
+	wk_job_fn fn;
+	wk_drop_fn drop;
+	void *arg;
+	bool owned; /* the pool's, freed once run or dropped (wk_pool_push) */
+} wk_job;
+
+/* As wk_pool_push, with the caller's job j (zeroed before its first use;
+ * not in a queue): the pool never frees it. */
+bool wk_pool_push_job(wk_pool *p, wk_job *j, wk_job_fn fn, wk_drop_fn drop, void *arg);
 
 /*
  * Stops the pool: jobs being run finish, jobs still queued go to drop().

@@ -111,7 +111,7 @@ void wk_run_drop(void *arg)
 
 static void to_db(wk_task *t)
 {
-	if (!wk_pool_push(t->env->db, wk_task_step, wk_run_drop, t))
+	if (!wk_pool_push_job(t->env->db, &t->job, wk_task_step, wk_run_drop, t))
 		task_free(t);
 }
 
@@ -888,7 +888,7 @@ static void on_dead_letter_timer(void *arg)
 {
 	wk_task *t = arg;
 
-	if (!wk_pool_push(t->env->db, dead_letter_job, wk_run_drop, t))
+	if (!wk_pool_push_job(t->env->db, &t->job, dead_letter_job, wk_run_drop, t))
 		task_free(t);
 }
 
@@ -956,7 +956,7 @@ void wk_task_step(void *arg, void *state)
 		                   on_stdio_answer, t))
 			task_free(t);
 	} else if (nx == NX_TOOL) {
-		if (!wk_pool_push(t->env->tools, tool_job, wk_run_drop, t))
+		if (!wk_pool_push_job(t->env->tools, &t->job, tool_job, wk_run_drop, t))
 			task_free(t);
 	} else if (nx == NX_END) {
 		wk_task_end(t);

@@ -1,14 +1,15 @@
 /*
  * wk_stdio.c - long-running tool processes (see wk_stdio.h).
  *
- * Other threads queue calls under the mutex and wake the I/O thread through
- * a pipe; everything else (the processes, their buffers, the calls in
+ * Other threads queue calls (sl_queue, whose wake-up is a byte in a pipe
+ * the I/O thread polls); everything else (the processes, their buffers, the calls in
  * flight) belongs to the I/O thread. A process's calls are kept oldest
  * first: they share the tool's timeout, so the oldest is the next to time
  * out; an index by id finds the call an answer names.
  */
 #include "wk_stdio.h"
 #include "sl_log.h"
+#include "sl_queue.h"
 #include "wk_tool.h"
 
 #include <errno.h>
@@ -35,6 +36,7 @@
 typedef struct proc proc;
 
 typedef struct call {
+	sl_queue_node node;       /* in the incoming queue */
 	struct call *prev, *next; /* in its process's list, oldest first */
 	long long id, deadline;
 	char *line; /* the request line, until it is sent */
@@ -57,11 +59,10 @@ struct proc {
 
 struct wk_stdio {
 	pthread_t thread;
-	pthread_mutex_t mu; /* guards the two below */
-	bool stopping;
-	call *queue, *queue_tail; /* new calls, through next */
-	atomic_llong next_id;     /* the id of the next call */
-	int wake[2];
+	sl_queue incoming;    /* new calls; closed when stopping */
+	atomic_llong next_id; /* the id of the next call */
+	int wake[2];          /* incoming's wake-up: the I/O thread polls it */
+	bool started;         /* the I/O thread runs */
 	proc *procs;
 	size_t n;
 	void *index; /* tsearch tree of the calls in flight, by id */
@@ -297,36 +298,45 @@ static void write_requests(proc *p)
 	}
 }
 
+/* incoming's wake-up: a byte in the pipe the I/O thread polls. */
+static void wake_io(void *arg)
+{
+	wk_stdio *s = arg;
+
+	if (s->wake[1] >= 0 && write(s->wake[1], "", 1) < 0 && errno != EAGAIN)
+		sl_warn("tool processes: cannot wake the I/O thread: %s", strerror(errno));
+}
+
+/* Gives c to its process, and sends it when the process is up. */
+static void add_call(wk_stdio *s, call *c)
+{
+	proc *p = c->p;
+
+	c->next = NULL;
+	c->prev = p->tail;
+	if (p->tail)
+		p->tail->next = c;
+	else
+		p->head = c;
+	p->tail = c;
+	tsearch(c, &s->index, by_id);
+	if (p->pid && p->in >= 0)
+		send_call(p, c);
+}
+
 /* Moves the queued calls to their processes; returns false once stopping. */
 static bool take_queue(wk_stdio *s)
 {
-	call *c, *next;
-	bool stopping;
+	sl_queue_node *got[64];
 	char buf[256];
+	size_t n;
 
 	while (read(s->wake[0], buf, sizeof(buf)) > 0)
 		;
-	pthread_mutex_lock(&s->mu);
-	c = s->queue;
-	s->queue = s->queue_tail = NULL;
-	stopping = s->stopping;
-	pthread_mutex_unlock(&s->mu);
-	for (; c; c = next) {
-		proc *p = c->p;
-
-		next = c->next;
-		c->next = NULL;
-		c->prev = p->tail;
-		if (p->tail)
-			p->tail->next = c;
-		else
-			p->head = c;
-		p->tail = c;
-		tsearch(c, &s->index, by_id);
-		if (p->pid && p->in >= 0)
-			send_call(p, c);
-	}
-	return !stopping;
+	while ((n = sl_queue_pop(&s->incoming, got, 64, false, NULL)) > 0)
+		for (size_t i = 0; i < n; i++)
+			add_call(s, sl_queue_entry(got[i], call, node));
+	return !sl_queue_closed(&s->incoming);
 }
 
 /* Fails the calls past their deadline; returns ms to the next deadline or
@@ -397,7 +407,7 @@ wk_stdio *wk_stdio_start(const sl_agents *agents, void (*drop)(void *arg), char 
 	s->drop = drop;
 	atomic_init(&s->next_id, 1);
 	s->wake[0] = s->wake[1] = -1;
-	pthread_mutex_init(&s->mu, NULL);
+	sl_queue_init(&s->incoming, wake_io, s);
 	for (size_t i = 0; i < agents->n; i++)
 		for (size_t k = 0; k < agents->agents[i].ntools; k++)
 			s->n += agents->agents[i].tools[k].executor == SL_EXEC_STDIO;
@@ -427,11 +437,10 @@ wk_stdio *wk_stdio_start(const sl_agents *agents, void (*drop)(void *arg), char 
 	if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) ||
 	    pthread_create(&s->thread, NULL, io_thread, s)) {
 		sl_err(errbuf, errsize, SL_FATAL, "cannot start the tool processes' thread");
-		close_fd(&s->wake[0]);
-		close_fd(&s->wake[1]);
 		wk_stdio_stop(s);
 		return NULL;
 	}
+	s->started = true;
 	return s;
 }
 
@@ -462,42 +471,26 @@ bool wk_stdio_call(wk_stdio *s, const sl_tool *tool, const char *run_id, const c
 	json_decref(req);
 	c->line = sl_asprintf("%s\n", text);
 	free(text);
-	pthread_mutex_lock(&s->mu);
-	ok = !s->stopping;
-	if (ok) {
-		if (s->queue_tail)
-			s->queue_tail->next = c;
-		else
-			s->queue = c;
-		s->queue_tail = c;
-	}
-	pthread_mutex_unlock(&s->mu);
+	ok = sl_queue_push(&s->incoming, &c->node, NULL);
 	if (!ok) {
 		free(c->line);
 		free(c);
-		return false;
 	}
-	if (write(s->wake[1], "", 1) < 0 && errno != EAGAIN)
-		sl_warn("tool processes: cannot wake the I/O thread: %s", strerror(errno));
-	return true;
+	return ok;
 }
 
 void wk_stdio_stop(wk_stdio *s)
 {
-	call *c, *next;
+	call *c;
 
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->mu);
-	s->stopping = true;
-	pthread_mutex_unlock(&s->mu);
-	if (s->wake[1] >= 0) {
-		if (write(s->wake[1], "", 1) < 0 && errno != EAGAIN)
-			sl_warn("tool processes: cannot wake the I/O thread: %s", strerror(errno));
+	sl_queue_close(&s->incoming); /* wakes the thread */
+	if (s->started)
 		pthread_join(s->thread, NULL);
-	}
-	for (c = s->queue; c; c = next) {
-		next = c->next;
+	for (sl_queue_node *n = sl_queue_take_all(&s->incoming), *next; n; n = next) {
+		next = n->next;
+		c = sl_queue_entry(n, call, node);
 		s->drop(c->arg);
 		free(c->line);
 		free(c);
@@ -530,7 +523,7 @@ void wk_stdio_stop(wk_stdio *s)
 	}
 	close_fd(&s->wake[0]);
 	close_fd(&s->wake[1]);
-	pthread_mutex_destroy(&s->mu);
+	sl_queue_destroy(&s->incoming);
 	free(s->procs);
 	free(s);
 }

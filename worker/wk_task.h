@@ -63,6 +63,9 @@ typedef enum wk_write_kind {
 } wk_write_kind;
 
 typedef struct wk_task {
+	/* the task's place in a queue (the database or tool pool's, the
+	 * writes'): it is in one at a time, asserted by sl_queue */
+	wk_job job;
 	wk_env *env;
 	rd_kafka_message_t *m;
 	bool is_run;
@@ -100,11 +103,10 @@ typedef struct wk_task {
 	char *tool_result;
 	wk_phase after_tool;
 
-	/* the write to make, and the queue of writes waiting */
+	/* the write to make */
 	wk_write_kind write;
 	bool out_ok;
 	char *out_text;
-	struct wk_task *next_write;
 
 	char err[1024];
 } wk_task;

@@ -17,7 +17,6 @@
 #include "wk_task.h"
 
 #include <assert.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,38 +163,32 @@ static json_t *start_row(const wk_task *t)
 /* Most writes one flush takes. */
 #define WRITE_BATCH 128
 
-/* Writes waiting for a database thread (starts, claims, outcomes, tool
- * results); one flush job is queued on
- * the database pool while the queue is not empty. */
+/* Writes waiting for a database thread (starts, claims, tool results,
+ * outcomes), each task by its job's place (t->job.node); a flush job is
+ * queued on the database pool by the write that finds the queue empty, and
+ * by a flush that leaves some. */
 struct wk_writes {
-	pthread_mutex_t mu;
-	wk_task *head, *tail;
-	bool flush_queued;
+	sl_queue q;
 };
 
 wk_writes *wk_writes_new(void)
 {
-	wk_writes *q = sl_calloc(1, sizeof(*q));
+	wk_writes *w = sl_calloc(1, sizeof(*w));
 
-	pthread_mutex_init(&q->mu, NULL);
-	return q;
+	sl_queue_init(&w->q, NULL, NULL);
+	return w;
 }
 
 /* Gives up the queued writes (the worker is stopping). */
 static void writes_drop(void *arg)
 {
-	wk_writes *q = ((wk_env *)arg)->writes;
-	wk_task *t;
+	wk_writes *w = ((wk_env *)arg)->writes;
+	sl_queue_node *node = sl_queue_take_all(&w->q);
 
-	pthread_mutex_lock(&q->mu);
-	t = q->head;
-	q->head = q->tail = NULL;
-	q->flush_queued = false;
-	pthread_mutex_unlock(&q->mu);
-	while (t) {
-		wk_task *next = t->next_write;
+	while (node) {
+		wk_task *t = sl_queue_entry(node, wk_task, job.node);
+		node = node->next;
 		wk_run_drop(t);
-		t = next;
 	}
 }
 
@@ -204,7 +197,7 @@ void wk_writes_free(wk_env *env)
 	if (!env->writes)
 		return;
 	writes_drop(env);
-	pthread_mutex_destroy(&env->writes->mu);
+	sl_queue_destroy(&env->writes->q);
 	free(env->writes);
 	env->writes = NULL;
 }
@@ -216,20 +209,13 @@ static void flush_job(void *arg, void *state);
 void wk_write_queue(wk_task *t)
 {
 	wk_env *env = t->env;
-	wk_writes *q = env->writes;
-	bool schedule;
+	bool first;
 
-	t->next_write = NULL;
-	pthread_mutex_lock(&q->mu);
-	if (q->tail)
-		q->tail->next_write = t;
-	else
-		q->head = t;
-	q->tail = t;
-	schedule = !q->flush_queued;
-	q->flush_queued = true;
-	pthread_mutex_unlock(&q->mu);
-	if (schedule && !wk_pool_push(env->db, flush_job, writes_drop, env))
+	if (!sl_queue_push(&env->writes->q, &t->job.node, &first)) {
+		wk_run_drop(t); /* never closed: cannot be */
+		return;
+	}
+	if (first && !wk_pool_push(env->db, flush_job, writes_drop, env))
 		writes_drop(env);
 }
 
@@ -382,33 +368,24 @@ static void write_batch(void *state, wk_task **ts, size_t n, wk_write_kind kind)
 static void flush_job(void *arg, void *state)
 {
 	wk_env *env = arg;
-	wk_writes *q = env->writes;
 	PGconn *db = ((wk_db *)state)->conn;
+	sl_queue_node *taken[WRITE_BATCH];
 	wk_task *batch[5][WRITE_BATCH];
-	size_t nb[5] = {0, 0, 0, 0, 0}, total = 0;
-	bool more;
+	size_t nb[5] = {0, 0, 0, 0, 0}, n, left;
 	char errbuf[256];
 
-	pthread_mutex_lock(&q->mu);
-	while (q->head && total < WRITE_BATCH) {
-		wk_task *t = q->head;
+	n = sl_queue_pop(&env->writes->q, taken, WRITE_BATCH, false, &left);
+	for (size_t i = 0; i < n; i++) {
+		wk_task *t = sl_queue_entry(taken[i], wk_task, job.node);
 		int k = t->write == WR_PAUSE    ? 0
 		        : t->write == WR_FINISH ? 1
 		        : t->write == WR_TOOL   ? 2
 		        : t->write == WR_START  ? 3
 		                                : 4;
-
-		q->head = t->next_write;
 		batch[k][nb[k]++] = t;
-		total++;
 	}
-	if (!q->head)
-		q->tail = NULL;
-	more = q->head != NULL;
-	q->flush_queued = more;
-	pthread_mutex_unlock(&q->mu);
 	/* the rest goes to another thread while this one writes */
-	if (more && !wk_pool_push(env->db, flush_job, writes_drop, env))
+	if (left && !wk_pool_push(env->db, flush_job, writes_drop, env))
 		writes_drop(env);
 	if (sl_db_ensure(db, errbuf, sizeof(errbuf))) {
 		for (int k = 0; k < 5; k++)
