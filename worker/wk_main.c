@@ -223,7 +223,6 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	w.env.flight = wk_flight_new(w.consumer);
-	w.env.writes = wk_writes_new();
 	w.env.fetch = wk_fetch_start(wk_run_drop, errbuf, sizeof(errbuf));
 	w.env.db = wk_pool_start(w.ndb, states);
 	w.env.tools = wk_pool_start((int)w.tool_threads, NULL);
@@ -231,6 +230,13 @@ int main(int argc, char **argv)
 		sl_error("cannot start the worker's threads");
 		goto out;
 	}
+	w.env.writes = wk_writes_new(&(wk_writes_config){.db = w.env.db,
+	                                                 .relay = w.relay,
+	                                                 .topic_paused = w.env.topic_approvals,
+	                                                 .topic_results = w.env.topic_results,
+	                                                 .agent_tools = w.env.agent_tools,
+	                                                 .written = wk_run_written,
+	                                                 .drop = wk_run_write_dropped});
 	w.env.stdio = wk_stdio_start(w.agents, wk_run_drop, errbuf, sizeof(errbuf));
 	if (!w.env.stdio) {
 		sl_error("%s", errbuf);
@@ -254,7 +260,7 @@ out:
 	wk_stdio_stop(w.env.stdio);
 	wk_pool_stop(w.env.tools);
 	wk_pool_stop(w.env.db);
-	wk_writes_free(&w.env);
+	wk_writes_free(w.env.writes);
 	if (w.consumer) {
 		rd_kafka_consumer_close(w.consumer);
 		rd_kafka_destroy(w.consumer);

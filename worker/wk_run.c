@@ -1,7 +1,9 @@
 /*
  * wk_run.c - the agent loop as a task that moves between the database
- * threads, the fetch thread and the tool threads; the state changes it
- * leads to are written by wk_write.c.
+ * threads, the fetch thread and the tool threads. Every transition of a
+ * task is here: the writes it leads to are made by wk_write.c (with other
+ * tasks', rows from wk_rows.c, statements in wk_store.c), which hands each
+ * result back to wk_run_written().
  *
  * A task's database steps run in a loop on one database thread until the
  * task has to wait (for the model or a tool) or ends; each wait hands it to
@@ -31,6 +33,9 @@
 
 /* Back-offs between model attempts; a model call fails after the last. */
 static const long model_backoff_ms[] = {200, 1000, 3000};
+
+static void task_step(void *task, void *db_state);
+static void task_failed(wk_task *t, sl_status st);
 
 static void run_clear(wk_run_state *r)
 {
@@ -73,7 +78,7 @@ static void task_reset(wk_task *t)
 	t->model_attempt = 0;
 	free(t->out_text);
 	t->out_text = NULL;
-	t->write = WR_NONE;
+	t->wr.kind = WR_NONE;
 	t->ph = PH_BEGIN;
 }
 
@@ -109,10 +114,25 @@ void wk_run_drop(void *arg)
 	task_free(arg);
 }
 
+/* The task goes to a database thread. (A task is in one queue at a time:
+ * the pools' through its job, the writes' through its write.) */
 static void to_db(wk_task *t)
 {
-	if (!wk_pool_push_job(t->env->db, &t->job, wk_task_step, wk_run_drop, t))
+	assert(!t->wr.node.in);
+	if (!wk_pool_push_job(t->env->db, &t->job, task_step, wk_run_drop, t))
 		task_free(t);
+}
+
+/* The task's write (t->wr.kind) is queued, to be made with others'. */
+static void queue_write(wk_task *t)
+{
+	assert(!t->job.node.in);
+	t->wr.row = wk_write_row(t);
+	/* (a claim's run is the event's until the claim reads it) */
+	t->wr.run_id =
+	    t->r.run_id ? t->r.run_id : json_string_value(json_object_get(t->ev.data, "run_id"));
+	t->wr.event_id = t->ev.id;
+	wk_write_queue(t->env->writes, &t->wr);
 }
 
 void wk_run_start(wk_env *env, rd_kafka_message_t *m)
@@ -127,8 +147,8 @@ void wk_run_start(wk_env *env, rd_kafka_message_t *m)
 }
 
 /* The message is done with: its offset may be stored, and the message
- * that waited for it starts. */
-void wk_task_end(wk_task *t)
+ * that waited for it starts. Frees t. */
+static void task_end(wk_task *t)
 {
 	wk_env *env = t->env;
 	rd_kafka_message_t *waiting = wk_flight_done(env->flight, t->m);
@@ -207,8 +227,8 @@ static void tool_result_queue(wk_task *t)
 		free(t->tool_result);
 		t->tool_result = fixed;
 	}
-	t->write = WR_TOOL;
-	wk_write_queue(t);
+	t->wr.kind = WR_TOOL;
+	queue_write(t);
 }
 
 /* On a tool thread: a command tool. */
@@ -270,7 +290,7 @@ static void on_stdio_answer(void *arg, char *result)
 
 /* The tool's result is recorded: it goes into the conversation and the
  * task goes on where the tool was asked for. */
-void wk_task_tool_recorded(wk_task *t)
+static void tool_recorded(wk_task *t)
 {
 	append_output(t->r.items, t->call_id, t->tool_result);
 	free(t->tool_result);
@@ -287,7 +307,7 @@ void wk_task_tool_recorded(wk_task *t)
 /* Sets the task up to be completed (ok) or failed with text. */
 static wk_next to_finish(wk_task *t, bool ok, const char *text)
 {
-	t->write = WR_FINISH;
+	t->wr.kind = WR_FINISH;
 	t->out_ok = ok;
 	free(t->out_text);
 	/* a failure's reason may quote bytes from outside (a model's answer) */
@@ -333,7 +353,7 @@ static sl_status begin_requested(wk_task *t, wk_next *nx)
 	r->session_id = sl_strdup(session_id ? session_id : r->run_id);
 	r->user_id = user_id ? sl_strdup(user_id) : NULL;
 	r->items = json_pack("[{s:s, s:s}]", "role", "user", "content", input);
-	t->write = WR_START;
+	t->wr.kind = WR_START;
 	*nx = NX_WRITE;
 	return SL_OK;
 }
@@ -430,57 +450,6 @@ static sl_status take_continue(wk_task *t, const char *run_id, wk_continue *c)
 	c->decisions = NULL;
 	c->ndecisions = 0;
 	return SL_OK;
-}
-
-/* The task's row of wk_store_claims() (i its place in the batch); NULL
- * when the event's decisions do not name requirements by id (the locked
- * check says what is wrong). */
-json_t *wk_claim_row(const wk_task *t, int i)
-{
-	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
-	json_t *ids = json_array();
-	size_t k;
-
-	json_array_foreach (decisions, k, dec) {
-		json_t *id = json_object_get(dec, "requirement_id");
-		if (!json_is_string(id)) {
-			json_decref(ids);
-			return NULL;
-		}
-		json_array_append(ids, id);
-	}
-	return json_pack("{s:i, s:O, s:s, s:o}", "i", i, "run_id",
-	                 json_object_get(t->ev.data, "run_id"), "event_id", t->ev.id, "ids", ids);
-}
-
-/* Continues' claims (wk_store_claims()): each task that claimed its run
- * goes on to its decisions with what it read; the others to the locked
- * check (claim_lost). */
-void wk_claims_done(void *state, wk_task **ts, size_t n, wk_continue *read, const bool *claimed)
-{
-	for (size_t i = 0; i < n; i++) {
-		wk_task *t = ts[i];
-		const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
-		sl_status st;
-
-		t->write = WR_NONE;
-		if (claimed[i]) {
-			t->claimed_tools = read[i].claimed_tools;
-			read[i].claimed_tools = NULL;
-			/* cannot fail: the statement checked the agent and the list */
-			if ((st = take_continue(t, run_id, &read[i]))) {
-				wk_task_failed(t, st);
-				continue;
-			}
-			sl_info("run %s: continuing with %d decision(s)", t->r.run_id,
-			        t->ndecisions);
-			t->ph = PH_DECISIONS;
-		} else {
-			t->claim_lost = true;
-			t->ph = PH_BEGIN;
-		}
-		wk_task_step(t, state);
-	}
 }
 
 /*
@@ -620,9 +589,9 @@ static sl_status begin_continue(PGconn *db, wk_task *t, wk_next *nx)
 {
 	json_t *row;
 
-	if (!t->claim_lost && (row = wk_claim_row(t, 0))) {
+	if (!t->claim_lost && (row = wk_claim_row(t))) {
 		json_decref(row);
-		t->write = WR_CLAIM;
+		t->wr.kind = WR_CLAIM;
 		*nx = NX_WRITE;
 		return SL_OK;
 	}
@@ -833,7 +802,7 @@ static sl_status handle_calls(PGconn *db, wk_task *t, wk_next *nx)
 	}
 	*nx = NX_END;
 	if (t->nreq) {
-		t->write = WR_PAUSE;
+		t->wr.kind = WR_PAUSE;
 		*nx = NX_WRITE;
 		return SL_OK;
 	}
@@ -850,6 +819,99 @@ static sl_status handle_calls(PGconn *db, wk_task *t, wk_next *nx)
 	t->ph = PH_MODEL;
 	*nx = NX_STEP;
 	return SL_OK;
+}
+
+/*
+ * An outcome statement changed nothing: either the consumed event had its
+ * effect before (SL_OK: nothing to do) or the run is no longer running
+ * (SL_CONFLICT: dead-lettered).
+ */
+static sl_status outcome_missed(PGconn *db, wk_task *t)
+{
+	bool processed;
+	sl_status st = wk_store_processed(db, t->ev.id, &processed, t->err, sizeof(t->err));
+
+	if (st)
+		return st;
+	if (!processed)
+		return sl_err(t->err, sizeof(t->err), SL_CONFLICT, "run %s is no longer running",
+		              t->r.run_id);
+	sl_info("run %s: event %s was processed before; nothing to do", t->r.run_id, t->ev.id);
+	return SL_OK;
+}
+
+/* After an outcome's write: it was written, or it was not. */
+static void outcome_done(PGconn *db, wk_task *t, bool written)
+{
+	sl_status st = SL_OK;
+
+	if (!written)
+		st = outcome_missed(db, t);
+	else if (t->wr.kind == WR_PAUSE)
+		sl_info("run %s: paused with %zu requirement(s)", t->r.run_id, t->nreq);
+	else if (t->out_ok)
+		sl_info("run %s: completed", t->r.run_id);
+	else
+		sl_warn("run %s: failed: %s", t->r.run_id, t->out_text);
+	if (st)
+		task_failed(t, st);
+	else
+		task_end(t);
+}
+
+/* After a write (wk_write.h), on a database thread: what its result leads
+ * to. */
+void wk_run_written(wk_write *w, void *state)
+{
+	wk_task *t = sl_queue_entry(w, wk_task, wr);
+	PGconn *db = ((wk_db *)state)->conn;
+	const char *run_id;
+	sl_status st;
+
+	if (w->st) {
+		snprintf(t->err, sizeof(t->err), "%s", w->err);
+		w->kind = WR_NONE;
+		task_failed(t, w->st);
+		return;
+	}
+	switch (w->kind) {
+	case WR_START:
+		t->ph = w->written ? PH_MODEL : PH_EXISTS;
+		if (w->written)
+			sl_info("run %s: started for agent %s", t->r.run_id, t->r.agent->id);
+		break;
+	case WR_CLAIM:
+		if (!w->claimed) {
+			t->claim_lost = true; /* the locked check decides */
+			t->ph = PH_BEGIN;
+			break;
+		}
+		run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
+		t->claimed_tools = w->read.claimed_tools;
+		w->read.claimed_tools = NULL;
+		/* cannot fail: the statement checked the agent and the list */
+		st = take_continue(t, run_id, &w->read);
+		wk_continue_clear(&w->read);
+		if (st) {
+			w->kind = WR_NONE;
+			task_failed(t, st);
+			return;
+		}
+		sl_info("run %s: continuing with %d decision(s)", t->r.run_id, t->ndecisions);
+		t->ph = PH_DECISIONS;
+		break;
+	case WR_TOOL: tool_recorded(t); break;
+	case WR_PAUSE:
+	case WR_FINISH: outcome_done(db, t, w->written); return;
+	case WR_NONE: assert(!"a write of no kind"); break;
+	}
+	w->kind = WR_NONE;
+	task_step(t, state);
+}
+
+void wk_run_write_dropped(wk_write *w)
+{
+	task_free(sl_queue_entry(w, wk_task, wr));
 }
 
 /* PH_BEGIN: decodes the message, then starts the run's part. */
@@ -881,7 +943,7 @@ static void dead_letter_job(void *arg, void *state)
 	wk_task *t = arg;
 
 	(void)state;
-	wk_task_failed(t, t->failed_st);
+	task_failed(t, t->failed_st);
 }
 
 static void on_dead_letter_timer(void *arg)
@@ -896,13 +958,13 @@ static void on_dead_letter_timer(void *arg)
  * policy (sl_consume_failed): starts over after a back-off on transient
  * failures, dead-letters bad input, stops the worker on fatal ones. No
  * back-off holds a thread: each waits on a timer. */
-void wk_task_failed(wk_task *t, sl_status st)
+static void task_failed(wk_task *t, sl_status st)
 {
 	long ms;
 
 	switch (
 	    sl_consume_failed(t->env->producer, t->env->cfg, t->m, st, t->err, ++t->attempt, &ms)) {
-	case SL_CONSUME_DONE: wk_task_end(t); return;
+	case SL_CONSUME_DONE: task_end(t); return;
 	case SL_CONSUME_STOP:
 		*t->env->stopping = 1;
 		task_free(t); /* delivered again after the restart */
@@ -925,7 +987,7 @@ void wk_task_failed(wk_task *t, sl_status st)
 }
 
 /* On a database thread: the task's steps until it waits or ends. */
-void wk_task_step(void *arg, void *state)
+static void task_step(void *arg, void *state)
 {
 	wk_task *t = arg;
 	PGconn *db = ((wk_db *)state)->conn;
@@ -943,11 +1005,11 @@ void wk_task_step(void *arg, void *state)
 		}
 	}
 	if (st) {
-		wk_task_failed(t, st);
+		task_failed(t, st);
 		return;
 	}
 	if (nx == NX_WRITE) {
-		wk_write_queue(t);
+		queue_write(t);
 	} else if (nx == NX_TOOL && t->tool->executor == SL_EXEC_HTTP) {
 		if (!post_http_tool(t))
 			task_free(t);
@@ -959,7 +1021,7 @@ void wk_task_step(void *arg, void *state)
 		if (!wk_pool_push_job(t->env->tools, &t->job, tool_job, wk_run_drop, t))
 			task_free(t);
 	} else if (nx == NX_END) {
-		wk_task_end(t);
+		task_end(t);
 	}
 	/* NX_MODEL: the fetch thread has the task (or it was given up) */
 }

@@ -7,14 +7,15 @@
  * Each consumed message becomes a task that moves between the worker's
  * parts and holds no thread while it waits:
  *
- *   database thread  (decode, claim, load)
+ *   database thread  (decode; a start or a continue's claim goes to the
+ *                     write queue, whose result comes back here)
  *     -> fetch thread  (the model call, through curl multi)
  *     -> tool thread   (a command tool's process)
  *        or the fetch thread (an http tool's POST)
  *        or the stdio thread (a call to a long-running tool process)
  *     -> write queue  (the tool's result, written with other runs' tool
  *                       results in one statement by a database thread,
- *                       which takes the task on: wk_write.h)
+ *                       which takes the task on: wk_write.h, wk_run_written)
  *     -> write queue  (pause or completion, written with other runs'
  *                       outcomes in one statement by a database thread)
  *
@@ -32,15 +33,13 @@
 #include "wk_flight.h"
 #include "wk_pool.h"
 #include "wk_stdio.h"
+#include "wk_write.h"
 
 #include <libpq-fe.h>
 #include <signal.h>
 
 /* Most model turns one run may take before it is failed. */
 #define WK_MAX_TURNS 16
-
-/* Writes waiting to be made together (group commit; wk_write.h). */
-typedef struct wk_writes wk_writes;
 
 /* What every task shares: settings and the worker's parts. */
 typedef struct wk_env {
@@ -66,17 +65,17 @@ typedef struct wk_env {
  * it): how a continue's claim tells which tools this worker runs. */
 char *wk_run_agent_tools(const sl_agents *agents);
 
-/* A database thread's state. */
-typedef struct wk_db {
-	PGconn *conn;
-} wk_db;
-
 /*
  * Starts working on m, which wk_flight_add() let start; m belongs to the
  * task from here. When the task ends, wk_flight_done() is called for m and
  * the message that waited for it, if any, is started.
  */
 void wk_run_start(wk_env *env, rd_kafka_message_t *m);
+
+/* The writes' callbacks (wk_writes_config): a task's write was made, or
+ * given up. */
+void wk_run_written(wk_write *w, void *db_state);
+void wk_run_write_dropped(wk_write *w);
 
 /* Frees a task given up on (the worker is stopping): its offset is not
  * stored. The drop callback of the pools and the fetch thread. */

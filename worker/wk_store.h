@@ -16,6 +16,11 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+/* A database thread's state. */
+typedef struct wk_db {
+	PGconn *conn;
+} wk_db;
+
 /* The worker's name in processed_events. */
 #define WK_CONSUMER "sluice-worker"
 

@@ -1,9 +1,9 @@
 /*
- * wk_task.h - the inside of a task, shared by the two parts of the worker
- * that work on it: wk_run.c (the agent loop: a message decoded, a continue
- * claimed and its decisions applied, the model and the tools) and
- * wk_write.c (the state changes it leads to, written with other tasks' in
- * one statement). Not for the rest of the worker: wk_run.h is the contract.
+ * wk_task.h - the inside of a task: what wk_run.c (the agent loop: a
+ * message decoded, a continue claimed and its decisions applied, the model
+ * and the tools, and what each write's result leads to) keeps about one
+ * message, and wk_rows.c makes the rows of its writes from. Not for the
+ * rest of the worker: wk_run.h is the contract.
  */
 #ifndef WK_TASK_H
 #define WK_TASK_H
@@ -34,7 +34,7 @@ typedef struct wk_pending_req {
 
 /* The next database step of a task. */
 typedef enum wk_phase {
-	PH_BEGIN,     /* decode the message, record or claim the wk_run_state */
+	PH_BEGIN,     /* decode the message, record or claim the run */
 	PH_DECISIONS, /* turn the recorded decisions into tool results */
 	PH_MODEL,     /* send the conversation to the model */
 	PH_REPLY,     /* read the model's answer */
@@ -45,26 +45,15 @@ typedef enum wk_phase {
 /* What a database step leads to. */
 typedef enum wk_next {
 	NX_STEP,  /* another database step, on this thread */
-	NX_MODEL, /* the request is posted; the fetch thread has the wk_task */
+	NX_MODEL, /* the request is posted; the fetch thread has the task */
 	NX_TOOL,  /* a tool is to run (tool, fetch or stdio thread) */
-	NX_WRITE, /* a write (t->write) is to be made, with others' */
+	NX_WRITE, /* a write (t->wr.kind) is to be made, with others' */
 	NX_END,   /* the message is done with */
 } wk_next;
 
-/* What a task waits to have written with other tasks' writes of its kind:
- * its run's start, its continue's claim, its outcome, or a tool's result. */
-typedef enum wk_write_kind {
-	WR_NONE,
-	WR_START,
-	WR_CLAIM,
-	WR_PAUSE,
-	WR_FINISH,
-	WR_TOOL
-} wk_write_kind;
-
 typedef struct wk_task {
-	/* the task's place in a queue (the database or tool pool's, the
-	 * writes'): it is in one at a time, asserted by sl_queue */
+	/* the task's places in queues: job in the database or tool pool's,
+	 * wr in the writes'; it is in one queue at a time (asserted) */
 	wk_job job;
 	wk_env *env;
 	rd_kafka_message_t *m;
@@ -81,7 +70,7 @@ typedef struct wk_task {
 	wk_decision *decisions;
 	int ndecisions, dec_i;
 	json_t *claimed_tools; /* call ids whose tool runs the claim claimed */
-	bool claim_lost;       /* the batched claim did not claim the wk_run_state */
+	bool claim_lost;       /* the batched claim did not claim the run */
 
 	/* the model call in progress and its answer */
 	int model_attempt;
@@ -103,44 +92,21 @@ typedef struct wk_task {
 	char *tool_result;
 	wk_phase after_tool;
 
-	/* the write to make */
-	wk_write_kind write;
+	/* the write to make, and for an outcome what it says */
+	wk_write wr;
 	bool out_ok;
 	char *out_text;
 
 	char err[1024];
 } wk_task;
 
-/* wk_run.c */
+/* wk_rows.c */
 
-/* On a database thread (a wk_pool job): the task's steps until it waits or
- * ends. */
-void wk_task_step(void *task, void *state);
+/* The row of the task's write (t->wr.kind), for wk_write_queue(). */
+json_t *wk_write_row(const wk_task *t);
 
-/* The message is done with: its offset may be stored, and the message
- * that waited for it starts. Frees t. */
-void wk_task_end(wk_task *t);
-
-/* Ends the message after a failed step: dead-letters bad input, starts
- * over after a back-off on transient failures, stops the worker on fatal
- * ones. */
-void wk_task_failed(wk_task *t, sl_status st);
-
-/* The tool's result is recorded: it goes into the conversation and the
- * task goes on where the tool was asked for. */
-void wk_task_tool_recorded(wk_task *t);
-
-/* Continues' claims and reads, several at once (wk_store_claims()):
- * wk_claim_row() is a task's row, i its place in the batch (NULL when the
- * event names no requirements by id), and wk_claims_done() takes each task
- * on with what was read for it (read[i], claimed[i]). */
-json_t *wk_claim_row(const wk_task *t, int i);
-void wk_claims_done(void *state, wk_task **ts, size_t n, wk_continue *read, const bool *claimed);
-
-/* wk_write.c */
-
-/* Queues t's write (t->write) to be made with other tasks' of its kind;
- * the task is the queue's until then. */
-void wk_write_queue(wk_task *t);
+/* The row of a continue's claim; NULL when the event's decisions do not
+ * name requirements by id. */
+json_t *wk_claim_row(const wk_task *t);
 
 #endif
