@@ -463,108 +463,228 @@ static char *default_agents(void)
 	return sl_strdup("examples/agents.json");
 }
 
+/* Makes the stack's folder (logs, pid files, PostgreSQL's data and
+ * socket) and names it in env_file, from when on `down` can clean up
+ * whatever happens. */
+static bool open_stack(stack *s, const char *env_file)
+{
+	char tmpl[] = "/tmp/sluice-dev-XXXXXX";
+	char *path, *line;
+	bool ok;
+
+	/* the folder is its owner's only: the user who runs the stack, or
+	 * PostgreSQL's user when that is root (root passes anyway) */
+	if (!mkdtemp(tmpl) || chmod(tmpl, 0700)) {
+		fprintf(stderr, "sluice dev: cannot create a folder in /tmp: %s\n",
+		        strerror(errno));
+		return false;
+	}
+	s->dir = sl_strdup(tmpl);
+	s->env_file = sl_strdup(env_file);
+	s->bindir = cli_bindir();
+	s->as_postgres = geteuid() == 0;
+	path = sl_asprintf("%s/%s", s->dir, MARKER);
+	write_file(path, "sluice dev stack\n");
+	free(path);
+	line = sl_asprintf("SLUICE_DEV_DIR=%s\n", s->dir);
+	ok = write_file(env_file, line);
+	free(line);
+	if (!ok)
+		fprintf(stderr, "sluice dev: cannot write %s: %s\n", env_file, strerror(errno));
+	return ok;
+}
+
+/* 1. The dev broker; its address, or NULL. */
+static char *start_broker(stack *s, const sl_config *cfg)
+{
+	char *bin = sl_asprintf("%s/sluice-dev-broker", s->bindir);
+	char *addr_file = sl_asprintf("%s/broker.addr", s->dir);
+	char *argv[] = {bin, "--addr-file", addr_file, "--topic-prefix", cfg->topic_prefix, NULL};
+	pid_t pid = spawn(s, "broker", argv);
+	long long deadline = sl_mono_ms() + 15000;
+	char *addr = NULL;
+
+	while (pid > 0 && alive(pid) && access(addr_file, R_OK) != 0 && sl_mono_ms() < deadline)
+		sl_sleep_ms(20);
+	if (access(addr_file, R_OK) == 0) {
+		FILE *f = fopen(addr_file, "r");
+		char line[512] = "";
+		if (f && fgets(line, sizeof(line), f))
+			line[strcspn(line, "\n")] = '\0';
+		if (f)
+			fclose(f);
+		addr = sl_strdup(line);
+	}
+	free(bin);
+	free(addr_file);
+	if (!addr || !*addr) {
+		fprintf(stderr, "sluice dev: the dev broker did not start\n");
+		show_log(s, "broker");
+		free(addr);
+		return NULL;
+	}
+	return addr;
+}
+
+/* 2. PostgreSQL, migrated; its URL, or NULL. */
+static char *start_database(stack *s, const char *migrations)
+{
+	char *url = NULL, *pidfile;
+	char errbuf[1024], line[32] = "";
+	FILE *f;
+
+	if (!start_postgres(s, &url))
+		return NULL;
+	/* its pid where `down` looks for every process's */
+	pidfile = sl_asprintf("%s/pg/postmaster.pid", s->dir);
+	if ((f = fopen(pidfile, "r"))) {
+		if (fgets(line, sizeof(line), f)) {
+			char *pp = sl_asprintf("%s/postgres.pid", s->dir);
+			write_file(pp, line);
+			free(pp);
+		}
+		fclose(f);
+	}
+	free(pidfile);
+	if (cli_migrate_apply(url, migrations, errbuf, sizeof(errbuf))) {
+		fprintf(stderr, "sluice dev: migrate: %s\n", errbuf);
+		free(url);
+		return NULL;
+	}
+	return url;
+}
+
+/* 3. The scripted model, unless a real endpoint is configured; the
+ * model's base URL, or NULL. *scripted says which. */
+static char *start_model(stack *s, const sl_config *cfg, bool *scripted)
+{
+	char listen[64];
+	char *bin, *health, *url;
+	pid_t pid;
+	bool up;
+
+	*scripted = false;
+	if (getenv("OPENAI_BASE_URL") || getenv("OPENAI_API_KEY")) {
+		printf("using the model endpoint %s\n", cfg->openai_base_url);
+		return sl_strdup(cfg->openai_base_url);
+	}
+	bin = sl_asprintf("%s/sluice-scripted-model", s->bindir);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+	pid = spawn(s, "scripted-model", (char *[]){bin, "--listen", listen, NULL});
+	health = sl_asprintf("http://%s/healthz", listen);
+	url = sl_asprintf("http://%s/v1", listen);
+	up = pid > 0 && wait_http(health, pid, 15000);
+	free(bin);
+	free(health);
+	if (!up) {
+		fprintf(stderr, "sluice dev: the scripted model did not start\n");
+		show_log(s, "scripted-model");
+		free(url);
+		return NULL;
+	}
+	*scripted = true;
+	return url;
+}
+
+/* 4. The approver, with a new admin token (exported to env, never to the
+ * workers); its URL, or NULL. */
+static char *start_approver(stack *s, sl_buf *env)
+{
+	char *bin = sl_asprintf("%s/sluice-approver", s->bindir);
+	char token[37], listen[64];
+	char *tokens, *health, *url;
+	pid_t pid;
+	bool up;
+
+	sl_uuid_v4(token);
+	tokens = sl_asprintf("admin:%s", token);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+	url = sl_asprintf("http://%s", listen);
+	export("SLUICE_APPROVER_URL", url, env);
+	export("SLUICE_API_TOKEN", token, env);
+	setenv("SLUICE_APPROVER_LISTEN", listen, 1);
+	setenv("SLUICE_API_TOKENS", tokens, 1);
+	pid = spawn(s, "approver", (char *[]){bin, NULL});
+	/* The workers (and so their tools) get no API token. */
+	unsetenv("SLUICE_API_TOKENS");
+	unsetenv("SLUICE_API_TOKEN");
+	unsetenv("SLUICE_APPROVER_LISTEN");
+	health = sl_asprintf("%s/healthz", url);
+	up = pid > 0 && wait_http(health, pid, 30000);
+	free(health);
+	free(tokens);
+	free(bin);
+	if (!up) {
+		fprintf(stderr, "sluice dev: the approver did not start\n");
+		show_log(s, "approver");
+		free(url);
+		return NULL;
+	}
+	return url;
+}
+
+/* 5. The workers; false when one cannot start or refuses its settings
+ * (it then exits at once). */
+static bool start_workers(stack *s, long workers)
+{
+	char *bin = sl_asprintf("%s/sluice-worker", s->bindir);
+	pid_t pids[MAX_WORKERS];
+	char name[32];
+	bool ok = true;
+
+	for (long i = 0; i < workers && ok; i++) {
+		snprintf(name, sizeof(name), "worker-%ld", i + 1);
+		pids[i] = spawn(s, name, (char *[]){bin, NULL});
+		ok = pids[i] > 0;
+	}
+	free(bin);
+	if (!ok)
+		return false;
+	sl_sleep_ms(300);
+	for (long i = 0; i < workers; i++) {
+		if (!alive(pids[i])) {
+			snprintf(name, sizeof(name), "worker-%ld", i + 1);
+			fprintf(stderr, "sluice dev: %s exited at start-up\n", name);
+			show_log(s, name);
+			return false;
+		}
+	}
+	return true;
+}
+
 static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long workers)
 {
 	stack s = {0};
 	sl_buf env;
-	char tmpl[] = "/tmp/sluice-dev-XXXXXX";
 	char *existing = env_file_get(env_file, "SLUICE_DEV_DIR");
-	char *path = NULL, *addr = NULL, *url = NULL, *model_url = NULL, *agents_abs = NULL;
-	char *migrations = cli_migrations_dir(), *approver_url = NULL, *tmp;
-	char errbuf[1024], token[37], listen[64];
-	pid_t approver_pid, model_pid = 0, pids[MAX_WORKERS];
+	char *addr = NULL, *url = NULL, *model_url = NULL, *approver_url = NULL;
+	char *agents_abs = NULL, *migrations = NULL;
+	bool scripted = false;
 	int rc = 1;
 
-	sl_buf_init(&env, 1 << 20);
 	if (existing && access(existing, F_OK) == 0) {
 		fprintf(stderr,
 		        "sluice dev: %s already names a running stack (%s); run `sluice dev down "
 		        "--env-file %s` first\n",
 		        env_file, existing, env_file);
 		free(existing);
-		free(migrations);
 		return 1;
 	}
 	free(existing);
 	agents_abs = realpath(agents, NULL);
 	if (!agents_abs) {
 		fprintf(stderr, "sluice dev: agents file %s: %s\n", agents, strerror(errno));
-		free(migrations);
 		return 1;
 	}
-	/* The folder (logs, pid files, PostgreSQL's data and socket) is its
-	 * owner's only: the user who runs the stack, or PostgreSQL's user when
-	 * that is root (root passes anyway). */
-	if (!mkdtemp(tmpl) || chmod(tmpl, 0700)) {
-		fprintf(stderr, "sluice dev: cannot create a folder in /tmp: %s\n",
-		        strerror(errno));
-		goto out;
-	}
-	s.dir = sl_strdup(tmpl);
-	s.env_file = sl_strdup(env_file);
-	s.bindir = cli_bindir();
-	s.as_postgres = geteuid() == 0;
-	path = sl_asprintf("%s/%s", s.dir, MARKER);
-	write_file(path, "sluice dev stack\n");
-	free(path);
-	/* From here on `down` can clean up whatever happens. */
-	tmp = sl_asprintf("SLUICE_DEV_DIR=%s\n", s.dir);
-	if (!write_file(env_file, tmp)) {
-		fprintf(stderr, "sluice dev: cannot write %s: %s\n", env_file, strerror(errno));
-		free(tmp);
+	sl_buf_init(&env, 1 << 20);
+	migrations = cli_migrations_dir();
+	if (!open_stack(&s, env_file)) {
+		if (!s.dir)
+			goto out; /* no folder: nothing to clean */
 		goto fail;
 	}
-	free(tmp);
-
-	/* 1. the broker */
-	{
-		char *bin = sl_asprintf("%s/sluice-dev-broker", s.bindir);
-		char *addr_file = sl_asprintf("%s/broker.addr", s.dir);
-		char *argv[] = {bin, "--addr-file", addr_file, "--topic-prefix", cfg->topic_prefix,
-		                NULL};
-		pid_t pid = spawn(&s, "broker", argv);
-		long long deadline = sl_mono_ms() + 15000;
-
-		while (pid > 0 && alive(pid) && access(addr_file, R_OK) != 0 &&
-		       sl_mono_ms() < deadline)
-			sl_sleep_ms(20);
-		if (access(addr_file, R_OK) == 0) {
-			FILE *f = fopen(addr_file, "r");
-			char line[512] = "";
-			if (f && fgets(line, sizeof(line), f))
-				line[strcspn(line, "\n")] = '\0';
-			if (f)
-				fclose(f);
-			addr = sl_strdup(line);
-		}
-		free(bin);
-		free(addr_file);
-		if (!addr || !*addr) {
-			fprintf(stderr, "sluice dev: the dev broker did not start\n");
-			show_log(&s, "broker");
-			goto fail;
-		}
-	}
-	/* 2. PostgreSQL, migrated */
-	if (!start_postgres(&s, &url))
+	if (!(addr = start_broker(&s, cfg)) || !(url = start_database(&s, migrations)))
 		goto fail;
-	{
-		char *pidfile = sl_asprintf("%s/pg/postmaster.pid", s.dir);
-		FILE *f = fopen(pidfile, "r");
-		char line[32] = "";
-		if (f && fgets(line, sizeof(line), f)) {
-			char *pp = sl_asprintf("%s/postgres.pid", s.dir);
-			write_file(pp, line);
-			free(pp);
-		}
-		if (f)
-			fclose(f);
-		free(pidfile);
-	}
-	if (cli_migrate_apply(url, migrations, errbuf, sizeof(errbuf))) {
-		fprintf(stderr, "sluice dev: migrate: %s\n", errbuf);
-		goto fail;
-	}
 	export("SLUICE_KAFKA_BROKERS", addr, &env);
 	/* The dev broker (librdkafka's mock cluster) answers an empty fetch only
 	 * after the whole fetch wait, which would be added to every hop. */
@@ -572,83 +692,11 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 	export("SLUICE_DATABASE_URL", url, &env);
 	export("SLUICE_TOPIC_PREFIX", cfg->topic_prefix, &env);
 	export("SLUICE_AGENTS", agents_abs, &env);
-
-	/* 3. the scripted model, unless a real endpoint is configured */
-	if (getenv("OPENAI_BASE_URL") || getenv("OPENAI_API_KEY")) {
-		model_url = sl_strdup(cfg->openai_base_url);
-		printf("using the model endpoint %s\n", model_url);
-	} else {
-		char *bin = sl_asprintf("%s/sluice-scripted-model", s.bindir);
-		char *health;
-		snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
-		char *argv[] = {bin, "--listen", listen, NULL};
-		model_pid = spawn(&s, "scripted-model", argv);
-		health = sl_asprintf("http://%s/healthz", listen);
-		model_url = sl_asprintf("http://%s/v1", listen);
-		free(bin);
-		if (model_pid <= 0 || !wait_http(health, model_pid, 15000)) {
-			free(health);
-			fprintf(stderr, "sluice dev: the scripted model did not start\n");
-			show_log(&s, "scripted-model");
-			goto fail;
-		}
-		free(health);
-	}
+	if (!(model_url = start_model(&s, cfg, &scripted)))
+		goto fail;
 	export("OPENAI_BASE_URL", model_url, &env);
-
-	/* 4. the approver */
-	sl_uuid_v4(token);
-	{
-		char *bin = sl_asprintf("%s/sluice-approver", s.bindir);
-		char *tokens = sl_asprintf("admin:%s", token);
-		char *health;
-		char *argv[] = {bin, NULL};
-
-		snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
-		approver_url = sl_asprintf("http://%s", listen);
-		export("SLUICE_APPROVER_URL", approver_url, &env);
-		export("SLUICE_API_TOKEN", token, &env);
-		setenv("SLUICE_APPROVER_LISTEN", listen, 1);
-		setenv("SLUICE_API_TOKENS", tokens, 1);
-		approver_pid = spawn(&s, "approver", argv);
-		/* The workers (and so their tools) get no API token. */
-		unsetenv("SLUICE_API_TOKENS");
-		unsetenv("SLUICE_API_TOKEN");
-		unsetenv("SLUICE_APPROVER_LISTEN");
-		health = sl_asprintf("%s/healthz", approver_url);
-		free(tokens);
-		free(bin);
-		if (approver_pid <= 0 || !wait_http(health, approver_pid, 30000)) {
-			free(health);
-			fprintf(stderr, "sluice dev: the approver did not start\n");
-			show_log(&s, "approver");
-			goto fail;
-		}
-		free(health);
-	}
-	/* 5. the workers */
-	for (long i = 0; i < workers; i++) {
-		char *bin = sl_asprintf("%s/sluice-worker", s.bindir);
-		char name[32];
-		char *argv[] = {bin, NULL};
-
-		snprintf(name, sizeof(name), "worker-%ld", i + 1);
-		pids[i] = spawn(&s, name, argv);
-		free(bin);
-		if (pids[i] <= 0)
-			goto fail;
-	}
-	/* A worker that refuses its configuration exits at once. */
-	sl_sleep_ms(300);
-	for (long i = 0; i < workers; i++) {
-		if (!alive(pids[i])) {
-			char name[32];
-			snprintf(name, sizeof(name), "worker-%ld", i + 1);
-			fprintf(stderr, "sluice dev: %s exited at start-up\n", name);
-			show_log(&s, name);
-			goto fail;
-		}
-	}
+	if (!(approver_url = start_approver(&s, &env)) || !start_workers(&s, workers))
+		goto fail;
 	export("SLUICE_DEV_DIR", s.dir, &env);
 	if (!write_file(env_file, env.data)) {
 		fprintf(stderr, "sluice dev: cannot write %s\n", env_file);
@@ -656,7 +704,7 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 	}
 	printf("sluice dev stack is up: broker %s, PostgreSQL %s, approver %s, %ld worker(s)%s\n"
 	       "environment written to %s; logs in %s\n",
-	       addr, url, approver_url, workers, model_pid ? ", scripted model" : "", env_file,
+	       addr, url, approver_url, workers, scripted ? ", scripted model" : "", env_file,
 	       s.dir);
 	rc = 0;
 	goto out;
