@@ -94,3 +94,16 @@ topic_has() {
 topic_dump() {
   kcat -b "$SLUICE_KAFKA_BROKERS" -C -t "$1" -e -q -f '%h\t%s\n' 2>/dev/null
 }
+
+# restart_worker NAME: starts NAME (worker-1, ...) again as `sluice dev up`
+# did, after a test killed it (same log and pid file, no API token), and
+# waits until it has joined the group and the group is settled, so that
+# the tests after it have the stack they expect.
+restart_worker() {
+  local log=$SLUICE_DEV_DIR/$1.log mark
+  mark=$(wc -l < "$log")
+  env -u SLUICE_API_TOKEN SLUICE_RELAY_POLL_MS=5000 "$BIN/sluice-worker" < /dev/null >> "$log" 2>&1 &
+  echo $! > "$SLUICE_DEV_DIR/$1.pid"
+  eventually 30 bash -c "tail -n +$((mark + 1)) '$log' | grep -q 'partition(s) assigned'" &&
+    eventually 30 settled
+}

@@ -139,6 +139,8 @@ t_worker_killed_mid_tool() {
   check "the model was told the outcome is unknown" \
     grep -q "interrupted" <<<"$(api GET "/v1/runs/$rid" | jq -r .output)"
   check "one approval" [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r .meta.total_count)" = 1 ]
+  check "the killed worker is started again and the group settles" \
+    restart_worker "$(basename "${log%.log}")"
 }
 
 # A request for a run that exists (a repeated submit, a redelivery) starts
