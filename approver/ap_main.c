@@ -41,6 +41,9 @@ typedef struct approver {
 	char *topic_approvals;
 	char *topic_continues;
 	char *topic_results;
+	long threads, relay_poll_ms;
+	sl_httpd_limits limits;
+	bool api_ready; /* ap_api_init() was called */
 } approver;
 
 static sl_status on_run_paused(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
@@ -72,27 +75,22 @@ static void expire(approver *a)
 		sl_warn("expiry: %s", errbuf);
 }
 
-int main(int argc, char **argv)
+/* Settings, arguments, identities, number settings and topic names; false,
+ * logged, when one is not valid. */
+static bool configure(approver *a, int argc, char **argv)
 {
 	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL",
 	                                 "SLUICE_API_TOKENS", NULL};
-	approver a;
-	char errbuf[1024];
 	char **rest = sl_calloc((size_t)argc + 1, sizeof(char *));
-	const char *topics[2];
-	long long next_expiry = 0;
-	bool api_ready = false;
-	long threads = 0, relay_poll_ms = 0, max_conns = 0, max_client_conns = 0, request_s = 0;
-	sl_httpd_limits limits;
-	int nrest, rc = 1;
+	long max_conns, max_client_conns, request_s;
+	char errbuf[1024];
+	bool ok = false;
+	int nrest;
 
-	memset(&a, 0, sizeof(a));
-	sl_log_init("sluice-approver");
-	sl_http_global_init();
-	sl_config_from_env(&a.cfg);
-	if (sl_config_from_args(&a.cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf)) ||
-	    sl_config_require(&a.cfg, required, errbuf, sizeof(errbuf)) ||
-	    ap_api_parse_tokens(a.cfg.api_tokens, &a.api.ids, &a.api.nids, errbuf,
+	sl_config_from_env(&a->cfg);
+	if (sl_config_from_args(&a->cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf)) ||
+	    sl_config_require(&a->cfg, required, errbuf, sizeof(errbuf)) ||
+	    ap_api_parse_tokens(a->cfg.api_tokens, &a->api.ids, &a->api.nids, errbuf,
 	                        sizeof(errbuf))) {
 		sl_error("%s", errbuf);
 		goto out;
@@ -101,72 +99,131 @@ int main(int argc, char **argv)
 		sl_error("unknown argument %s", rest[0]);
 		goto out;
 	}
-	if (!sl_config_long(&a.cfg, "SLUICE_APPROVER_THREADS", &threads) ||
-	    !sl_config_long(&a.cfg, "SLUICE_APPROVER_MAX_CONNECTIONS", &max_conns) ||
-	    !sl_config_long(&a.cfg, "SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS", &max_client_conns) ||
-	    !sl_config_long(&a.cfg, "SLUICE_APPROVER_REQUEST_TIMEOUT_S", &request_s) ||
-	    !sl_config_long(&a.cfg, "SLUICE_RELAY_POLL_MS", &relay_poll_ms))
+	if (!sl_config_long(&a->cfg, "SLUICE_APPROVER_THREADS", &a->threads) ||
+	    !sl_config_long(&a->cfg, "SLUICE_APPROVER_MAX_CONNECTIONS", &max_conns) ||
+	    !sl_config_long(&a->cfg, "SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS", &max_client_conns) ||
+	    !sl_config_long(&a->cfg, "SLUICE_APPROVER_REQUEST_TIMEOUT_S", &request_s) ||
+	    !sl_config_long(&a->cfg, "SLUICE_RELAY_POLL_MS", &a->relay_poll_ms))
 		goto out;
-	a.source = sl_event_source("approver");
-	a.topic_approvals = sl_config_topic(&a.cfg, "approvals");
-	a.topic_continues = sl_config_topic(&a.cfg, "continues");
-	a.store.source = a.api.store.source = a.source;
-	a.topic_results = sl_config_topic(&a.cfg, "results");
-	a.store.topic_continues = a.api.store.topic_continues = a.topic_continues;
-	a.store.topic_results = a.api.store.topic_results = a.topic_results;
+	a->limits.max_connections = (unsigned)max_conns;
+	a->limits.max_client_connections = (unsigned)max_client_conns;
+	a->limits.request_s = (unsigned)request_s;
+	a->source = sl_event_source("approver");
+	a->topic_approvals = sl_config_topic(&a->cfg, "approvals");
+	a->topic_continues = sl_config_topic(&a->cfg, "continues");
+	a->topic_results = sl_config_topic(&a->cfg, "results");
+	a->store.source = a->api.store.source = a->source;
+	a->store.topic_continues = a->api.store.topic_continues = a->topic_continues;
+	a->store.topic_results = a->api.store.topic_results = a->topic_results;
+	a->api.database_url = a->cfg.database_url;
+	ok = true;
+out:
+	free(rest);
+	return ok;
+}
+
+/* The consumer's connection and the Kafka clients. */
+static bool start_consuming(approver *a)
+{
+	const char *topics[] = {a->topic_approvals, NULL};
+	char errbuf[1024];
+
 	/* the paused events' checks and the expiry: all by key */
-	a.store.db =
-	    sl_db_connect_with(a.cfg.database_url, SL_DB_KEY_LOOKUPS, errbuf, sizeof(errbuf));
-	if (!a.store.db) {
+	a->store.db =
+	    sl_db_connect_with(a->cfg.database_url, SL_DB_KEY_LOOKUPS, errbuf, sizeof(errbuf));
+	if (!a->store.db) {
 		sl_error("%s", errbuf);
-		goto out;
+		return false;
 	}
-	a.api.database_url = a.cfg.database_url;
-	a.producer = sl_kafka_producer_new(&a.cfg, errbuf, sizeof(errbuf));
-	if (!a.producer) {
+	if (!(a->producer = sl_kafka_producer_new(&a->cfg, errbuf, sizeof(errbuf)))) {
 		sl_error("kafka producer: %s", errbuf);
-		goto out;
+		return false;
 	}
-	topics[0] = a.topic_approvals;
-	topics[1] = NULL;
-	a.consumer =
-	    sl_kafka_consumer_new(&a.cfg, "sluice-approver", topics, errbuf, sizeof(errbuf));
-	if (!a.consumer) {
+	a->consumer =
+	    sl_kafka_consumer_new(&a->cfg, "sluice-approver", topics, errbuf, sizeof(errbuf));
+	if (!a->consumer) {
 		sl_error("kafka consumer: %s", errbuf);
-		goto out;
+		return false;
 	}
+	return true;
+}
+
+/* The relay, the decider and the HTTP API. Decisions arrive over HTTP:
+ * their continue events go out as soon as their transactions commit (the
+ * stores hand them to the relay, or wake it for a cancel's result). */
+static bool start_serving(approver *a)
+{
+	char errbuf[1024];
+
+	if (!(a->relay = sl_relay_start(&a->cfg, (int)a->relay_poll_ms, errbuf, sizeof(errbuf)))) {
+		sl_error("outbox relay: %s", errbuf);
+		return false;
+	}
+	a->store.relay = a->api.store.relay = a->relay;
+	ap_api_init(&a->api);
+	a->api_ready = true;
+	a->decider = ap_decider_start(a->cfg.database_url, &a->api.store, errbuf, sizeof(errbuf));
+	if (!a->decider) {
+		sl_error("%s", errbuf);
+		return false;
+	}
+	a->api.decider = a->decider;
+	a->httpd = sl_httpd_start(a->cfg.approver_listen, AP_API_MAX_BODY, (unsigned)a->threads,
+	                          &a->limits, ap_api_handle, &a->api, errbuf, sizeof(errbuf));
+	if (!a->httpd) {
+		sl_error("%s", errbuf);
+		return false;
+	}
+	atomic_store(&a->api.httpd, a->httpd);
+	return true;
+}
+
+/* Stops and frees whatever was started. Decisions in progress are answered
+ * before the server stops; those that come in meanwhile get 503. */
+static void stop_all(approver *a)
+{
+	ap_decider_stop(a->decider);
+	sl_httpd_stop(a->httpd);
+	ap_decider_free(a->decider);
+	if (a->api_ready)
+		ap_api_fini(&a->api);
+	sl_relay_stop(a->relay);
+	if (a->consumer) {
+		rd_kafka_consumer_close(a->consumer);
+		rd_kafka_destroy(a->consumer);
+	}
+	if (a->producer) {
+		rd_kafka_flush(a->producer, 5000);
+		rd_kafka_destroy(a->producer);
+	}
+	if (a->store.db)
+		PQfinish(a->store.db);
+	ap_api_free_tokens(a->api.ids, a->api.nids);
+	free(a->source);
+	free(a->topic_approvals);
+	free(a->topic_continues);
+	free(a->topic_results);
+	sl_config_free(&a->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	approver a;
+	long long next_expiry = 0;
+	int rc = 1;
+
+	memset(&a, 0, sizeof(a));
+	sl_log_init("sluice-approver");
+	sl_http_global_init();
+	if (!configure(&a, argc, argv) || !start_consuming(&a))
+		goto out;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	/* Decisions arrive over HTTP: their continue events go out as soon as
-	 * their transactions commit (the stores hand them to the relay, or
-	 * wake it for a cancel's result). */
-	a.relay = sl_relay_start(&a.cfg, (int)relay_poll_ms, errbuf, sizeof(errbuf));
-	if (!a.relay) {
-		sl_error("outbox relay: %s", errbuf);
+	if (!start_serving(&a))
 		goto out;
-	}
-	a.store.relay = a.api.store.relay = a.relay;
-	ap_api_init(&a.api);
-	api_ready = true;
-	a.decider = ap_decider_start(a.cfg.database_url, &a.api.store, errbuf, sizeof(errbuf));
-	if (!a.decider) {
-		sl_error("%s", errbuf);
-		goto out;
-	}
-	a.api.decider = a.decider;
-	limits.max_connections = (unsigned)max_conns;
-	limits.max_client_connections = (unsigned)max_client_conns;
-	limits.request_s = (unsigned)request_s;
-	a.httpd = sl_httpd_start(a.cfg.approver_listen, AP_API_MAX_BODY, (unsigned)threads, &limits,
-	                         ap_api_handle, &a.api, errbuf, sizeof(errbuf));
-	if (!a.httpd) {
-		sl_error("%s", errbuf);
-		goto out;
-	}
-	atomic_store(&a.api.httpd, a.httpd);
 	sl_info("approver started: HTTP API on %s (%ld threads), %zu identities, consuming %s",
-	        a.cfg.approver_listen, threads, a.api.nids, a.topic_approvals);
+	        a.cfg.approver_listen, a.threads, a.api.nids, a.topic_approvals);
 	while (!stopping) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(a.consumer, 20);
 
@@ -185,30 +242,6 @@ int main(int argc, char **argv)
 	sl_info("approver stopping");
 	rc = 0;
 out:
-	/* Decisions in progress are answered before the server stops; those
-	 * that come in meanwhile get 503. */
-	ap_decider_stop(a.decider);
-	sl_httpd_stop(a.httpd);
-	ap_decider_free(a.decider);
-	if (api_ready)
-		ap_api_fini(&a.api);
-	sl_relay_stop(a.relay);
-	if (a.consumer) {
-		rd_kafka_consumer_close(a.consumer);
-		rd_kafka_destroy(a.consumer);
-	}
-	if (a.producer) {
-		rd_kafka_flush(a.producer, 5000);
-		rd_kafka_destroy(a.producer);
-	}
-	if (a.store.db)
-		PQfinish(a.store.db);
-	ap_api_free_tokens(a.api.ids, a.api.nids);
-	free(a.source);
-	free(a.topic_approvals);
-	free(a.topic_continues);
-	free(a.topic_results);
-	sl_config_free(&a.cfg);
-	free(rest);
+	stop_all(&a);
 	return rc;
 }

@@ -50,9 +50,11 @@ typedef struct worker {
 	rd_kafka_t *producer; /* dead letters */
 	sl_relay *relay;
 	wk_db *dbs;
+	void **db_states; /* the database pool's: &dbs[i] */
 	int ndb;
 	long max_in_flight;
 	long tool_threads;
+	long relay_poll_ms;
 	char *topic_runs;
 	char *topic_continues;
 	wk_env env;
@@ -141,25 +143,22 @@ static void raise_fd_limit(void)
 	}
 }
 
-int main(int argc, char **argv)
+/* Settings, arguments, the agents file (with what its tools and models
+ * need), number settings and topic names; false, logged, when one is not
+ * valid. */
+static bool configure(worker *w, int argc, char **argv)
 {
 	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL",
 	                                 "SLUICE_AGENTS", NULL};
-	worker w;
-	char errbuf[1024];
 	char **rest = sl_calloc((size_t)argc + 1, sizeof(char *));
-	const char *topics[3];
-	void **states = NULL;
-	long ndb, relay_poll_ms;
-	int nrest, rc = 1;
+	char errbuf[1024];
+	long ndb;
+	int nrest;
+	bool ok = false;
 
-	memset(&w, 0, sizeof(w));
-	sl_log_init("sluice-worker");
-	sl_http_global_init();
-	raise_fd_limit();
-	sl_config_from_env(&w.cfg);
-	if (sl_config_from_args(&w.cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf)) ||
-	    sl_config_require(&w.cfg, required, errbuf, sizeof(errbuf))) {
+	sl_config_from_env(&w->cfg);
+	if (sl_config_from_args(&w->cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf)) ||
+	    sl_config_require(&w->cfg, required, errbuf, sizeof(errbuf))) {
 		sl_error("%s", errbuf);
 		goto out;
 	}
@@ -167,81 +166,146 @@ int main(int argc, char **argv)
 		sl_error("unknown argument %s", rest[0]);
 		goto out;
 	}
-	wk_tool_shield_worker();
-	if (sl_agents_load(w.cfg.agents, &w.agents, errbuf, sizeof(errbuf)) ||
-	    wk_tool_prepare(w.agents, errbuf, sizeof(errbuf)) ||
-	    wk_model_prepare(&w.cfg, w.agents, errbuf, sizeof(errbuf))) {
+	if (sl_agents_load(w->cfg.agents, &w->agents, errbuf, sizeof(errbuf)) ||
+	    wk_tool_prepare(w->agents, errbuf, sizeof(errbuf)) ||
+	    wk_model_prepare(&w->cfg, w->agents, errbuf, sizeof(errbuf))) {
 		sl_error("%s", errbuf);
 		goto out;
 	}
-	if (!sl_config_long(&w.cfg, "SLUICE_WORKER_CONCURRENCY", &ndb) ||
-	    !sl_config_long(&w.cfg, "SLUICE_WORKER_MAX_IN_FLIGHT", &w.max_in_flight) ||
-	    !sl_config_long(&w.cfg, "SLUICE_WORKER_TOOL_THREADS", &w.tool_threads) ||
-	    !sl_config_long(&w.cfg, "SLUICE_RELAY_POLL_MS", &relay_poll_ms))
+	if (!sl_config_long(&w->cfg, "SLUICE_WORKER_CONCURRENCY", &ndb) ||
+	    !sl_config_long(&w->cfg, "SLUICE_WORKER_MAX_IN_FLIGHT", &w->max_in_flight) ||
+	    !sl_config_long(&w->cfg, "SLUICE_WORKER_TOOL_THREADS", &w->tool_threads) ||
+	    !sl_config_long(&w->cfg, "SLUICE_RELAY_POLL_MS", &w->relay_poll_ms))
 		goto out;
-	w.ndb = (int)ndb;
-	w.topic_runs = sl_config_topic(&w.cfg, "runs");
-	w.topic_continues = sl_config_topic(&w.cfg, "continues");
-	w.env.topic_runs = w.topic_runs;
-	w.env.topic_approvals = sl_config_topic(&w.cfg, "approvals");
-	w.env.topic_results = sl_config_topic(&w.cfg, "results");
-	w.env.cfg = &w.cfg;
-	w.env.agents = w.agents;
-	w.env.agent_tools = wk_run_agent_tools(w.agents);
-	w.env.source = sl_event_source("worker");
-	w.env.stopping = &stopping;
-	w.dbs = sl_calloc((size_t)w.ndb, sizeof(wk_db));
-	states = sl_calloc((size_t)w.ndb, sizeof(void *));
-	for (int i = 0; i < w.ndb; i++) {
-		w.dbs[i].conn = sl_db_connect_with(w.cfg.database_url, SL_DB_KEY_LOOKUPS, errbuf,
-		                                   sizeof(errbuf));
-		if (!w.dbs[i].conn) {
+	w->ndb = (int)ndb;
+	w->topic_runs = sl_config_topic(&w->cfg, "runs");
+	w->topic_continues = sl_config_topic(&w->cfg, "continues");
+	w->env.topic_runs = w->topic_runs;
+	w->env.topic_approvals = sl_config_topic(&w->cfg, "approvals");
+	w->env.topic_results = sl_config_topic(&w->cfg, "results");
+	w->env.cfg = &w->cfg;
+	w->env.agents = w->agents;
+	w->env.agent_tools = wk_run_agent_tools(w->agents);
+	w->env.source = sl_event_source("worker");
+	w->env.stopping = &stopping;
+	ok = true;
+out:
+	free(rest);
+	return ok;
+}
+
+/* One connection per database thread. */
+static bool connect_databases(worker *w)
+{
+	char errbuf[1024];
+
+	w->dbs = sl_calloc((size_t)w->ndb, sizeof(wk_db));
+	w->db_states = sl_calloc((size_t)w->ndb, sizeof(void *));
+	for (int i = 0; i < w->ndb; i++) {
+		w->dbs[i].conn = sl_db_connect_with(w->cfg.database_url, SL_DB_KEY_LOOKUPS, errbuf,
+		                                    sizeof(errbuf));
+		if (!w->dbs[i].conn) {
 			sl_error("%s", errbuf);
-			goto out;
+			return false;
 		}
-		states[i] = &w.dbs[i];
+		w->db_states[i] = &w->dbs[i];
 	}
-	topics[0] = w.topic_runs;
-	topics[1] = w.topic_continues;
-	topics[2] = NULL;
-	w.producer = sl_kafka_producer_new(&w.cfg, errbuf, sizeof(errbuf));
-	if (!w.producer) {
+	return true;
+}
+
+/* The Kafka clients, the relay and the parts a task moves between. */
+static bool start_parts(worker *w)
+{
+	const char *topics[] = {w->topic_runs, w->topic_continues, NULL};
+	char errbuf[1024];
+
+	if (!(w->producer = sl_kafka_producer_new(&w->cfg, errbuf, sizeof(errbuf)))) {
 		sl_error("kafka producer: %s", errbuf);
-		goto out;
+		return false;
 	}
-	w.env.producer = w.producer;
-	w.relay = sl_relay_start(&w.cfg, (int)relay_poll_ms, errbuf, sizeof(errbuf));
-	if (!w.relay) {
+	w->env.producer = w->producer;
+	if (!(w->relay = sl_relay_start(&w->cfg, (int)w->relay_poll_ms, errbuf, sizeof(errbuf)))) {
 		sl_error("outbox relay: %s", errbuf);
-		goto out;
+		return false;
 	}
-	w.env.relay = w.relay;
-	w.consumer =
-	    sl_kafka_consumer_new(&w.cfg, "sluice-workers", topics, errbuf, sizeof(errbuf));
-	if (!w.consumer) {
+	w->env.relay = w->relay;
+	w->consumer =
+	    sl_kafka_consumer_new(&w->cfg, "sluice-workers", topics, errbuf, sizeof(errbuf));
+	if (!w->consumer) {
 		sl_error("kafka consumer: %s", errbuf);
-		goto out;
+		return false;
 	}
-	w.env.flight = wk_flight_new(w.consumer);
-	w.env.fetch = wk_fetch_start(wk_run_drop, errbuf, sizeof(errbuf));
-	w.env.db = wk_pool_start(w.ndb, states);
-	w.env.tools = wk_pool_start((int)w.tool_threads, NULL);
-	if (!w.env.fetch || !w.env.db || !w.env.tools) {
+	w->env.flight = wk_flight_new(w->consumer);
+	w->env.fetch = wk_fetch_start(wk_run_drop, errbuf, sizeof(errbuf));
+	w->env.db = wk_pool_start(w->ndb, w->db_states);
+	w->env.tools = wk_pool_start((int)w->tool_threads, NULL);
+	if (!w->env.fetch || !w->env.db || !w->env.tools) {
 		sl_error("cannot start the worker's threads");
-		goto out;
+		return false;
 	}
-	w.env.writes = wk_writes_new(&(wk_writes_config){.db = w.env.db,
-	                                                 .relay = w.relay,
-	                                                 .topic_paused = w.env.topic_approvals,
-	                                                 .topic_results = w.env.topic_results,
-	                                                 .agent_tools = w.env.agent_tools,
-	                                                 .written = wk_run_written,
-	                                                 .drop = wk_run_write_dropped});
-	w.env.stdio = wk_stdio_start(w.agents, wk_run_drop, errbuf, sizeof(errbuf));
-	if (!w.env.stdio) {
+	w->env.writes = wk_writes_new(&(wk_writes_config){.db = w->env.db,
+	                                                  .relay = w->relay,
+	                                                  .topic_paused = w->env.topic_approvals,
+	                                                  .topic_results = w->env.topic_results,
+	                                                  .agent_tools = w->env.agent_tools,
+	                                                  .written = wk_run_written,
+	                                                  .drop = wk_run_write_dropped});
+	if (!(w->env.stdio = wk_stdio_start(w->agents, wk_run_drop, errbuf, sizeof(errbuf)))) {
 		sl_error("%s", errbuf);
-		goto out;
+		return false;
 	}
+	return true;
+}
+
+/* Stops and frees whatever was started. Whatever is still in flight is
+ * given up (its offset is not stored); the parts stop before the consumer,
+ * which commits what they stored. */
+static void stop_parts(worker *w)
+{
+	wk_fetch_stop(w->env.fetch);
+	wk_stdio_stop(w->env.stdio);
+	wk_pool_stop(w->env.tools);
+	wk_pool_stop(w->env.db);
+	wk_writes_free(w->env.writes);
+	if (w->consumer) {
+		rd_kafka_consumer_close(w->consumer);
+		rd_kafka_destroy(w->consumer);
+	}
+	wk_flight_free(w->env.flight);
+	sl_relay_stop(w->relay);
+	if (w->producer) {
+		rd_kafka_flush(w->producer, 5000);
+		rd_kafka_destroy(w->producer);
+	}
+	for (int i = 0; w->dbs && i < w->ndb; i++)
+		if (w->dbs[i].conn)
+			PQfinish(w->dbs[i].conn);
+	free(w->dbs);
+	free(w->db_states);
+	free((char *)w->env.source);
+	free(w->topic_runs);
+	free(w->topic_continues);
+	free(w->env.topic_approvals);
+	free(w->env.topic_results);
+	free(w->env.agent_tools);
+	sl_agents_free(w->agents);
+	sl_config_free(&w->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	worker w;
+	int rc = 1;
+
+	memset(&w, 0, sizeof(w));
+	sl_log_init("sluice-worker");
+	sl_http_global_init();
+	raise_fd_limit();
+	if (!configure(&w, argc, argv))
+		goto out;
+	wk_tool_shield_worker();
+	if (!connect_databases(&w) || !start_parts(&w))
+		goto out;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
@@ -254,36 +318,6 @@ int main(int argc, char **argv)
 	drain(&w);
 	rc = 0;
 out:
-	/* Whatever is still in flight is given up (its offset is not stored);
-	 * the parts stop before the consumer, which commits what they stored. */
-	wk_fetch_stop(w.env.fetch);
-	wk_stdio_stop(w.env.stdio);
-	wk_pool_stop(w.env.tools);
-	wk_pool_stop(w.env.db);
-	wk_writes_free(w.env.writes);
-	if (w.consumer) {
-		rd_kafka_consumer_close(w.consumer);
-		rd_kafka_destroy(w.consumer);
-	}
-	wk_flight_free(w.env.flight);
-	sl_relay_stop(w.relay);
-	if (w.producer) {
-		rd_kafka_flush(w.producer, 5000);
-		rd_kafka_destroy(w.producer);
-	}
-	for (int i = 0; w.dbs && i < w.ndb; i++)
-		if (w.dbs[i].conn)
-			PQfinish(w.dbs[i].conn);
-	free(w.dbs);
-	free(states);
-	free((char *)w.env.source);
-	free(w.topic_runs);
-	free(w.topic_continues);
-	free(w.env.topic_approvals);
-	free(w.env.topic_results);
-	free(w.env.agent_tools);
-	sl_agents_free(w.agents);
-	sl_config_free(&w.cfg);
-	free(rest);
+	stop_parts(&w);
 	return rc;
 }
