@@ -452,6 +452,65 @@ static sl_status take_continue(wk_task *t, const char *run_id, wk_continue *c)
 	return SL_OK;
 }
 
+/* Acts only on what the approver recorded: the event names exactly the
+ * requirements of the pause c read, and every one of them is resolved. */
+static sl_status check_decisions(wk_task *t, const char *run_id, const wk_continue *c)
+{
+	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
+	size_t i;
+
+	json_array_foreach (decisions, i, dec) {
+		const char *rid = json_string_value(json_object_get(dec, "requirement_id"));
+		bool known = false;
+		for (int k = 0; k < c->ndecisions && !known && rid; k++)
+			known = !strcmp(c->decisions[k].id, rid);
+		if (!known)
+			return sl_err(t->err, sizeof(t->err), SL_INVALID,
+			              "run %s: continue names requirement %s, which the run is not "
+			              "waiting for",
+			              run_id, rid ? rid : "(none)");
+	}
+	if ((int)json_array_size(decisions) != c->ndecisions)
+		return sl_err(t->err, sizeof(t->err), SL_INVALID,
+		              "run %s: continue carries %zu decisions for %d requirements", run_id,
+		              json_array_size(decisions), c->ndecisions);
+	for (int k = 0; k < c->ndecisions; k++)
+		if (!strcmp(c->decisions[k].status, "pending"))
+			return sl_err(t->err, sizeof(t->err), SL_CONFLICT,
+			              "run %s: requirement %s is not resolved; continue refused",
+			              run_id, c->decisions[k].id);
+	return SL_OK;
+}
+
+/* The claim of a continue checked under its run's lock: only one continue
+ * moves the run from pause pause_seq to running. The tools the decisions
+ * (now the task's) run are claimed in tool_executions with it (each runs
+ * at most once); apply_decisions runs the ones claimed then without asking
+ * again. */
+static sl_status claim_checked(PGconn *db, wk_task *t, const char *run_id, const char *pause_seq)
+{
+	json_t *tools = json_array();
+	char *tooltext;
+	sl_status st;
+
+	for (int k = 0; k < t->ndecisions; k++) {
+		const wk_decision *d = &t->decisions[k];
+		const sl_tool *tool = tool_to_run(t, d);
+		if (tool)
+			json_array_append_new(tools, json_pack("{s:s, s:s}", "call_id", d->call_id,
+			                                       "tool_name", tool->name));
+	}
+	tooltext = json_dumps(tools, JSON_COMPACT);
+	json_decref(tools);
+	st = wk_store_claim(db, run_id, pause_seq, t->ev.id, tooltext, &t->claimed_tools, t->err,
+	                    sizeof(t->err));
+	free(tooltext);
+	if (st == SL_OK && !t->claimed_tools) /* changed since it was read: cannot be, locked */
+		st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
+		            "run %s changed while its continue was checked", run_id);
+	return st;
+}
+
 /*
  * Checks a sluice.run.continue event against what the approver recorded,
  * claims the paused run (a run is continued once) and loads the
@@ -464,12 +523,9 @@ static sl_status take_continue(wk_task *t, const char *run_id, wk_continue *c)
 static sl_status check_continue(PGconn *db, wk_task *t, wk_next *nx)
 {
 	const char *run_id = json_string_value(json_object_get(t->ev.data, "run_id"));
-	json_t *decisions = json_object_get(t->ev.data, "decisions"), *dec;
 	wk_continue c = {0};
 	sl_status st;
 	bool resuming, found;
-	size_t i;
-	int n;
 
 	*nx = NX_END;
 	if ((st = sl_db_begin(db, t->err, sizeof(t->err))) ||
@@ -494,75 +550,15 @@ static sl_status check_continue(PGconn *db, wk_task *t, wk_next *nx)
 		            "run %s is %s, not paused; continue refused", run_id, c.run_status);
 		goto out;
 	}
-	n = c.ndecisions;
-	/* Act only on what the approver recorded: the event names exactly the
-	 * requirements of this pause, and every one of them is resolved. */
-	json_array_foreach (decisions, i, dec) {
-		const char *rid = json_string_value(json_object_get(dec, "requirement_id"));
-		bool known = false;
-		for (int k = 0; k < n && !known && rid; k++)
-			known = !strcmp(c.decisions[k].id, rid);
-		if (!known) {
-			st = sl_err(t->err, sizeof(t->err), SL_INVALID,
-			            "run %s: continue names requirement %s, which the run is not "
-			            "waiting for",
-			            run_id, rid ? rid : "(none)");
-			goto out;
-		}
-	}
-	if ((int)json_array_size(decisions) != n) {
-		st = sl_err(t->err, sizeof(t->err), SL_INVALID,
-		            "run %s: continue carries %zu decisions for %d requirements", run_id,
-		            json_array_size(decisions), n);
-		goto out;
-	}
-	for (int k = 0; k < n; k++) {
-		if (!strcmp(c.decisions[k].status, "pending")) {
-			st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
-			            "run %s: requirement %s is not resolved; continue refused",
-			            run_id, c.decisions[k].id);
-			goto out;
-		}
-	}
-	if ((st = take_continue(t, run_id, &c)))
-		goto out;
-	/* The claim: only one continue moves the run from paused to running. */
-	if (!resuming) {
-		json_t *tools = json_array();
-		char *tooltext;
-
-		/* The tools the decisions run are claimed in tool_executions with
-		 * the run (each runs at most once); apply_decisions runs the ones
-		 * claimed then without asking again. */
-		for (int k = 0; k < n; k++) {
-			const wk_decision *d = &t->decisions[k];
-			const sl_tool *tool = tool_to_run(t, d);
-			if (tool)
-				json_array_append_new(tools,
-				                      json_pack("{s:s, s:s}", "call_id", d->call_id,
-				                                "tool_name", tool->name));
-		}
-		tooltext = json_dumps(tools, JSON_COMPACT);
-		json_decref(tools);
-		st = wk_store_claim(db, run_id, c.pause_seq, t->ev.id, tooltext, &t->claimed_tools,
-		                    t->err, sizeof(t->err));
-		free(tooltext);
-		if (st)
-			goto out;
-		if (!t->claimed_tools) {
-			/* changed since it was read (it cannot when locked) */
-			st = sl_err(t->err, sizeof(t->err), SL_CONFLICT,
-			            "run %s changed while its continue was checked", run_id);
-			goto out;
-		}
-	}
-	if ((st = sl_db_commit(db, t->err, sizeof(t->err))))
+	if ((st = check_decisions(t, run_id, &c)) || (st = take_continue(t, run_id, &c)) ||
+	    (!resuming && (st = claim_checked(db, t, run_id, c.pause_seq))) ||
+	    (st = sl_db_commit(db, t->err, sizeof(t->err))))
 		goto out;
 	if (resuming)
 		sl_warn("run %s: resuming continue %s, which an earlier attempt left unfinished",
 		        run_id, t->ev.id);
 	else
-		sl_info("run %s: continuing with %d decision(s)", run_id, n);
+		sl_info("run %s: continuing with %d decision(s)", run_id, t->ndecisions);
 	t->ph = PH_DECISIONS;
 	*nx = NX_STEP;
 out:
