@@ -634,7 +634,7 @@ sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, c
 {
 	const char *p[] = {run_id};
 	char *why = NULL;
-	PGresult *res = NULL;
+	PGresult *res = NULL, *row = NULL;
 	json_t *event;
 	sl_status st;
 
@@ -714,12 +714,12 @@ sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, c
 	                     json_pack("{s:s, s:s, s:s, s:n, s:s}", "run_id", run_id, "session_id",
 	                               PQgetvalue(res, 0, 1), "status", "cancelled", "content",
 	                               "error", why));
-	st = sl_outbox_put(s->db, s->topic_results, run_id, event, errbuf, errsize);
+	st = sl_outbox_put(s->db, s->topic_results, run_id, event, &row, errbuf, errsize);
 	json_decref(event);
 	if (st || (st = ap_store_get_run(s, run_id, out, errbuf, errsize)) ||
 	    (st = sl_db_commit(s->db, errbuf, errsize)))
 		goto out;
-	sl_relay_wake(s->relay);
+	sl_relay_publish(s->relay, s->db, row, 0);
 	/* the reason is free text: at debug level only (and escaped) */
 	sl_info("run %s: cancelled by %s", run_id, who);
 	sl_debug("run %s: %s", run_id, why);
@@ -730,6 +730,7 @@ out:
 	}
 	sl_db_rollback(s->db);
 	PQclear(res);
+	PQclear(row);
 	free(why);
 	return st;
 }

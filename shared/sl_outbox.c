@@ -20,14 +20,17 @@
 #include <unistd.h>
 
 sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const json_t *event,
-                        char *errbuf, size_t errsize)
+                        PGresult **row, char *errbuf, size_t errsize)
 {
 	char *payload = json_dumps(event, JSON_COMPACT);
-	const char *params[] = {topic, key, payload};
+	const char *params[] = {topic, key, payload, SL_OUTBOX_LEASE};
 	sl_status st;
 
-	st = sl_db_exec(conn, "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", 3,
-	                params, NULL, errbuf, errsize);
+	st = sl_db_exec(
+	    conn,
+	    "INSERT INTO outbox (topic, key, payload, relay_after) "
+	    "VALUES ($1, $2, $3, now() + $4::interval) RETURNING id, topic, key, payload",
+	    4, params, row, errbuf, errsize);
 	free(payload);
 	return st;
 }

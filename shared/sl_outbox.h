@@ -22,10 +22,12 @@
 #include <librdkafka/rdkafka.h>
 
 /* Adds event to the outbox for topic, keyed by key, in the caller's
- * transaction. The event is not stolen. Once the transaction has committed,
- * sl_relay_wake() has it published at once. */
+ * transaction, with a lease (SL_OUTBOX_LEASE): *row gets the row (id,
+ * topic, key, payload), which the caller hands to sl_relay_publish() once
+ * the transaction has committed, as every writer of the outbox does. The
+ * event is not stolen. */
 sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const json_t *event,
-                        char *errbuf, size_t errsize);
+                        PGresult **row, char *errbuf, size_t errsize);
 
 /*
  * How long a row its writer publishes (sl_relay_publish) is left to it: the

@@ -25,7 +25,7 @@
 struct sl_relay {
 	pthread_t thread;
 	atomic_bool stop;
-	int wake_fd;   /* an eventfd: sl_relay_wake() and the stop request */
+	int wake_fd;   /* an eventfd: the stop request */
 	int report_fd; /* an eventfd: the producer has reports to serve */
 	char *url;
 	rd_kafka_t *producer;
@@ -144,7 +144,8 @@ static void relay_settle(sl_relay *r, PGconn *conn, bool now)
 	}
 }
 
-void sl_relay_wake(sl_relay *r)
+/* Wakes the relay's thread (to stop). */
+static void relay_wake(sl_relay *r)
 {
 	uint64_t one = 1;
 
@@ -161,23 +162,6 @@ static bool relay_woken(sl_relay *r)
 	uint64_t n;
 
 	return read(r->wake_fd, &n, sizeof(n)) == (ssize_t)sizeof(n);
-}
-
-/* Passes this process's wakes on to the publishing relay, in another
- * process: a NOTIFY of its own. Every notifying transaction holds one lock
- * of the whole database until it ends, so a NOTIFY in the transactions that
- * write the outbox made their commits, and their fsyncs, wait for each
- * other's (with four workers, 20 ms per transaction). This one commits alone
- * and, as everything on the relay's connection, without waiting for the
- * disk; one lost in a crash costs only the wait until the publishing relay
- * looks anyway. */
-static void relay_forward(PGconn *conn)
-{
-	PGresult *res = PQexec(conn, "NOTIFY sluice_outbox");
-
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		sl_warn("outbox relay: cannot wake the publishing relay: %s", PQerrorMessage(conn));
-	PQclear(res);
 }
 
 /* Waits up to timeout_ms (less when marks are due sooner) for a wake, for
@@ -271,10 +255,9 @@ static bool relay_notified(PGconn *conn)
 }
 
 /*
- * Stands by for poll_ms: this process's wakes go on to the publishing
- * relay (the last ones too, when stopping), and handed rows are marked sent
- * as they are delivered. It ends early when the connection is lost. Returns
- * whether the relay is to stop.
+ * Stands by for poll_ms, marking handed rows sent as they are delivered.
+ * It ends early when the connection is lost. Returns whether the relay is
+ * to stop.
  */
 static bool relay_stand_by(sl_relay *r, PGconn *conn)
 {
@@ -284,23 +267,18 @@ static bool relay_stand_by(sl_relay *r, PGconn *conn)
 	while (!stopping && PQstatus(conn) == CONNECTION_OK && (left = until - sl_mono_ms()) > 0) {
 		relay_wait(r, -1, (int)left);
 		stopping = atomic_load(&r->stop);
-		if (relay_woken(r))
-			relay_forward(conn);
+		relay_woken(r);
 		relay_settle(r, conn, false);
 	}
-	if (stopping && relay_woken(r))
-		relay_forward(conn);
 	return stopping;
 }
 
 /*
- * The publishing relay between batches: waits until it is woken, a NOTIFY
- * comes, poll_ms has passed, it is to stop or its connection is lost,
- * marking handed rows sent as they are delivered. Wakes taken here come
- * before the next batch's read, so it sees the rows of every transaction
- * that woke the relay. A NOTIFY that came in while the batch was being sent
- * is already in libpq's queue, not on the socket: it is looked for there
- * before waiting.
+ * The publishing relay between batches: waits until a NOTIFY comes,
+ * poll_ms has passed, it is to stop or its connection is lost, marking
+ * handed rows sent as they are delivered. A NOTIFY that came in while the
+ * batch was being sent is already in libpq's queue, not on the socket: it
+ * is looked for there before waiting.
  */
 static void relay_idle(sl_relay *r, PGconn *conn)
 {
@@ -424,7 +402,7 @@ void sl_relay_stop(sl_relay *r)
 	if (!r)
 		return;
 	atomic_store(&r->stop, true);
-	sl_relay_wake(r);
+	relay_wake(r);
 	pthread_join(r->thread, NULL);
 	/* What Kafka has not taken by now (the thread waited for it) is given
 	 * up: it stays unsent, for the publishing relay to take after its

@@ -10,14 +10,16 @@
 
 /*
  * A relay thread, on its own PostgreSQL connection and its own idempotent
- * producer. Every relay marks sent the rows its process's writers handed it
- * (sl_relay_publish) once Kafka has them. Of all the relays of a deployment
- * one also publishes the rest of the outbox (it holds an advisory lock and
- * LISTENs on sluice_outbox), when woken (sl_relay_wake) and every poll_ms
- * (SLUICE_RELAY_POLL_MS) anyway; the others stand by, pass their process's
- * wakes on to it as a NOTIFY, and take over within poll_ms when its
- * connection ends. It reconnects after failures. Returns NULL with the
- * reason in errbuf.
+ * producer. There is one way to publish: every writer of the outbox leases
+ * its rows (SL_OUTBOX_LEASE) and hands them, once committed, to its
+ * process's relay (sl_relay_publish), which marks each sent once Kafka has
+ * it. Of all the relays of a deployment one also publishes the rest of the
+ * outbox - rows whose writer stopped, or that Kafka did not take, once
+ * their lease is over - every poll_ms (SLUICE_RELAY_POLL_MS) and when a
+ * NOTIFY on sluice_outbox comes (it holds an advisory lock and LISTENs);
+ * the others stand by and take over within poll_ms when its connection
+ * ends. It reconnects after failures. Returns NULL with the reason in
+ * errbuf.
  */
 typedef struct sl_relay sl_relay;
 struct sl_config;
@@ -41,13 +43,5 @@ void sl_relay_stop(sl_relay *r);
  * NULL nothing is published before the lease is over.
  */
 void sl_relay_publish(sl_relay *r, PGconn *conn, const PGresult *res, int col);
-
-/*
- * Says that a transaction that wrote outbox rows without a lease has
- * committed, so that the publishing relay, in this process or another,
- * publishes them now. Call it after the commit, never before. It only
- * counts the wake (an eventfd), so any thread may call it; NULL is fine.
- */
-void sl_relay_wake(sl_relay *r);
 
 #endif

@@ -65,15 +65,15 @@ SQL
   check "and completes: its continue and result were published" eventually 30 run_is "$rid" completed
 }
 
-# Every write of outbox rows is published as soon as it has committed: the
-# workers' pauses and results and the approver's continues by their writer
-# (sl_relay_publish), the approver's cancels by the publishing relay it
-# wakes, whichever process that is in. This stack's relays look unwoken only
+# Every write of outbox rows is published by its writer as soon as it has
+# committed (sl_relay_publish): the workers' pauses and results, the
+# approver's continues and a cancel's result alike; the publishing relay
+# only takes what a writer left. This stack's relays look for such rows only
 # every 5 s (SLUICE_RELAY_POLL_MS). Each write here waits for the one before
-# to be published, so none rides on another's wake: one that went out only
-# when a relay looked would wait up to 5 s, and 20 such all under 1 s by
-# chance is 1 in 5^20.
-t_relay_woken() {
+# to be published, so none rides on another's: one that went out only when
+# a relay looked would wait up to 5 s, and 20 such all under 1 s by chance
+# is 1 in 5^20.
+t_published_by_writer() {
   local rids=() rid poll slow k
   published() {
     [ "$(psql "$SLUICE_DATABASE_URL" -Atc "SELECT count(*) FROM outbox WHERE key = '$1' AND topic = '$2' AND sent_at IS NOT NULL")" = 1 ]
