@@ -8,16 +8,8 @@
 #include "sl_kafka.h"
 #include "sl_log.h"
 
-#include <assert.h>
-#include <errno.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 sl_status sl_outbox_put(PGconn *conn, const char *topic, const char *key, const json_t *event,
                         PGresult **row, char *errbuf, size_t errsize)
