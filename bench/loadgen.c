@@ -19,6 +19,7 @@
 #include "sl_event.h"
 #include "sl_http.h"
 #include "sl_kafka.h"
+#include "sl_kafka_props.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -175,20 +176,24 @@ static rd_kafka_t *listen_events(bench *b)
 	const char *names[] = {"approvals", "results"};
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(32);
 	const struct rd_kafka_metadata *md = NULL;
+	const char *const fixed[] = {"group.id", b->session, "enable.auto.commit", "false", NULL};
 	char errbuf[512];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	sl_kafka_props props = {0};
 	rd_kafka_t *c;
 
+	/* the deployment's properties too (a broker behind TLS and SASL) */
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", b->cfg.kafka_brokers, errbuf,
 	                      sizeof(errbuf)) ||
-	    rd_kafka_conf_set(conf, "group.id", b->session, errbuf, sizeof(errbuf)) ||
 	    rd_kafka_conf_set(conf, "fetch.wait.max.ms", b->cfg.kafka_fetch_wait_ms, errbuf,
 	                      sizeof(errbuf)) ||
-	    rd_kafka_conf_set(conf, "enable.auto.commit", "false", errbuf, sizeof(errbuf)) ||
+	    sl_kafka_props_load(&props, NULL, errbuf, sizeof(errbuf)) ||
+	    sl_kafka_props_apply(&props, conf, fixed, errbuf, sizeof(errbuf)) ||
 	    !(c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, sizeof(errbuf)))) {
 		fprintf(stderr, "loadgen: consumer: %s\n", errbuf);
 		exit(1);
 	}
+	sl_kafka_props_free(&props);
 	rd_kafka_poll_set_consumer(c);
 	if (rd_kafka_metadata(c, 1, NULL, &md, 10000)) {
 		fprintf(stderr, "loadgen: no metadata from %s\n", b->cfg.kafka_brokers);

@@ -2,6 +2,7 @@
  * sl_kafka.c - producers, consumers, batches with delivery reports, DLQ.
  */
 #include "sl_kafka.h"
+#include "sl_kafka_props.h"
 #include "sl_log.h"
 
 #include <stdlib.h>
@@ -24,6 +25,22 @@ static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *
                      size_t errsize)
 {
 	return rd_kafka_conf_set(conf, k, v, errbuf, errsize) == RD_KAFKA_CONF_OK;
+}
+
+/* The deployment's properties (sl_kafka_props.h) over the defaults set on
+ * conf, then the fixed ones (name/value pairs) Sluice's guarantees rest
+ * on. */
+static bool conf_deployment(rd_kafka_conf_t *conf, const char *const *fixed, char *errbuf,
+                            size_t errsize)
+{
+	sl_kafka_props props;
+	sl_status st;
+
+	if (sl_kafka_props_load(&props, NULL, errbuf, errsize))
+		return false;
+	st = sl_kafka_props_apply(&props, conf, fixed, errbuf, errsize);
+	sl_kafka_props_free(&props);
+	return st == SL_OK;
 }
 
 /*
@@ -75,12 +92,15 @@ rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsi
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_t *rk;
 
+	/* no message lost or written twice by a retry */
+	static const char *const fixed[] = {"enable.idempotence", "true", "acks", "all", NULL};
+
 	if (!conf_set(conf, "bootstrap.servers", c->kafka_brokers, errbuf, errsize) ||
-	    !conf_set(conf, "enable.idempotence", "true", errbuf, errsize) ||
 	    /* no wait: a relay produces its whole batch before it polls, so
 	     * what is queued still goes out together (BENCHMARKS.md, step 9) */
 	    !conf_set(conf, "linger.ms", "0", errbuf, errsize) ||
-	    !conf_set(conf, "message.max.bytes", "2000000", errbuf, errsize)) {
+	    !conf_set(conf, "message.max.bytes", "2000000", errbuf, errsize) ||
+	    !conf_deployment(conf, fixed, errbuf, errsize)) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
@@ -121,19 +141,30 @@ rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const c
 	rd_kafka_t *rk;
 	int n = 0;
 
+	/* An offset is stored once its message is done (and every one before
+	 * it), and only stored offsets are committed; a new group starts at the
+	 * beginning; assignment is eager: 2.0.2's cooperative-sticky has known
+	 * bugs. */
+	const char *const fixed[] = {"group.id",
+	                             group,
+	                             "enable.auto.offset.store",
+	                             "false",
+	                             "enable.auto.commit",
+	                             "true",
+	                             "auto.offset.reset",
+	                             "earliest",
+	                             "partition.assignment.strategy",
+	                             "range,roundrobin",
+	                             NULL};
+
 	if (!conf_set(conf, "bootstrap.servers", c->kafka_brokers, errbuf, errsize) ||
-	    !conf_set(conf, "group.id", group, errbuf, errsize) ||
-	    !conf_set(conf, "enable.auto.offset.store", "false", errbuf, errsize) ||
-	    !conf_set(conf, "enable.auto.commit", "true", errbuf, errsize) ||
 	    !conf_set(conf, "auto.commit.interval.ms", "500", errbuf, errsize) ||
-	    !conf_set(conf, "auto.offset.reset", "earliest", errbuf, errsize) ||
-	    /* eager assignment: 2.0.2's cooperative-sticky has known bugs */
-	    !conf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf, errsize) ||
 	    /* a broker answers a fetch as soon as there is data, but the dev
 	     * broker waits the whole fetch wait: `sluice dev up` sets it low */
 	    !conf_set(conf, "fetch.wait.max.ms", c->kafka_fetch_wait_ms, errbuf, errsize) ||
 	    !conf_set(conf, "session.timeout.ms", "10000", errbuf, errsize) ||
-	    !conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errsize)) {
+	    !conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errsize) ||
+	    !conf_deployment(conf, fixed, errbuf, errsize)) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}

@@ -73,3 +73,33 @@ t_bad_number_setting() {
     check "and names the setting: $out" grep -q "SLUICE_RELAY_POLL_MS must be a number from 10 to 3600000" <<<"$out"
   done
 }
+
+# Kafka properties from SLUICE_KAFKA_CONFIG and SLUICE_KAFKA_* reach every
+# client; an unknown one, a bad line, or one Sluice's guarantees rest on
+# stops the program at start-up, named; a secret is never printed.
+t_kafka_settings() {
+  local out rc props=$WORK/kafka.properties secret="pw-$RANDOM$RANDOM"
+  out=$(SLUICE_KAFKA_NO_SUCH_THING=1 timeout 20 "$BIN/sluice-worker" 2>&1)
+  rc=$?
+  check "an unknown property stops the worker (status $rc)" [ "$rc" = 1 ]
+  check "naming it and its variable: $out" \
+    grep -q "SLUICE_KAFKA_NO_SUCH_THING: unknown Kafka property no.such.thing" <<<"$out"
+  out=$(SLUICE_KAFKA_ENABLE_AUTO_OFFSET_STORE=true SLUICE_API_TOKENS=ops:secret timeout 20 "$BIN/sluice-approver" 2>&1)
+  rc=$?
+  check "a property Sluice's guarantees rest on stops the approver (status $rc)" [ "$rc" = 1 ]
+  check "naming it: $out" grep -q "enable.auto.offset.store cannot be changed" <<<"$out"
+  printf '# test\nclient.id=sluice-test\nlinger.ms never\n' > "$props"
+  out=$(SLUICE_KAFKA_CONFIG=$props timeout 20 "$BIN/sluice" submit --agent data-admin --input hello 2>&1)
+  rc=$?
+  check "a bad line of the file stops the CLI (status $rc)" [ "$rc" != 0 ]
+  check "naming the file and line: $out" grep -q "$props:3: not a name=value line" <<<"$out"
+  # Valid settings for TLS and SASL reach the worker's clients: against the
+  # plaintext dev broker they fail the TLS handshake, and say so, without
+  # the password.
+  printf 'security.protocol=SASL_SSL\nsasl.mechanisms=SCRAM-SHA-512\n' > "$props"
+  out=$(SLUICE_KAFKA_CONFIG=$props SLUICE_KAFKA_SASL_USERNAME=sluice SLUICE_KAFKA_SASL_PASSWORD=$secret \
+    timeout -s TERM 6 "$BIN/sluice-worker" 2>&1)
+  check "the worker's clients speak TLS to the broker (and fail): $(grep -m1 "SSL handshake" <<<"$out")" \
+    grep -q "sasl_ssl://.*SSL handshake failed" <<<"$out"
+  check "the password is printed nowhere" lacks "$secret" "$out"
+}
