@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "sl_db.h"
 #include "sl_http.h"
+#include "sl_kafka.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -27,11 +28,13 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 extern char **environ;
 
 #define MARKER ".sluice-dev"
 #define MAX_WORKERS 64
+#define MAX_KAFKA_NODES 5
 
 typedef struct stack {
 	char *dir;
@@ -44,6 +47,7 @@ typedef struct stack {
 static int usage(void)
 {
 	fprintf(stderr, "usage: sluice dev up --env-file FILE [--agents FILE] [--workers N]\n"
+	                "                     [--kafka mock|apache] [--kafka-nodes N]\n"
 	                "       sluice dev down --env-file FILE\n");
 	return 2;
 }
@@ -371,13 +375,13 @@ static bool running(int pid)
 }
 
 /* Stops a process recorded in DIR/NAME.pid: TERM, then KILL after 10 s. */
-static void stop_pidfile(const char *dir, const char *file)
+static void stop_pidfile(const char *dir, const char *file, int sig)
 {
 	char *path = sl_asprintf("%s/%s", dir, file);
 	FILE *f = fopen(path, "r");
 	int pid = 0;
 
-	if (f && fscanf(f, "%d", &pid) == 1 && pid > 1 && kill(pid, SIGTERM) == 0) {
+	if (f && fscanf(f, "%d", &pid) == 1 && pid > 1 && kill(pid, sig) == 0) {
 		long long deadline = sl_mono_ms() + 10000;
 		while (running(pid) && sl_mono_ms() < deadline) {
 			waitpid(pid, NULL, WNOHANG);
@@ -407,7 +411,8 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 static void teardown(stack *s)
 {
 	/* "" last: whatever else a crashed `up` left running (initdb, pg_ctl) */
-	static const char *order[] = {"worker", "approver", "scripted-model", "broker", "", NULL};
+	static const char *order[] = {"worker", "approver", "scripted-model", "broker", "kafka",
+	                              "",       NULL};
 	char *marker = sl_asprintf("%s/%s", s->dir, MARKER);
 	struct dirent *e;
 	DIR *d;
@@ -425,7 +430,11 @@ static void teardown(stack *s)
 			if (n > 4 && !strcmp(e->d_name + n - 4, ".pid") &&
 			    !strncmp(e->d_name, *o, strlen(*o)) &&
 			    strcmp(e->d_name, "postgres.pid"))
-				stop_pidfile(s->dir, e->d_name);
+				/* Apache Kafka's nodes are killed: a node stopped
+				 * politely waits for a controller quorum the others'
+				 * stops take away, and its data goes with the folder */
+				stop_pidfile(s->dir, e->d_name,
+				             !strcmp(*o, "kafka") ? SIGKILL : SIGTERM);
 		}
 		if (d)
 			closedir(d);
@@ -524,6 +533,233 @@ static char *start_broker(stack *s, const sl_config *cfg)
 		return NULL;
 	}
 	return addr;
+}
+
+/* The folder of Apache Kafka's jars (scripts/install-deps copies them from
+ * Maven Central, dev/kafka/pom.xml): SLUICE_KAFKA_LIBS, or build/kafka/libs
+ * beside the programs' folder (build/bin or build/asan/bin). */
+static char *kafka_libs(const stack *s)
+{
+	const char *env = getenv("SLUICE_KAFKA_LIBS");
+	const char *rel[] = {"../kafka/libs", "../../kafka/libs", NULL};
+
+	if (env && *env)
+		return sl_strdup(env);
+	for (const char **r = rel; *r; r++) {
+		char *pattern = sl_asprintf("%s/%s/kafka_2.13-*.jar", s->bindir, *r);
+		glob_t g;
+		bool there = glob(pattern, 0, NULL, &g) == 0;
+
+		if (there)
+			globfree(&g);
+		free(pattern);
+		if (there)
+			return sl_asprintf("%s/%s", s->bindir, *r);
+	}
+	return NULL;
+}
+
+/* The JDK's java: JAVA_HOME's, or the first on PATH. */
+static char *find_java(void)
+{
+	const char *home = getenv("JAVA_HOME"), *path = getenv("PATH");
+	char *java;
+
+	if (home && *home) {
+		java = sl_asprintf("%s/bin/java", home);
+		if (access(java, X_OK) == 0)
+			return java;
+		free(java);
+	}
+	for (const char *p = path; p && *p;) {
+		size_t n = strcspn(p, ":");
+		java = sl_asprintf("%.*s/java", (int)n, p);
+		if (n && access(java, X_OK) == 0)
+			return java;
+		free(java);
+		p += n + (p[n] == ':');
+	}
+	return NULL;
+}
+
+/* A KRaft cluster id: 16 random bytes, base64url without padding. */
+static void kafka_cluster_id(char out[23])
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned char id[16];
+	int bits = 0, k = 0;
+	unsigned acc = 0;
+
+	uuid_generate_random(id);
+	for (size_t i = 0; i < sizeof(id); i++) {
+		acc = acc << 8 | id[i];
+		bits += 8;
+		while (bits >= 6) {
+			bits -= 6;
+			out[k++] = b64[(acc >> bits) & 63];
+		}
+	}
+	if (bits)
+		out[k++] = b64[(acc << (6 - bits)) & 63];
+	out[k] = '\0';
+}
+
+static void report_topic(const char *topic, const char *outcome)
+{
+	(void)topic;
+	(void)outcome;
+}
+
+/* Runs argv to its end; whether it exited 0 (its output in DIR/NAME.log). */
+static bool run_tool(stack *s, const char *name, char *const argv[])
+{
+	pid_t pid = spawn(s, name, argv);
+	char *pidf = sl_asprintf("%s/%s.pid", s->dir, name);
+	int status = 0;
+
+	if (pid > 0)
+		waitpid(pid, &status, 0);
+	unlink(pidf);
+	free(pidf);
+	return pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/*
+ * 1. Apache Kafka in KRaft mode instead of the dev broker: nodes combined
+ * broker+controller processes on free loopback ports, each with its folder
+ * and log, formatted and started with the machine's JDK (heap bounded for
+ * a small machine), then the topics created (`sluice topics create`'s
+ * way). Three nodes or more: replication factor 3, min.insync.replicas 2.
+ * Its bootstrap servers, or NULL.
+ */
+static char *start_apache_kafka(stack *s, const sl_config *cfg, long nodes)
+{
+	char *libs = kafka_libs(s), *java = find_java(), *cp = NULL, *log4j = NULL;
+	char *voters = NULL, *servers = NULL, *result = NULL;
+	int bport[MAX_KAFKA_NODES], cport[MAX_KAFKA_NODES];
+	long rf = nodes >= 3 ? 3 : nodes, isr = nodes >= 3 ? 2 : 1;
+	char cluster[23], errbuf[512];
+	sl_buf b;
+
+	if (!libs || !java) {
+		fprintf(stderr, "sluice dev: %s\n",
+		        !libs ? "Apache Kafka is not installed: run `make deps` (it fetches it "
+		                "from Maven Central into build/kafka/libs)"
+		              : "no java on PATH or in JAVA_HOME");
+		goto out;
+	}
+	cp = sl_asprintf("%s/*", libs);
+	log4j = sl_asprintf("%s/kafka-log4j2.properties", s->dir);
+	write_file(log4j, "appender.out.type = Console\n"
+	                  "appender.out.name = out\n"
+	                  "appender.out.layout.type = PatternLayout\n"
+	                  "appender.out.layout.pattern = [%d] %p %m (%c)%n\n"
+	                  "rootLogger.level = WARN\n"
+	                  "rootLogger.appenderRef.out.ref = out\n"
+	                  "logger.server.name = kafka.server.KafkaRaftServer\n"
+	                  "logger.server.level = INFO\n");
+	kafka_cluster_id(cluster);
+	sl_buf_init(&b, 1 << 16);
+	for (long i = 0; i < nodes; i++) {
+		char entry[64];
+		bport[i] = free_port();
+		cport[i] = free_port();
+		snprintf(entry, sizeof(entry), "%s%ld@127.0.0.1:%d", i ? "," : "", i + 1, cport[i]);
+		sl_buf_append(&b, entry, strlen(entry));
+	}
+	voters = sl_buf_steal(&b);
+	sl_buf_init(&b, 1 << 16);
+	for (long i = 0; i < nodes; i++) {
+		char entry[64];
+		snprintf(entry, sizeof(entry), "%s127.0.0.1:%d", i ? "," : "", bport[i]);
+		sl_buf_append(&b, entry, strlen(entry));
+	}
+	servers = sl_buf_steal(&b);
+	for (long i = 0; i < nodes; i++) {
+		char name[32], *props, *text, *fmt_name, *log_opt;
+		bool ok;
+
+		snprintf(name, sizeof(name), "kafka-%ld", i + 1);
+		props = sl_asprintf("%s/%s.properties", s->dir, name);
+		text = sl_asprintf(
+		    "process.roles=broker,controller\n"
+		    "node.id=%ld\n"
+		    "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
+		    "advertised.listeners=PLAINTEXT://127.0.0.1:%d\n"
+		    "controller.listener.names=CONTROLLER\n"
+		    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+		    "inter.broker.listener.name=PLAINTEXT\n"
+		    "controller.quorum.voters=%s\n"
+		    "log.dirs=%s/%s\n"
+		    "num.partitions=8\n"
+		    "default.replication.factor=%ld\n"
+		    "min.insync.replicas=%ld\n"
+		    "offsets.topic.replication.factor=%ld\n"
+		    "transaction.state.log.replication.factor=%ld\n"
+		    "transaction.state.log.min.isr=%ld\n"
+		    "share.coordinator.state.topic.replication.factor=%ld\n"
+		    "share.coordinator.state.topic.min.isr=%ld\n"
+		    "auto.create.topics.enable=false\n"
+		    "group.initial.rebalance.delay.ms=0\n"
+		    /* as the dev broker: the tests send messages over Kafka's
+		     * 1 MiB default, to see them refused */
+		    "message.max.bytes=4194304\n"
+		    "replica.fetch.max.bytes=4194304\n",
+		    i + 1, bport[i], cport[i], bport[i], voters, s->dir, name, rf, isr, rf, rf, isr,
+		    rf, isr);
+		write_file(props, text);
+		free(text);
+		fmt_name = sl_asprintf("%s-format", name);
+		ok = run_tool(s, fmt_name,
+		              (char *[]){java, "-Xmx256m", "-cp", cp, "kafka.tools.StorageTool",
+		                         "format", "-t", cluster, "-c", props, NULL});
+		/* a small heap and the serial collector: two cores, several nodes */
+		log_opt = sl_asprintf("-Dlog4j2.configurationFile=%s", log4j);
+		if (ok)
+			ok = spawn(s, name,
+			           (char *[]){java, "-Xmx512m", "-Xms128m", "-XX:+UseSerialGC",
+			                      "-XX:TieredStopAtLevel=1", log_opt, "-cp", cp,
+			                      "kafka.Kafka", props, NULL}) > 0;
+		free(log_opt);
+		if (!ok) {
+			fprintf(stderr, "sluice dev: Apache Kafka node %ld did not start\n", i + 1);
+			show_log(s, ok ? name : fmt_name);
+		}
+		free(fmt_name);
+		free(props);
+		if (!ok)
+			goto out;
+	}
+	/* Up once it takes the topics (every node registered, for the
+	 * replication factor). */
+	{
+		sl_config c = *cfg;
+		long long deadline = sl_mono_ms() + 90000;
+		sl_status st;
+
+		c.kafka_brokers = servers;
+		while ((st = sl_kafka_topics_create(&c, 8, (int)rf, report_topic, errbuf,
+		                                    sizeof(errbuf))) &&
+		       sl_mono_ms() < deadline)
+			sl_sleep_ms(500);
+		if (st) {
+			fprintf(stderr, "sluice dev: Apache Kafka did not take the topics: %s\n",
+			        errbuf);
+			show_log(s, "kafka-1");
+			goto out;
+		}
+	}
+	result = servers;
+	servers = NULL;
+out:
+	free(libs);
+	free(java);
+	free(cp);
+	free(log4j);
+	free(voters);
+	free(servers);
+	return result;
 }
 
 /* 2. PostgreSQL, migrated; its URL, or NULL. */
@@ -652,7 +888,8 @@ static bool start_workers(stack *s, long workers)
 	return true;
 }
 
-static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long workers)
+static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long workers,
+                  long kafka_nodes)
 {
 	stack s = {0};
 	sl_buf env;
@@ -683,12 +920,14 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 			goto out; /* no folder: nothing to clean */
 		goto fail;
 	}
-	if (!(addr = start_broker(&s, cfg)) || !(url = start_database(&s, migrations)))
+	addr = kafka_nodes ? start_apache_kafka(&s, cfg, kafka_nodes) : start_broker(&s, cfg);
+	if (!addr || !(url = start_database(&s, migrations)))
 		goto fail;
 	export("SLUICE_KAFKA_BROKERS", addr, &env);
 	/* The dev broker (librdkafka's mock cluster) answers an empty fetch only
-	 * after the whole fetch wait, which would be added to every hop. */
-	export("SLUICE_KAFKA_FETCH_WAIT_MS", "1", &env);
+	 * after the whole fetch wait, which would be added to every hop; a
+	 * Kafka broker answers as soon as data arrives. */
+	export("SLUICE_KAFKA_FETCH_WAIT_MS", kafka_nodes ? "100" : "1", &env);
 	export("SLUICE_DATABASE_URL", url, &env);
 	export("SLUICE_TOPIC_PREFIX", cfg->topic_prefix, &env);
 	export("SLUICE_AGENTS", agents_abs, &env);
@@ -702,10 +941,10 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 		fprintf(stderr, "sluice dev: cannot write %s\n", env_file);
 		goto fail;
 	}
-	printf("sluice dev stack is up: broker %s, PostgreSQL %s, approver %s, %ld worker(s)%s\n"
+	printf("sluice dev stack is up: %s %s, PostgreSQL %s, approver %s, %ld worker(s)%s\n"
 	       "environment written to %s; logs in %s\n",
-	       addr, url, approver_url, workers, scripted ? ", scripted model" : "", env_file,
-	       s.dir);
+	       kafka_nodes ? "Apache Kafka" : "broker", addr, url, approver_url, workers,
+	       scripted ? ", scripted model" : "", env_file, s.dir);
 	rc = 0;
 	goto out;
 fail:
@@ -747,9 +986,9 @@ static int dev_down(const char *env_file)
 
 int cli_dev(sl_config *cfg, int argc, char **argv)
 {
-	const char *env_file = NULL;
+	const char *env_file = NULL, *kafka = "mock";
 	char *agents = NULL;
-	long workers = 1;
+	long workers = 1, kafka_nodes = 1;
 	int rc;
 
 	if (argc < 1)
@@ -760,6 +999,20 @@ int cli_dev(sl_config *cfg, int argc, char **argv)
 		else if (!strcmp(argv[i], "--agents") && i + 1 < argc) {
 			free(agents);
 			agents = sl_strdup(argv[++i]);
+		} else if (!strcmp(argv[i], "--kafka") && i + 1 < argc) {
+			kafka = argv[++i];
+			if (strcmp(kafka, "mock") && strcmp(kafka, "apache")) {
+				fprintf(stderr, "sluice dev: --kafka is mock or apache\n");
+				free(agents);
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--kafka-nodes") && i + 1 < argc) {
+			if (!sl_parse_long(argv[++i], 1, MAX_KAFKA_NODES, &kafka_nodes)) {
+				fprintf(stderr, "sluice dev: --kafka-nodes must be 1 to %d\n",
+				        MAX_KAFKA_NODES);
+				free(agents);
+				return 2;
+			}
 		} else if (!strcmp(argv[i], "--workers") && i + 1 < argc) {
 			if (!sl_parse_long(argv[++i], 1, MAX_WORKERS, &workers)) {
 				fprintf(stderr, "sluice dev: --workers must be 1 to %d\n",
@@ -780,7 +1033,8 @@ int cli_dev(sl_config *cfg, int argc, char **argv)
 		/* --agents is also the SLUICE_AGENTS flag, which main() applies */
 		if (!agents)
 			agents = cfg->agents ? sl_strdup(cfg->agents) : default_agents();
-		rc = dev_up(cfg, env_file, agents, workers);
+		rc = dev_up(cfg, env_file, agents, workers,
+		            strcmp(kafka, "apache") ? 0 : kafka_nodes);
 	} else if (!strcmp(argv[0], "down")) {
 		rc = dev_down(env_file);
 	} else {

@@ -33,6 +33,9 @@ static int usage(void)
 	    "  approvals list [--status S] [--approval-type T] [--run-id ID] [--limit N] ...\n"
 	    "  approvals get ID\n"
 	    "  migrate [--dir DIR]       apply pending database migrations\n"
+	    "  topics create [--partitions N] [--replication-factor R]\n"
+	    "                            create the five topics (8 partitions, the brokers'\n"
+	    "                            default replication factor unless given)\n"
 	    "  prune                     delete sent outbox rows older than " SL_OUTBOX_KEEP_SENT
 	    "\n"
 	    "                            and processed events older than " SL_INBOX_KEEP "\n"
@@ -307,6 +310,34 @@ static int prune(sl_config *cfg, int argc)
 	return 0;
 }
 
+static void topic_report(const char *topic, const char *outcome)
+{
+	printf("%s %s\n", outcome, topic);
+}
+
+/* The deployment's topics, through Kafka's admin API. */
+static int topics_create(sl_config *cfg, int argc, char **argv)
+{
+	static const char *required[] = {"SLUICE_KAFKA_BROKERS", NULL};
+	long partitions = 8, replication = -1; /* -1: the brokers' default */
+	char errbuf[512];
+
+	for (int i = 0; i < argc; i++) {
+		long *dst = !strcmp(argv[i], "--partitions")           ? &partitions
+		            : !strcmp(argv[i], "--replication-factor") ? &replication
+		                                                       : NULL;
+		if (!dst || i + 1 >= argc || !sl_parse_long(argv[++i], 1, 10000, dst))
+			return usage();
+	}
+	if (sl_config_require(cfg, required, errbuf, sizeof(errbuf)) ||
+	    sl_kafka_topics_create(cfg, (int)partitions, (int)replication, topic_report, errbuf,
+	                           sizeof(errbuf))) {
+		fprintf(stderr, "sluice topics create: %s\n", errbuf);
+		return 1;
+	}
+	return 0;
+}
+
 static int dispatch(sl_config *cfg, int argc, char **argv)
 {
 	const char *cmd = argv[0], *sub = argc > 1 ? argv[1] : "";
@@ -319,6 +350,8 @@ static int dispatch(sl_config *cfg, int argc, char **argv)
 		return cli_dev(cfg, argc - 1, argv + 1);
 	if (!strcmp(cmd, "prune"))
 		return prune(cfg, argc);
+	if (!strcmp(cmd, "topics") && !strcmp(sub, "create"))
+		return topics_create(cfg, argc - 2, argv + 2);
 	if (!strcmp(cmd, "runs") && !strcmp(sub, "get"))
 		return get(cfg, "/v1/runs", argc - 2, argv + 2);
 	if (!strcmp(cmd, "runs") && !strcmp(sub, "cancel"))

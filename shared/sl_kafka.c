@@ -306,3 +306,107 @@ void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m)
 {
 	sl_kafka_store_offset(consumer, rd_kafka_topic_name(m->rkt), m->partition, m->offset + 1);
 }
+
+/* The topics of a deployment, by their names after the prefix. */
+static const char *const topic_names[] = {"runs", "approvals", "continues", "results", "dlq", NULL};
+
+/* How long the DLQ keeps a message: longer than the others (Kafka's
+ * default, 7 days), so that a person can look into what went wrong. */
+#define DLQ_RETENTION_MS "2592000000" /* 30 days */
+
+sl_status sl_kafka_topics_create(const sl_config *c, int partitions, int replication,
+                                 void (*report)(const char *topic, const char *outcome),
+                                 char *errbuf, size_t errsize)
+{
+	rd_kafka_NewTopic_t *nt[5] = {0};
+	rd_kafka_AdminOptions_t *opt = NULL;
+	rd_kafka_queue_t *q = NULL;
+	rd_kafka_event_t *ev = NULL;
+	const rd_kafka_topic_result_t **res;
+	rd_kafka_t *rk = sl_kafka_producer_new(c, errbuf, errsize);
+	sl_status st = SL_OK;
+	char why[512];
+	size_t n = 0;
+
+	if (!rk)
+		return SL_FATAL;
+	for (size_t i = 0; topic_names[i] && st == SL_OK; i++) {
+		char *name = sl_config_topic(c, topic_names[i]);
+		nt[n] = rd_kafka_NewTopic_new(name, partitions, replication, why, sizeof(why));
+		free(name);
+		if (!nt[n])
+			st = sl_err(errbuf, errsize, SL_INVALID, "%s", why);
+		else if (!strcmp(topic_names[i], "dlq") &&
+		         rd_kafka_NewTopic_set_config(nt[n], "retention.ms", DLQ_RETENTION_MS))
+			st = sl_err(errbuf, errsize, SL_FATAL, "cannot set the DLQ's retention");
+		n += nt[n] != NULL;
+	}
+	if (st)
+		goto out;
+	opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	rd_kafka_AdminOptions_set_operation_timeout(opt, 30000, why, sizeof(why));
+	rd_kafka_AdminOptions_set_request_timeout(opt, 60000, why, sizeof(why));
+	q = rd_kafka_queue_new(rk);
+	rd_kafka_CreateTopics(rk, nt, n, opt, q);
+	ev = rd_kafka_queue_poll(q, 70000);
+	if (!ev || rd_kafka_event_error(ev)) {
+		st = sl_err(errbuf, errsize, SL_RETRY, "cannot create the topics: %s",
+		            ev ? rd_kafka_event_error_string(ev) : "no answer from Kafka");
+		goto out;
+	}
+	res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+	for (size_t i = 0; i < n; i++) {
+		rd_kafka_resp_err_t err = rd_kafka_topic_result_error(res[i]);
+		const char *name = rd_kafka_topic_result_name(res[i]);
+
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			report(name, "created");
+		else if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+			report(name, "exists");
+		else if (st == SL_OK)
+			st = sl_err(errbuf, errsize, SL_INVALID, "topic %s: %s", name,
+			            rd_kafka_topic_result_error_string(res[i])
+			                ? rd_kafka_topic_result_error_string(res[i])
+			                : rd_kafka_err2str(err));
+	}
+out:
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	if (q)
+		rd_kafka_queue_destroy(q);
+	if (opt)
+		rd_kafka_AdminOptions_destroy(opt);
+	for (size_t i = 0; i < sizeof(nt) / sizeof(nt[0]); i++)
+		if (nt[i])
+			rd_kafka_NewTopic_destroy(nt[i]);
+	rd_kafka_destroy(rk);
+	return st;
+}
+
+sl_status sl_kafka_topics_check(rd_kafka_t *rk, const sl_config *c, char *errbuf, size_t errsize)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t err;
+	sl_status st = SL_OK;
+
+	/* every topic the cluster has, none created by asking */
+	if ((err = rd_kafka_metadata(rk, 1, NULL, &md, 5000)))
+		return sl_err(errbuf, errsize, SL_RETRY, "cannot list Kafka's topics: %s",
+		              rd_kafka_err2str(err));
+	for (size_t i = 0; topic_names[i] && st == SL_OK; i++) {
+		char *name = sl_config_topic(c, topic_names[i]);
+		bool found = false;
+
+		for (int t = 0; t < md->topic_cnt && !found; t++)
+			found = !strcmp(md->topics[t].topic, name) && !md->topics[t].err;
+		if (!found)
+			st =
+			    sl_err(errbuf, errsize, SL_NOT_FOUND,
+			           "topic %s does not exist: create the topics with `sluice topics "
+			           "create`",
+			           name);
+		free(name);
+	}
+	rd_kafka_metadata_destroy(md);
+	return st;
+}

@@ -79,6 +79,22 @@ sl_status sl_kafka_dead_letter(rd_kafka_t *producer, const sl_config *c,
 rd_kafka_resp_err_t sl_kafka_store_offset(rd_kafka_t *consumer, const char *topic,
                                           int32_t partition, int64_t offset);
 
+/*
+ * Creates the deployment's five topics (runs, approvals, continues,
+ * results, dlq, after SLUICE_TOPIC_PREFIX) through the admin API, the DLQ
+ * keeping its messages 30 days; report() says of each whether it was
+ * "created" or "exists". Fails naming the first topic Kafka refused.
+ */
+sl_status sl_kafka_topics_create(const sl_config *c, int partitions, int replication,
+                                 void (*report)(const char *topic, const char *outcome),
+                                 char *errbuf, size_t errsize);
+
+/* SL_NOT_FOUND naming the first of the five topics Kafka does not have:
+ * the services do not rely on topics being created when first used.
+ * SL_RETRY when Kafka does not answer within 5 s: then nothing is known,
+ * and a service starts anyway (its clients reconnect), saying so. */
+sl_status sl_kafka_topics_check(rd_kafka_t *rk, const sl_config *c, char *errbuf, size_t errsize);
+
 /* Marks m as finished: its offset + 1 is stored for the next commit. */
 void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m);
 

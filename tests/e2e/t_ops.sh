@@ -21,8 +21,8 @@ t_prune() {
   local tag="prune-$RANDOM" out
   psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
 INSERT INTO outbox (topic, key, payload, created_at, sent_at) VALUES
-  ('sluice.test', '$tag-old', '{}', now() - interval '3 hours', now() - interval '2 hours'),
-  ('sluice.test', '$tag-new', '{}', now() - interval '30 minutes', now() - interval '29 minutes');
+  ('sluice.results', '$tag-old', '{}', now() - interval '3 hours', now() - interval '2 hours'),
+  ('sluice.results', '$tag-new', '{}', now() - interval '30 minutes', now() - interval '29 minutes');
 INSERT INTO processed_events (consumer, event_id, processed_at) VALUES
   ('test', '$tag-old', now() - interval '8 days'),
   ('test', '$tag-new', now() - interval '6 days');
@@ -53,7 +53,7 @@ t_relay_failover() {
   psql "$SLUICE_DATABASE_URL" -Atc "SELECT pg_terminate_backend($holder)" >/dev/null
   check "another relay takes the lock" eventually 10 bash -c "[ -n \"\$(psql '$SLUICE_DATABASE_URL' -Atc \"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 3027650415 AND granted AND pid <> $holder\")\" ]"
   psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
-INSERT INTO outbox (topic, key, payload) VALUES ('sluice.test', '$tag', '{}');
+INSERT INTO outbox (topic, key, payload) VALUES ('sluice.results', '$tag', '{}');
 NOTIFY sluice_outbox;
 SQL
   check "it publishes a row no writer publishes" eventually 10 bash -c \
@@ -105,8 +105,8 @@ t_relay_refused() {
   psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
 BEGIN;
 INSERT INTO outbox (topic, key, payload) VALUES
-  ('sluice.test', '$tag-big', repeat('x', 2000000)),
-  ('sluice.test', '$tag-ok', '{}');
+  ('sluice.results', '$tag-big', repeat('x', 2000000)),
+  ('sluice.results', '$tag-ok', '{}');
 NOTIFY sluice_outbox;
 COMMIT;
 SQL
@@ -137,7 +137,7 @@ t_outbox_lease() {
   check "the second approver records the decision (HTTP $(http_status))" [ "$(http_status)" = 200 ]
   psql "$SLUICE_DATABASE_URL" -qAt >/dev/null <<SQL
 INSERT INTO outbox (topic, key, payload, relay_after) VALUES
-  ('sluice.test', '$tag', '{}', now() + interval '1 hour');
+  ('sluice.results', '$tag', '{}', now() + interval '1 hour');
 NOTIFY sluice_outbox;
 SQL
   check "its continue waits for its lease" [ "$(psql "$SLUICE_DATABASE_URL" -Atc \
@@ -251,4 +251,33 @@ t_db_restart() {
   sleep 2 # the relays' next passes
   check "no statement was prepared twice on one session since ($(tail -n +"$mark" "$SLUICE_DEV_DIR/postgres.log" | grep -m1 'already exists'))" \
     lacks 'prepared statement .* already exists' "$(tail -n +"$mark" "$SLUICE_DEV_DIR/postgres.log")"
+}
+
+# A worker or an approver whose topics are missing refuses to start, naming
+# one, rather than relying on topics being created when first used.
+t_missing_topics() {
+  local out rc prefix="t$RANDOM."
+  out=$(SLUICE_TOPIC_PREFIX=$prefix timeout 30 "$BIN/sluice-worker" 2>&1)
+  rc=$?
+  check "a worker whose topics are missing exits with status 1 (got $rc)" [ "$rc" = 1 ]
+  check "naming one: $out" grep -q "topic ${prefix}runs does not exist" <<<"$out"
+  out=$(SLUICE_TOPIC_PREFIX=$prefix SLUICE_API_TOKENS=ops:secret timeout 30 "$BIN/sluice-approver" 2>&1)
+  rc=$?
+  check "so does an approver (got $rc)" [ "$rc" = 1 ]
+  check "naming one: $out" grep -q "topic ${prefix}.* does not exist" <<<"$out"
+}
+
+# `sluice topics create` makes the five topics through Kafka's admin API
+# (which the dev broker, librdkafka's mock cluster, does not serve: it makes
+# its topics itself), and says of those there already that they exist.
+t_topics_create() {
+  local out prefix="t$RANDOM."
+  out=$("$BIN/sluice" topics create 2>&1)
+  check "the stack's topics are there already: $out" grep -q "^exists ${SLUICE_TOPIC_PREFIX}dlq$" <<<"$out"
+  out=$(SLUICE_TOPIC_PREFIX=$prefix "$BIN/sluice" topics create --partitions 3 2>&1)
+  check "topics create makes them: $out" grep -q "^created ${prefix}dlq$" <<<"$out"
+  check "with the partitions asked for" \
+    [ "$(kcat -b "$SLUICE_KAFKA_BROKERS" -L -t "${prefix}continues" | grep -c 'partition ')" = 3 ]
+  out=$(SLUICE_TOPIC_PREFIX=$prefix "$BIN/sluice" topics create 2>&1)
+  check "a second run says they exist: $out" grep -q "^exists ${prefix}runs$" <<<"$out"
 }
