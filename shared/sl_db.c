@@ -349,6 +349,20 @@ sl_status sl_db_pipeline(PGconn *conn, size_t n, const sl_db_stmt *stmts, PGresu
 	return st;
 }
 
+sl_status sl_db_insert_once(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                            bool *inserted, char *errbuf, size_t errsize)
+{
+	PGresult *res;
+	sl_status st = sl_db_exec(conn, sql, nparams, params, &res, errbuf, errsize);
+
+	*inserted = false;
+	if (st)
+		return st;
+	*inserted = !strcmp(PQcmdTuples(res), "1");
+	PQclear(res);
+	return SL_OK;
+}
+
 sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize)
 {
 	return sl_db_exec(conn, "BEGIN", 0, NULL, NULL, errbuf, errsize);

@@ -67,6 +67,11 @@ typedef struct sl_db_stmt {
 sl_status sl_db_pipeline(PGconn *conn, size_t n, const sl_db_stmt *stmts, PGresult **res,
                          char *errbuf, size_t errsize);
 
+/* Runs an INSERT ... ON CONFLICT DO NOTHING of one row; *inserted says
+ * whether it inserted it (false: the row was there already). */
+sl_status sl_db_insert_once(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                            bool *inserted, char *errbuf, size_t errsize);
+
 sl_status sl_db_begin(PGconn *conn, char *errbuf, size_t errsize);
 sl_status sl_db_commit(PGconn *conn, char *errbuf, size_t errsize);
 /* Rolls back whatever transaction is open; never fails loudly. */

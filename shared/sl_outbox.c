@@ -127,18 +127,12 @@ sl_status sl_inbox_claim(PGconn *conn, const char *consumer, const char *event_i
                          char *errbuf, size_t errsize)
 {
 	const char *params[] = {consumer, event_id};
-	PGresult *res;
-	sl_status st;
 
-	st = sl_db_exec(conn,
-	                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
-	                "ON CONFLICT DO NOTHING",
-	                2, params, &res, errbuf, errsize);
-	if (st)
-		return st;
-	*fresh = !strcmp(PQcmdTuples(res), "1");
-	PQclear(res);
-	return SL_OK;
+	return sl_db_insert_once(
+	    conn,
+	    "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
+	    "ON CONFLICT DO NOTHING",
+	    2, params, fresh, errbuf, errsize);
 }
 
 /* Rows deleted per statement when pruning: short transactions. */

@@ -332,18 +332,14 @@ sl_status wk_store_tool_claim(PGconn *db, const char *run_id, const char *call_i
 	PGresult *res;
 	sl_status st;
 
-	*run = false;
 	*result = NULL;
-	st = sl_db_exec(db,
-	                "INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
-	                "VALUES ($1, $2, $3, 'started') ON CONFLICT DO NOTHING",
-	                3, p, &res, errbuf, errsize);
-	if (st)
+	st = sl_db_insert_once(
+	    db,
+	    "INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status) "
+	    "VALUES ($1, $2, $3, 'started') ON CONFLICT DO NOTHING",
+	    3, p, run, errbuf, errsize);
+	if (st || *run)
 		return st;
-	*run = !strcmp(PQcmdTuples(res), "1");
-	PQclear(res);
-	if (*run)
-		return SL_OK;
 	st = sl_db_exec(db,
 	                "SELECT result FROM tool_executions "
 	                "WHERE run_id = $1 AND tool_call_id = $2 AND status = 'done'",
