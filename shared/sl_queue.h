@@ -9,7 +9,7 @@
  *
  * Closing a queue refuses further pushes (the pusher keeps its node and
  * drops it) and wakes every waiter with nothing; what was left is taken
- * with sl_queue_take_all(), by the one that stops its consumers.
+ * with sl_queue_take_all().
  */
 #ifndef SL_QUEUE_H
 #define SL_QUEUE_H
@@ -55,7 +55,9 @@ size_t sl_queue_pop(sl_queue *q, sl_queue_node **out, size_t max, bool wait, siz
 void sl_queue_close(sl_queue *q);
 bool sl_queue_closed(sl_queue *q);
 
-/* Takes every node left, as a list linked by next (NULL when none). */
+/* Takes every node queued, closed or not, in one go, as a list linked by
+ * next (NULL when none): a consumer's whole turn, or what is left once it
+ * has stopped. */
 sl_queue_node *sl_queue_take_all(sl_queue *q);
 
 #endif

@@ -152,15 +152,10 @@ static void wake(void *arg)
 /* Takes what other threads queued. Returns false when stopping. */
 static bool take_queued(wk_fetch *f)
 {
-	sl_queue_node *got[64];
-	size_t n;
-
-	while ((n = sl_queue_pop(&f->timers_queued, got, 64, false, NULL)) > 0)
-		for (size_t i = 0; i < n; i++)
-			timer_insert(f, sl_queue_entry(got[i], timer, node));
-	while ((n = sl_queue_pop(&f->requests, got, 64, false, NULL)) > 0)
-		for (size_t i = 0; i < n; i++)
-			activate(f, sl_queue_entry(got[i], request, node));
+	for (sl_queue_node *n = sl_queue_take_all(&f->timers_queued); n; n = n->next)
+		timer_insert(f, sl_queue_entry(n, timer, node));
+	for (sl_queue_node *n = sl_queue_take_all(&f->requests); n; n = n->next)
+		activate(f, sl_queue_entry(n, request, node));
 	return !sl_queue_closed(&f->requests);
 }
 
@@ -271,19 +266,8 @@ void wk_fetch_stop(wk_fetch *f)
 	sl_queue_close(&f->timers_queued);
 	sl_queue_close(&f->requests); /* (each wakes the thread) */
 	pthread_join(f->thread, NULL);
-	/* the thread is gone: what is left is ours */
-	for (sl_queue_node *n = sl_queue_take_all(&f->requests), *next; n; n = next) {
-		request *r = sl_queue_entry(n, request, node);
-		next = n->next;
-		f->drop(r->arg);
-		request_free(r);
-	}
-	for (sl_queue_node *n = sl_queue_take_all(&f->timers_queued), *next; n; n = next) {
-		timer *t = sl_queue_entry(n, timer, node);
-		next = n->next;
-		f->drop(t->arg);
-		free(t);
-	}
+	/* the thread is gone: what is left is ours, dropped with the rest */
+	take_queued(f);
 	while (f->active) {
 		request *r = f->active;
 		unlink_active(f, r);

@@ -327,15 +327,12 @@ static void add_call(wk_stdio *s, call *c)
 /* Moves the queued calls to their processes; returns false once stopping. */
 static bool take_queue(wk_stdio *s)
 {
-	sl_queue_node *got[64];
 	char buf[256];
-	size_t n;
 
 	while (read(s->wake[0], buf, sizeof(buf)) > 0)
 		;
-	while ((n = sl_queue_pop(&s->incoming, got, 64, false, NULL)) > 0)
-		for (size_t i = 0; i < n; i++)
-			add_call(s, sl_queue_entry(got[i], call, node));
+	for (sl_queue_node *n = sl_queue_take_all(&s->incoming); n; n = n->next)
+		add_call(s, sl_queue_entry(n, call, node));
 	return !sl_queue_closed(&s->incoming);
 }
 
