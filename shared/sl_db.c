@@ -113,13 +113,6 @@ static uint64_t sql_hash(const char *sql)
 	return h;
 }
 
-static bool sqlstate_is(const PGresult *r, const char *code)
-{
-	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-
-	return PQresultStatus(r) == PGRES_FATAL_ERROR && state && !strcmp(state, code);
-}
-
 /* Prepares sql on conn as name unless it is already; false when it cannot
  * be (the caller then runs it unprepared, which reports real errors). */
 static bool prepare(PGconn *conn, const char *sql, int nparams, char *name, size_t size)
@@ -147,7 +140,9 @@ static bool prepare(PGconn *conn, const char *sql, int nparams, char *name, size
 
 static bool unknown_statement(const PGresult *r)
 {
-	return sqlstate_is(r, "26000");
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+	return PQresultStatus(r) == PGRES_FATAL_ERROR && state && !strcmp(state, "26000");
 }
 
 /* Runs sql prepared when it can, unprepared otherwise. */
@@ -195,8 +190,7 @@ sl_status sl_db_ensure(PGconn *conn, char *errbuf, size_t errsize)
 {
 	if (PQstatus(conn) == CONNECTION_OK && !ended_by_server(conn))
 		return SL_OK;
-	prepared_forget(conn);
-	PQreset(conn);
+	PQreset(conn); /* (its prepared statements are forgotten: prepared_event) */
 	if (PQstatus(conn) == CONNECTION_OK)
 		return SL_OK;
 	return sl_err(errbuf, errsize, SL_RETRY, "PostgreSQL connection lost: %s",
