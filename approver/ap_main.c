@@ -139,11 +139,8 @@ static bool start_consuming(approver *a)
 		sl_error("kafka producer: %s", errbuf);
 		return false;
 	}
-	switch (sl_kafka_topics_check(a->producer, &a->cfg, errbuf, sizeof(errbuf))) {
-	case SL_OK: break;
-	case SL_RETRY: sl_warn("%s; the topics are not checked", errbuf); break;
-	default: sl_error("%s", errbuf); return false;
-	}
+	if (!sl_kafka_topics_ready(a->producer, &a->cfg))
+		return false;
 	a->consumer =
 	    sl_kafka_consumer_new(&a->cfg, "sluice-approver", topics, errbuf, sizeof(errbuf));
 	if (!a->consumer) {

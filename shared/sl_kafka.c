@@ -358,12 +358,11 @@ sl_status sl_kafka_topics_create(const sl_config *c, int partitions, int replica
 	for (size_t i = 0; i < n; i++) {
 		rd_kafka_resp_err_t err = rd_kafka_topic_result_error(res[i]);
 		const char *name = rd_kafka_topic_result_name(res[i]);
+		bool made = !err || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
 
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			report(name, "created");
-		else if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-			report(name, "exists");
-		else if (st == SL_OK)
+		if (made && report)
+			report(name, err ? "exists" : "created");
+		else if (!made && st == SL_OK)
 			st = sl_err(errbuf, errsize, SL_INVALID, "topic %s: %s", name,
 			            rd_kafka_topic_result_error_string(res[i])
 			                ? rd_kafka_topic_result_error_string(res[i])
@@ -383,30 +382,30 @@ out:
 	return st;
 }
 
-sl_status sl_kafka_topics_check(rd_kafka_t *rk, const sl_config *c, char *errbuf, size_t errsize)
+bool sl_kafka_topics_ready(rd_kafka_t *rk, const sl_config *c)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t err;
-	sl_status st = SL_OK;
+	bool ready = true;
 
 	/* every topic the cluster has, none created by asking */
-	if ((err = rd_kafka_metadata(rk, 1, NULL, &md, 5000)))
-		return sl_err(errbuf, errsize, SL_RETRY, "cannot list Kafka's topics: %s",
-		              rd_kafka_err2str(err));
-	for (size_t i = 0; topic_names[i] && st == SL_OK; i++) {
+	if ((err = rd_kafka_metadata(rk, 1, NULL, &md, 5000))) {
+		sl_warn("cannot list Kafka's topics: %s; the topics are not checked",
+		        rd_kafka_err2str(err));
+		return true;
+	}
+	for (size_t i = 0; topic_names[i] && ready; i++) {
 		char *name = sl_config_topic(c, topic_names[i]);
-		bool found = false;
 
-		for (int t = 0; t < md->topic_cnt && !found; t++)
-			found = !strcmp(md->topics[t].topic, name) && !md->topics[t].err;
-		if (!found)
-			st =
-			    sl_err(errbuf, errsize, SL_NOT_FOUND,
-			           "topic %s does not exist: create the topics with `sluice topics "
-			           "create`",
-			           name);
+		ready = false;
+		for (int t = 0; t < md->topic_cnt && !ready; t++)
+			ready = !strcmp(md->topics[t].topic, name) && !md->topics[t].err;
+		if (!ready)
+			sl_error("topic %s does not exist: create the topics with `sluice topics "
+			         "create`",
+			         name);
 		free(name);
 	}
 	rd_kafka_metadata_destroy(md);
-	return st;
+	return ready;
 }

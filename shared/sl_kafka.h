@@ -82,18 +82,19 @@ rd_kafka_resp_err_t sl_kafka_store_offset(rd_kafka_t *consumer, const char *topi
 /*
  * Creates the deployment's five topics (runs, approvals, continues,
  * results, dlq, after SLUICE_TOPIC_PREFIX) through the admin API, the DLQ
- * keeping its messages 30 days; report() says of each whether it was
- * "created" or "exists". Fails naming the first topic Kafka refused.
+ * keeping its messages 30 days; report() (when not NULL) says of each
+ * whether it was "created" or "exists". Fails naming the first topic Kafka refused.
  */
 sl_status sl_kafka_topics_create(const sl_config *c, int partitions, int replication,
                                  void (*report)(const char *topic, const char *outcome),
                                  char *errbuf, size_t errsize);
 
-/* SL_NOT_FOUND naming the first of the five topics Kafka does not have:
- * the services do not rely on topics being created when first used.
- * SL_RETRY when Kafka does not answer within 5 s: then nothing is known,
- * and a service starts anyway (its clients reconnect), saying so. */
-sl_status sl_kafka_topics_check(rd_kafka_t *rk, const sl_config *c, char *errbuf, size_t errsize);
+/* Whether a service may start: false, logged naming it, when Kafka lacks
+ * one of the five topics (the services do not rely on topics being
+ * created when first used). When Kafka does not answer within 5 s nothing
+ * is known, and it says so and answers true: the service starts anyway
+ * (its clients reconnect). */
+bool sl_kafka_topics_ready(rd_kafka_t *rk, const sl_config *c);
 
 /* Marks m as finished: its offset + 1 is stored for the next commit. */
 void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m);

@@ -224,11 +224,8 @@ static bool start_parts(worker *w)
 		return false;
 	}
 	w->env.producer = w->producer;
-	switch (sl_kafka_topics_check(w->producer, &w->cfg, errbuf, sizeof(errbuf))) {
-	case SL_OK: break;
-	case SL_RETRY: sl_warn("%s; the topics are not checked", errbuf); break;
-	default: sl_error("%s", errbuf); return false;
-	}
+	if (!sl_kafka_topics_ready(w->producer, &w->cfg))
+		return false;
 	if (!(w->relay = sl_relay_start(&w->cfg, (int)w->relay_poll_ms, errbuf, sizeof(errbuf)))) {
 		sl_error("outbox relay: %s", errbuf);
 		return false;
