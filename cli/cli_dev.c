@@ -202,6 +202,23 @@ static bool wait_http(const char *url, pid_t pid, long timeout_ms)
 	return false;
 }
 
+/* Starts argv as name and waits up to timeout_ms for it to answer 200 on
+ * http://listen/healthz; false, with its log shown, when it does not. */
+static bool start_http(stack *s, const char *name, char *const argv[], const char *listen,
+                       long timeout_ms)
+{
+	pid_t pid = spawn(s, name, argv);
+	char *health = sl_asprintf("http://%s/healthz", listen);
+	bool up = pid > 0 && wait_http(health, pid, timeout_ms);
+
+	free(health);
+	if (!up) {
+		fprintf(stderr, "sluice dev: the %s did not start\n", name);
+		show_log(s, name);
+	}
+	return up;
+}
+
 static char *find_pgbin(void)
 {
 	glob_t g;
@@ -605,12 +622,6 @@ static void kafka_cluster_id(char out[23])
 	out[k] = '\0';
 }
 
-static void report_topic(const char *topic, const char *outcome)
-{
-	(void)topic;
-	(void)outcome;
-}
-
 /* Runs argv to its end; whether it exited 0 (its output in DIR/NAME.log). */
 static bool run_tool(stack *s, const char *name, char *const argv[])
 {
@@ -640,7 +651,7 @@ static char *start_apache_kafka(stack *s, const sl_config *cfg, long nodes)
 	int bport[MAX_KAFKA_NODES], cport[MAX_KAFKA_NODES];
 	long rf = nodes >= 3 ? 3 : nodes, isr = nodes >= 3 ? 2 : 1;
 	char cluster[23], errbuf[512];
-	sl_buf b;
+	sl_buf vb, sb;
 
 	if (!libs || !java) {
 		fprintf(stderr, "sluice dev: %s\n",
@@ -660,22 +671,19 @@ static char *start_apache_kafka(stack *s, const sl_config *cfg, long nodes)
 	                  "logger.server.name = kafka.server.KafkaRaftServer\n"
 	                  "logger.server.level = INFO\n");
 	kafka_cluster_id(cluster);
-	sl_buf_init(&b, 1 << 16);
+	sl_buf_init(&vb, 1 << 16);
+	sl_buf_init(&sb, 1 << 16);
 	for (long i = 0; i < nodes; i++) {
-		char entry[64];
+		char voter[64], server[64];
 		bport[i] = free_port();
 		cport[i] = free_port();
-		snprintf(entry, sizeof(entry), "%s%ld@127.0.0.1:%d", i ? "," : "", i + 1, cport[i]);
-		sl_buf_append(&b, entry, strlen(entry));
+		snprintf(voter, sizeof(voter), "%s%ld@127.0.0.1:%d", i ? "," : "", i + 1, cport[i]);
+		snprintf(server, sizeof(server), "%s127.0.0.1:%d", i ? "," : "", bport[i]);
+		sl_buf_append(&vb, voter, strlen(voter));
+		sl_buf_append(&sb, server, strlen(server));
 	}
-	voters = sl_buf_steal(&b);
-	sl_buf_init(&b, 1 << 16);
-	for (long i = 0; i < nodes; i++) {
-		char entry[64];
-		snprintf(entry, sizeof(entry), "%s127.0.0.1:%d", i ? "," : "", bport[i]);
-		sl_buf_append(&b, entry, strlen(entry));
-	}
-	servers = sl_buf_steal(&b);
+	voters = sl_buf_steal(&vb);
+	servers = sl_buf_steal(&sb);
 	for (long i = 0; i < nodes; i++) {
 		char name[32], *props, *text, *fmt_name, *log_opt;
 		bool ok;
@@ -739,9 +747,9 @@ static char *start_apache_kafka(stack *s, const sl_config *cfg, long nodes)
 		sl_status st;
 
 		c.kafka_brokers = servers;
-		while ((st = sl_kafka_topics_create(&c, 8, (int)rf, report_topic, errbuf,
-		                                    sizeof(errbuf))) &&
-		       sl_mono_ms() < deadline)
+		while (
+		    (st = sl_kafka_topics_create(&c, 8, (int)rf, NULL, errbuf, sizeof(errbuf))) &&
+		    sl_mono_ms() < deadline)
 			sl_sleep_ms(500);
 		if (st) {
 			fprintf(stderr, "sluice dev: Apache Kafka did not take the topics: %s\n",
@@ -795,8 +803,7 @@ static char *start_database(stack *s, const char *migrations)
 static char *start_model(stack *s, const sl_config *cfg, bool *scripted)
 {
 	char listen[64];
-	char *bin, *health, *url;
-	pid_t pid;
+	char *bin;
 	bool up;
 
 	*scripted = false;
@@ -806,20 +813,13 @@ static char *start_model(stack *s, const sl_config *cfg, bool *scripted)
 	}
 	bin = sl_asprintf("%s/sluice-scripted-model", s->bindir);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
-	pid = spawn(s, "scripted-model", (char *[]){bin, "--listen", listen, NULL});
-	health = sl_asprintf("http://%s/healthz", listen);
-	url = sl_asprintf("http://%s/v1", listen);
-	up = pid > 0 && wait_http(health, pid, 15000);
+	up = start_http(s, "scripted-model", (char *[]){bin, "--listen", listen, NULL}, listen,
+	                15000);
 	free(bin);
-	free(health);
-	if (!up) {
-		fprintf(stderr, "sluice dev: the scripted model did not start\n");
-		show_log(s, "scripted-model");
-		free(url);
+	if (!up)
 		return NULL;
-	}
 	*scripted = true;
-	return url;
+	return sl_asprintf("http://%s/v1", listen);
 }
 
 /* 4. The approver, with a new admin token (exported to env, never to the
@@ -828,8 +828,7 @@ static char *start_approver(stack *s, sl_buf *env)
 {
 	char *bin = sl_asprintf("%s/sluice-approver", s->bindir);
 	char token[37], listen[64];
-	char *tokens, *health, *url;
-	pid_t pid;
+	char *tokens, *url;
 	bool up;
 
 	sl_uuid_v4(token);
@@ -840,19 +839,14 @@ static char *start_approver(stack *s, sl_buf *env)
 	export("SLUICE_API_TOKEN", token, env);
 	setenv("SLUICE_APPROVER_LISTEN", listen, 1);
 	setenv("SLUICE_API_TOKENS", tokens, 1);
-	pid = spawn(s, "approver", (char *[]){bin, NULL});
+	up = start_http(s, "approver", (char *[]){bin, NULL}, listen, 30000);
 	/* The workers (and so their tools) get no API token. */
 	unsetenv("SLUICE_API_TOKENS");
 	unsetenv("SLUICE_API_TOKEN");
 	unsetenv("SLUICE_APPROVER_LISTEN");
-	health = sl_asprintf("%s/healthz", url);
-	up = pid > 0 && wait_http(health, pid, 30000);
-	free(health);
 	free(tokens);
 	free(bin);
 	if (!up) {
-		fprintf(stderr, "sluice dev: the approver did not start\n");
-		show_log(s, "approver");
 		free(url);
 		return NULL;
 	}
