@@ -5,6 +5,7 @@
 #include "sl_kafka_props.h"
 #include "sl_log.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,6 +20,31 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 		sl_warn("kafka %s: %s", fac, buf);
 	else
 		sl_debug("kafka %s: %s", fac, buf);
+}
+
+/*
+ * Why a broker last refused this process's login (SASL or TLS), as the
+ * clients' error callback heard it: the start-up check names it rather
+ * than starting a service that can never consume. One per process: its
+ * clients share one deployment's settings.
+ */
+static pthread_mutex_t refusal_lock = PTHREAD_MUTEX_INITIALIZER;
+static char refusal[512];
+
+/* Errors librdkafka reports on the polling thread, logged as it would log
+ * them itself; a refused login is remembered too. */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	(void)opaque;
+	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) {
+		pthread_mutex_lock(&refusal_lock);
+		snprintf(refusal, sizeof(refusal), "%s", reason);
+		pthread_mutex_unlock(&refusal_lock);
+	}
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		sl_error("kafka %s: %s", rd_kafka_name(rk), reason);
+	else
+		sl_warn("kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
 }
 
 static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf,
@@ -106,6 +132,7 @@ rd_kafka_t *sl_kafka_producer_new(const sl_config *c, char *errbuf, size_t errsi
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
 	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errsize);
 	if (!rk)
 		rd_kafka_conf_destroy(conf);
@@ -169,6 +196,7 @@ rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const c
 		return NULL;
 	}
 	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize);
 	if (!rk) {
@@ -390,6 +418,19 @@ bool sl_kafka_topics_ready(rd_kafka_t *rk, const sl_config *c)
 
 	/* every topic the cluster has, none created by asking */
 	if ((err = rd_kafka_metadata(rk, 1, NULL, &md, 5000))) {
+		char why[sizeof(refusal)];
+
+		/* a refused login: the errors it raised, served now */
+		rd_kafka_poll(rk, 0);
+		pthread_mutex_lock(&refusal_lock);
+		snprintf(why, sizeof(why), "%s", refusal);
+		pthread_mutex_unlock(&refusal_lock);
+		if (*why) {
+			sl_error("Kafka refused the login: %s; check the SASL and TLS settings "
+			         "(SLUICE_KAFKA_*)",
+			         why);
+			return false;
+		}
 		sl_warn("cannot list Kafka's topics: %s; the topics are not checked",
 		        rd_kafka_err2str(err));
 		return true;

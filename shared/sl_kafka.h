@@ -91,9 +91,10 @@ sl_status sl_kafka_topics_create(const sl_config *c, int partitions, int replica
 
 /* Whether a service may start: false, logged naming it, when Kafka lacks
  * one of the five topics (the services do not rely on topics being
- * created when first used). When Kafka does not answer within 5 s nothing
- * is known, and it says so and answers true: the service starts anyway
- * (its clients reconnect). */
+ * created when first used), or when a broker refused the login (SASL or
+ * TLS): no retry can mend wrong credentials. When Kafka does not answer
+ * within 5 s nothing is known, and it says so and answers true: the
+ * service starts anyway (its clients reconnect). */
 bool sl_kafka_topics_ready(rd_kafka_t *rk, const sl_config *c);
 
 /* Marks m as finished: its offset + 1 is stored for the next commit. */

@@ -281,3 +281,120 @@ t_topics_create() {
   out=$(SLUICE_TOPIC_PREFIX=$prefix "$BIN/sluice" topics create 2>&1)
   check "a second run says they exist: $out" grep -q "^exists ${prefix}runs$" <<<"$out"
 }
+
+# Kafka as a company runs it, behind TLS and SASL: a broker of the test's
+# own with SASL_SSL listeners (a CA and a broker certificate made here with
+# openssl, a SCRAM-SHA-512 user made when its storage is formatted), and a
+# worker and an approver of their own (own database) configured through
+# SLUICE_KAFKA_* only. A wrong password stops a worker at start-up, named,
+# and it consumes nothing; with the right one the seed scenario passes.
+# (Apache Kafka only: the test starts it.)
+t_sasl_ssl() {
+  local dir=$WORK/sasl kafka_pid="" worker_pid="" approver_pid="" rc
+  # what the scenario exports is this test's only
+  local -x SLUICE_KAFKA_BROKERS SLUICE_KAFKA_SECURITY_PROTOCOL SLUICE_KAFKA_SASL_MECHANISMS \
+    SLUICE_KAFKA_SASL_USERNAME SLUICE_KAFKA_SASL_PASSWORD SLUICE_KAFKA_SSL_CA_LOCATION \
+    SLUICE_DATABASE_URL=$SLUICE_DATABASE_URL SLUICE_APPROVER_LISTEN SLUICE_API_TOKENS \
+    SLUICE_APPROVER_URL SLUICE_API_TOKEN SLUICE_TOOL_LOG=$dir/tool.log
+  mkdir -p "$dir"
+  sasl_ssl_scenario "$dir"
+  rc=$?
+  for pid in $worker_pid $approver_pid; do
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  [ -z "$SLUICE_KAFKA_SASL_PASSWORD" ] ||
+    check "the password is in no log of the worker or the approver" \
+      lacks "$SLUICE_KAFKA_SASL_PASSWORD" "$(cat "$dir/worker.log" "$dir/approver.log" 2>/dev/null)"
+  [ -n "$kafka_pid" ] && kill -KILL "$kafka_pid" 2>/dev/null && wait "$kafka_pid" 2>/dev/null
+  return $rc
+}
+
+# t_sasl_ssl's steps, in DIR; sets the pids t_sasl_ssl stops.
+sasl_ssl_scenario() {
+  local dir=$1 pw="scram-$RANDOM$RANDOM" wrong="wrong-$RANDOM$RANDOM" db="sasl_$RANDOM"
+  local port cport cluster out rc rid
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=sluice-test-ca -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+      -keyout "$dir/broker.key" -out "$dir/broker.csr" 2>/dev/null &&
+    openssl x509 -req -in "$dir/broker.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -days 1 \
+      -extfile <(echo 'subjectAltName=IP:127.0.0.1') -out "$dir/broker.pem" 2>/dev/null &&
+    openssl pkcs8 -topk8 -nocrypt -in "$dir/broker.key" -out "$dir/keystore.pem" &&
+    cat "$dir/broker.pem" >> "$dir/keystore.pem"
+  check "openssl made a CA and the broker's certificate" [ -s "$dir/keystore.pem" ] || return 1
+  port=$(free_port)
+  cport=$(free_port)
+  cat > "$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_SSL://127.0.0.1:$port
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="sluice" password="$pw";
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$dir/ca.pem
+log.dirs=$dir/data
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+PROPS
+  cluster=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
+  check "the broker's storage is formatted with a SCRAM-SHA-512 user" \
+    java -Xmx256m -cp "$ROOT/build/kafka/libs/*" kafka.tools.StorageTool format -t "$cluster" \
+    -c "$dir/server.properties" --add-scram "SCRAM-SHA-512=[name=sluice,password=$pw]" || return 1
+  java -Xmx512m -Xms128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$ROOT/build/kafka/libs/*" \
+    kafka.Kafka "$dir/server.properties" > "$dir/kafka.log" 2>&1 &
+  kafka_pid=$!
+  SLUICE_KAFKA_BROKERS=127.0.0.1:$port
+  SLUICE_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+  SLUICE_KAFKA_SASL_MECHANISMS=SCRAM-SHA-512
+  SLUICE_KAFKA_SASL_USERNAME=sluice
+  SLUICE_KAFKA_SASL_PASSWORD=$pw
+  SLUICE_KAFKA_SSL_CA_LOCATION=$dir/ca.pem
+  # a database of its own: its relays publish none of the stack's events
+  psql -q "$SLUICE_DATABASE_URL" -c "CREATE DATABASE $db" > "$dir/psql.log" 2>&1 &&
+    SLUICE_DATABASE_URL=${SLUICE_DATABASE_URL%/*}/$db &&
+    "$BIN/sluice" migrate > "$dir/migrate.log" 2>&1
+  check "its database is migrated" [ $? = 0 ] || return 1
+  check "sluice topics create makes the topics over SASL_SSL" \
+    eventually 90 "$BIN/sluice" topics create --replication-factor 1 || return 1
+  SLUICE_APPROVER_LISTEN=127.0.0.1:$(free_port)
+  SLUICE_API_TOKEN=sasl-token-$RANDOM$RANDOM
+  SLUICE_API_TOKENS=sasl:$SLUICE_API_TOKEN
+  SLUICE_APPROVER_URL=http://$SLUICE_APPROVER_LISTEN
+  rid=$("$BIN/sluice" submit --agent data-admin --input "Delete all data for user U-7001." 2>"$dir/submit.log")
+  check "a run is submitted over SASL_SSL" [ -n "$rid" ] || return 1
+  out=$(SLUICE_KAFKA_SASL_PASSWORD=$wrong timeout 60 "$BIN/sluice-worker" 2>&1)
+  rc=$?
+  check "a worker with a wrong password exits with status 1 (got $rc)" [ "$rc" = 1 ]
+  check "saying Kafka refused its login: $(grep -m1 refused <<<"$out")" \
+    grep -q "Kafka refused the login: .*SASL authentication error" <<<"$out"
+  check "the wrong password is printed nowhere" lacks "$wrong" "$out"
+  check "and it consumed nothing" \
+    [ "$(psql -Atq "$SLUICE_DATABASE_URL" -c 'SELECT count(*) FROM runs')" = 0 ]
+  "$BIN/sluice-worker" > "$dir/worker.log" 2>&1 &
+  worker_pid=$!
+  "$BIN/sluice-approver" > "$dir/approver.log" 2>&1 &
+  approver_pid=$!
+  check "the run submitted before pauses once the right worker is up" \
+    eventually 60 run_is "$rid" paused || return 1
+  printf '%s\n' "SLUICE_KAFKA_BROKERS=$SLUICE_KAFKA_BROKERS" "SLUICE_DATABASE_URL=$SLUICE_DATABASE_URL" \
+    "SLUICE_TOPIC_PREFIX=$SLUICE_TOPIC_PREFIX" "SLUICE_APPROVER_URL=$SLUICE_APPROVER_URL" \
+    "SLUICE_API_TOKEN=$SLUICE_API_TOKEN" > "$dir/stack.env"
+  out=$(SLUICE_BIN=$BIN "$ROOT/scripts/demo" --env-file "$dir/stack.env" 2>&1)
+  check "the seed scenario passes over SASL_SSL: $out" grep -q "All checks passed" <<<"$out"
+  check "step 2 saw zero approvals" grep -q "Total approvals before resolution: 0" <<<"$out"
+  check "the seed's tool ran once" [ "$(grep -c U-99887 "$SLUICE_TOOL_LOG")" = 1 ]
+}
