@@ -9,7 +9,10 @@
  * end it counts a run as completed only when PostgreSQL says it completed,
  * its tool ran once and it has one approved audit record. Latencies use one
  * clock: submit (here) -> requirement recorded (the pause's transaction),
- * decision recorded -> run completed (PostgreSQL timestamps).
+ * decision recorded -> run completed (PostgreSQL timestamps). With
+ * --distinct-users each run names a user of its own (U-1000000 + its
+ * number) instead of the seed's, so that a tool's log tells its calls apart
+ * (tests/chaos/kafka counts them).
  *
  * Prints one JSON object on stdout.
  */
@@ -38,6 +41,7 @@ typedef struct bench {
 	char *source;
 	char *auth;
 	long runs, concurrency, submitted, completed, failed;
+	bool distinct_users;
 	double *submit_ms; /* epoch ms of each run's submission */
 	CURLM *multi;      /* the confirmations in flight */
 	struct curl_slist *headers;
@@ -82,16 +86,18 @@ static PGresult *query(bench *b, const char *sql)
 static void submit(bench *b, long want)
 {
 	while (b->submitted < want) {
-		char run_id[96];
+		char run_id[96], input[64] = "Delete all data for user U-99887.";
 		json_t *ev;
 		char *payload;
 		rd_kafka_resp_err_t err;
 
 		snprintf(run_id, sizeof(run_id), "%s-%ld", b->session, b->submitted);
+		if (b->distinct_users)
+			snprintf(input, sizeof(input), "Delete all data for user U-%ld.",
+			         1000000 + b->submitted);
 		ev = sl_event_new(SL_EVENT_RUN_REQUESTED, b->source, run_id,
 		                  json_pack("{s:s, s:s, s:s, s:s}", "run_id", run_id, "session_id",
-		                            b->session, "agent_id", "data-admin", "input",
-		                            "Delete all data for user U-99887."));
+		                            b->session, "agent_id", "data-admin", "input", input));
 		payload = json_dumps(ev, JSON_COMPACT);
 		b->submit_ms[b->submitted] = (double)sl_now_ms();
 		err = rd_kafka_producev(b->producer, RD_KAFKA_V_TOPIC(b->topic),
@@ -295,6 +301,8 @@ int main(int argc, char **argv)
 			b.concurrency = strtol(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--timeout-s") && i + 1 < argc)
 			timeout_s = strtol(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--distinct-users"))
+			b.distinct_users = true;
 		else if (!strcmp(argv[i], "--rate") && i + 1 < argc) {
 			char *end;
 			rate = strtod(argv[++i], &end);
@@ -302,7 +310,7 @@ int main(int argc, char **argv)
 				rate = -1; /* refused below */
 		} else {
 			fprintf(stderr, "usage: sluice-bench-loadgen [--runs N] [--concurrency C] "
-			                "[--rate R] [--timeout-s S]\n");
+			                "[--rate R] [--timeout-s S] [--distinct-users]\n");
 			return 2;
 		}
 	}

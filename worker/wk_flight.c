@@ -163,9 +163,10 @@ rd_kafka_message_t *wk_flight_done(wk_flight *f, rd_kafka_message_t *m)
 		    f->consumer, rd_kafka_topic_name(m->rkt), m->partition, store);
 		/* a partition revoked meanwhile: its new owner redelivers */
 		if (err)
-			sl_debug("offset %lld of %s[%d] not stored: %s", (long long)store,
-			         rd_kafka_topic_name(m->rkt), (int)m->partition,
-			         rd_kafka_err2str(err));
+			sl_info("offset %lld of %s[%d] not stored: %s (the partition's owner "
+			        "now delivers it again)",
+			        (long long)store, rd_kafka_topic_name(m->rkt), (int)m->partition,
+			        rd_kafka_err2str(err));
 	}
 	if (m->key && m->key_len) {
 		keyq probe = {.key = m->key, .len = m->key_len};
