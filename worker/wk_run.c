@@ -855,6 +855,34 @@ static void outcome_done(PGconn *db, wk_task *t, bool written)
 		task_end(t);
 }
 
+static void on_tool_result_timer(void *arg)
+{
+	tool_result_queue(arg);
+}
+
+/*
+ * Recording a tool's result failed transiently (PostgreSQL restarting, a
+ * connection dropped). The tool has run: its result is written again
+ * after a back-off, by the consumers' one failure policy, and kept until
+ * then. Starting the task over instead would find the call claimed and
+ * not recorded, and tell the model it was interrupted although it acted.
+ * Only a worker stopping meanwhile loses it (the call then reads as
+ * interrupted, as after a crash).
+ */
+static void tool_result_failed(wk_task *t)
+{
+	long ms;
+
+	if (sl_consume_failed(t->env->producer, t->env->cfg, t->m, SL_RETRY, t->err, ++t->attempt,
+	                      &ms) == SL_CONSUME_STOP)
+		*t->env->stopping = 1;
+	else if (!*t->env->stopping && wk_fetch_after(t->env->fetch, ms, on_tool_result_timer, t))
+		return;
+	sl_error("run %s: the result of tool %s (call %s) is not recorded: the worker is stopping",
+	         t->r.run_id, t->tool->name, t->call_id);
+	task_free(t); /* delivered again after the restart */
+}
+
 /* After a write (wk_write.h), on a database thread: what its result leads
  * to. */
 void wk_run_written(wk_write *w, void *state)
@@ -866,6 +894,11 @@ void wk_run_written(wk_write *w, void *state)
 
 	if (w->st) {
 		snprintf(t->err, sizeof(t->err), "%s", w->err);
+		if (w->st == SL_RETRY && w->kind == WR_TOOL) {
+			w->kind = WR_NONE;
+			tool_result_failed(t);
+			return;
+		}
 		w->kind = WR_NONE;
 		task_failed(t, w->st);
 		return;

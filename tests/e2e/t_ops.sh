@@ -253,6 +253,34 @@ t_db_restart() {
     lacks 'prepared statement .* already exists' "$(tail -n +"$mark" "$SLUICE_DEV_DIR/postgres.log")"
 }
 
+# Regression: when PostgreSQL went away while a tool ran, the worker could
+# not record the result, started the continue over, found the call claimed
+# and not recorded, and told the model "interrupted" although the tool had
+# acted. The result is kept and recorded once PostgreSQL is back.
+t_tool_result_kept_db_down() {
+  local pgctl opts rid req out
+  pgctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)
+  rid=$(submit slow-admin "Delete all data for user S-3301.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
+  check "the tool starts (it takes 4 s)" eventually 20 grep -q S-3301 "$SLUICE_TOOL_LOG" || return 1
+  # the server's own options (port, socket folder), to start it again
+  opts=$(sed 's/^[^ ]* //' "$SLUICE_DEV_DIR/pg/postmaster.opts")
+  check "PostgreSQL stops while the tool runs" runuser -u postgres -- "$pgctl" \
+    -D "$SLUICE_DEV_DIR/pg" -m fast -w -t 60 stop || return 1
+  sleep 6 # the tool ends meanwhile, and its result cannot be written
+  check "PostgreSQL starts again" runuser -u postgres -- "$pgctl" -D "$SLUICE_DEV_DIR/pg" \
+    -l "$SLUICE_DEV_DIR/postgres.log" -o "$opts" -w -t 60 start || return 1
+  check "the run completes" eventually 60 run_is "$rid" completed || return 1
+  out=$(api GET "/v1/runs/$rid" | jq -r .output)
+  check "the model got the tool's result, not 'interrupted': $out" \
+    [ "$out" = "Done: Deleted data for user S-3301" ]
+  check "the tool ran once" [ "$(tool_calls_for S-3301)" = 1 ]
+  check "its execution is recorded done" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+    "SELECT string_agg(status, ',') FROM tool_executions WHERE run_id = '$rid'")" = done ]
+}
+
 # A worker or an approver whose topics are missing refuses to start, naming
 # one, rather than relying on topics being created when first used.
 t_missing_topics() {
