@@ -170,8 +170,8 @@ rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const c
 
 	/* An offset is stored once its message is done (and every one before
 	 * it), and only stored offsets are committed; a new group starts at the
-	 * beginning; assignment is eager: 2.0.2's cooperative-sticky has known
-	 * bugs. */
+	 * beginning; assignment is eager: with cooperative-sticky, under
+	 * tests/chaos/kafka rebalance, runs stalled up to 21 s (8 s eager). */
 	const char *const fixed[] = {"group.id",
 	                             group,
 	                             "enable.auto.offset.store",
