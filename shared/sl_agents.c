@@ -128,7 +128,12 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 {
 	const char *kind = opt_str(ex, "kind");
 	json_t *tmo = json_object_get(ex, "timeout_ms");
+	json_t *idem = json_object_get(ex, "idempotent");
 
+	if (idem && !json_is_boolean(idem))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: field executor.idempotent must be true or false", where);
+	t->idempotent = idem ? json_is_true(idem) : kind && !strcmp(kind, "http");
 	t->timeout_ms = 30000;
 	if (tmo) {
 		if (!json_is_integer(tmo) || json_integer_value(tmo) <= 0 ||

@@ -35,6 +35,10 @@ typedef struct sl_tool {
 	char **argv;     /* command, stdio: NULL-terminated */
 	const char *url; /* http */
 	long timeout_ms;
+	/* executor.idempotent (default: true for http, whose Idempotency-Key
+	 * is that contract): an attempt claimed but never recorded is made
+	 * again; of any other tool, the outcome is unknown */
+	bool idempotent;
 	json_t *env;     /* command, stdio: executor.env (NAME or NAME=value), may be NULL */
 	json_t *headers; /* http: executor.headers (name: value with ${VAR}s), may be NULL */
 	/* Made by the worker at start-up (wk_tool_prepare) from env and headers

@@ -177,9 +177,12 @@ static void append_output(json_t *items, const char *call_id, const char *output
 
 /*
  * Claims a tool call before it runs, so that it runs at most once. *run is
- * set when this task is to run it; otherwise *output is what the model is
- * told: the recorded result of a finished run, or that an interrupted one
- * is not run again.
+ * set when this task is to run it: a new call, or one an earlier attempt
+ * claimed and never recorded (a crash, of a worker or of PostgreSQL) of an
+ * idempotent tool, made again (an http tool: with the same
+ * Idempotency-Key, so that its server answers what it did). Otherwise
+ * *output is what the model is told: the recorded result, or, of a tool
+ * that is not idempotent, that the interrupted call's outcome is unknown.
  */
 static sl_status tool_claim(PGconn *db, wk_task *t, const sl_tool *tool, const char *call_id,
                             bool *run, char **output)
@@ -192,12 +195,21 @@ static sl_status tool_claim(PGconn *db, wk_task *t, const sl_tool *tool, const c
 	if (*output) {
 		sl_info("run %s: tool %s call %s already ran; using its recorded result",
 		        t->r.run_id, tool->name, call_id);
+	} else if (tool->idempotent) {
+		sl_warn("run %s: tool %s call %s was interrupted earlier; it is idempotent: made "
+		        "again%s",
+		        t->r.run_id, tool->name, call_id,
+		        tool->executor == SL_EXEC_HTTP ? " with the same Idempotency-Key" : "");
+		*run = true;
 	} else {
-		*output = sl_asprintf("error: an earlier attempt of tool %s was interrupted; "
-		                      "it is not run again",
-		                      tool->name);
-		sl_warn("run %s: tool %s call %s was interrupted earlier; not run again",
-		        t->r.run_id, tool->name, call_id);
+		*output =
+		    sl_asprintf("error: an earlier attempt of tool %s was interrupted: it may "
+		                "or may not have run, and it is not run again",
+		                tool->name);
+		sl_warn(
+		    "run %s: tool %s call %s was interrupted earlier; its outcome is unknown and "
+		    "it is not run again",
+		    t->r.run_id, tool->name, call_id);
 	}
 	return SL_OK;
 }

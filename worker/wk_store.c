@@ -365,10 +365,10 @@ static const char *const tool_results_sql =
  * after a crash, and the run's next write that does wait (its pause or its
  * end) makes this one durable too: the log is flushed in order. A crash of
  * PostgreSQL in between may lose it; the tool call then reads as
- * interrupted (the model is told so, and the tool is not run again), as
- * when a worker stops between running a tool and recording its result. The
- * claim before the tool runs still waits: it is what keeps a tool from
- * running twice.
+ * interrupted (an idempotent tool is asked again; of another the model is
+ * told the outcome is unknown), as when a worker stops between running a
+ * tool and recording its result. The claim before the tool runs still
+ * waits: it is what keeps a tool from running twice.
  */
 sl_status wk_store_tool_results(PGconn *db, const char *rows, char *errbuf, size_t errsize)
 {

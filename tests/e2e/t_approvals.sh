@@ -136,8 +136,8 @@ t_worker_killed_mid_tool() {
   check "it says it resumed the unfinished continue" \
     grep -q "run $rid: resuming continue" "$SLUICE_DEV_DIR"/worker-*.log
   check "the tool was not run a second time" [ "$(tool_calls_for S-3001)" = 1 ]
-  check "the model was told the outcome is unknown" \
-    grep -q "interrupted" <<<"$(api GET "/v1/runs/$rid" | jq -r .output)"
+  check "the model was told the outcome is unknown (a command tool is not idempotent)" \
+    grep -q "interrupted: it may or may not have run" <<<"$(api GET "/v1/runs/$rid" | jq -r .output)"
   check "one approval" [ "$(api GET "/v1/approvals?run_id=$rid" | jq -r .meta.total_count)" = 1 ]
   check "the killed worker is started again and the group settles" \
     restart_worker "$(basename "${log%.log}")"
@@ -228,4 +228,31 @@ SQL
         [ "$status $(tool_calls_for "U-40$((i + 1))")" = "1 rejected 0" ]
     fi
   done
+}
+
+# An idempotent tool (http: its Idempotency-Key) whose worker died while
+# the call was out is asked again, with the same key, by the worker that
+# takes the run over: the model gets what the tool did, and the tool's
+# server, which keeps the key's contract, acted once.
+t_http_tool_asked_again() {
+  local rid call log pid key out
+  rid=$(submit http-agent "Where is order O-9001?")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  call=$(api GET "/v1/runs/$rid" | jq -r '.requirements[0].tool_call_id')
+  key=$rid:$call
+  api POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{}' >/dev/null
+  check "the tool is asked (it answers after 4 s)" \
+    eventually 20 grep -q "^$key " "$HTTP_TOOL_LOG" || return 1
+  log=$(grep -l "run $rid: running tool" "$SLUICE_DEV_DIR"/worker-*.log)
+  check "one worker asked it" [ -n "$log" ] || return 1
+  pid=$(cat "${log%.log}.pid")
+  kill -9 "$pid"
+  check "another worker takes the run over and completes it" eventually 60 run_is "$rid" completed
+  check "it asked the tool again, with the same key" [ "$(grep -c "^$key " "$HTTP_TOOL_LOG")" = 2 ]
+  check "the tool acted once" [ "$(grep -cx "$key" "$HTTP_TOOL_LOG.effects")" = 1 ]
+  out=$(api GET "/v1/runs/$rid" | jq -r .output)
+  check "the model got the tool's answer, not 'interrupted': $out" [ "$out" = "Done: Looked up O-9001" ]
+  check "its execution is recorded done" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+    "SELECT status FROM tool_executions WHERE run_id = '$rid'")" = done ]
+  check "the killed worker is back and the group settled" restart_worker "$(basename "${log%.log}")"
 }

@@ -17,6 +17,9 @@
 	"\"parameters\":{\"type\":\"object\",\"properties\":{\"user_id\":{\"type\":\"string\"}}," \
 	"\"required\":[\"user_id\"]}"
 #define EXEC "\"executor\":{\"kind\":\"command\",\"argv\":[\"/bin/echo\"]}"
+/* executors left open, for more fields */
+#define HTTP_EXEC "\"executor\":{\"kind\":\"http\",\"url\":\"http://h/\""
+#define STDIO_EXEC "\"executor\":{\"kind\":\"stdio\",\"argv\":[\"/bin/cat\"]"
 
 static sl_status load(const char *text, sl_agents **out, char *err)
 {
@@ -70,6 +73,31 @@ static void stdio_executor(void **state)
 	    load(AGENT("{\"name\":\"lookup\",\"executor\":{\"kind\":\"pipe\"}}"), &a, err),
 	    SL_INVALID);
 	assert_non_null(strstr(err, "\"command\", \"stdio\" or \"http\""));
+}
+
+/* executor.idempotent: true by default for http only; a tool may say so. */
+static void idempotent_executor(void **state)
+{
+	sl_agents *a;
+	char err[512];
+	const sl_agent *ag;
+	(void)state;
+	assert_int_equal(load(AGENT("{\"name\":\"web\"," HTTP_EXEC "}},"
+	                            "{\"name\":\"web_once\"," HTTP_EXEC ",\"idempotent\":false}},"
+	                            "{\"name\":\"cmd\"," EXEC "},"
+	                            "{\"name\":\"cmd_again\"," STDIO_EXEC ",\"idempotent\":true}}"),
+	                      &a, err),
+	                 SL_OK);
+	ag = sl_agents_find(a, "data-admin");
+	assert_true(sl_agent_tool(ag, "web")->idempotent);
+	assert_false(sl_agent_tool(ag, "web_once")->idempotent);
+	assert_false(sl_agent_tool(ag, "cmd")->idempotent);
+	assert_true(sl_agent_tool(ag, "cmd_again")->idempotent);
+	sl_agents_free(a);
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"web\"," HTTP_EXEC ",\"idempotent\":\"yes\"}}"), &a, err),
+	    SL_INVALID);
+	assert_non_null(strstr(err, "tool web: field executor.idempotent must be true or false"));
 }
 
 static void audit_needs_flag(void **state)
@@ -144,9 +172,13 @@ static void external_needs_no_executor(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(seed_agent),       cmocka_unit_test(stdio_executor),
-	    cmocka_unit_test(audit_needs_flag), cmocka_unit_test(required_implies_confirmation),
-	    cmocka_unit_test(bad_files),        cmocka_unit_test(external_needs_no_executor),
+	    cmocka_unit_test(seed_agent),
+	    cmocka_unit_test(stdio_executor),
+	    cmocka_unit_test(idempotent_executor),
+	    cmocka_unit_test(audit_needs_flag),
+	    cmocka_unit_test(required_implies_confirmation),
+	    cmocka_unit_test(bad_files),
+	    cmocka_unit_test(external_needs_no_executor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
