@@ -191,6 +191,10 @@ rd_kafka_t *sl_kafka_consumer_new(const sl_config *c, const char *group, const c
 	    !conf_set(conf, "fetch.wait.max.ms", c->kafka_fetch_wait_ms, errbuf, errsize) ||
 	    !conf_set(conf, "session.timeout.ms", "10000", errbuf, errsize) ||
 	    !conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errsize) ||
+	    /* also how long a rebalance waits for a member to join again: the
+	     * poll loops never block, so 30 s, not the default 5 minutes for
+	     * which the whole group would wait on one member that was lost */
+	    !conf_set(conf, "max.poll.interval.ms", "30000", errbuf, errsize) ||
 	    !conf_deployment(conf, fixed, errbuf, errsize)) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
