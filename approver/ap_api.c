@@ -587,6 +587,48 @@ static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 	return ret;
 }
 
+/* Whether the last GET /readyz found the approver ready: a change is
+ * logged once. */
+static atomic_int was_ready = 1;
+
+/*
+ * GET /readyz: whether the approver can do its work now: PostgreSQL
+ * answers a statement on this thread's connection, and a Kafka broker
+ * answers the producer (2 s at most). 503 with the reasons otherwise.
+ */
+static enum MHD_Result readyz(ap_api *api, const sl_httpd_request *req)
+{
+	char db[256] = "", kafka[256] = "";
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t err;
+	PGresult *res = NULL;
+	bool ready;
+
+	/* each leaves its reason in db when it fails */
+	if (store_ready(api, db, sizeof(db)) == SL_OK &&
+	    sl_db_exec(thread_store(api)->db, "SELECT 1", 0, NULL, &res, db, sizeof(db)) == SL_OK)
+		PQclear(res);
+	if (!api->kafka)
+		snprintf(kafka, sizeof(kafka), "no Kafka client yet");
+	else if ((err = rd_kafka_metadata(api->kafka, 0, NULL, &md, 2000)))
+		snprintf(kafka, sizeof(kafka), "no broker answered: %s", rd_kafka_err2str(err));
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	ready = !*db && !*kafka;
+	if (atomic_exchange(&was_ready, ready) != ready) {
+		if (ready)
+			sl_info("ready again: PostgreSQL and Kafka answer");
+		else
+			sl_warn("not ready:%s%s%s%s", *db ? " PostgreSQL: " : "", db,
+			        *kafka ? " Kafka: " : "", kafka);
+	}
+	if (ready)
+		return sl_httpd_send_json(req->conn, 200, json_pack("{s:s}", "status", "ready"));
+	return sl_httpd_send_json(req->conn, 503,
+	                          json_pack("{s:s, s:s?, s:s?}", "status", "not ready", "database",
+	                                    *db ? db : NULL, "kafka", *kafka ? kafka : NULL));
+}
+
 /* What a route is handed: the request, the id in its path (or ""), and
  * the caller's identity. */
 typedef struct call {
@@ -707,6 +749,8 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 	atomic_fetch_add(&n_requests, 1);
 	if (!strcmp(req->path, "/healthz"))
 		return sl_httpd_send_json(req->conn, 200, json_pack("{s:s}", "status", "ok"));
+	if (!strcmp(req->path, "/readyz"))
+		return readyz(api, req);
 	if (!strcmp(req->path, "/metrics"))
 		return metrics(api, req);
 	if (!strcmp(req->path, "/") && !strcmp(req->method, "GET"))

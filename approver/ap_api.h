@@ -29,6 +29,7 @@ typedef struct ap_api {
 	ap_identity *ids;
 	size_t nids;
 	ap_decider *decider; /* decisions on requirements, when set (else on the HTTP thread) */
+	rd_kafka_t *kafka;   /* the producer, when set: GET /readyz asks it for the brokers */
 	_Atomic(const sl_httpd *) httpd; /* the server, once started: its counters */
 } ap_api;
 

@@ -170,6 +170,7 @@ static bool start_serving(approver *a)
 		return false;
 	}
 	a->api.decider = a->decider;
+	a->api.kafka = a->producer;
 	a->httpd = sl_httpd_start(a->cfg.approver_listen, AP_API_MAX_BODY, (unsigned)a->threads,
 	                          &a->limits, ap_api_handle, &a->api, errbuf, sizeof(errbuf));
 	if (!a->httpd) {

@@ -257,21 +257,27 @@ t_db_restart() {
 # not record the result, started the continue over, found the call claimed
 # and not recorded, and told the model "interrupted" although the tool had
 # acted. The result is kept and recorded once PostgreSQL is back.
+# The stack's PostgreSQL stopped (fast: sessions ended) and started again
+# with its own options (port, socket folder).
+pg_ctl_stack() { runuser -u postgres -- "$(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)" "$@"; }
+pg_stop() {
+  PG_OPTS=$(sed 's/^[^ ]* //' "$SLUICE_DEV_DIR/pg/postmaster.opts")
+  pg_ctl_stack -D "$SLUICE_DEV_DIR/pg" -m fast -w -t 60 stop
+}
+pg_start() {
+  pg_ctl_stack -D "$SLUICE_DEV_DIR/pg" -l "$SLUICE_DEV_DIR/postgres.log" -o "$PG_OPTS" -w -t 60 start
+}
+
 t_tool_result_kept_db_down() {
-  local pgctl opts rid req out
-  pgctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)
+  local rid req out
   rid=$(submit slow-admin "Delete all data for user S-3301.")
   check "run pauses" eventually 30 run_is "$rid" paused || return 1
   req=$(pending_requirement "$rid")
   api POST "/v1/requirements/$req/confirm" '{}' >/dev/null
   check "the tool starts (it takes 4 s)" eventually 20 grep -q S-3301 "$SLUICE_TOOL_LOG" || return 1
-  # the server's own options (port, socket folder), to start it again
-  opts=$(sed 's/^[^ ]* //' "$SLUICE_DEV_DIR/pg/postmaster.opts")
-  check "PostgreSQL stops while the tool runs" runuser -u postgres -- "$pgctl" \
-    -D "$SLUICE_DEV_DIR/pg" -m fast -w -t 60 stop || return 1
+  check "PostgreSQL stops while the tool runs" pg_stop || return 1
   sleep 6 # the tool ends meanwhile, and its result cannot be written
-  check "PostgreSQL starts again" runuser -u postgres -- "$pgctl" -D "$SLUICE_DEV_DIR/pg" \
-    -l "$SLUICE_DEV_DIR/postgres.log" -o "$opts" -w -t 60 start || return 1
+  check "PostgreSQL starts again" pg_start || return 1
   check "the run completes" eventually 60 run_is "$rid" completed || return 1
   out=$(api GET "/v1/runs/$rid" | jq -r .output)
   check "the model got the tool's result, not 'interrupted': $out" \
@@ -279,6 +285,33 @@ t_tool_result_kept_db_down() {
   check "the tool ran once" [ "$(tool_calls_for S-3301)" = 1 ]
   check "its execution is recorded done" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
     "SELECT string_agg(status, ',') FROM tool_executions WHERE run_id = '$rid'")" = done ]
+}
+
+# GET /readyz: 200 while PostgreSQL and Kafka answer the approver, 503 with
+# the reason while one does not (the broker stopped with SIGSTOP: it takes
+# connections and answers nothing), 200 again once it does; each change
+# logged once.
+readyz_is() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$SLUICE_APPROVER_URL/readyz")" = "$1" ]; }
+t_readyz() {
+  local broker mark body
+  mark=$(wc -l < "$SLUICE_DEV_DIR/approver.log")
+  check "ready: 200" readyz_is 200 || return 1
+  check "without a token (a probe has none)" \
+    [ "$(curl -s "$SLUICE_APPROVER_URL/readyz" | jq -r .status)" = ready ]
+  broker=$(cat "$SLUICE_DEV_DIR/broker.pid")
+  kill -STOP "$broker"
+  body=$(curl -s "$SLUICE_APPROVER_URL/readyz")
+  kill -CONT "$broker"
+  check "Kafka silent: 503 saying so: $body" \
+    [ "$(jq -r '[.status, (.kafka | startswith("no broker answered")), .database] | join("|")' <<<"$body")" = "not ready|true|" ]
+  check "ready again once the broker answers" eventually 20 readyz_is 200
+  check "PostgreSQL stops" pg_stop || return 1
+  body=$(curl -s "$SLUICE_APPROVER_URL/readyz")
+  check "PostgreSQL down: 503 saying so: $body" \
+    [ "$(jq -r '[.status, (.database | length > 0), .kafka] | join("|")' <<<"$body")" = "not ready|true|" ]
+  check "PostgreSQL starts again" pg_start || return 1
+  check "ready again once it answers" eventually 30 readyz_is 200
+  check "each change logged once" [ "$(tail -n +"$((mark + 1))" "$SLUICE_DEV_DIR/approver.log" | grep -c 'not ready:\|ready again:')" = 4 ]
 }
 
 # A worker or an approver whose topics are missing refuses to start, naming
