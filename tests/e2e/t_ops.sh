@@ -287,6 +287,40 @@ t_tool_result_kept_db_down() {
     "SELECT string_agg(status, ',') FROM tool_executions WHERE run_id = '$rid'")" = done ]
 }
 
+# Regression: a tool's result was committed without waiting for the disk,
+# so a crash of PostgreSQL soon after lost it, and the run went on telling
+# the model the call might not have run although it had. The result must
+# survive the crash. To make "soon after" certain, PostgreSQL's WAL writer
+# (which flushes asynchronous commits within 200 ms) is stopped first; the
+# model takes 3 s after the tool, when PostgreSQL is killed (-9).
+t_tool_result_survives_pg_crash() {
+  local rid pm walwriter out
+  rid=$(submit slow-model-tool "Delete all data for user U-7301.")
+  check "run pauses (the model takes 3 s)" eventually 30 run_is "$rid" paused || return 1
+  pm=$(head -1 "$SLUICE_DEV_DIR/pg/postmaster.pid")
+  walwriter=$(pgrep -P "$pm" -f walwriter)
+  check "PostgreSQL's WAL writer found" [ -n "$walwriter" ] || return 1
+  PG_OPTS=$(sed 's/^[^ ]* //' "$SLUICE_DEV_DIR/pg/postmaster.opts")
+  kill -STOP "$walwriter"
+  confirm_pending "$rid"
+  check "the tool runs" eventually 20 grep -q U-7301 "$SLUICE_TOOL_LOG"
+  sleep 1 # its result written; the model's next answer 2 s away
+  # the postmaster and its processes at once, as a machine's crash would
+  # shellcheck disable=SC2046
+  kill -KILL "$pm" $(pgrep -P "$pm")
+  check "PostgreSQL is gone" eventually 10 process_gone "$pm" || return 1
+  # its lock files name a process that is gone (or a zombie no one reaped)
+  rm -f "$SLUICE_DEV_DIR/pg/postmaster.pid" "$SLUICE_DEV_DIR"/.s.PGSQL.*.lock
+  check "PostgreSQL starts again (crash recovery)" pg_start || return 1
+  check "the run completes" eventually 60 run_is "$rid" completed || return 1
+  out=$(api GET "/v1/runs/$rid" | jq -r .output)
+  check "the model got the tool's result, not 'may or may not have run': $out" \
+    [ "$out" = "Done: Deleted data for user U-7301" ]
+  check "the tool ran once" [ "$(tool_calls_for U-7301)" = 1 ]
+  check "its execution is recorded done" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+    "SELECT status FROM tool_executions WHERE run_id = '$rid'")" = done ]
+}
+
 # GET /readyz: 200 while PostgreSQL and Kafka answer the approver, 503 with
 # the reason while one does not (the broker stopped with SIGSTOP: it takes
 # connections and answers nothing), 200 again once it does; each change
