@@ -178,7 +178,7 @@ static void append_output(json_t *items, const char *call_id, const char *output
 /*
  * Claims a tool call before it runs, so that it runs at most once. *run is
  * set when this task is to run it: a new call, or one an earlier attempt
- * claimed and never recorded (a crash, of a worker or of PostgreSQL) of an
+ * claimed and never recorded (its worker died in between) of an
  * idempotent tool, made again (an http tool: with the same
  * Idempotency-Key, so that its server answers what it did). Otherwise
  * *output is what the model is told: the recorded result, or, of a tool
