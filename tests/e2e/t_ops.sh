@@ -324,7 +324,7 @@ t_tool_result_survives_pg_crash() {
 # GET /readyz: 200 while PostgreSQL and Kafka answer the approver, 503 with
 # the reason while one does not (the broker stopped with SIGSTOP: it takes
 # connections and answers nothing), 200 again once it does; each change
-# logged once.
+# logged once. (An answer is kept for a second: anyone may ask.)
 readyz_is() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$SLUICE_APPROVER_URL/readyz")" = "$1" ]; }
 t_readyz() {
   local broker mark body
@@ -333,6 +333,7 @@ t_readyz() {
   check "without a token (a probe has none)" \
     [ "$(curl -s "$SLUICE_APPROVER_URL/readyz" | jq -r .status)" = ready ]
   broker=$(cat "$SLUICE_DEV_DIR/broker.pid")
+  sleep 1.1 # an answer is kept for a second
   kill -STOP "$broker"
   body=$(curl -s "$SLUICE_APPROVER_URL/readyz")
   kill -CONT "$broker"
@@ -340,6 +341,7 @@ t_readyz() {
     [ "$(jq -r '[.status, (.kafka | startswith("no broker answered")), .database] | join("|")' <<<"$body")" = "not ready|true|" ]
   check "ready again once the broker answers" eventually 20 readyz_is 200
   check "PostgreSQL stops" pg_stop || return 1
+  sleep 1.1
   body=$(curl -s "$SLUICE_APPROVER_URL/readyz")
   check "PostgreSQL down: 503 saying so: $body" \
     [ "$(jq -r '[.status, (.database | length > 0), .kafka] | join("|")' <<<"$body")" = "not ready|true|" ]
