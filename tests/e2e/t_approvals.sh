@@ -256,3 +256,28 @@ t_http_tool_asked_again() {
     "SELECT status FROM tool_executions WHERE run_id = '$rid'")" = done ]
   check "the killed worker is back and the group settled" restart_worker "$(basename "${log%.log}")"
 }
+
+# A worker stopped with SIGTERM while a tool runs lets it finish: the
+# result is recorded and the run completed by that worker before it exits
+# (within its 10 s drain), so nothing reads as interrupted.
+t_worker_sigterm_drains() {
+  local rid log pid out stopped_at completed_at
+  rid=$(submit slow-admin "Delete all data for user S-3401.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  api POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{}' >/dev/null
+  check "the tool starts (it takes 4 s)" eventually 20 grep -q S-3401 "$SLUICE_TOOL_LOG" || return 1
+  log=$(grep -l "run $rid: running tool" "$SLUICE_DEV_DIR"/worker-*.log)
+  check "one worker runs it" [ -n "$log" ] || return 1
+  pid=$(cat "${log%.log}.pid")
+  kill -TERM "$pid"
+  check "the worker exits within its drain" eventually 15 process_gone "$pid"
+  stopped_at=$(grep -n "worker stopping" "$log" | tail -1 | cut -d: -f1)
+  completed_at=$(grep -n "run $rid: completed" "$log" | tail -1 | cut -d: -f1)
+  check "having completed the run itself, after it was told to stop" \
+    [ "${completed_at:-0}" -gt "${stopped_at:-999999}" ]
+  out=$(api GET "/v1/runs/$rid" | jq -r .output)
+  check "the model got the tool's result: $out" [ "$out" = "Done: Deleted data for user S-3401" ]
+  check "the tool ran once" [ "$(tool_calls_for S-3401)" = 1 ]
+  check "nothing left unfinished" lacks "message\\(s\\) unfinished" "$(cat "$log")"
+  check "the worker is back and the group settled" restart_worker "$(basename "${log%.log}")"
+}
