@@ -295,7 +295,7 @@ t_tool_result_kept_db_down() {
 # model takes 3 s after the tool, when PostgreSQL is killed (-9).
 t_tool_result_survives_pg_crash() {
   local rid pm walwriter out
-  rid=$(submit slow-model-tool "Delete all data for user U-7301.")
+  rid=$(submit slow-model-tool "Delete all data for user U-9317.")
   check "run pauses (the model takes 3 s)" eventually 30 run_is "$rid" paused || return 1
   pm=$(head -1 "$SLUICE_DEV_DIR/pg/postmaster.pid")
   walwriter=$(pgrep -P "$pm" -f walwriter)
@@ -303,7 +303,7 @@ t_tool_result_survives_pg_crash() {
   PG_OPTS=$(sed 's/^[^ ]* //' "$SLUICE_DEV_DIR/pg/postmaster.opts")
   kill -STOP "$walwriter"
   confirm_pending "$rid"
-  check "the tool runs" eventually 20 grep -q U-7301 "$SLUICE_TOOL_LOG"
+  check "the tool runs" eventually 20 grep -q U-9317 "$SLUICE_TOOL_LOG"
   sleep 1 # its result written; the model's next answer 2 s away
   # the postmaster and its processes at once, as a machine's crash would
   # shellcheck disable=SC2046
@@ -315,8 +315,8 @@ t_tool_result_survives_pg_crash() {
   check "the run completes" eventually 60 run_is "$rid" completed || return 1
   out=$(api GET "/v1/runs/$rid" | jq -r .output)
   check "the model got the tool's result, not 'may or may not have run': $out" \
-    [ "$out" = "Done: Deleted data for user U-7301" ]
-  check "the tool ran once" [ "$(tool_calls_for U-7301)" = 1 ]
+    [ "$out" = "Done: Deleted data for user U-9317" ]
+  check "the tool ran once" [ "$(tool_calls_for U-9317)" = 1 ]
   check "its execution is recorded done" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
     "SELECT status FROM tool_executions WHERE run_id = '$rid'")" = done ]
 }
