@@ -74,6 +74,25 @@ submit() { "$BIN/sluice" submit --agent "$1" --input "$2" ${3:+--run-id "$3"}; }
 pending_requirement() { api GET "/v1/requirements?status=pending&run_id=$1" | jq -r '.data[0].id // empty'; }
 tool_calls_for() { grep -c "\"$1\"" "$SLUICE_TOOL_LOG" || true; }
 
+# confirm_pending RUN_ID: confirms the run's pending requirement; true on 200.
+confirm_pending() {
+  local req
+  req=$(pending_requirement "$1")
+  [ -n "$req" ] && api POST "/v1/requirements/$req/confirm" '{}' >/dev/null && [ "$(http_status)" = 200 ]
+}
+
+# check_tool_result RUN_ID OUTPUT: checks that the run completes, that the
+# model was told OUTPUT (the tool's own answer, not an interrupted call's),
+# and that every tool execution of the run is recorded done.
+check_tool_result() {
+  local out
+  check "the run completes" eventually 60 run_is "$1" completed || return 1
+  out=$(api GET "/v1/runs/$1" | jq -r .output)
+  check "the model got the tool's result: $out" [ "$out" = "$2" ]
+  check "its tool execution is recorded done" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+    "SELECT string_agg(status, ',') FROM tool_executions WHERE run_id = '$1'")" = done ]
+}
+
 # A zombie (exited, parent gone) counts as stopped.
 # (/proc/PID/stat read once: a zombie being reaped vanishes between two reads)
 process_gone() {
