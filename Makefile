@@ -29,7 +29,7 @@ BINS := $(BUILD)/bin/sluice $(BUILD)/bin/sluice-worker $(BUILD)/bin/sluice-appro
 	$(BUILD)/bin/sluice-dev-broker $(BUILD)/bin/sluice-scripted-model \
 	$(BUILD)/bin/sluice-bench-loadgen
 
-.PHONY: all deps test unit-bins demo lint clean fuzz bench tsan tsan-bins
+.PHONY: all deps test unit-bins demo lint clean fuzz bench chaos tsan tsan-bins
 all: $(BINS)
 
 deps:
@@ -111,6 +111,11 @@ test: deps
 
 demo: deps all
 	scripts/demo
+
+# The fault suite of RELIABILITY.md: 1,000 runs under kill -9s, restarts
+# and a network partition, judged from outside (tests/chaos/faults --help).
+chaos: deps all
+	tests/chaos/faults --runs 1000
 
 # The benchmark of BENCHMARKS.md (bench/run --help for its options).
 bench: deps all

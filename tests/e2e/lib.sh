@@ -114,6 +114,16 @@ topic_dump() {
   kcat -b "$SLUICE_KAFKA_BROKERS" -C -t "$1" -e -q -f '%h\t%s\n' 2>/dev/null
 }
 
+# The stack's PostgreSQL (`sluice dev up`'s) stopped (fast: sessions
+# ended) and started again with its own options (port, socket folder).
+pg_ctl_stack() { runuser -u postgres -- "$(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)" "$@"; }
+pg_stop() { pg_ctl_stack -D "$SLUICE_DEV_DIR/pg" -m fast -w -t 60 stop; }
+# (postmaster.opts, the server's command line, outlives it)
+pg_start() {
+  pg_ctl_stack -D "$SLUICE_DEV_DIR/pg" -l "$SLUICE_DEV_DIR/postgres.log" \
+    -o "$(sed 's/^[^ ]* //' "$SLUICE_DEV_DIR/pg/postmaster.opts")" -w -t 60 start
+}
+
 # restart_worker NAME: starts NAME (worker-1, ...) again as `sluice dev up`
 # did, after a test killed it (same log and pid file, no API token), and
 # waits until it has joined the group and the group is settled, so that

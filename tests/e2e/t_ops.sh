@@ -250,16 +250,6 @@ t_db_restart() {
 # not record the result, started the continue over, found the call claimed
 # and not recorded, and told the model "interrupted" although the tool had
 # acted. The result is kept and recorded once PostgreSQL is back.
-# The stack's PostgreSQL stopped (fast: sessions ended) and started again
-# with its own options (port, socket folder).
-pg_ctl_stack() { runuser -u postgres -- "$(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)" "$@"; }
-pg_stop() { pg_ctl_stack -D "$SLUICE_DEV_DIR/pg" -m fast -w -t 60 stop; }
-# (postmaster.opts, the server's command line, outlives it)
-pg_start() {
-  pg_ctl_stack -D "$SLUICE_DEV_DIR/pg" -l "$SLUICE_DEV_DIR/postgres.log" \
-    -o "$(sed 's/^[^ ]* //' "$SLUICE_DEV_DIR/pg/postmaster.opts")" -w -t 60 start
-}
-
 t_tool_result_kept_db_down() {
   local rid
   rid=$(submit slow-admin "Delete all data for user S-3301.")

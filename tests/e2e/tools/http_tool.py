@@ -1,15 +1,17 @@
-"""Test-only HTTP tool endpoint: answers POSTs with "Looked up ORDER_ID"
-(order O-503: HTTP 503 "overloaded"; orders O-9...: after 4 s, time enough
-to kill the worker that asked) and appends "IDEMPOTENCY_KEY BODY" to the
-log file and "AUTHORIZATION X-TENANT" to LOGFILE.headers, so tests can
-check what Sluice's http executor sent.
+"""Test-only HTTP tool endpoint: answers a POST with an "order_id" with
+"Looked up ORDER_ID" (order O-503: HTTP 503 "overloaded"; orders O-9...:
+after 4 s, time enough to kill the worker that asked), any other POST to
+/TOOL with "TOOL #N done: BODY" after DELAY seconds (default 0; N counts
+effects, so no two answers are the same); appends "IDEMPOTENCY_KEY BODY" to the log file and
+"AUTHORIZATION X-TENANT" to LOGFILE.headers, so tests can check what
+Sluice's http executor sent.
 
 It keeps the Idempotency-Key contract: a request repeating a key gets the
 first request's answer (waiting for it if it is still being made), and the
-effect happens once; LOGFILE.effects gets one "IDEMPOTENCY_KEY" line per
-effect.
+effect happens once; LOGFILE.effects gets one line per effect, its fields
+separated by tabs: IDEMPOTENCY_KEY, TOOL, BODY, the answer.
 
-    python3 http_tool.py PORT LOGFILE
+    python3 http_tool.py PORT LOGFILE [DELAY]
 """
 import http.server
 import json
@@ -18,17 +20,26 @@ import threading
 import time
 
 PORT, LOG = int(sys.argv[1]), sys.argv[2]
+DELAY = float(sys.argv[3]) if len(sys.argv) > 3 else 0
 LOCK = threading.Lock()
 ANSWERS = {}  # key -> (threading.Event, [status, body])
+EFFECTS = [0]
 
 
-def effect(key, order):
+def effect(key, tool, body):
     """The tool's one effect for a key: the answer."""
-    if order.startswith("O-9"):
-        time.sleep(4)
+    order = json.loads(body).get("order_id")
+    time.sleep(4 if order and order.startswith("O-9") else 0 if order else DELAY)
+    with LOCK:
+        EFFECTS[0] += 1
+        n = EFFECTS[0]
+    if order == "O-503":
+        status, answer = 503, "overloaded"
+    else:
+        status, answer = 200, f"Looked up {order}" if order else f"{tool} #{n} done: {body}"
     with open(LOG + ".effects", "a", encoding="utf-8") as f:
-        f.write(f"{key}\n")
-    return (503, b"overloaded") if order == "O-503" else (200, f"Looked up {order}".encode())
+        f.write(f"{key}\t{tool}\t{body}\t{answer}\n")
+    return status, answer.encode()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -39,14 +50,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             f.write(f"{key} {body.decode()}\n")
         with open(LOG + ".headers", "a", encoding="utf-8") as f:
             f.write(f"{self.headers.get('Authorization', '-')} {self.headers.get('X-Tenant', '-')}\n")
-        order = json.loads(body).get("order_id", "?")
         with LOCK:
             first = key == "-" or key not in ANSWERS
             done, answer = (threading.Event(), []) if first else ANSWERS[key]
             if first and key != "-":
                 ANSWERS[key] = (done, answer)
         if first:
-            answer.extend(effect(key, order))
+            answer.extend(effect(key, self.path.strip("/"), body.decode()))
             done.set()
         else:
             done.wait()
