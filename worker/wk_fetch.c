@@ -183,9 +183,14 @@ static void finish(wk_fetch *f, request *r, CURLcode rc)
 		res.st = SL_TOO_BIG;
 		res.err = "response too big";
 	} else if (rc != CURLE_OK) {
+		long sent = 0;
+
 		res.st = SL_RETRY;
 		res.err = r->cerr[0] ? r->cerr : curl_easy_strerror(rc);
+		curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &sent);
+		res.sent = sent > 0;
 	} else {
+		res.sent = true;
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
 		res.len = r->resp.len;
 		res.body = sl_buf_steal(&r->resp);

@@ -19,13 +19,16 @@ typedef struct wk_fetch wk_fetch;
 
 /* What a request ended with: st is SL_OK with the HTTP status and body
  * (NUL-terminated, the callback may take it: set body to NULL), SL_RETRY for
- * a transport failure or time-out, SL_TOO_BIG past max_body; err says why. */
+ * a transport failure or time-out, SL_TOO_BIG past max_body; err says why.
+ * sent: some of the request went out, so the server may have acted on it
+ * (false when no connection was made). */
 typedef struct wk_fetch_result {
 	sl_status st;
 	long status;
 	char *body;
 	size_t len;
 	const char *err;
+	bool sent;
 } wk_fetch_result;
 
 typedef void (*wk_fetch_cb)(void *arg, wk_fetch_result *res);

@@ -33,6 +33,9 @@
 
 /* Back-offs between model attempts; a model call fails after the last. */
 static const long model_backoff_ms[] = {200, 1000, 3000};
+/* Back-offs before an idempotent http tool that gave no answer is asked
+ * again (same Idempotency-Key); about a minute in all with its time-outs. */
+static const long tool_backoff_ms[] = {500, 1000, 2000, 4000, 8000};
 
 static void task_step(void *task, void *db_state);
 static void task_failed(wk_task *t, sl_status st);
@@ -222,6 +225,7 @@ static wk_next run_tool(wk_task *t, const sl_tool *tool, const char *call_id, js
 	t->call_id = call_id;
 	t->tool_args = args;
 	t->after_tool = ph;
+	t->tool_attempt = 0;
 	sl_info("run %s: running tool %s (call %s)", t->r.run_id, tool->name, call_id);
 	return NX_TOOL;
 }
@@ -257,12 +261,36 @@ static void tool_job(void *arg, void *state)
 	tool_result_queue(t);
 }
 
-/* On the fetch thread: an http tool answered, or could not be reached. */
-static void on_http_tool_answer(void *arg, wk_fetch_result *res)
+static bool post_http_tool(wk_task *t);
+
+static void on_http_tool_backoff(void *arg)
 {
 	wk_task *t = arg;
 
-	t->tool_result = wk_tool_http_result(t->tool, res->st, res->status, &res->body);
+	if (!post_http_tool(t))
+		task_free(t);
+}
+
+/* On the fetch thread: an http tool answered, or gave no answer. An
+ * idempotent one that gave none (a time-out, a dropped connection, a
+ * server that was not there) is asked again with the same key, so that
+ * the model is told what it did rather than that it may have acted. */
+static void on_http_tool_answer(void *arg, wk_fetch_result *res)
+{
+	wk_task *t = arg;
+	size_t nbackoff = sizeof(tool_backoff_ms) / sizeof(tool_backoff_ms[0]);
+
+	if (res->st == SL_RETRY && t->tool->idempotent && (size_t)t->tool_attempt < nbackoff) {
+		long ms = tool_backoff_ms[t->tool_attempt++];
+
+		sl_warn("run %s: tool %s call %s gave no answer (%s); asking again with the same "
+		        "Idempotency-Key in %ld ms",
+		        t->r.run_id, t->tool->name, t->call_id, res->err, ms);
+		if (!wk_fetch_after(t->env->fetch, ms, on_http_tool_backoff, t))
+			task_free(t);
+		return;
+	}
+	t->tool_result = wk_tool_http_result(t->tool, res);
 	tool_result_queue(t);
 }
 

@@ -91,6 +91,7 @@ typedef struct wk_task {
 	json_t *tool_args;
 	char *tool_result;
 	wk_phase after_tool;
+	int tool_attempt; /* an idempotent http tool's requests that got no answer */
 
 	/* the write to make, and for an outcome what it says */
 	wk_write wr;

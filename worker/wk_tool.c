@@ -245,20 +245,24 @@ out:
 	return st;
 }
 
-char *wk_tool_http_result(const sl_tool *t, sl_status st, long status, char **body)
+char *wk_tool_http_result(const sl_tool *t, wk_fetch_result *res)
 {
 	char *out;
 
-	if (st == SL_TOO_BIG)
+	if (res->st == SL_TOO_BIG)
 		return sl_asprintf("error: tool %s answered more than %d bytes", t->name,
 		                   WK_TOOL_MAX_OUTPUT);
-	if (st)
+	if (res->st && !res->sent)
 		return sl_asprintf("error: tool %s could not be reached", t->name);
-	if (status < 200 || status > 299)
-		return sl_asprintf("error: tool %s answered HTTP %ld: %.2000s", t->name, status,
-		                   *body ? *body : "");
-	out = *body ? *body : sl_strdup("");
-	*body = NULL;
+	if (res->st)
+		return sl_asprintf("error: tool %s gave no answer (%.200s): it may or may not "
+		                   "have acted",
+		                   t->name, res->err ? res->err : "");
+	if (res->status < 200 || res->status > 299)
+		return sl_asprintf("error: tool %s answered HTTP %ld: %.2000s", t->name,
+		                   res->status, res->body ? res->body : "");
+	out = res->body ? res->body : sl_strdup("");
+	res->body = NULL;
 	return out;
 }
 

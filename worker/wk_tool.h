@@ -9,6 +9,7 @@
 
 #include "sl_agents.h"
 #include "sl_common.h"
+#include "wk_fetch.h"
 
 #include <jansson.h>
 
@@ -26,9 +27,11 @@ sl_status wk_tool_run_command(const sl_tool *t, const json_t *args, char **resul
                               size_t errsize);
 
 /* What the model is told for http tool t's answer: the 2xx body (taken
- * from *body), or an "error: ..." text for a failed request (st), an answer
- * over WK_TOOL_MAX_OUTPUT or another status. */
-char *wk_tool_http_result(const sl_tool *t, sl_status st, long status, char **body);
+ * from res->body), or an "error: ..." text for another status, an answer
+ * over WK_TOOL_MAX_OUTPUT, or no answer: the tool could not be reached
+ * (nothing was sent), or, once the request had gone out, it may or may not
+ * have acted. */
+char *wk_tool_http_result(const sl_tool *t, wk_fetch_result *res);
 
 /*
  * Makes the calling process (the worker) unreadable by the tools it starts:

@@ -230,6 +230,24 @@ SQL
   done
 }
 
+# Regression: an http tool that took the request and whose answer never
+# came (here: it answers after the 5 s time-out) was reported to the model
+# as "could not be reached", though it had acted. Idempotent, it is asked
+# again with the same key, and the model gets what it did.
+t_http_tool_unanswered_asked_again() {
+  local rid call key
+  rid=$(submit http-agent "Where is order O-8001?")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  call=$(api GET "/v1/runs/$rid" | jq -r '.requirements[0].tool_call_id')
+  key=$rid:$call
+  check "its requirement is confirmed" confirm_pending "$rid" || return 1
+  check_tool_result "$rid" "Done: Looked up O-8001"
+  check "it asked again, with the same key" [ "$(grep -c "^$key " "$HTTP_TOOL_LOG")" = 2 ]
+  check "the tool acted once" [ "$(cut -f1 "$HTTP_TOOL_LOG.effects" | grep -cx "$key")" = 1 ]
+  check "the worker said why" grep -q "call $call gave no answer (.*); asking again" \
+    "$SLUICE_DEV_DIR"/worker-*.log
+}
+
 # An idempotent tool (http: its Idempotency-Key) whose worker died while
 # the call was out is asked again, with the same key, by the worker that
 # takes the run over: the model gets what the tool did, and the tool's

@@ -291,6 +291,60 @@ t_tool_result_survives_pg_crash() {
   check "the tool ran once" [ "$(tool_calls_for U-9317)" = 1 ]
 }
 
+# An approver stopped with SIGTERM while confirms pour in: the decisions it
+# took are answered and their continues published before it exits 0; the
+# rest are refused (503) or find it gone, and nothing is half done.
+t_approver_sigterm_drains() {
+  local port url pid rc i code n200=0 others=0 rids=() reqs=() curls=()
+  port=$(free_port)
+  url=http://127.0.0.1:$port
+  SLUICE_APPROVER_LISTEN=127.0.0.1:$port SLUICE_API_TOKENS=drain:$SLUICE_API_TOKEN \
+    "$BIN/sluice-approver" > "$WORK/drain-approver.log" 2>&1 &
+  pid=$!
+  check "a second approver answers" eventually 20 curl -sf "$url/healthz" || return 1
+  for i in $(seq 10 29); do
+    rids+=("$(submit data-admin "Delete all data for user D-36$i.")")
+  done
+  for i in "${!rids[@]}"; do
+    check "run $i pauses" eventually 30 run_is "${rids[i]}" paused || return 1
+    reqs+=("$(pending_requirement "${rids[i]}")")
+  done
+  for i in "${!reqs[@]}"; do
+    curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $SLUICE_API_TOKEN" \
+      -H 'Content-Type: application/json' --data '{}' "$url/v1/requirements/${reqs[i]}/confirm" \
+      > "$WORK/drain-code.$i" &
+    curls+=($!)
+  done
+  sleep 0.05
+  kill -TERM "$pid"
+  wait "$pid"
+  rc=$?
+  wait "${curls[@]}"
+  check "the approver exits with status 0 (got $rc)" [ "$rc" = 0 ]
+  check "saying it stops" grep -q "approver stopping" "$WORK/drain-approver.log"
+  for i in "${!reqs[@]}"; do
+    code=$(cat "$WORK/drain-code.$i")
+    case $code in
+      200) n200=$((n200 + 1)) ;;
+      503 | 000) ;;
+      *) others=$((others + 1)) ;;
+    esac
+    # a confirm it took is recorded; the others are confirmed by the stack's approver
+    if [ "$code" = 200 ]; then
+      check "requirement $i, confirmed with 200, is recorded" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" \
+        -c "SELECT confirmed FROM requirements WHERE id = '${reqs[i]}'")" = t ]
+    else
+      check "requirement $i ($code) is confirmed by the stack's approver" confirm_pending "${rids[i]}"
+    fi
+  done
+  check "every confirm got 200, or 503 or no connection once it stopped ($others others)" [ "$others" = 0 ]
+  check "some confirms were taken before it stopped ($n200)" [ "$n200" -gt 0 ]
+  for i in "${!rids[@]}"; do
+    check "run $i completes" eventually 30 run_is "${rids[i]}" completed
+    check "its tool ran once" [ "$(tool_calls_for "D-36$((i + 10))")" = 1 ]
+  done
+}
+
 # GET /readyz: 200 while PostgreSQL and Kafka answer the approver, 503 with
 # the reason while one does not (the broker stopped with SIGSTOP: it takes
 # connections and answers nothing), 200 again once it does; each change

@@ -6,6 +6,8 @@
  */
 #include "../../worker/wk_fetch.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -24,6 +28,7 @@
 typedef struct slot {
 	atomic_int fired, dropped, answered;
 	long status; /* written on the fetch thread, read after it stopped */
+	bool sent;
 } slot;
 
 static slot slots[PUSHERS * PER_PUSHER + 8];
@@ -47,6 +52,7 @@ static void on_answer(void *arg, wk_fetch_result *res)
 	slot *s = arg;
 
 	s->status = res->st;
+	s->sent = res->sent;
 	atomic_fetch_add(&s->answered, 1);
 }
 
@@ -125,6 +131,37 @@ static void requests_come_back_once_and_stop_refuses(void **state)
 	assert_int_equal(atomic_load(&s->answered), 1);
 	assert_int_equal(atomic_load(&s->dropped), 0);
 	assert_int_equal(s->status, SL_RETRY); /* connection refused */
+	assert_false(s->sent);                 /* so the server cannot have acted */
+}
+
+/* A request that went out and got no answer (a server that takes the
+ * connection and never replies) says it was sent: the server may have
+ * acted on it. */
+static void a_request_unanswered_was_sent(void **state)
+{
+	char err[256], url[64];
+	wk_fetch *f = wk_fetch_start(on_drop, err, sizeof(err));
+	slot *s = &slots[0];
+	const char *headers[] = {"Content-Type: application/json", NULL};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	(void)state;
+	memset(slots, 0, sizeof(slots));
+	assert_non_null(f);
+	/* listening, never accepting: the kernel completes the connection */
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(l, 4), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ntohs(a.sin_port));
+	assert_true(wk_fetch_post(f, url, headers, strdup("{}"), 1024, 300, on_answer, s));
+	while (!atomic_load(&s->answered))
+		usleep(1000);
+	wk_fetch_stop(f);
+	close(l);
+	assert_int_equal(s->status, SL_RETRY); /* timed out */
+	assert_true(s->sent);
 }
 
 int main(void)
@@ -132,6 +169,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(timers_from_many_threads_fire_once),
 	    cmocka_unit_test(requests_come_back_once_and_stop_refuses),
+	    cmocka_unit_test(a_request_unanswered_was_sent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

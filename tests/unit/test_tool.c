@@ -90,23 +90,40 @@ static void cannot_start(void **state)
 static void http_answers(void **state)
 {
 	sl_tool t = {.name = "lookup", .executor = SL_EXEC_HTTP};
-	char *body = strdup("Looked up O-1"), *r;
+	wk_fetch_result res = {.st = SL_OK, .status = 200, .body = strdup("Looked up O-1")};
+	char *r;
 	(void)state;
-	r = wk_tool_http_result(&t, SL_OK, 200, &body);
+	r = wk_tool_http_result(&t, &res);
 	assert_string_equal(r, "Looked up O-1");
-	assert_null(body); /* taken */
+	assert_null(res.body); /* taken */
 	free(r);
-	body = strdup("overloaded");
-	r = wk_tool_http_result(&t, SL_OK, 503, &body);
+	res = (wk_fetch_result){.st = SL_OK, .status = 503, .body = strdup("overloaded")};
+	r = wk_tool_http_result(&t, &res);
 	assert_string_equal(r, "error: tool lookup answered HTTP 503: overloaded");
 	free(r);
-	free(body);
-	body = NULL;
-	r = wk_tool_http_result(&t, SL_RETRY, 0, &body);
+	free(res.body);
+	res = (wk_fetch_result){.st = SL_RETRY, .err = "Connection refused"};
+	r = wk_tool_http_result(&t, &res);
 	assert_string_equal(r, "error: tool lookup could not be reached");
 	free(r);
-	r = wk_tool_http_result(&t, SL_TOO_BIG, 200, &body);
+	res = (wk_fetch_result){.st = SL_TOO_BIG, .status = 200, .sent = true};
+	r = wk_tool_http_result(&t, &res);
 	assert_string_equal(r, "error: tool lookup answered more than 1048576 bytes");
+	free(r);
+}
+
+/* Regression: an http tool whose request went out and whose answer never
+ * came (a time-out, a cut link) was reported "could not be reached", though
+ * it may have acted. */
+static void http_no_answer_after_sending(void **state)
+{
+	sl_tool t = {.name = "lookup", .executor = SL_EXEC_HTTP};
+	wk_fetch_result res = {.st = SL_RETRY, .err = "Operation timed out", .sent = true};
+	char *r;
+	(void)state;
+	r = wk_tool_http_result(&t, &res);
+	assert_string_equal(r, "error: tool lookup gave no answer (Operation timed out): it may or "
+	                       "may not have acted");
 	free(r);
 }
 
@@ -160,6 +177,7 @@ int main(void)
 	    cmocka_unit_test(too_much_output),
 	    cmocka_unit_test(cannot_start),
 	    cmocka_unit_test(http_answers),
+	    cmocka_unit_test(http_no_answer_after_sending),
 	    cmocka_unit_test(tool_cannot_read_the_worker),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 """Test-only HTTP tool endpoint: answers a POST with an "order_id" with
 "Looked up ORDER_ID" (order O-503: HTTP 503 "overloaded"; orders O-9...:
-after 4 s, time enough to kill the worker that asked), any other POST to
+after 4 s, time enough to kill the worker that asked; orders O-8...: after
+7 s, past the tool's 5 s time-out), any other POST to
 /TOOL with "TOOL #N done: BODY" after DELAY seconds (default 0; N counts
 effects, so no two answers are the same); appends "IDEMPOTENCY_KEY BODY" to the log file and
 "AUTHORIZATION X-TENANT" to LOGFILE.headers, so tests can check what
@@ -29,7 +30,8 @@ EFFECTS = [0]
 def effect(key, tool, body):
     """The tool's one effect for a key: the answer."""
     order = json.loads(body).get("order_id")
-    time.sleep(4 if order and order.startswith("O-9") else 0 if order else DELAY)
+    time.sleep(DELAY if not order else 4 if order.startswith("O-9")
+               else 7 if order.startswith("O-8") else 0)
     with LOCK:
         EFFECTS[0] += 1
         n = EFFECTS[0]
