@@ -6,6 +6,7 @@
 #include "sl_db.h"
 #include "sl_event.h"
 #include "sl_log.h"
+#include "sl_ready.h"
 #include "sl_text.h"
 
 #include <curl/curl.h>
@@ -587,74 +588,26 @@ static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 	return ret;
 }
 
-/* What GET /readyz last found, kept for a second: a probe costs a
- * statement and a Kafka request, and anyone may send one. A change of
- * state is logged once. */
-#define READY_FOR_MS 1000
-static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	long long at;             /* sl_mono_ms() of the last check; 0: none yet */
-	char db[256], kafka[256]; /* why not ready ("" when fine) */
-} ready_seen;
-
-/* Checks PostgreSQL (a statement on this thread's connection) and Kafka
- * (the producer's brokers, 2 s at most); each reason "" when fine. */
-static void ready_check(ap_api *api, char db[256], char kafka[256])
+/* PostgreSQL for GET /readyz: a statement on this thread's connection. */
+static void ready_db(void *ud, char db[SL_READY_REASON])
 {
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_resp_err_t err;
+	ap_api *api = ud;
 	PGresult *res = NULL;
 
-	*db = *kafka = '\0';
 	/* each leaves its reason in db when it fails */
-	if (store_ready(api, db, 256) == SL_OK &&
-	    sl_db_exec(thread_store(api)->db, "SELECT 1", 0, NULL, &res, db, 256) == SL_OK)
+	if (store_ready(api, db, SL_READY_REASON) == SL_OK &&
+	    sl_db_exec(thread_store(api)->db, "SELECT 1", 0, NULL, &res, db, SL_READY_REASON) ==
+	        SL_OK)
 		PQclear(res);
-	if (!api->kafka)
-		snprintf(kafka, 256, "no Kafka client yet");
-	else if ((err = rd_kafka_metadata(api->kafka, 0, NULL, &md, 2000)))
-		snprintf(kafka, 256, "no broker answered: %s", rd_kafka_err2str(err));
-	if (md)
-		rd_kafka_metadata_destroy(md);
 }
 
-/*
- * GET /readyz: whether the approver can do its work now: PostgreSQL and a
- * Kafka broker answer. 503 with the reasons otherwise.
- */
+/* GET /readyz: whether the approver can do its work now: PostgreSQL and a
+ * Kafka broker answer. 503 with the reasons otherwise. */
 static enum MHD_Result readyz(ap_api *api, const sl_httpd_request *req)
 {
-	char db[256], kafka[256];
-	long long now = sl_mono_ms();
-	bool fresh;
+	static sl_ready ready = SL_READY_INIT;
 
-	pthread_mutex_lock(&ready_lock);
-	fresh = ready_seen.at && now - ready_seen.at < READY_FOR_MS;
-	memcpy(db, ready_seen.db, sizeof(db));
-	memcpy(kafka, ready_seen.kafka, sizeof(kafka));
-	pthread_mutex_unlock(&ready_lock);
-	if (!fresh) {
-		ready_check(api, db, kafka);
-		pthread_mutex_lock(&ready_lock);
-		/* (none yet counts as ready: the first check logs only a failure) */
-		bool was = !ready_seen.at || (!*ready_seen.db && !*ready_seen.kafka);
-		ready_seen.at = sl_mono_ms();
-		memcpy(ready_seen.db, db, sizeof(db));
-		memcpy(ready_seen.kafka, kafka, sizeof(kafka));
-		pthread_mutex_unlock(&ready_lock);
-		if (was != (!*db && !*kafka)) {
-			if (!was)
-				sl_info("ready again: PostgreSQL and Kafka answer");
-			else
-				sl_warn("not ready:%s%s%s%s", *db ? " PostgreSQL: " : "", db,
-				        *kafka ? " Kafka: " : "", kafka);
-		}
-	}
-	if (!*db && !*kafka)
-		return sl_httpd_send_json(req->conn, 200, json_pack("{s:s}", "status", "ready"));
-	return sl_httpd_send_json(req->conn, 503,
-	                          json_pack("{s:s, s:s?, s:s?}", "status", "not ready", "database",
-	                                    *db ? db : NULL, "kafka", *kafka ? kafka : NULL));
+	return sl_ready_answer(&ready, req->conn, ready_db, api, api->kafka);
 }
 
 /* What a route is handed: the request, the id in its path (or ""), and

@@ -25,6 +25,7 @@ static const struct field fields[] = {
     {"SLUICE_AGENTS", "--agents", offsetof(sl_config, agents), NULL, 0, 0},
     {"SLUICE_APPROVER_LISTEN", "--approver-listen", offsetof(sl_config, approver_listen),
      "127.0.0.1:8080", 0, 0},
+    {"SLUICE_WORKER_LISTEN", "--worker-listen", offsetof(sl_config, worker_listen), NULL, 0, 0},
     {"SLUICE_APPROVER_URL", "--approver-url", offsetof(sl_config, approver_url),
      "http://127.0.0.1:8080", 0, 0},
     {"SLUICE_API_TOKENS", "--api-tokens", offsetof(sl_config, api_tokens), NULL, 0, 0},

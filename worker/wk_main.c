@@ -20,6 +20,7 @@
 #include "sl_relay.h"
 #include "wk_fetch.h"
 #include "wk_flight.h"
+#include "wk_health.h"
 #include "wk_model.h"
 #include "wk_pool.h"
 #include "wk_run.h"
@@ -49,6 +50,7 @@ typedef struct worker {
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer; /* dead letters */
 	sl_relay *relay;
+	wk_health *health; /* NULL unless SLUICE_WORKER_LISTEN is set */
 	wk_db *dbs;
 	void **db_states; /* the database pool's: &dbs[i] */
 	int ndb;
@@ -256,6 +258,15 @@ static bool start_parts(worker *w)
 		sl_error("%s", errbuf);
 		return false;
 	}
+	if (w->cfg.worker_listen) {
+		w->health = wk_health_start(w->cfg.worker_listen, w->cfg.database_url, w->producer,
+		                            errbuf, sizeof(errbuf));
+		if (!w->health) {
+			sl_error("SLUICE_WORKER_LISTEN: %s", errbuf);
+			return false;
+		}
+		sl_info("probes on %s: GET /healthz, GET /readyz", w->cfg.worker_listen);
+	}
 	return true;
 }
 
@@ -264,6 +275,7 @@ static bool start_parts(worker *w)
  * which commits what they stored. */
 static void stop_parts(worker *w)
 {
+	wk_health_stop(w->health);
 	wk_fetch_stop(w->env.fetch);
 	wk_stdio_stop(w->env.stdio);
 	wk_pool_stop(w->env.tools);

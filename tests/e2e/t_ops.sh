@@ -374,6 +374,45 @@ t_readyz() {
   check "each change logged once" [ "$(tail -n +"$((mark + 1))" "$SLUICE_DEV_DIR/approver.log" | grep -c 'not ready:\|ready again:')" = 4 ]
 }
 
+# A worker's probes (SLUICE_WORKER_LISTEN): /healthz while it runs;
+# /readyz 503 naming PostgreSQL or Kafka while it does not answer, 200
+# again once it does, each change logged once; a listen address it cannot
+# use stops it at start-up.
+t_worker_readyz() {
+  local port url pid log=$WORK/probed-worker.log body out rc
+  out=$(SLUICE_WORKER_LISTEN=127.0.0.1:99999 timeout 30 "$BIN/sluice-worker" 2>&1)
+  rc=$?
+  check "a worker told to listen where it cannot exits with status 1 (got $rc)" [ "$rc" = 1 ]
+  check "naming the setting: $(tail -1 <<<"$out")" grep -q "SLUICE_WORKER_LISTEN" <<<"$out"
+  port=$(free_port)
+  url=http://127.0.0.1:$port
+  env -u SLUICE_API_TOKEN SLUICE_WORKER_LISTEN=127.0.0.1:$port "$BIN/sluice-worker" > "$log" 2>&1 &
+  pid=$!
+  check "it answers /healthz" eventually 30 curl -sf "$url/healthz" || return 1
+  check "ready: 200" eventually 10 curl -sf "$url/readyz" || return 1
+  check "PostgreSQL stops" pg_stop || return 1
+  sleep 1.1 # an answer is kept for a second
+  body=$(curl -s "$url/readyz")
+  check "PostgreSQL down: 503 saying so: $body" \
+    [ "$(jq -r '[.status, (.database | length > 0), .kafka] | join("|")' <<<"$body")" = "not ready|true|" ]
+  check "alive all the same" curl -sf "$url/healthz"
+  check "PostgreSQL starts again" pg_start || return 1
+  check "ready again once it answers" eventually 30 curl -sf "$url/readyz"
+  kill -STOP "$(cat "$SLUICE_DEV_DIR/broker.pid")"
+  sleep 1.1
+  body=$(curl -s "$url/readyz")
+  kill -CONT "$(cat "$SLUICE_DEV_DIR/broker.pid")"
+  check "Kafka silent: 503 saying so: $body" \
+    [ "$(jq -r '[.status, (.kafka | startswith("no broker answered")), .database] | join("|")' <<<"$body")" = "not ready|true|" ]
+  check "ready again once the broker answers" eventually 20 curl -sf "$url/readyz"
+  check "each change logged once" [ "$(grep -c 'not ready:\|ready again:' "$log")" = 4 ]
+  kill -TERM "$pid"
+  wait "$pid"
+  rc=$?
+  check "it stops on SIGTERM with status 0 (got $rc)" [ "$rc" = 0 ]
+  check "the workers' group settles again" eventually 30 settled
+}
+
 # A worker or an approver whose topics are missing refuses to start, naming
 # one, rather than relying on topics being created when first used.
 t_missing_topics() {
