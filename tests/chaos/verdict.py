@@ -7,8 +7,9 @@ WORK holds PostgreSQL's tables as JSON (runs, requirements, approvals,
 tool_executions), the tool server's effects log (tools.log.effects: key,
 tool, body, answer), the decider's decisions, the results topic
 (results), the run ids submitted (submitted) and the faults made
-(counts), how many interrupted calls workers made again (asked_again)
-and any sanitizer's report (sanitizer). Prints what failed, with
+(counts), how many calls workers made again with the same key
+(asked_again: interrupted, unanswered) and any sanitizer's report
+(sanitizer). Prints what failed, with
 examples, then one line:
 
     chaos: runs=N completed=N lost=0 stuck=0 double_effects=0 ...
@@ -49,7 +50,7 @@ for line in lines("tools.log.effects"):
     effects[(run_id, call_id)].append((tool, json.loads(body), answer))
 faults = collections.Counter(lines("counts"))
 sanitizer = lines("sanitizer")
-asked_again = int(lines("asked_again")[0])
+asked_again = [int(n) for n in lines("asked_again")]  # interrupted, unanswered
 
 failures = collections.defaultdict(list)  # invariant -> examples
 
@@ -166,7 +167,8 @@ counts = [f"runs={RUNS}", f"completed={status['completed']}"]
 counts += [f"{k}={len(failures.get(k, []))}" for k in shown]
 counts += [f"{k}={len(failures[k])}" for k in sorted(failures) if k not in shown]
 counts += [f"requirements={len(requirements)}", f"effects={sum(map(len, effects.values()))}",
-           f"asked_again={asked_again}"]
+           f"asked_again_interrupted={asked_again[0]}",
+           f"asked_again_unanswered={asked_again[1]}"]
 counts += [f"{k}={faults[k]}" for k in ("worker_kills", "worker_stops", "approver_kills",
                                         "broker_kills", "pg_kills", "pg_restarts",
                                         "partitions")]
