@@ -78,6 +78,7 @@ $(BUILD)/tests/test_flight: $(call obj,worker/wk_flight.c)
 $(BUILD)/tests/test_pool: $(call obj,worker/wk_pool.c)
 $(BUILD)/tests/test_fetch: $(call obj,worker/wk_fetch.c)
 $(BUILD)/tests/test_tool: $(call obj,worker/wk_tool.c)
+$(BUILD)/tests/test_access: $(call obj,approver/ap_access.c)
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS) -lcmocka

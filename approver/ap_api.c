@@ -19,68 +19,17 @@
 
 #define MAX_NOTE 4096
 
-static atomic_long n_requests, n_decisions, n_events, n_dead_letters;
+static atomic_long n_requests, n_decisions, n_events, n_dead_letters, n_refused;
 
 void ap_api_count_event(bool dead_lettered)
 {
 	atomic_fetch_add(dead_lettered ? &n_dead_letters : &n_events, 1);
 }
 
-sl_status ap_api_parse_tokens(const char *spec, ap_identity **ids, size_t *n, char *errbuf,
-                              size_t errsize)
-{
-	char *copy = sl_strdup(spec ? spec : ""), *save = NULL, *pair;
-	sl_status st = SL_OK;
-
-	*ids = NULL;
-	*n = 0;
-	for (pair = strtok_r(copy, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
-		char *colon = strchr(pair, ':');
-		while (*pair == ' ')
-			pair++;
-		if (!colon || colon == pair || !colon[1]) {
-			st = sl_err(errbuf, errsize, SL_INVALID,
-			            "SLUICE_API_TOKENS: each entry must be NAME:TOKEN");
-			break;
-		}
-		*colon = '\0';
-		for (size_t i = 0; i < *n; i++)
-			if (!strcmp((*ids)[i].token, colon + 1))
-				st = sl_err(errbuf, errsize, SL_INVALID,
-				            "SLUICE_API_TOKENS: a token is given twice");
-		if (st)
-			break;
-		*ids = sl_realloc(*ids, (*n + 1) * sizeof(**ids));
-		(*ids)[*n].name = sl_strdup(pair);
-		(*ids)[*n].token = sl_strdup(colon + 1);
-		(*n)++;
-	}
-	if (!st && *n == 0)
-		st = sl_err(errbuf, errsize, SL_INVALID, "SLUICE_API_TOKENS names no identity");
-	free(copy);
-	if (st) {
-		ap_api_free_tokens(*ids, *n);
-		*ids = NULL;
-		*n = 0;
-	}
-	return st;
-}
-
-void ap_api_free_tokens(ap_identity *ids, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(ids[i].name);
-		free(ids[i].token);
-	}
-	free(ids);
-}
-
-/* The identity behind the request's bearer token, or NULL. */
-static const char *identify(const ap_api *api, struct MHD_Connection *conn)
+/* The principal behind the request's bearer token, or NULL. */
+static const ap_principal *identify(const ap_api *api, struct MHD_Connection *conn)
 {
 	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-	const char *found = NULL;
-	size_t len;
 
 	/* the scheme is case-insensitive (RFC 9110, 11.1) */
 	if (!h || strncasecmp(h, "Bearer ", 7))
@@ -88,13 +37,7 @@ static const char *identify(const ap_api *api, struct MHD_Connection *conn)
 	h += 7;
 	while (*h == ' ')
 		h++;
-	len = strlen(h);
-	for (size_t i = 0; i < api->nids; i++) {
-		/* constant-time comparison of equal-length tokens */
-		if (strlen(api->ids[i].token) == len && !CRYPTO_memcmp(api->ids[i].token, h, len))
-			found = api->ids[i].name;
-	}
-	return found;
+	return *h ? ap_access_identify(&api->access, h) : NULL;
 }
 
 static enum MHD_Result arg_is_text(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -576,11 +519,13 @@ static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 	                         "# TYPE sluice_approver_dead_letters_total counter\n"
 	                         "sluice_approver_dead_letters_total %ld\n"
 	                         "# TYPE sluice_approver_http_timed_out_total counter\n"
-	                         "sluice_approver_http_timed_out_total %ld\n",
+	                         "sluice_approver_http_timed_out_total %ld\n"
+	                         "# TYPE sluice_approver_http_refused_total counter\n"
+	                         "sluice_approver_http_refused_total %ld\n",
 	                         atomic_load(&n_requests), atomic_load(&n_decisions),
 	                         api->decider ? ap_decider_batches(api->decider) : 0L,
 	                         atomic_load(&n_events), atomic_load(&n_dead_letters),
-	                         httpd ? sl_httpd_timed_out(httpd) : 0L);
+	                         httpd ? sl_httpd_timed_out(httpd) : 0L, atomic_load(&n_refused));
 	enum MHD_Result ret =
 	    sl_httpd_send(req->conn, 200, "text/plain; version=0.0.4", text, strlen(text));
 
@@ -611,11 +556,12 @@ static enum MHD_Result readyz(ap_api *api, const sl_httpd_request *req)
 }
 
 /* What a route is handed: the request, the id in its path (or ""), and
- * the caller's identity. */
+ * the caller: its principal and name. */
 typedef struct call {
 	ap_api *api;
 	const sl_httpd_request *req;
 	const char *id;
+	const ap_principal *p;
 	const char *who;
 } call;
 
@@ -685,25 +631,48 @@ static enum MHD_Result route_decide(const call *c)
 }
 
 /* The /v1 routes, each "BASE" or "BASE/{id}SUFFIX", tried in order. */
+/* Who reads everything, and who decides (DESIGN.md, "Who may decide"). */
+#define READERS (AP_APPROVER | AP_AUDITOR | AP_ADMIN)
+#define DECIDERS (AP_APPROVER | AP_ADMIN)
+
+/* The routes, each with the roles that may call it. */
 static const struct route {
 	const char *method;
 	const char *base;
 	bool id;
 	const char *suffix;
 	enum MHD_Result (*fn)(const call *c);
+	unsigned roles;
 } routes[] = {
-    {"GET", "/v1/runs", true, "", get_run},
-    {"POST", "/v1/runs", true, "/cancel", route_cancel},
-    {"GET", "/v1/requirements", false, "", route_list_requirements},
-    {"POST", "/v1/requirements", true, "/confirm", route_decide},
-    {"POST", "/v1/requirements", true, "/reject", route_decide},
-    {"POST", "/v1/requirements", true, "/input", route_decide},
-    {"POST", "/v1/requirements", true, "/result", route_decide},
-    {"GET", "/v1/approvals", false, "", route_list_approvals},
-    {"GET", "/v1/approvals/count", false, "", count_pending},
-    {"GET", "/v1/approvals", true, "", get_approval},
-    {"POST", "/v1/approvals", true, "/resolve", route_decide},
+    {"GET", "/v1/runs", true, "", get_run, READERS},
+    {"POST", "/v1/runs", true, "/cancel", route_cancel, AP_ADMIN},
+    {"GET", "/v1/requirements", false, "", route_list_requirements, READERS},
+    {"POST", "/v1/requirements", true, "/confirm", route_decide, DECIDERS},
+    {"POST", "/v1/requirements", true, "/reject", route_decide, DECIDERS},
+    {"POST", "/v1/requirements", true, "/input", route_decide, DECIDERS},
+    {"POST", "/v1/requirements", true, "/result", route_decide, DECIDERS},
+    {"GET", "/v1/approvals", false, "", route_list_approvals, READERS},
+    {"GET", "/v1/approvals/count", false, "", count_pending, READERS},
+    {"GET", "/v1/approvals", true, "", get_approval, READERS},
+    {"POST", "/v1/approvals", true, "/resolve", route_decide, DECIDERS},
 };
+
+/* 403 for a principal whose roles r does not allow: said, logged and
+ * counted with the identity; nothing is changed. */
+static enum MHD_Result refuse(const sl_httpd_request *req, const ap_principal *p,
+                              const struct route *r)
+{
+	char has[64], needs[64];
+
+	ap_access_roles(p->roles, has, sizeof(has));
+	ap_access_roles(r->roles, needs, sizeof(needs));
+	atomic_fetch_add(&n_refused, 1);
+	sl_warn("refused: %s (roles %s) may not %s %s; that takes one of %s", p->name, has,
+	        req->method, req->path, needs);
+	return sl_httpd_send_error(req->conn, 403,
+	                           "%s (roles %s) may not %s %s: that takes one of %s", p->name,
+	                           has, req->method, r->base, needs);
+}
 
 /* True when path is route r's; its id goes to id. */
 static bool route_matches(const struct route *r, const char *path, char *id, size_t size)
@@ -739,16 +708,17 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		                          strlen(ap_inbox_html), ap_inbox_csp());
 	if (strncmp(req->path, "/v1/", 4))
 		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
-	c.who = identify(api, req->conn);
-	if (!c.who)
+	if (!(c.p = identify(api, req->conn)))
 		return sl_httpd_send_error(req->conn, 401, "missing or invalid bearer token");
+	c.who = c.p->name;
 	if (!args_are_text(req->conn))
 		return sl_httpd_send_error(req->conn, 400, "query arguments must be UTF-8 text");
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (!route_matches(&routes[i], req->path, id, sizeof(id)))
 			continue;
 		if (!strcmp(routes[i].method, req->method))
-			return routes[i].fn(&c);
+			return routes[i].roles & c.p->roles ? routes[i].fn(&c)
+			                                    : refuse(req, c.p, &routes[i]);
 		if (!other_method)
 			other_method = &routes[i];
 	}

@@ -1,10 +1,12 @@
 /*
  * ap_api.h - the approver's HTTP API (DESIGN.md, "Approver HTTP API"):
- * bearer-token identities, routing, input checks, JSON answers.
+ * bearer-token identities and their roles (ap_access.h), routing, input
+ * checks, JSON answers.
  */
 #ifndef AP_API_H
 #define AP_API_H
 
+#include "ap_access.h"
 #include "ap_decide.h"
 #include "ap_store.h"
 #include "sl_httpd.h"
@@ -17,17 +19,11 @@
  * with a link to the rest (meta.next). */
 #define AP_API_MAX_ANSWER (4 * 1024 * 1024)
 
-typedef struct ap_identity {
-	char *name;
-	char *token;
-} ap_identity;
-
 typedef struct ap_api {
 	ap_store store; /* settings each HTTP thread's store copies (no connection) */
 	const char *database_url;
 	pthread_key_t thread_store; /* each HTTP thread's ap_store and connection */
-	ap_identity *ids;
-	size_t nids;
+	ap_access access;           /* who may call, and with which roles */
 	ap_decider *decider; /* decisions on requirements, when set (else on the HTTP thread) */
 	rd_kafka_t *kafka;   /* the producer, when set: GET /readyz asks it for the brokers */
 	_Atomic(const sl_httpd *) httpd; /* the server, once started: its counters */
@@ -38,15 +34,6 @@ typedef struct ap_api {
  * threads have stopped. */
 void ap_api_init(ap_api *api);
 void ap_api_fini(ap_api *api);
-
-/*
- * Parses SLUICE_API_TOKENS: comma-separated NAME:TOKEN pairs. Fails with
- * SL_INVALID on an empty list, a pair without both parts, or a duplicate
- * token.
- */
-sl_status ap_api_parse_tokens(const char *spec, ap_identity **ids, size_t *n, char *errbuf,
-                              size_t errsize);
-void ap_api_free_tokens(ap_identity *ids, size_t n);
 
 /* The sl_httpd handler; ud is an ap_api. */
 enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req);

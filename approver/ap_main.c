@@ -79,8 +79,7 @@ static void expire(approver *a)
  * logged, when one is not valid. */
 static bool configure(approver *a, int argc, char **argv)
 {
-	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL",
-	                                 "SLUICE_API_TOKENS", NULL};
+	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL", NULL};
 	char **rest = sl_calloc((size_t)argc + 1, sizeof(char *));
 	long max_conns, max_client_conns, request_s;
 	char errbuf[1024];
@@ -90,8 +89,8 @@ static bool configure(approver *a, int argc, char **argv)
 	sl_config_from_env(&a->cfg);
 	if (sl_config_from_args(&a->cfg, argc, argv, 1, rest, &nrest, errbuf, sizeof(errbuf)) ||
 	    sl_config_require(&a->cfg, required, errbuf, sizeof(errbuf)) ||
-	    ap_api_parse_tokens(a->cfg.api_tokens, &a->api.ids, &a->api.nids, errbuf,
-	                        sizeof(errbuf))) {
+	    ap_access_load(&a->api.access, a->cfg.access, a->cfg.api_tokens, errbuf,
+	                   sizeof(errbuf))) {
 		sl_error("%s", errbuf);
 		goto out;
 	}
@@ -201,7 +200,7 @@ static void stop_all(approver *a)
 	}
 	if (a->store.db)
 		PQfinish(a->store.db);
-	ap_api_free_tokens(a->api.ids, a->api.nids);
+	ap_access_free(&a->api.access);
 	free(a->source);
 	free(a->topic_approvals);
 	free(a->topic_continues);
@@ -226,7 +225,7 @@ int main(int argc, char **argv)
 	if (!start_serving(&a))
 		goto out;
 	sl_info("approver started: HTTP API on %s (%ld threads), %zu identities, consuming %s",
-	        a.cfg.approver_listen, a.threads, a.api.nids, a.topic_approvals);
+	        a.cfg.approver_listen, a.threads, a.api.access.n, a.topic_approvals);
 	while (!stopping) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(a.consumer, 20);
 

@@ -12,6 +12,9 @@
 #include "sl_outbox.h"
 
 #include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +36,8 @@ static int usage(void)
 	    "  approvals list [--status S] [--approval-type T] [--run-id ID] [--limit N] ...\n"
 	    "  approvals get ID\n"
 	    "  migrate [--dir DIR]       apply pending database migrations\n"
+	    "  token new NAME [--roles LIST]\n"
+	    "                            a new API token and its access-file entry (SHA-256 only)\n"
 	    "  topics create [--partitions N] [--replication-factor R]\n"
 	    "                            create the five topics (8 partitions, the brokers'\n"
 	    "                            default replication factor unless given)\n"
@@ -284,6 +289,59 @@ static int get(sl_config *cfg, const char *base, int argc, char **argv)
 	return rc;
 }
 
+/*
+ * sluice token new NAME [--roles LIST]: a new random API token for NAME,
+ * and the access file's entry for it, which holds only its SHA-256. The
+ * token is printed once and kept nowhere.
+ */
+static int token_new(int argc, char **argv)
+{
+	const char *roles = "approver";
+	unsigned char raw[32], md[32];
+	unsigned int mdlen = 0;
+	char token[65], hash[65];
+	json_t *principal, *list;
+	char *line, *save = NULL, *copy, *role;
+
+	if (argc < 1 || (argc != 1 && (argc != 3 || strcmp(argv[1], "--roles"))))
+		return usage();
+	if (argc == 3)
+		roles = argv[2];
+	if (RAND_bytes(raw, sizeof(raw)) != 1) {
+		fprintf(stderr, "sluice token new: no random bytes\n");
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(token + 2 * i, 3, "%02x", raw[i]);
+	EVP_Digest(token, strlen(token), md, &mdlen, EVP_sha256(), NULL);
+	for (size_t i = 0; i < sizeof(md); i++)
+		snprintf(hash + 2 * i, 3, "%02x", md[i]);
+	list = json_array();
+	copy = sl_strdup(roles);
+	for (role = strtok_r(copy, ",", &save); role; role = strtok_r(NULL, ",", &save))
+		json_array_append_new(list, json_string(role));
+	free(copy);
+	principal =
+	    json_pack("{s:s, s:s, s:o}", "name", argv[0], "token_sha256", hash, "roles", list);
+	line = principal ? json_dumps(principal, JSON_COMPACT) : NULL;
+	if (!line) {
+		fprintf(stderr, "sluice token new: the name must be UTF-8 text\n");
+		json_decref(principal);
+		return 2;
+	}
+	printf("token        %s\n"
+	       "token_sha256 %s\n"
+	       "principal    %s\n",
+	       token, hash, line);
+	fprintf(stderr,
+	        "Give the token to %s: it is shown once and kept nowhere. Add the "
+	        "principal to the access file (SLUICE_ACCESS).\n",
+	        argv[0]);
+	free(line);
+	json_decref(principal);
+	return 0;
+}
+
 /* What the relays do every minute, now. */
 static int prune(sl_config *cfg, int argc)
 {
@@ -350,6 +408,8 @@ static int dispatch(sl_config *cfg, int argc, char **argv)
 		return cli_dev(cfg, argc - 1, argv + 1);
 	if (!strcmp(cmd, "prune"))
 		return prune(cfg, argc);
+	if (!strcmp(cmd, "token") && !strcmp(sub, "new"))
+		return token_new(argc - 2, argv + 2);
 	if (!strcmp(cmd, "topics") && !strcmp(sub, "create"))
 		return topics_create(cfg, argc - 2, argv + 2);
 	if (!strcmp(cmd, "runs") && !strcmp(sub, "get"))

@@ -15,6 +15,7 @@ typedef struct sl_config {
 	char *topic_prefix;
 	char *agents;
 	char *approver_listen;
+	char *access;        /* the approver's access file (SLUICE_ACCESS) */
 	char *worker_listen; /* the worker's probes (wk_health.h); NULL: none */
 	char *approver_url;
 	char *api_tokens;

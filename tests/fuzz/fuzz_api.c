@@ -34,7 +34,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	setenv("SLUICE_LOG_LEVEL", "error", 1);
 	sl_log_init("fuzz-api");
 	memset(&api, 0, sizeof(api));
-	if (ap_api_parse_tokens("fuzz:fuzz-token", &api.ids, &api.nids, errbuf, sizeof(errbuf)))
+	if (ap_access_load(&api.access, NULL, "fuzz:fuzz-token", errbuf, sizeof(errbuf)))
 		abort();
 	/* nothing listens there: a connection is refused at once */
 	api.database_url = "postgresql://fuzz@127.0.0.1:1/fuzz?connect_timeout=1";

@@ -1,0 +1,86 @@
+# Who may decide (DESIGN.md): identities from an access file of token
+# hashes (SLUICE_ACCESS), roles enforced on every route; a refusal is a
+# 403 that says why, changes nothing, and is logged and counted.
+
+# access_principal NAME ROLES: makes a token for NAME with `sluice token
+# new`, appends its entry to $ACCESS_ENTRIES and sets TOKEN.
+access_principal() {
+  local out
+  out=$("$BIN/sluice" token new "$1" --roles "$2" 2>/dev/null)
+  TOKEN=$(awk '$1 == "token" {print $2}' <<<"$out")
+  awk '$1 == "principal" {print $2}' <<<"$out" >> "$ACCESS_ENTRIES"
+}
+
+# as TOKEN METHOD PATH: the HTTP status of a call to the access test's
+# approver with TOKEN (its body in $WORK/as.body).
+as() {
+  curl -s -o "$WORK/as.body" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
+    -H 'Content-Type: application/json' ${4:+--data "$4"} "$ACCESS_URL$3"
+}
+
+t_access_roles() {
+  local sub appr aud adm port pid rid req out rc log=$WORK/access-approver.log
+  ACCESS_ENTRIES=$WORK/access.entries
+  : > "$ACCESS_ENTRIES"
+  access_principal sam submitter && sub=$TOKEN
+  access_principal ann approver && appr=$TOKEN
+  access_principal audrey auditor && aud=$TOKEN
+  access_principal ada admin && adm=$TOKEN
+  jq -s '{principals: .}' "$ACCESS_ENTRIES" > "$WORK/access.json"
+  check "the access file holds hashes, not tokens" lacks "$appr|$aud|$sub|$adm" "$(cat "$WORK/access.json")"
+  port=$(free_port)
+  ACCESS_URL=http://127.0.0.1:$port
+  env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/access.json" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
+    "$BIN/sluice-approver" > "$log" 2>&1 &
+  pid=$!
+  check "an approver starts on SLUICE_ACCESS alone" eventually 20 curl -sf "$ACCESS_URL/healthz" || return 1
+  rid=$(submit data-admin "Delete all data for user A-1701.")
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "an unknown token: 401" [ "$(as "not-a-token" GET /v1/requirements)" = 401 ]
+  check "the auditor reads requirements" [ "$(as "$aud" GET "/v1/requirements?run_id=$rid")" = 200 ]
+  check "the auditor reads the run" [ "$(as "$aud" GET "/v1/runs/$rid")" = 200 ]
+  check "the auditor may not confirm: 403" [ "$(as "$aud" POST "/v1/requirements/$req/confirm" '{}')" = 403 ]
+  check "saying why: $(cat "$WORK/as.body")" \
+    grep -q '"audrey (roles auditor) may not POST /v1/requirements: that takes one of approver,admin"' "$WORK/as.body"
+  check "nor resolve its approval by Agno's route" \
+    [ "$(as "$aud" POST "/v1/approvals/$req/resolve" '{"status":"approved"}')" = 403 ]
+  check "the submitter may not list requirements: 403" [ "$(as "$sub" GET /v1/requirements)" = 403 ]
+  check "nor confirm" [ "$(as "$sub" POST "/v1/requirements/$req/confirm" '{}')" = 403 ]
+  check "the approver may not cancel a run (admins do): 403" \
+    [ "$(as "$appr" POST "/v1/runs/$rid/cancel" '{}')" = 403 ]
+  check "nothing changed: still pending" [ "$(pending_requirement "$rid")" = "$req" ]
+  out=$(SLUICE_APPROVER_URL=$ACCESS_URL SLUICE_API_TOKEN=$aud "$BIN/sluice" requirements confirm "$req" 2>&1)
+  rc=$?
+  check "the CLI with the auditor's token fails (got $rc): $out" [ "$rc" = 1 ]
+  check "saying why" grep -q "may not POST" <<<"$out"
+  check "the approver confirms: 200" [ "$(as "$appr" POST "/v1/requirements/$req/confirm" '{}')" = 200 ]
+  check "as ann" [ "$(jq -r .resolved_by "$WORK/as.body")" = ann ]
+  check "the run completes" eventually 30 run_is "$rid" completed
+  rid=$(submit data-admin "Delete all data for user A-1702.")
+  check "another run pauses" eventually 30 run_is "$rid" paused || return 1
+  check "the admin cancels it: 200" [ "$(as "$adm" POST "/v1/runs/$rid/cancel" '{}')" = 200 ]
+  check "each refusal logged with the identity" \
+    [ "$(grep -c 'refused: \(audrey\|sam\|ann\) (roles' "$log")" = 6 ]
+  check "and counted" grep -qx 'sluice_approver_http_refused_total 6' <<<"$(curl -s "$ACCESS_URL/metrics")"
+  kill -TERM "$pid"
+  wait "$pid"
+}
+
+# An access file the approver cannot use stops it at start-up, naming the
+# entry and the field.
+t_access_file_invalid() {
+  local out rc
+  printf '{"principals":[{"name":"x","token_sha256":"%064d","roles":["boss"]}]}' 0 > "$WORK/bad-access.json"
+  out=$(env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/bad-access.json" timeout 20 "$BIN/sluice-approver" 2>&1)
+  rc=$?
+  check "an unknown role: exit 1 (got $rc)" [ "$rc" = 1 ]
+  check "naming it: $out" grep -q 'principals\[0\] (x): roles\[0\] must be submitter, approver, auditor or admin' <<<"$out"
+  printf '{"principals":[{"name":"x","token_sha256":"abc","roles":["admin"]}]}' > "$WORK/bad-access.json"
+  out=$(env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/bad-access.json" timeout 20 "$BIN/sluice-approver" 2>&1)
+  check "a hash that is not one: $out" grep -q 'token_sha256 must be 64 hex digits' <<<"$out"
+  out=$(env -u SLUICE_API_TOKENS timeout 20 "$BIN/sluice-approver" 2>&1)
+  rc=$?
+  check "no identity at all: exit 1 (got $rc)" [ "$rc" = 1 ]
+  check "saying so: $out" grep -q 'no identity: set SLUICE_ACCESS' <<<"$out"
+}
