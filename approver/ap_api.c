@@ -144,6 +144,11 @@ static json_t *error_answer(sl_status st, const char *errbuf, unsigned *status)
 	switch (st) {
 	case SL_NOT_FOUND: *status = 404; break;
 	case SL_CONFLICT: *status = 409; break;
+	case SL_FORBIDDEN:
+		*status = 403;
+		atomic_fetch_add(&n_refused, 1);
+		sl_warn("refused: %s", errbuf);
+		break;
 	case SL_INVALID:
 		*status = 400;
 		/* the database's own words stay in the log */
@@ -252,9 +257,9 @@ static void decided(ap_decide_job *job)
 /* POST /v1/requirements/{id}/{confirm,reject,input,result} and
  * POST /v1/approvals/{id}/resolve. */
 static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const char *id,
-                              const char *verb, const char *who)
+                              const char *verb, const ap_principal *who)
 {
-	ap_decision d = {.resolved_by = who};
+	ap_decision d = {.resolved_by = who->name, .groups = who->groups, .ngroups = who->ngroups};
 	enum MHD_Result ret = MHD_NO;
 	json_t *body, *data, *out;
 	bool by_approval = !strcmp(verb, "resolve");
@@ -627,7 +632,7 @@ static enum MHD_Result route_decide(const call *c)
 {
 	const char *verb = strrchr(c->req->path, '/') + 1;
 
-	return decide(c->api, c->req, c->id, verb, c->who);
+	return decide(c->api, c->req, c->id, verb, c->p);
 }
 
 /* The /v1 routes, each "BASE" or "BASE/{id}SUFFIX", tried in order. */

@@ -23,7 +23,9 @@
 	"'status', r.status, 'confirmed', r.confirmed, 'note', r.note, "                       \
 	"'user_input', r.user_input, 'external_result', r.external_result, "                   \
 	"'resolved_by', r.resolved_by, 'resolved_at', r.resolved_at, "                         \
-	"'expires_at', r.expires_at, 'created_at', r.created_at)"
+	"'expires_at', r.expires_at, 'created_at', r.created_at, "                             \
+	"'approvers', r.deciders->'approvers', "                                               \
+	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false))"
 
 /* The public shape of an approval row a (Agno's approval record). */
 #define APPROVAL_JSON                                                                        \
@@ -120,8 +122,10 @@ static sl_status check_values(const json_t *values, const json_t *fields, char *
  * strings point into that read's result). */
 typedef struct req_row {
 	const char *run_id, *run_status, *run_pause_seq, *status, *pause_seq;
+	const char *run_user; /* the run's user_id, NULL when none */
+	const char *tool_name;
 	bool expired, needs_input, external;
-	json_t *fields, *tool_args, *tool_schema;
+	json_t *fields, *tool_args, *tool_schema, *deciders;
 } req_row;
 
 /* One decision of a batch on its way through ap_store_resolve_many(). */
@@ -141,6 +145,7 @@ static void resolving_clear(resolving *g)
 	json_decref(g->r.fields);
 	json_decref(g->r.tool_args);
 	json_decref(g->r.tool_schema);
+	json_decref(g->r.deciders);
 	json_decref(g->event);
 	free(g->values);
 	free(g->edited);
@@ -219,10 +224,50 @@ static sl_status plan(const req_row *r, const ap_decision *d, ap_action *action,
 	"SELECT r.id, u.run_id, u.status AS run_status, u.pause_seq AS run_pause_seq, "          \
 	"r.status, r.pause_seq, r.expires_at IS NOT NULL AND r.expires_at <= now() AS expired, " \
 	"r.needs_user_input, r.external_execution, r.user_input_schema, r.tool_args, "           \
-	"r.tool_schema "                                                                         \
+	"r.tool_schema, u.user_id AS run_user_id, r.tool_name, r.deciders "                      \
 	"FROM runs u JOIN requirements r ON r.run_id = u.run_id "                                \
 	"WHERE r.id = ANY ($1::text[]) "                                                         \
 	"ORDER BY u.run_id, r.id FOR UPDATE OF u, r"
+
+/* Whether name is in the JSON list of names. */
+static bool listed(const json_t *list, const char *name)
+{
+	const json_t *v;
+	size_t i;
+
+	json_array_foreach (list, i, v)
+		if (json_is_string(v) && !strcmp(json_string_value(v), name))
+			return true;
+	return false;
+}
+
+/* Whether d's identity may decide requirement id (r): not the run's own
+ * user unless the tool allows self-approval; one of the tool's named
+ * approvers, by name or group, when it names any. SL_FORBIDDEN says why. */
+static sl_status eligible(const req_row *r, const ap_decision *d, const char *id, char *errbuf,
+                          size_t errsize)
+{
+	const json_t *approvers = json_object_get(r->deciders, "approvers");
+	bool named = false;
+
+	if (!json_is_true(json_object_get(r->deciders, "self_approval")) && r->run_user &&
+	    !strcmp(r->run_user, d->resolved_by))
+		return sl_err(errbuf, errsize, SL_FORBIDDEN,
+		              "%s may not decide requirement %s: the run is %s's own, and tool %s "
+		              "does not allow self-approval",
+		              d->resolved_by, id, r->run_user, r->tool_name);
+	if (!json_is_object(approvers))
+		return SL_OK;
+	named = listed(json_object_get(approvers, "users"), d->resolved_by);
+	for (size_t i = 0; !named && i < d->ngroups; i++)
+		named = listed(json_object_get(approvers, "groups"), d->groups[i]);
+	if (!named)
+		return sl_err(errbuf, errsize, SL_FORBIDDEN,
+		              "%s may not decide requirement %s: it is not among tool %s's "
+		              "approvers",
+		              d->resolved_by, id, r->tool_name);
+	return SL_OK;
+}
 
 /* Fills g->r from the locking read's row for g's requirement and checks
  * that it can be decided. */
@@ -241,6 +286,9 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 		FIELDS,
 		TOOL_ARGS,
 		TOOL_SCHEMA,
+		RUN_USER,
+		TOOL_NAME,
+		DECIDERS,
 		NCOLS
 	};
 	static const char *const names[NCOLS] = {"id",
@@ -254,7 +302,10 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	                                         "external_execution",
 	                                         "user_input_schema",
 	                                         "tool_args",
-	                                         "tool_schema"};
+	                                         "tool_schema",
+	                                         "run_user_id",
+	                                         "tool_name",
+	                                         "deciders"};
 	const char *id = g->v->id;
 	req_row *r = &g->r;
 	int row = -1, at[NCOLS];
@@ -278,6 +329,12 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	r->fields = json_loads(PQgetvalue(res, row, at[FIELDS]), 0, NULL);
 	r->tool_args = json_loads(PQgetvalue(res, row, at[TOOL_ARGS]), 0, NULL);
 	r->tool_schema = json_loads(PQgetvalue(res, row, at[TOOL_SCHEMA]), 0, NULL);
+	r->run_user =
+	    PQgetisnull(res, row, at[RUN_USER]) ? NULL : PQgetvalue(res, row, at[RUN_USER]);
+	r->tool_name = PQgetvalue(res, row, at[TOOL_NAME]);
+	r->deciders = json_loads(PQgetvalue(res, row, at[DECIDERS]), 0, NULL);
+	if ((st = eligible(r, &g->v->d, id, errbuf, errsize)))
+		return st;
 	if (strcmp(r->status, "pending"))
 		return sl_err(errbuf, errsize, SL_CONFLICT, "requirement %s is already %s", id,
 		              r->status);

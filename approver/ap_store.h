@@ -46,6 +46,8 @@ typedef struct ap_decision {
 	ap_action action;
 	const char *note;        /* may be NULL */
 	const char *resolved_by; /* the identity behind the API token */
+	char *const *groups;     /* and its groups */
+	size_t ngroups;
 	const json_t *values;    /* INPUT / APPROVE: field values, may be NULL */
 	const char *result;      /* RESULT / APPROVE: the external result, may be NULL */
 	const json_t *tool_args; /* CONFIRM / APPROVE: edited arguments, may be NULL */
@@ -57,7 +59,9 @@ typedef struct ap_decision {
  * current pause is left pending, the sluice.run.continue event with all the
  * decisions, all in one transaction. On SL_OK *out is the resolved
  * requirement (a new reference).
- * SL_NOT_FOUND: no such requirement. SL_CONFLICT: already resolved, expired
+ * SL_NOT_FOUND: no such requirement. SL_FORBIDDEN: d's identity may not
+ * decide it (the run's own user, or not among the tool's approvers).
+ * SL_CONFLICT: already resolved, expired
  * (a decision that comes after expires_at expires the requirement and gets
  * this), or the run is not paused. SL_INVALID: the decision does not fit
  * the requirement (missing or unknown input fields, arguments that break the

@@ -182,6 +182,57 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 	              "%s: field executor.kind must be \"command\", \"stdio\" or \"http\"", where);
 }
 
+/* A list of names, or absent; false when it is something else. */
+static bool names(json_t *list)
+{
+	json_t *v;
+	size_t i;
+
+	if (!list)
+		return true;
+	if (!json_is_array(list))
+		return false;
+	json_array_foreach (list, i, v)
+		if (!json_is_string(v) || !*json_string_value(v))
+			return false;
+	return true;
+}
+
+/* approvers, self_approval and quorum: who may decide the tool's
+ * requirements. A quorum above 1 is refused until votes are counted. */
+static sl_status parse_deciders(json_t *jt, sl_tool *t, const char *where, char *errbuf,
+                                size_t errsize)
+{
+	json_t *v = json_object_get(jt, "approvers");
+	bool bad = false;
+
+	if (v && (!json_is_object(v) || !names(json_object_get(v, "users")) ||
+	          !names(json_object_get(v, "groups")) ||
+	          json_array_size(json_object_get(v, "users")) +
+	                  json_array_size(json_object_get(v, "groups")) ==
+	              0))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: field approvers must be {\"users\": [names], \"groups\": "
+		              "[names]} naming someone",
+		              where);
+	t->approvers = v;
+	t->self_approval = opt_bool(jt, "self_approval", &bad);
+	if (bad)
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: field self_approval must be true or false", where);
+	v = json_object_get(jt, "quorum");
+	if (v && (!json_is_integer(v) || json_integer_value(v) != 1))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: field quorum: only 1 is supported yet (votes are not counted)",
+		              where);
+	if ((t->approvers || t->self_approval) && t->approval == SL_APPROVAL_NONE &&
+	    !t->requires_confirmation && !t->requires_user_input && !t->external_execution)
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: fields approvers and self_approval need a tool that pauses",
+		              where);
+	return SL_OK;
+}
+
 static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t idx, char *errbuf,
                             size_t errsize)
 {
@@ -274,6 +325,8 @@ static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t id
 			    where);
 		t->approval_timeout_s = (long)json_integer_value(v);
 	}
+	if (parse_deciders(jt, t, where, errbuf, errsize))
+		return SL_INVALID;
 	v = json_object_get(jt, "executor");
 	if (v && !json_is_object(v))
 		return sl_err(errbuf, errsize, SL_INVALID, "%s: field executor must be an object",

@@ -31,6 +31,11 @@ typedef struct sl_tool {
 	json_t *user_input_fields; /* array of parameter names, may be NULL */
 	sl_approval approval;
 	long approval_timeout_s; /* 0: none */
+	/* Who may decide its requirements (DESIGN.md, "Who may decide"):
+	 * approvers {"users": [...], "groups": [...]} (NULL: every approver),
+	 * and whether the run's own user may (self_approval, default false). */
+	json_t *approvers;
+	bool self_approval;
 	sl_executor_kind executor;
 	char **argv;     /* command, stdio: NULL-terminated */
 	const char *url; /* http */

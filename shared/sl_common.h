@@ -23,6 +23,7 @@ typedef enum sl_status {
 	SL_INVALID,
 	SL_NOT_FOUND,
 	SL_CONFLICT,
+	SL_FORBIDDEN, /* the caller may not: 403 */
 	SL_TOO_BIG,
 	SL_FATAL
 } sl_status;

@@ -68,6 +68,9 @@ static json_t *requirement_rows(const wk_task *t, json_t *list)
 		                                : json_null(),
 		    "tool_schema",
 		    q->tool->parameters ? json_incref(q->tool->parameters) : json_object());
+		json_object_set_new(row, "deciders",
+		                    json_pack("{s:O?, s:b}", "approvers", q->tool->approvers,
+		                              "self_approval", q->tool->self_approval));
 
 		assert(row && rj);
 		json_array_append_new(rows, row);

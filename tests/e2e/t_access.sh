@@ -84,3 +84,61 @@ t_access_file_invalid() {
   check "no identity at all: exit 1 (got $rc)" [ "$rc" = 1 ]
   check "saying so: $out" grep -q 'no identity: set SLUICE_ACCESS' <<<"$out"
 }
+
+# Per tool, who may decide: the run's own user may not (self_approval is
+# off by default), and a tool that names its approvers takes only them, by
+# name or group. Each refusal is a 403 that says why and changes nothing.
+t_access_deciders() {
+  local ann bob carl port pid rid req log=$WORK/deciders-approver.log
+  ACCESS_ENTRIES=$WORK/deciders.entries
+  : > "$ACCESS_ENTRIES"
+  access_principal ann approver && ann=$TOKEN
+  access_principal bob approver && bob=$TOKEN
+  access_principal carl approver && carl=$TOKEN
+  # bob is in the sre group
+  jq -s '{principals: map(if .name == "bob" then .groups = ["sre"] else . end)}' \
+    "$ACCESS_ENTRIES" > "$WORK/deciders.json"
+  port=$(free_port)
+  ACCESS_URL=http://127.0.0.1:$port
+  env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/deciders.json" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
+    "$BIN/sluice-approver" > "$log" 2>&1 &
+  pid=$!
+  check "the approver starts" eventually 20 curl -sf "$ACCESS_URL/healthz" || return 1
+
+  rid=$("$BIN/sluice" submit --agent guarded-admin --user-id bob --input "Delete all data for user G-1801.")
+  check "bob's run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  as "$ann" GET "/v1/requirements?run_id=$rid" > /dev/null
+  check "the requirement shows who may decide: $(jq -c '.data[0] | [.approvers, .self_approval]' "$WORK/as.body")" \
+    [ "$(jq -c '.data[0] | [.approvers, .self_approval]' "$WORK/as.body")" = '[{"users":["ann"],"groups":["sre"]},false]' ]
+  check "carl, not named, may not confirm: 403" [ "$(as "$carl" POST "/v1/requirements/$req/confirm" '{}')" = 403 ]
+  check "saying why: $(cat "$WORK/as.body")" grep -q "carl may not decide requirement $req: it is not among tool delete_user_data's approvers" "$WORK/as.body"
+  check "bob, in group sre but the run's own user, may not: 403" \
+    [ "$(as "$bob" POST "/v1/requirements/$req/confirm" '{}')" = 403 ]
+  check "saying why: $(cat "$WORK/as.body")" grep -q "the run is bob's own, and tool delete_user_data does not allow self-approval" "$WORK/as.body"
+  check "nor reject it" [ "$(as "$bob" POST "/v1/requirements/$req/reject" '{"note":"mine"}')" = 403 ]
+  check "nothing changed: still pending" [ "$(pending_requirement "$rid")" = "$req" ]
+  check "ann, named, confirms: 200" [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{}')" = 200 ]
+  check "the run completes" eventually 30 run_is "$rid" completed
+  check "its tool ran once" [ "$(tool_calls_for G-1801)" = 1 ]
+
+  rid=$("$BIN/sluice" submit --agent guarded-admin --user-id ann --input "Delete all data for user G-1802.")
+  check "ann's run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "ann may not decide her own run: 403" [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{}')" = 403 ]
+  as "$ann" GET "/v1/approvals?run_id=$rid" > /dev/null
+  check "nor by Agno's resolve of its approval: 403" [ "$(as "$ann" POST \
+    "/v1/approvals/$(jq -r '.data[0].id' "$WORK/as.body")/resolve" '{"status":"approved"}')" = 403 ]
+  check "bob, by group sre, confirms: 200" [ "$(as "$bob" POST "/v1/requirements/$req/confirm" '{}')" = 200 ]
+  check "as bob" [ "$(jq -r .resolved_by "$WORK/as.body")" = bob ]
+  check "that run completes" eventually 30 run_is "$rid" completed
+
+  rid=$("$BIN/sluice" submit --agent data-admin --user-id carl --input "Delete all data for user G-1803.")
+  check "carl's run of a tool naming no approvers pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "carl may not decide his own run: 403" [ "$(as "$carl" POST "/v1/requirements/$req/confirm" '{}')" = 403 ]
+  check "any other approver may: 200" [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{}')" = 200 ]
+  check "each refusal logged with the identity" [ "$(grep -c 'refused: \(ann\|bob\|carl\) may not decide' "$log")" = 6 ]
+  kill -TERM "$pid"
+  wait "$pid"
+}

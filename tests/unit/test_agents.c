@@ -158,6 +158,55 @@ static void bad_files(void **state)
 	assert_non_null(strstr(err, "user_input_fields"));
 }
 
+/* approvers, self_approval, quorum: who may decide a tool's requirements. */
+static void deciders(void **state)
+{
+	sl_agents *a;
+	char err[512];
+	const sl_tool *t;
+	(void)state;
+	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"approval\":\"required\","
+	                            "\"approvers\":{\"users\":[\"ann\"],\"groups\":[\"sre\"]},"
+	                            "\"self_approval\":true,\"quorum\":1," EXEC "}"),
+	                      &a, err),
+	                 SL_OK);
+	t = &a->agents[0].tools[0];
+	assert_true(t->self_approval);
+	assert_string_equal(
+	    json_string_value(json_array_get(json_object_get(t->approvers, "groups"), 0)), "sre");
+	sl_agents_free(a);
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"wipe\",\"approval\":\"required\"," EXEC "}"), &a, err), SL_OK);
+	assert_false(a->agents[0].tools[0].self_approval); /* the default */
+	assert_null(a->agents[0].tools[0].approvers);      /* every approver */
+	sl_agents_free(a);
+	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"approval\":\"required\","
+	                            "\"approvers\":{\"users\":[]}," EXEC "}"),
+	                      &a, err),
+	                 SL_INVALID);
+	assert_non_null(strstr(err, "tool wipe: field approvers must be"));
+	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"approval\":\"required\","
+	                            "\"approvers\":{\"users\":[\"ann\", 7]}," EXEC "}"),
+	                      &a, err),
+	                 SL_INVALID);
+	assert_non_null(strstr(err, "field approvers"));
+	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"approval\":\"required\","
+	                            "\"self_approval\":\"yes\"," EXEC "}"),
+	                      &a, err),
+	                 SL_INVALID);
+	assert_non_null(strstr(err, "field self_approval must be true or false"));
+	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"approval\":\"required\","
+	                            "\"quorum\":2," EXEC "}"),
+	                      &a, err),
+	                 SL_INVALID);
+	assert_non_null(strstr(err, "field quorum: only 1 is supported yet"));
+	assert_int_equal(
+	    load(AGENT("{\"name\":\"look\",\"approvers\":{\"users\":[\"ann\"]}," EXEC "}"), &a,
+	         err),
+	    SL_INVALID);
+	assert_non_null(strstr(err, "need a tool that pauses"));
+}
+
 static void external_needs_no_executor(void **state)
 {
 	sl_agents *a;
@@ -178,6 +227,7 @@ int main(void)
 	    cmocka_unit_test(audit_needs_flag),
 	    cmocka_unit_test(required_implies_confirmation),
 	    cmocka_unit_test(bad_files),
+	    cmocka_unit_test(deciders),
 	    cmocka_unit_test(external_needs_no_executor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
