@@ -360,6 +360,79 @@ static enum MHD_Result cancel(ap_api *api, const sl_httpd_request *req, const ch
 	return ret;
 }
 
+/*
+ * POST /v1/runs: a run submitted over HTTP, published through the outbox
+ * as the sluice.run.requested a Kafka producer would send. Its user_id is
+ * the caller's identity, never the body's: a body naming another is
+ * refused. The event is checked as a worker checks it (400 with the
+ * reason); 202 {"run_id"} once it is committed.
+ */
+static enum MHD_Result submit(ap_api *api, const sl_httpd_request *req, const char *who)
+{
+	static const char *const fields[] = {"run_id", "session_id", "agent_id", "user_id",
+	                                     "input"};
+	static const char *const types[] = {SL_EVENT_RUN_REQUESTED, NULL};
+	enum MHD_Result ret = MHD_NO;
+	const char *key, *user;
+	char errbuf[512], run_id[37];
+	json_t *body, *v, *event = NULL;
+	sl_event ev = {0};
+	char *payload = NULL;
+	sl_status st;
+
+	if (!(body = object_body(req, &ret)))
+		return ret;
+	json_object_foreach (body, key, v) {
+		size_t i = 0;
+		while (i < sizeof(fields) / sizeof(fields[0]) && strcmp(fields[i], key))
+			i++;
+		if (i == sizeof(fields) / sizeof(fields[0])) {
+			ret = sl_httpd_send_error(req->conn, 400,
+			                          "unknown field: a run takes run_id, session_id, "
+			                          "agent_id, input (and user_id, which is yours)");
+			goto out;
+		}
+	}
+	user = json_string_value(json_object_get(body, "user_id"));
+	if (json_object_get(body, "user_id") && (!user || strcmp(user, who))) {
+		ret = sl_httpd_send_error(
+		    req->conn, 400, "user_id is the caller's identity (%s): leave it out", who);
+		goto out;
+	}
+	json_object_set_new(body, "user_id", json_string(who));
+	if (!(v = json_object_get(body, "run_id"))) {
+		sl_uuid_v7(run_id);
+		json_object_set_new(body, "run_id", json_string(run_id));
+	} else if (!json_is_string(v)) {
+		ret = sl_httpd_send_error(req->conn, 400, "run_id must be a text");
+		goto out;
+	}
+	event = sl_event_new(SL_EVENT_RUN_REQUESTED, api->store.source,
+	                     json_string_value(json_object_get(body, "run_id")), json_incref(body));
+	payload = json_dumps(event, JSON_COMPACT);
+	if (!payload ||
+	    sl_event_parse(payload, strlen(payload), types, &ev, errbuf, sizeof(errbuf))) {
+		ret = sl_httpd_send_error(req->conn, 400, "%s", payload ? errbuf : "not a run");
+		goto out;
+	}
+	st = store_ready(api, errbuf, sizeof(errbuf));
+	if (!st)
+		st = ap_store_submit(thread_store(api), ev.subject, event, errbuf, sizeof(errbuf));
+	if (st) {
+		ret = store_error(req->conn, st, errbuf);
+		goto out;
+	}
+	sl_info("run %s of agent %s submitted over HTTP by %s", ev.subject,
+	        json_string_value(json_object_get(ev.data, "agent_id")), who);
+	ret = sl_httpd_send_json(req->conn, 202, json_pack("{s:s}", "run_id", ev.subject));
+out:
+	sl_event_clear(&ev);
+	free(payload);
+	json_decref(event);
+	json_decref(body);
+	return ret;
+}
+
 /* Reads the paging arguments: limit (1-1000, default 20) and either page
  * (1-based) or offset (rows to skip); false after answering 400. */
 static bool paging(const sl_httpd_request *req, long *offset, long *page, long *limit,
@@ -617,6 +690,11 @@ static enum MHD_Result route_cancel(const call *c)
 	return cancel(c->api, c->req, c->id, c->who);
 }
 
+static enum MHD_Result route_submit(const call *c)
+{
+	return submit(c->api, c->req, c->who);
+}
+
 static enum MHD_Result route_list_requirements(const call *c)
 {
 	return list_requirements(c->api, c->req);
@@ -649,6 +727,7 @@ static const struct route {
 	enum MHD_Result (*fn)(const call *c);
 	unsigned roles;
 } routes[] = {
+    {"POST", "/v1/runs", false, "", route_submit, AP_SUBMITTER | AP_ADMIN},
     {"GET", "/v1/runs", true, "", get_run, READERS},
     {"POST", "/v1/runs", true, "/cancel", route_cancel, AP_ADMIN},
     {"GET", "/v1/requirements", false, "", route_list_requirements, READERS},

@@ -41,6 +41,7 @@ typedef struct approver {
 	char *topic_approvals;
 	char *topic_continues;
 	char *topic_results;
+	char *topic_runs; /* runs submitted over HTTP */
 	long threads, relay_poll_ms;
 	sl_httpd_limits limits;
 	bool api_ready; /* ap_api_init() was called */
@@ -114,6 +115,8 @@ static bool configure(approver *a, int argc, char **argv)
 	a->store.source = a->api.store.source = a->source;
 	a->store.topic_continues = a->api.store.topic_continues = a->topic_continues;
 	a->store.topic_results = a->api.store.topic_results = a->topic_results;
+	a->topic_runs = sl_config_topic(&a->cfg, "runs");
+	a->store.topic_runs = a->api.store.topic_runs = a->topic_runs;
 	a->api.database_url = a->cfg.database_url;
 	ok = true;
 out:
@@ -205,6 +208,7 @@ static void stop_all(approver *a)
 	free(a->topic_approvals);
 	free(a->topic_continues);
 	free(a->topic_results);
+	free(a->topic_runs);
 	sl_config_free(&a->cfg);
 }
 

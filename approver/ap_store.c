@@ -792,6 +792,21 @@ out:
 	return st;
 }
 
+sl_status ap_store_submit(ap_store *s, const char *run_id, const json_t *event, char *errbuf,
+                          size_t errsize)
+{
+	PGresult *row = NULL;
+	sl_status st;
+
+	if (!(st = sl_db_begin(s->db, errbuf, errsize)) &&
+	    !(st = sl_outbox_put(s->db, s->topic_runs, run_id, event, &row, errbuf, errsize)) &&
+	    !(st = sl_db_commit(s->db, errbuf, errsize)))
+		sl_relay_publish(s->relay, s->db, row, 0);
+	sl_db_rollback(s->db);
+	PQclear(row);
+	return st;
+}
+
 sl_status ap_store_get_run(ap_store *s, const char *run_id, json_t **out, char *errbuf,
                            size_t errsize)
 {

@@ -19,6 +19,7 @@ typedef struct ap_store {
 	const char *source; /* CloudEvents source */
 	const char *topic_continues;
 	const char *topic_results;
+	const char *topic_runs;
 	sl_relay *relay; /* publishes committed outbox rows */
 } ap_store;
 
@@ -111,6 +112,11 @@ sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
  */
 sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, const char *who,
                           json_t **out, char *errbuf, size_t errsize);
+
+/* POST /v1/runs: event (a checked sluice.run.requested, keyed by run_id)
+ * into the outbox, published once committed. */
+sl_status ap_store_submit(ap_store *s, const char *run_id, const json_t *event, char *errbuf,
+                          size_t errsize);
 
 /* GET /v1/runs/{id}. SL_NOT_FOUND when there is no such run. */
 sl_status ap_store_get_run(ap_store *s, const char *run_id, json_t **out, char *errbuf,

@@ -142,3 +142,43 @@ t_access_deciders() {
   kill -TERM "$pid"
   wait "$pid"
 }
+
+# POST /v1/runs: a submitter's run goes out through the outbox with the
+# caller's identity as its user_id, never the body's.
+t_http_submit() {
+  local sub aud port pid rid log=$WORK/submit-approver.log
+  ACCESS_ENTRIES=$WORK/submit.entries
+  : > "$ACCESS_ENTRIES"
+  access_principal sam submitter && sub=$TOKEN
+  access_principal audrey auditor && aud=$TOKEN
+  jq -s '{principals: .}' "$ACCESS_ENTRIES" > "$WORK/submit-access.json"
+  port=$(free_port)
+  ACCESS_URL=http://127.0.0.1:$port
+  env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/submit-access.json" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
+    "$BIN/sluice-approver" > "$log" 2>&1 &
+  pid=$!
+  check "the approver starts" eventually 20 curl -sf "$ACCESS_URL/healthz" || return 1
+  check "a submitter submits a run: 202" [ "$(as "$sub" POST /v1/runs \
+    '{"agent_id":"data-admin","input":"Delete all data for user H-1901."}')" = 202 ]
+  rid=$(jq -r .run_id "$WORK/as.body")
+  check "answering its id: $rid" [ -n "$rid" ] || return 1
+  check "published through the outbox" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+    "SELECT count(*) FROM outbox WHERE topic = '${SLUICE_TOPIC_PREFIX}runs' AND key = '$rid'")" = 1 ]
+  check "a worker takes it: it pauses" eventually 30 run_is "$rid" paused || return 1
+  check "its user_id is the caller's identity" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+    "SELECT user_id FROM runs WHERE run_id = '$rid'")" = sam ]
+  check "its requirement is confirmed" confirm_pending "$rid"
+  check_tool_result "$rid" "Done: Deleted data for user H-1901"
+  check "a body naming another user_id: 400" [ "$(as "$sub" POST /v1/runs \
+    '{"agent_id":"data-admin","user_id":"mallory","input":"Delete all data for user H-1902."}')" = 400 ]
+  check "saying why: $(cat "$WORK/as.body")" grep -q "user_id is the caller's identity (sam): leave it out" "$WORK/as.body"
+  check "a bad agent id: 400 naming it" [ "$(as "$sub" POST /v1/runs '{"agent_id":"no such agent","input":"x"}')" = 400 ]
+  check "($(cat "$WORK/as.body"))" grep -q "agent_id" "$WORK/as.body"
+  check "an unknown field: 400" [ "$(as "$sub" POST /v1/runs '{"agent_id":"data-admin","input":"x","priority":9}')" = 400 ]
+  check "an auditor may not submit: 403" [ "$(as "$aud" POST /v1/runs '{"agent_id":"data-admin","input":"x"}')" = 403 ]
+  sleep 1
+  check "none of the refused ones became a run" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+    "SELECT count(*) FROM outbox WHERE topic = '${SLUICE_TOPIC_PREFIX}runs'")" = 1 ]
+  kill -TERM "$pid"
+  wait "$pid"
+}
