@@ -19,6 +19,12 @@
 
 #define MAX_NOTE 4096
 
+/* Who reads everything, who reads (a submitter: its own runs only), and
+ * who decides (DESIGN.md, "Who may decide"). */
+#define READERS (AP_APPROVER | AP_AUDITOR | AP_ADMIN)
+#define SEERS (READERS | AP_SUBMITTER)
+#define DECIDERS (AP_APPROVER | AP_ADMIN)
+
 static atomic_long n_requests, n_decisions, n_events, n_dead_letters, n_refused;
 
 void ap_api_count_event(bool dead_lettered)
@@ -514,7 +520,7 @@ static json_t *list_answer(json_t *rows, const char *path, const char *const *na
 	return out;
 }
 
-static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
+static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req, const char *owner)
 {
 	static const char *names[AP_F_COUNT] = {"status",  "approval_type", "pause_type",
 	                                        "run_id",  "session_id",    "agent_id",
@@ -547,8 +553,8 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 		return ret;
 	st = store_ready(api, errbuf, sizeof(errbuf));
 	if (!st)
-		st = ap_store_list_approvals(thread_store(api), f, offset, limit, AP_API_MAX_ANSWER,
-		                             &rows, errbuf, sizeof(errbuf));
+		st = ap_store_list_approvals(thread_store(api), f, owner, offset, limit,
+		                             AP_API_MAX_ANSWER, &rows, errbuf, sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
 	return sl_httpd_send_json(
@@ -556,7 +562,8 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req)
 	    list_answer(rows, "/v1/approvals", names, f, AP_F_COUNT, offset, page, limit));
 }
 
-static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *req)
+static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *req,
+                                         const char *owner)
 {
 	static const char *statuses[] = {"pending", "resolved", "expired", "cancelled", NULL};
 	static const char *names[] = {"status", "run_id"};
@@ -574,7 +581,7 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 		return ret;
 	st = store_ready(api, errbuf, sizeof(errbuf));
 	if (!st)
-		st = ap_store_list_requirements(thread_store(api), f[0], f[1], offset, limit,
+		st = ap_store_list_requirements(thread_store(api), f[0], f[1], owner, offset, limit,
 		                                AP_API_MAX_ANSWER, &rows, errbuf, sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
@@ -641,6 +648,7 @@ typedef struct call {
 	const char *id;
 	const ap_principal *p;
 	const char *who;
+	const char *owner; /* a submitter sees only its own runs: its name; else NULL */
 } call;
 
 /* One row by the id in the path: read by the store's reader; a 404 names
@@ -655,6 +663,14 @@ get_one(const call *c, sl_status (*read)(ap_store *, const char *, json_t **, ch
 
 	if (!st)
 		st = read(thread_store(c->api), c->id, &out, errbuf, sizeof(errbuf));
+	/* someone else's, for a submitter: as if there were none */
+	if (!st && c->owner) {
+		const char *user = json_string_value(json_object_get(out, "user_id"));
+		if (!user || strcmp(user, c->owner)) {
+			json_decref(out);
+			st = SL_NOT_FOUND;
+		}
+	}
 	if (st == SL_NOT_FOUND)
 		return sl_httpd_send_error(c->req->conn, 404, "no %s %s", noun, c->id);
 	return st ? store_error(c->req->conn, st, errbuf)
@@ -678,7 +694,8 @@ static enum MHD_Result count_pending(const call *c)
 	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
 
 	if (!st)
-		st = ap_store_count_pending(thread_store(c->api), arg(c->req->conn, "user_id"), &n,
+		st = ap_store_count_pending(thread_store(c->api), arg(c->req->conn, "user_id"),
+		                            c->owner, c->p->roles & DECIDERS ? c->p : NULL, &n,
 		                            errbuf, sizeof(errbuf));
 	if (st)
 		return store_error(c->req->conn, st, errbuf);
@@ -697,12 +714,12 @@ static enum MHD_Result route_submit(const call *c)
 
 static enum MHD_Result route_list_requirements(const call *c)
 {
-	return list_requirements(c->api, c->req);
+	return list_requirements(c->api, c->req, c->owner);
 }
 
 static enum MHD_Result route_list_approvals(const call *c)
 {
-	return list_approvals(c->api, c->req);
+	return list_approvals(c->api, c->req, c->owner);
 }
 
 /* The decision routes: the verb is the path's last part. */
@@ -714,10 +731,6 @@ static enum MHD_Result route_decide(const call *c)
 }
 
 /* The /v1 routes, each "BASE" or "BASE/{id}SUFFIX", tried in order. */
-/* Who reads everything, and who decides (DESIGN.md, "Who may decide"). */
-#define READERS (AP_APPROVER | AP_AUDITOR | AP_ADMIN)
-#define DECIDERS (AP_APPROVER | AP_ADMIN)
-
 /* The routes, each with the roles that may call it. */
 static const struct route {
 	const char *method;
@@ -728,16 +741,16 @@ static const struct route {
 	unsigned roles;
 } routes[] = {
     {"POST", "/v1/runs", false, "", route_submit, AP_SUBMITTER | AP_ADMIN},
-    {"GET", "/v1/runs", true, "", get_run, READERS},
+    {"GET", "/v1/runs", true, "", get_run, SEERS},
     {"POST", "/v1/runs", true, "/cancel", route_cancel, AP_ADMIN},
-    {"GET", "/v1/requirements", false, "", route_list_requirements, READERS},
+    {"GET", "/v1/requirements", false, "", route_list_requirements, SEERS},
     {"POST", "/v1/requirements", true, "/confirm", route_decide, DECIDERS},
     {"POST", "/v1/requirements", true, "/reject", route_decide, DECIDERS},
     {"POST", "/v1/requirements", true, "/input", route_decide, DECIDERS},
     {"POST", "/v1/requirements", true, "/result", route_decide, DECIDERS},
-    {"GET", "/v1/approvals", false, "", route_list_approvals, READERS},
-    {"GET", "/v1/approvals/count", false, "", count_pending, READERS},
-    {"GET", "/v1/approvals", true, "", get_approval, READERS},
+    {"GET", "/v1/approvals", false, "", route_list_approvals, SEERS},
+    {"GET", "/v1/approvals/count", false, "", count_pending, SEERS},
+    {"GET", "/v1/approvals", true, "", get_approval, SEERS},
     {"POST", "/v1/approvals", true, "/resolve", route_decide, DECIDERS},
 };
 
@@ -795,6 +808,7 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 	if (!(c.p = identify(api, req->conn)))
 		return sl_httpd_send_error(req->conn, 401, "missing or invalid bearer token");
 	c.who = c.p->name;
+	c.owner = c.p->roles & READERS ? NULL : c.who;
 	if (!args_are_text(req->conn))
 		return sl_httpd_send_error(req->conn, 400, "query arguments must be UTF-8 text");
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

@@ -824,12 +824,12 @@ sl_status ap_store_get_run(ap_store *s, const char *run_id, json_t **out, char *
 	    1, p, out, errbuf, errsize);
 }
 
-sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_COUNT], long offset,
-                                  long limit, size_t max_bytes, json_t **out, char *errbuf,
-                                  size_t errsize)
+sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_COUNT],
+                                  const char *owner, long offset, long limit, size_t max_bytes,
+                                  json_t **out, char *errbuf, size_t errsize)
 {
 	char lim[24], off[24], max[24];
-	const char *p[AP_F_COUNT + 3];
+	const char *p[AP_F_COUNT + 4];
 
 	for (int i = 0; i < AP_F_COUNT; i++)
 		p[i] = filters[i];
@@ -839,13 +839,15 @@ sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_CO
 	p[AP_F_COUNT] = lim;
 	p[AP_F_COUNT + 1] = off;
 	p[AP_F_COUNT + 2] = max;
+	p[AP_F_COUNT + 3] = owner;
 	return sl_db_query_json(
 	    s->db,
 	    "WITH f AS (SELECT * FROM approvals a WHERE ($1::text IS NULL OR a.status = $1) "
 	    "AND ($2::text IS NULL OR a.approval_type = $2) "
 	    "AND ($3::text IS NULL OR a.pause_type = $3) AND ($4::text IS NULL OR a.run_id = $4) "
 	    "AND ($5::text IS NULL OR a.session_id = $5) AND ($6::text IS NULL OR a.agent_id = $6) "
-	    "AND ($7::text IS NULL OR a.user_id = $7) AND ($8::text IS NULL OR a.tool_name = $8)), "
+	    "AND ($7::text IS NULL OR a.user_id = $7) AND ($8::text IS NULL OR a.tool_name = $8) "
+	    "AND ($12::text IS NULL OR a.user_id = $12)), "
 	    "p AS (SELECT " APPROVAL_JSON " AS j, row_number() OVER "
 	    "(ORDER BY a.created_at DESC, a.id DESC) AS n FROM (SELECT * FROM f "
 	    "ORDER BY created_at DESC, id DESC LIMIT $9::bigint OFFSET $10::bigint) a), "
@@ -855,15 +857,15 @@ sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_CO
 	    "SELECT json_build_object('data', (SELECT coalesce(json_agg(j ORDER BY n), '[]') FROM "
 	    "b "
 	    "WHERE before < $11::bigint), 'total', (SELECT count(*) FROM f))",
-	    AP_F_COUNT + 3, p, out, errbuf, errsize);
+	    AP_F_COUNT + 4, p, out, errbuf, errsize);
 }
 
 sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id,
-                                     long offset, long limit, size_t max_bytes, json_t **out,
-                                     char *errbuf, size_t errsize)
+                                     const char *owner, long offset, long limit, size_t max_bytes,
+                                     json_t **out, char *errbuf, size_t errsize)
 {
 	char lim[24], off[24], max[24];
-	const char *p[] = {status, run_id, lim, off, max};
+	const char *p[] = {status, run_id, lim, off, max, owner};
 
 	snprintf(lim, sizeof(lim), "%ld", limit);
 	snprintf(off, sizeof(off), "%ld", offset);
@@ -871,7 +873,8 @@ sl_status ap_store_list_requirements(ap_store *s, const char *status, const char
 	return sl_db_query_json(
 	    s->db,
 	    "WITH f AS (SELECT * FROM requirements r WHERE ($1::text IS NULL OR r.status = $1) "
-	    "AND ($2::text IS NULL OR r.run_id = $2)), "
+	    "AND ($2::text IS NULL OR r.run_id = $2) AND ($6::text IS NULL OR EXISTS "
+	    "(SELECT 1 FROM runs u WHERE u.run_id = r.run_id AND u.user_id = $6))), "
 	    "p AS (SELECT " REQUIREMENT_JSON
 	    " AS j, row_number() OVER (ORDER BY r.created_at, r.id) "
 	    "AS n FROM (SELECT * FROM f ORDER BY created_at, id "
@@ -882,7 +885,7 @@ sl_status ap_store_list_requirements(ap_store *s, const char *status, const char
 	    "SELECT json_build_object('data', (SELECT coalesce(json_agg(j ORDER BY n), '[]') FROM "
 	    "b "
 	    "WHERE before < $5::bigint), 'total', (SELECT count(*) FROM f))",
-	    5, p, out, errbuf, errsize);
+	    6, p, out, errbuf, errsize);
 }
 
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,
@@ -894,17 +897,37 @@ sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char 
 	                        1, p, out, errbuf, errsize);
 }
 
-sl_status ap_store_count_pending(ap_store *s, const char *user_id, long long *count, char *errbuf,
+sl_status ap_store_count_pending(ap_store *s, const char *user_id, const char *owner,
+                                 const ap_principal *decider, long long *count, char *errbuf,
                                  size_t errsize)
 {
-	const char *p[] = {user_id};
+	json_t *groups = json_array();
+	char *gtext;
 	PGresult *res;
 	sl_status st;
 
-	st = sl_db_exec(s->db,
-	                "SELECT count(*) FROM approvals WHERE status = 'pending' "
-	                "AND ($1::text IS NULL OR user_id = $1)",
-	                1, p, &res, errbuf, errsize);
+	for (size_t i = 0; decider && i < decider->ngroups; i++)
+		json_array_append_new(groups, json_string(decider->groups[i]));
+	gtext = json_dumps(groups, JSON_COMPACT);
+	{
+		const char *p[] = {user_id, owner, decider ? decider->name : NULL, gtext};
+		/* the rules of eligible(), in SQL */
+		st = sl_db_exec(
+		    s->db,
+		    "SELECT count(*) FROM approvals a JOIN requirements r ON r.id = "
+		    "a.requirement_id "
+		    "WHERE a.status = 'pending' AND ($1::text IS NULL OR a.user_id = $1) "
+		    "AND ($2::text IS NULL OR a.user_id = $2) "
+		    "AND ($3::text IS NULL OR ((coalesce((r.deciders->>'self_approval')::boolean, "
+		    "false) OR a.user_id IS DISTINCT FROM $3) "
+		    "AND (jsonb_typeof(r.deciders->'approvers') IS DISTINCT FROM 'object' "
+		    "OR coalesce(r.deciders->'approvers'->'users', '[]') ? $3 "
+		    "OR EXISTS (SELECT 1 FROM jsonb_array_elements_text($4::jsonb) g "
+		    "WHERE coalesce(r.deciders->'approvers'->'groups', '[]') ? g))))",
+		    4, p, &res, errbuf, errsize);
+	}
+	free(gtext);
+	json_decref(groups);
 	if (st)
 		return st;
 	*count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);

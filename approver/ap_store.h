@@ -7,6 +7,7 @@
 #ifndef AP_STORE_H
 #define AP_STORE_H
 
+#include "ap_access.h"
 #include "sl_common.h"
 #include "sl_event.h"
 #include "sl_relay.h"
@@ -139,24 +140,29 @@ enum {
  * Lists approvals matching every filter, newest first: up to limit rows
  * from offset, cut short after the row that brings their JSON past
  * max_bytes (the first row always comes). *out is {"data": [...],
- * "total": N}, N the rows matching in all.
+ * "total": N}, N the rows matching in all. owner (when not NULL): of its
+ * runs only.
  */
-sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_COUNT], long offset,
-                                  long limit, size_t max_bytes, json_t **out, char *errbuf,
-                                  size_t errsize);
+sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_COUNT],
+                                  const char *owner, long offset, long limit, size_t max_bytes,
+                                  json_t **out, char *errbuf, size_t errsize);
 
 /* Lists requirements by status and run (NULL: any), oldest first, as
  * ap_store_list_approvals does. */
 sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id,
-                                     long offset, long limit, size_t max_bytes, json_t **out,
-                                     char *errbuf, size_t errsize);
+                                     const char *owner, long offset, long limit, size_t max_bytes,
+                                     json_t **out, char *errbuf, size_t errsize);
 
 /* GET /v1/approvals/{id}. */
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,
                                 size_t errsize);
 
-/* GET /v1/approvals/count: pending approvals, for one user when user_id. */
-sl_status ap_store_count_pending(ap_store *s, const char *user_id, long long *count, char *errbuf,
+/* GET /v1/approvals/count: pending approvals, for one user when user_id;
+ * of owner's runs only when owner; those decider may decide (not its own
+ * run's unless self-approval is allowed, and among the tool's approvers
+ * when it names them) when decider. */
+sl_status ap_store_count_pending(ap_store *s, const char *user_id, const char *owner,
+                                 const ap_principal *decider, long long *count, char *errbuf,
                                  size_t errsize);
 
 #endif

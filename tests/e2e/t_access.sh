@@ -45,7 +45,9 @@ t_access_roles() {
     grep -q '"audrey (roles auditor) may not POST /v1/requirements: that takes one of approver,admin"' "$WORK/as.body"
   check "nor resolve its approval by Agno's route" \
     [ "$(as "$aud" POST "/v1/approvals/$req/resolve" '{"status":"approved"}')" = 403 ]
-  check "the submitter may not list requirements: 403" [ "$(as "$sub" GET /v1/requirements)" = 403 ]
+  check "the submitter lists requirements: 200" [ "$(as "$sub" GET "/v1/requirements?run_id=$rid")" = 200 ]
+  check "but sees none of a run not its own" [ "$(jq '.data | length' "$WORK/as.body")" = 0 ]
+  check "nor the run itself: 404" [ "$(as "$sub" GET "/v1/runs/$rid")" = 404 ]
   check "nor confirm" [ "$(as "$sub" POST "/v1/requirements/$req/confirm" '{}')" = 403 ]
   check "the approver may not cancel a run (admins do): 403" \
     [ "$(as "$appr" POST "/v1/runs/$rid/cancel" '{}')" = 403 ]
@@ -61,8 +63,8 @@ t_access_roles() {
   check "another run pauses" eventually 30 run_is "$rid" paused || return 1
   check "the admin cancels it: 200" [ "$(as "$adm" POST "/v1/runs/$rid/cancel" '{}')" = 200 ]
   check "each refusal logged with the identity" \
-    [ "$(grep -c 'refused: \(audrey\|sam\|ann\) (roles' "$log")" = 6 ]
-  check "and counted" grep -qx 'sluice_approver_http_refused_total 6' <<<"$(curl -s "$ACCESS_URL/metrics")"
+    [ "$(grep -c 'refused: \(audrey\|sam\|ann\) (roles' "$log")" = 5 ]
+  check "and counted" grep -qx 'sluice_approver_http_refused_total 5' <<<"$(curl -s "$ACCESS_URL/metrics")"
   kill -TERM "$pid"
   wait "$pid"
 }
@@ -108,6 +110,12 @@ t_access_deciders() {
   rid=$("$BIN/sluice" submit --agent guarded-admin --user-id bob --input "Delete all data for user G-1801.")
   check "bob's run pauses" eventually 30 run_is "$rid" paused || return 1
   req=$(pending_requirement "$rid")
+  as "$ann" GET "/v1/approvals/count?user_id=bob" > /dev/null
+  check "counted among what ann may decide" [ "$(jq .count "$WORK/as.body")" = 1 ]
+  as "$carl" GET "/v1/approvals/count?user_id=bob" > /dev/null
+  check "not among what carl may decide" [ "$(jq .count "$WORK/as.body")" = 0 ]
+  as "$bob" GET "/v1/approvals/count?user_id=bob" > /dev/null
+  check "nor bob, whose run it is" [ "$(jq .count "$WORK/as.body")" = 0 ]
   as "$ann" GET "/v1/requirements?run_id=$rid" > /dev/null
   check "the requirement shows who may decide: $(jq -c '.data[0] | [.approvers, .self_approval]' "$WORK/as.body")" \
     [ "$(jq -c '.data[0] | [.approvers, .self_approval]' "$WORK/as.body")" = '[{"users":["ann"],"groups":["sre"]},false]' ]
@@ -146,7 +154,7 @@ t_access_deciders() {
 # POST /v1/runs: a submitter's run goes out through the outbox with the
 # caller's identity as its user_id, never the body's.
 t_http_submit() {
-  local sub aud port pid rid log=$WORK/submit-approver.log
+  local sub aud port pid rid other log=$WORK/submit-approver.log
   ACCESS_ENTRIES=$WORK/submit.entries
   : > "$ACCESS_ENTRIES"
   access_principal sam submitter && sub=$TOKEN
@@ -167,6 +175,19 @@ t_http_submit() {
   check "a worker takes it: it pauses" eventually 30 run_is "$rid" paused || return 1
   check "its user_id is the caller's identity" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
     "SELECT user_id FROM runs WHERE run_id = '$rid'")" = sam ]
+  check "sam reads its own run: 200" [ "$(as "$sub" GET "/v1/runs/$rid")" = 200 ]
+  as "$sub" GET "/v1/requirements?status=pending" > /dev/null
+  check "and lists only its own requirements: $(jq -c '[.data[].run_id]' "$WORK/as.body")" \
+    [ "$(jq -c '[.data[].run_id]' "$WORK/as.body")" = "[\"$rid\"]" ]
+  other=$("$BIN/sluice" submit --agent ops-admin --user-id zoe --input 'call restart_service {"service":"h-1901"}')
+  check "zoe's run pauses" eventually 30 run_is "$other" paused || return 1
+  check "sam may not read zoe's run: 404, not 403" [ "$(as "$sub" GET "/v1/runs/$other")" = 404 ]
+  as "$sub" GET "/v1/approvals?status=pending" > /dev/null
+  check "nor list its approval" lacks "$other" "$(jq -r '.data[].run_id' "$WORK/as.body")"
+  as "$aud" GET "/v1/approvals?status=pending&run_id=$other" > /dev/null
+  check "which an auditor sees" [ "$(jq -r '.data[0].run_id' "$WORK/as.body")" = "$other" ]
+  check "nor read it by id: 404" [ "$(as "$sub" GET "/v1/approvals/$(jq -r '.data[0].id' "$WORK/as.body")")" = 404 ]
+  check "zoe's run is cancelled (by the stack's admin)" [ "$(api POST "/v1/runs/$other/cancel" '{}' >/dev/null; http_status)" = 200 ]
   check "its requirement is confirmed" confirm_pending "$rid"
   check_tool_result "$rid" "Done: Deleted data for user H-1901"
   check "a body naming another user_id: 400" [ "$(as "$sub" POST /v1/runs \
