@@ -343,7 +343,7 @@ out:
 
 /* POST /v1/runs/{id}/cancel {"reason"?} */
 static enum MHD_Result cancel(ap_api *api, const sl_httpd_request *req, const char *run_id,
-                              const char *who)
+                              const char *owner, const char *who)
 {
 	enum MHD_Result ret = MHD_NO;
 	const char *reason;
@@ -357,8 +357,8 @@ static enum MHD_Result cancel(ap_api *api, const sl_httpd_request *req, const ch
 	if (opt_string(req, body, "reason", MAX_NOTE, &reason, &ret)) {
 		st = store_ready(api, errbuf, sizeof(errbuf));
 		if (!st)
-			st = ap_store_cancel(thread_store(api), run_id, reason, who, &out, errbuf,
-			                     sizeof(errbuf));
+			st = ap_store_cancel(thread_store(api), run_id, owner, reason, who, &out,
+			                     errbuf, sizeof(errbuf));
 		ret = st ? store_error(req->conn, st, errbuf)
 		         : sl_httpd_send_json(req->conn, 200, out);
 	}
@@ -704,7 +704,8 @@ static enum MHD_Result count_pending(const call *c)
 
 static enum MHD_Result route_cancel(const call *c)
 {
-	return cancel(c->api, c->req, c->id, c->who);
+	/* an admin cancels any run; a submitter its own (ap_store_cancel) */
+	return cancel(c->api, c->req, c->id, c->p->roles & AP_ADMIN ? NULL : c->who, c->who);
 }
 
 static enum MHD_Result route_submit(const call *c)
@@ -742,7 +743,7 @@ static const struct route {
 } routes[] = {
     {"POST", "/v1/runs", false, "", route_submit, AP_SUBMITTER | AP_ADMIN},
     {"GET", "/v1/runs", true, "", get_run, SEERS},
-    {"POST", "/v1/runs", true, "/cancel", route_cancel, AP_ADMIN},
+    {"POST", "/v1/runs", true, "/cancel", route_cancel, AP_SUBMITTER | AP_ADMIN},
     {"GET", "/v1/requirements", false, "", route_list_requirements, SEERS},
     {"POST", "/v1/requirements", true, "/confirm", route_decide, DECIDERS},
     {"POST", "/v1/requirements", true, "/reject", route_decide, DECIDERS},

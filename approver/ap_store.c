@@ -686,8 +686,8 @@ sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
 	return st;
 }
 
-sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, const char *who,
-                          json_t **out, char *errbuf, size_t errsize)
+sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *owner, const char *reason,
+                          const char *who, json_t **out, char *errbuf, size_t errsize)
 {
 	const char *p[] = {run_id};
 	char *why = NULL;
@@ -698,12 +698,24 @@ sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, c
 	*out = NULL;
 	if ((st = sl_db_begin(s->db, errbuf, errsize)))
 		goto out;
-	st = sl_db_exec(s->db, "SELECT status, session_id FROM runs WHERE run_id = $1 FOR UPDATE",
-	                1, p, &res, errbuf, errsize);
+	st =
+	    sl_db_exec(s->db,
+	               "SELECT status, session_id, user_id, EXISTS (SELECT 1 FROM requirements r "
+	               "WHERE r.run_id = u.run_id AND r.status = 'pending' "
+	               "AND r.approval_type = 'required') FROM runs u WHERE run_id = $1 FOR UPDATE",
+	               1, p, &res, errbuf, errsize);
 	if (st)
 		goto out;
-	if (PQntuples(res) != 1) {
+	if (PQntuples(res) != 1 ||
+	    (owner && (PQgetisnull(res, 0, 2) || strcmp(PQgetvalue(res, 0, 2), owner)))) {
 		st = sl_err(errbuf, errsize, SL_NOT_FOUND, "no run %s", run_id);
+		goto out;
+	}
+	if (owner && sl_db_bool(res, 0, 3)) {
+		st = sl_err(errbuf, errsize, SL_FORBIDDEN,
+		            "%s may not cancel run %s: it waits on a required approval, which only "
+		            "an admin may override",
+		            who, run_id);
 		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "paused") && strcmp(PQgetvalue(res, 0, 0), "queued")) {

@@ -109,10 +109,12 @@ sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
 /*
  * Cancels a paused run: status cancelled, its pending requirements and
  * approvals cancelled, a sluice.run.failed event. SL_CONFLICT when the run
- * is running or finished. *out is the run.
+ * is running or finished. *out is the run. owner (a submitter cancelling,
+ * NULL for an admin): the run must be its own (else SL_NOT_FOUND) and wait
+ * on no "required" approval (else SL_FORBIDDEN: Agno's initiator rule).
  */
-sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *reason, const char *who,
-                          json_t **out, char *errbuf, size_t errsize);
+sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *owner, const char *reason,
+                          const char *who, json_t **out, char *errbuf, size_t errsize);
 
 /* POST /v1/runs: event (a checked sluice.run.requested, keyed by run_id)
  * into the outbox, published once committed. */

@@ -200,6 +200,21 @@ t_http_submit() {
   sleep 1
   check "none of the refused ones became a run" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
     "SELECT count(*) FROM outbox WHERE topic = '${SLUICE_TOPIC_PREFIX}runs'")" = 1 ]
+  # Agno's initiator rule: a submitter may cancel its own run, unless it
+  # waits on a required approval (an admin may)
+  as "$sub" POST /v1/runs '{"agent_id":"ops-admin","input":"call restart_service {\"service\":\"h-1903\"}"}' > /dev/null
+  rid=$(jq -r .run_id "$WORK/as.body")
+  check "sam's run of a tool with a required approval pauses" eventually 30 run_is "$rid" paused || return 1
+  check "sam may not cancel it: 403" [ "$(as "$sub" POST "/v1/runs/$rid/cancel" '{}')" = 403 ]
+  check "saying why: $(cat "$WORK/as.body")" grep -q "it waits on a required approval, which only an admin may override" "$WORK/as.body"
+  check "still paused" run_is "$rid" paused
+  check "an admin may: 200" [ "$(api POST "/v1/runs/$rid/cancel" '{}' >/dev/null; http_status)" = 200 ]
+  as "$sub" POST /v1/runs '{"agent_id":"data-admin","input":"Delete all data for user H-1904."}' > /dev/null
+  rid=$(jq -r .run_id "$WORK/as.body")
+  check "sam's run of an audited tool pauses" eventually 30 run_is "$rid" paused || return 1
+  check "sam cancels it: 200" [ "$(as "$sub" POST "/v1/runs/$rid/cancel" '{}')" = 200 ]
+  check "cancelled" run_is "$rid" cancelled
+  check "sam may not cancel zoe's run: 404" [ "$(as "$sub" POST "/v1/runs/$other/cancel" '{}')" = 404 ]
   kill -TERM "$pid"
   wait "$pid"
 }
