@@ -10,7 +10,6 @@
 #include "sl_text.h"
 
 #include <curl/curl.h>
-#include <openssl/crypto.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -563,7 +562,7 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req, 
 }
 
 static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *req,
-                                         const char *owner)
+                                         const char *owner, const ap_principal *decider)
 {
 	static const char *statuses[] = {"pending", "resolved", "expired", "cancelled", NULL};
 	static const char *names[] = {"status", "run_id"};
@@ -581,8 +580,9 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 		return ret;
 	st = store_ready(api, errbuf, sizeof(errbuf));
 	if (!st)
-		st = ap_store_list_requirements(thread_store(api), f[0], f[1], owner, offset, limit,
-		                                AP_API_MAX_ANSWER, &rows, errbuf, sizeof(errbuf));
+		st = ap_store_list_requirements(thread_store(api), f[0], f[1], owner, decider,
+		                                offset, limit, AP_API_MAX_ANSWER, &rows, errbuf,
+		                                sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
 	return sl_httpd_send_json(
@@ -715,7 +715,7 @@ static enum MHD_Result route_submit(const call *c)
 
 static enum MHD_Result route_list_requirements(const call *c)
 {
-	return list_requirements(c->api, c->req, c->owner);
+	return list_requirements(c->api, c->req, c->owner, c->p->roles & DECIDERS ? c->p : NULL);
 }
 
 static enum MHD_Result route_list_approvals(const call *c)

@@ -69,6 +69,7 @@ const char ap_inbox_html[] =
     "  td.appendChild(i); return i;\n"
     "}\n"
     "function decision(td, r) {\n"
+    "  if (!r.may_decide) { td.textContent = 'not yours to decide'; return; }\n"
     "  const base = '/v1/requirements/' + encodeURIComponent(r.id);\n"
     "  const note = input(td, 'note');\n"
     "  if (r.needs_user_input) {\n"

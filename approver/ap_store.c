@@ -27,6 +27,19 @@
 	"'approvers', r.deciders->'approvers', "                                               \
 	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false))"
 
+/*
+ * Whether who (a text) may decide requirement r, whose run's user_id is
+ * user, with its groups (a JSON array of texts): eligible() in SQL, for
+ * the lists and counts (eligible() itself decides each decision).
+ */
+#define ELIGIBLE_SQL(user, who, groups)                                         \
+	"((coalesce((r.deciders->>'self_approval')::boolean, false) OR " user   \
+	" IS DISTINCT FROM " who ") "                                           \
+	"AND (jsonb_typeof(r.deciders->'approvers') IS DISTINCT FROM 'object' " \
+	"OR coalesce(r.deciders->'approvers'->'users', '[]') ? " who " "        \
+	"OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(" groups ") g "     \
+	"WHERE coalesce(r.deciders->'approvers'->'groups', '[]') ? g)))"
+
 /* The public shape of an approval row a (Agno's approval record). */
 #define APPROVAL_JSON                                                                        \
 	"json_build_object('id', a.id, 'run_id', a.run_id, 'session_id', a.session_id, "     \
@@ -872,32 +885,53 @@ sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_CO
 	    AP_F_COUNT + 4, p, out, errbuf, errsize);
 }
 
-sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id,
-                                     const char *owner, long offset, long limit, size_t max_bytes,
-                                     json_t **out, char *errbuf, size_t errsize)
+/* p's groups as a JSON array ("[]" when p is NULL); free() it. */
+static char *principal_groups(const ap_principal *p)
 {
-	char lim[24], off[24], max[24];
-	const char *p[] = {status, run_id, lim, off, max, owner};
+	json_t *groups = json_array();
+	char *text;
+
+	for (size_t i = 0; p && i < p->ngroups; i++)
+		json_array_append_new(groups, json_string(p->groups[i]));
+	text = json_dumps(groups, JSON_COMPACT);
+	json_decref(groups);
+	return text;
+}
+
+sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id,
+                                     const char *owner, const ap_principal *decider, long offset,
+                                     long limit, size_t max_bytes, json_t **out, char *errbuf,
+                                     size_t errsize)
+{
+	char lim[24], off[24], max[24], *groups = principal_groups(decider);
+	const char *p[] = {status, run_id, lim, off, max, owner, decider ? decider->name : NULL,
+	                   groups};
+	sl_status st;
 
 	snprintf(lim, sizeof(lim), "%ld", limit);
 	snprintf(off, sizeof(off), "%ld", offset);
 	snprintf(max, sizeof(max), "%zu", max_bytes);
-	return sl_db_query_json(
+	st = sl_db_query_json(
 	    s->db,
 	    "WITH f AS (SELECT * FROM requirements r WHERE ($1::text IS NULL OR r.status = $1) "
 	    "AND ($2::text IS NULL OR r.run_id = $2) AND ($6::text IS NULL OR EXISTS "
 	    "(SELECT 1 FROM runs u WHERE u.run_id = r.run_id AND u.user_id = $6))), "
-	    "p AS (SELECT " REQUIREMENT_JSON
-	    " AS j, row_number() OVER (ORDER BY r.created_at, r.id) "
-	    "AS n FROM (SELECT * FROM f ORDER BY created_at, id "
-	    "LIMIT $3::bigint OFFSET $4::bigint) r), "
-	    "b AS (SELECT j, n, sum(octet_length(j::text)) OVER (ORDER BY n) - "
-	    "octet_length(j::text) "
-	    "AS before FROM p) "
-	    "SELECT json_build_object('data', (SELECT coalesce(json_agg(j ORDER BY n), '[]') FROM "
-	    "b "
-	    "WHERE before < $5::bigint), 'total', (SELECT count(*) FROM f))",
-	    6, p, out, errbuf, errsize);
+	    "p AS (SELECT (" REQUIREMENT_JSON "::jsonb || jsonb_build_object('may_decide', "
+	    "$7::text IS NOT NULL AND r.status = 'pending' AND " ELIGIBLE_SQL(
+	        "(SELECT u.user_id FROM runs u WHERE u.run_id = r.run_id)", "$7::text",
+	        "$8::jsonb") ")) AS j, row_number() OVER (ORDER BY r.created_at, r.id) "
+	                     "AS n FROM (SELECT * FROM f ORDER BY created_at, id "
+	                     "LIMIT $3::bigint OFFSET $4::bigint) r), "
+	                     "b AS (SELECT j, n, sum(octet_length(j::text)) OVER (ORDER BY n) - "
+	                     "octet_length(j::text) "
+	                     "AS before FROM p) "
+	                     "SELECT json_build_object('data', (SELECT coalesce(json_agg(j ORDER "
+	                     "BY n), '[]') FROM "
+	                     "b "
+	                     "WHERE before < $5::bigint), 'total', (SELECT count(*) FROM f))",
+	    8, p, out, errbuf, errsize);
+	free(groups);
+	return st;
 }
 
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,
@@ -913,14 +947,10 @@ sl_status ap_store_count_pending(ap_store *s, const char *user_id, const char *o
                                  const ap_principal *decider, long long *count, char *errbuf,
                                  size_t errsize)
 {
-	json_t *groups = json_array();
-	char *gtext;
+	char *gtext = principal_groups(decider);
 	PGresult *res;
 	sl_status st;
 
-	for (size_t i = 0; decider && i < decider->ngroups; i++)
-		json_array_append_new(groups, json_string(decider->groups[i]));
-	gtext = json_dumps(groups, JSON_COMPACT);
 	{
 		const char *p[] = {user_id, owner, decider ? decider->name : NULL, gtext};
 		/* the rules of eligible(), in SQL */
@@ -930,16 +960,11 @@ sl_status ap_store_count_pending(ap_store *s, const char *user_id, const char *o
 		    "a.requirement_id "
 		    "WHERE a.status = 'pending' AND ($1::text IS NULL OR a.user_id = $1) "
 		    "AND ($2::text IS NULL OR a.user_id = $2) "
-		    "AND ($3::text IS NULL OR ((coalesce((r.deciders->>'self_approval')::boolean, "
-		    "false) OR a.user_id IS DISTINCT FROM $3) "
-		    "AND (jsonb_typeof(r.deciders->'approvers') IS DISTINCT FROM 'object' "
-		    "OR coalesce(r.deciders->'approvers'->'users', '[]') ? $3 "
-		    "OR EXISTS (SELECT 1 FROM jsonb_array_elements_text($4::jsonb) g "
-		    "WHERE coalesce(r.deciders->'approvers'->'groups', '[]') ? g))))",
+		    "AND ($3::text IS NULL OR " ELIGIBLE_SQL("a.user_id", "$3::text",
+		                                             "$4::jsonb") ")",
 		    4, p, &res, errbuf, errsize);
 	}
 	free(gtext);
-	json_decref(groups);
 	if (st)
 		return st;
 	*count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);

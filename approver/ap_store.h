@@ -150,10 +150,12 @@ sl_status ap_store_list_approvals(ap_store *s, const char *const filters[AP_F_CO
                                   json_t **out, char *errbuf, size_t errsize);
 
 /* Lists requirements by status and run (NULL: any), oldest first, as
- * ap_store_list_approvals does. */
+ * ap_store_list_approvals does; each says whether decider (NULL: one that
+ * decides nothing) may decide it ("may_decide"). */
 sl_status ap_store_list_requirements(ap_store *s, const char *status, const char *run_id,
-                                     const char *owner, long offset, long limit, size_t max_bytes,
-                                     json_t **out, char *errbuf, size_t errsize);
+                                     const char *owner, const ap_principal *decider, long offset,
+                                     long limit, size_t max_bytes, json_t **out, char *errbuf,
+                                     size_t errsize);
 
 /* GET /v1/approvals/{id}. */
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,

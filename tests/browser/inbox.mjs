@@ -1,13 +1,15 @@
 // The web inbox in a real browser (Debian's Chromium through playwright-core):
 // its Content-Security-Policy lets its own script run and nothing else, the
 // token given in the fragment leaves the address bar once read, and a
-// pending requirement is approved with a click.
+// pending requirement is approved with a click. With OTHER_TOKEN, first:
+// an identity that may not decide the run's requirement sees it with no
+// buttons, "not yours to decide".
 //
-//   node inbox.mjs APPROVER_URL TOKEN RUN_ID SCREENSHOT.png
+//   node inbox.mjs APPROVER_URL TOKEN RUN_ID SCREENSHOT.png [OTHER_TOKEN]
 // Prints one "ok: ..." line per check; exits 1 at the first that fails.
 import { chromium } from 'playwright-core';
 
-const [url, token, runId, shot] = process.argv.slice(2);
+const [url, token, runId, shot, other] = process.argv.slice(2);
 const fail = (why) => { console.log(`failed: ${why}`); process.exit(1); };
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
@@ -15,6 +17,16 @@ const browser = await chromium.launch({
          '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {
+  if (other) {
+    const view = await browser.newPage();
+    await view.goto(`${url}/#token=${other}`);
+    const seen = view.locator('#pending tr', { hasText: runId });
+    await seen.waitFor({ timeout: 15000 }).catch(() => fail('the other identity does not see the run'));
+    if (await seen.getByRole('button').count() !== 0) fail('the other identity is offered buttons');
+    if (!(await seen.textContent()).includes('not yours to decide')) fail('the row does not say why');
+    console.log('ok: an identity that may not decide sees no buttons');
+    await view.close();
+  }
   const page = await browser.newPage();
   const violations = [];
   page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });

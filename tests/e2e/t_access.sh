@@ -110,6 +110,12 @@ t_access_deciders() {
   rid=$("$BIN/sluice" submit --agent guarded-admin --user-id bob --input "Delete all data for user G-1801.")
   check "bob's run pauses" eventually 30 run_is "$rid" paused || return 1
   req=$(pending_requirement "$rid")
+  as "$ann" GET "/v1/requirements?run_id=$rid" > /dev/null
+  check "listed as ann's to decide" [ "$(jq '.data[0].may_decide' "$WORK/as.body")" = true ]
+  as "$carl" GET "/v1/requirements?run_id=$rid" > /dev/null
+  check "not carl's" [ "$(jq '.data[0].may_decide' "$WORK/as.body")" = false ]
+  as "$bob" GET "/v1/requirements?run_id=$rid" > /dev/null
+  check "nor bob's" [ "$(jq '.data[0].may_decide' "$WORK/as.body")" = false ]
   as "$ann" GET "/v1/approvals/count?user_id=bob" > /dev/null
   check "counted among what ann may decide" [ "$(jq .count "$WORK/as.body")" = 1 ]
   as "$carl" GET "/v1/approvals/count?user_id=bob" > /dev/null
@@ -215,6 +221,32 @@ t_http_submit() {
   check "sam cancels it: 200" [ "$(as "$sub" POST "/v1/runs/$rid/cancel" '{}')" = 200 ]
   check "cancelled" run_is "$rid" cancelled
   check "sam may not cancel zoe's run: 404" [ "$(as "$sub" POST "/v1/runs/$other/cancel" '{}')" = 404 ]
+  kill -TERM "$pid"
+  wait "$pid"
+}
+
+# The inbox in Chromium for two identities: one that may not decide the
+# requirement (an auditor) sees it with no buttons; one that may approves
+# it with a click.
+t_inbox_not_yours() {
+  local ann aud port pid rid out log=$WORK/inbox-approver.log
+  ACCESS_ENTRIES=$WORK/inbox.entries
+  : > "$ACCESS_ENTRIES"
+  access_principal ann approver && ann=$TOKEN
+  access_principal audrey auditor && aud=$TOKEN
+  jq -s '{principals: .}' "$ACCESS_ENTRIES" > "$WORK/inbox-access.json"
+  port=$(free_port)
+  env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/inbox-access.json" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
+    "$BIN/sluice-approver" > "$log" 2>&1 &
+  pid=$!
+  check "the approver starts" eventually 20 curl -sf "http://127.0.0.1:$port/healthz" || return 1
+  rid=$("$BIN/sluice" submit --agent guarded-admin --user-id bob --input "Delete all data for user I-2001.")
+  check "the run pauses" eventually 30 run_is "$rid" paused || return 1
+  out=$(node tests/browser/inbox.mjs "http://127.0.0.1:$port" "$ann" "$rid" "$WORK/inbox-ann.png" "$aud" 2>&1)
+  check "the browser checks pass: $out" grep -q '^ok: approved with a click' <<<"$out"
+  check "including the auditor's view" grep -q '^ok: an identity that may not decide sees no buttons' <<<"$out"
+  check "the run completes" eventually 30 run_is "$rid" completed
+  check "approved by ann" [ "$(approval_of "$rid" '.data[0].status + " " + .data[0].resolved_by')" = "approved ann" ]
   kill -TERM "$pid"
   wait "$pid"
 }
