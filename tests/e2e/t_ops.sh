@@ -155,15 +155,19 @@ SQL
 # Secrets come from the environment: without them the file is refused, and
 # none is written in it.
 t_compose() {
+  local out
   check "docker-compose config -q, with the secrets set" \
-    env POSTGRES_PASSWORD=pw-x SLUICE_API_TOKENS=ops:t-x docker-compose -f docker-compose.yml config -q
+    env POSTGRES_PASSWORD=pw-x SLUICE_ACCESS_FILE=/etc/access.json docker-compose -f docker-compose.yml config -q
   check "refused without POSTGRES_PASSWORD" \
-    bash -c '! env -u POSTGRES_PASSWORD SLUICE_API_TOKENS=ops:t-x docker-compose -f docker-compose.yml config -q 2>/dev/null'
-  check "refused without SLUICE_API_TOKENS" \
-    bash -c '! env -u SLUICE_API_TOKENS POSTGRES_PASSWORD=pw-x docker-compose -f docker-compose.yml config -q 2>/dev/null'
+    bash -c '! env -u POSTGRES_PASSWORD SLUICE_ACCESS_FILE=/etc/access.json docker-compose -f docker-compose.yml config -q 2>/dev/null'
+  check "refused without an access file" \
+    bash -c '! env -u SLUICE_ACCESS_FILE POSTGRES_PASSWORD=pw-x docker-compose -f docker-compose.yml config -q 2>/dev/null'
   check "no password written in the file" lacks 'PASSWORD: [^$]|sluice:sluice@' "$(cat docker-compose.yml)"
-  check "the workers get no API token" \
-    lacks SLUICE_API_TOKENS "$(POSTGRES_PASSWORD=pw-x SLUICE_API_TOKENS=ops:t-x docker-compose -f docker-compose.yml config | sed -n '/^  worker:/,/^  [a-z]/p')"
+  out=$(POSTGRES_PASSWORD=pw-x SLUICE_ACCESS_FILE=/etc/access.json SLUICE_API_TOKENS=ops:t-x \
+    docker-compose -f docker-compose.yml config)
+  check "the approver reads the access file" grep -q '/etc/access.json:/etc/sluice/access.json' <<<"$out"
+  check "the workers get no API token nor access file" \
+    lacks 'SLUICE_API_TOKENS|SLUICE_ACCESS|access.json' "$(sed -n '/^  worker:/,/^  [a-z]/p' <<<"$out")"
 }
 
 t_down_cleans() {
