@@ -18,8 +18,27 @@ as() {
     -H 'Content-Type: application/json' ${4:+--data "$4"} "$ACCESS_URL$3"
 }
 
+# access_approver FILE LOG: starts an approver of the test's own on the
+# access file FILE alone (no SLUICE_API_TOKENS), logging to LOG; sets
+# ACCESS_URL and ACCESS_PID; true once it answers.
+access_approver() {
+  local port
+  port=$(free_port)
+  ACCESS_URL=http://127.0.0.1:$port
+  env -u SLUICE_API_TOKENS SLUICE_ACCESS="$1" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
+    "$BIN/sluice-approver" > "$2" 2>&1 &
+  ACCESS_PID=$!
+  eventually 20 curl -sf "$ACCESS_URL/healthz"
+}
+
+# access_approver_stop: stops it (SIGTERM) and waits for it.
+access_approver_stop() {
+  kill -TERM "$ACCESS_PID"
+  wait "$ACCESS_PID"
+}
+
 t_access_roles() {
-  local sub appr aud adm port pid rid req out rc log=$WORK/access-approver.log
+  local sub appr aud adm rid req out rc log=$WORK/access-approver.log
   ACCESS_ENTRIES=$WORK/access.entries
   : > "$ACCESS_ENTRIES"
   access_principal sam submitter && sub=$TOKEN
@@ -28,12 +47,7 @@ t_access_roles() {
   access_principal ada admin && adm=$TOKEN
   jq -s '{principals: .}' "$ACCESS_ENTRIES" > "$WORK/access.json"
   check "the access file holds hashes, not tokens" lacks "$appr|$aud|$sub|$adm" "$(cat "$WORK/access.json")"
-  port=$(free_port)
-  ACCESS_URL=http://127.0.0.1:$port
-  env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/access.json" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
-    "$BIN/sluice-approver" > "$log" 2>&1 &
-  pid=$!
-  check "an approver starts on SLUICE_ACCESS alone" eventually 20 curl -sf "$ACCESS_URL/healthz" || return 1
+  check "an approver starts on SLUICE_ACCESS alone" access_approver "$WORK/access.json" "$log" || return 1
   rid=$(submit data-admin "Delete all data for user A-1701.")
   check "run pauses" eventually 30 run_is "$rid" paused || return 1
   req=$(pending_requirement "$rid")
@@ -65,8 +79,7 @@ t_access_roles() {
   check "each refusal logged with the identity" \
     [ "$(grep -c 'refused: \(audrey\|sam\|ann\) (roles' "$log")" = 5 ]
   check "and counted" grep -qx 'sluice_approver_http_refused_total 5' <<<"$(curl -s "$ACCESS_URL/metrics")"
-  kill -TERM "$pid"
-  wait "$pid"
+  access_approver_stop
 }
 
 # An access file the approver cannot use stops it at start-up, naming the
@@ -91,7 +104,7 @@ t_access_file_invalid() {
 # off by default), and a tool that names its approvers takes only them, by
 # name or group. Each refusal is a 403 that says why and changes nothing.
 t_access_deciders() {
-  local ann bob carl port pid rid req log=$WORK/deciders-approver.log
+  local ann bob carl rid req log=$WORK/deciders-approver.log
   ACCESS_ENTRIES=$WORK/deciders.entries
   : > "$ACCESS_ENTRIES"
   access_principal ann approver && ann=$TOKEN
@@ -100,12 +113,7 @@ t_access_deciders() {
   # bob is in the sre group
   jq -s '{principals: map(if .name == "bob" then .groups = ["sre"] else . end)}' \
     "$ACCESS_ENTRIES" > "$WORK/deciders.json"
-  port=$(free_port)
-  ACCESS_URL=http://127.0.0.1:$port
-  env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/deciders.json" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
-    "$BIN/sluice-approver" > "$log" 2>&1 &
-  pid=$!
-  check "the approver starts" eventually 20 curl -sf "$ACCESS_URL/healthz" || return 1
+  check "the approver starts" access_approver "$WORK/deciders.json" "$log" || return 1
 
   rid=$("$BIN/sluice" submit --agent guarded-admin --user-id bob --input "Delete all data for user G-1801.")
   check "bob's run pauses" eventually 30 run_is "$rid" paused || return 1
@@ -153,25 +161,19 @@ t_access_deciders() {
   check "carl may not decide his own run: 403" [ "$(as "$carl" POST "/v1/requirements/$req/confirm" '{}')" = 403 ]
   check "any other approver may: 200" [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{}')" = 200 ]
   check "each refusal logged with the identity" [ "$(grep -c 'refused: \(ann\|bob\|carl\) may not decide' "$log")" = 6 ]
-  kill -TERM "$pid"
-  wait "$pid"
+  access_approver_stop
 }
 
 # POST /v1/runs: a submitter's run goes out through the outbox with the
 # caller's identity as its user_id, never the body's.
 t_http_submit() {
-  local sub aud port pid rid other log=$WORK/submit-approver.log
+  local sub aud rid other log=$WORK/submit-approver.log
   ACCESS_ENTRIES=$WORK/submit.entries
   : > "$ACCESS_ENTRIES"
   access_principal sam submitter && sub=$TOKEN
   access_principal audrey auditor && aud=$TOKEN
   jq -s '{principals: .}' "$ACCESS_ENTRIES" > "$WORK/submit-access.json"
-  port=$(free_port)
-  ACCESS_URL=http://127.0.0.1:$port
-  env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/submit-access.json" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
-    "$BIN/sluice-approver" > "$log" 2>&1 &
-  pid=$!
-  check "the approver starts" eventually 20 curl -sf "$ACCESS_URL/healthz" || return 1
+  check "the approver starts" access_approver "$WORK/submit-access.json" "$log" || return 1
   check "a submitter submits a run: 202" [ "$(as "$sub" POST /v1/runs \
     '{"agent_id":"data-admin","input":"Delete all data for user H-1901."}')" = 202 ]
   rid=$(jq -r .run_id "$WORK/as.body")
@@ -221,32 +223,26 @@ t_http_submit() {
   check "sam cancels it: 200" [ "$(as "$sub" POST "/v1/runs/$rid/cancel" '{}')" = 200 ]
   check "cancelled" run_is "$rid" cancelled
   check "sam may not cancel zoe's run: 404" [ "$(as "$sub" POST "/v1/runs/$other/cancel" '{}')" = 404 ]
-  kill -TERM "$pid"
-  wait "$pid"
+  access_approver_stop
 }
 
 # The inbox in Chromium for two identities: one that may not decide the
 # requirement (an auditor) sees it with no buttons; one that may approves
 # it with a click.
 t_inbox_not_yours() {
-  local ann aud port pid rid out log=$WORK/inbox-approver.log
+  local ann aud rid out log=$WORK/inbox-approver.log
   ACCESS_ENTRIES=$WORK/inbox.entries
   : > "$ACCESS_ENTRIES"
   access_principal ann approver && ann=$TOKEN
   access_principal audrey auditor && aud=$TOKEN
   jq -s '{principals: .}' "$ACCESS_ENTRIES" > "$WORK/inbox-access.json"
-  port=$(free_port)
-  env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/inbox-access.json" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
-    "$BIN/sluice-approver" > "$log" 2>&1 &
-  pid=$!
-  check "the approver starts" eventually 20 curl -sf "http://127.0.0.1:$port/healthz" || return 1
+  check "the approver starts" access_approver "$WORK/inbox-access.json" "$log" || return 1
   rid=$("$BIN/sluice" submit --agent guarded-admin --user-id bob --input "Delete all data for user I-2001.")
   check "the run pauses" eventually 30 run_is "$rid" paused || return 1
-  out=$(node tests/browser/inbox.mjs "http://127.0.0.1:$port" "$ann" "$rid" "$WORK/inbox-ann.png" "$aud" 2>&1)
+  out=$(node tests/browser/inbox.mjs "$ACCESS_URL" "$ann" "$rid" "$WORK/inbox-ann.png" "$aud" 2>&1)
   check "the browser checks pass: $out" grep -q '^ok: approved with a click' <<<"$out"
   check "including the auditor's view" grep -q '^ok: an identity that may not decide sees no buttons' <<<"$out"
   check "the run completes" eventually 30 run_is "$rid" completed
   check "approved by ann" [ "$(approval_of "$rid" '.data[0].status + " " + .data[0].resolved_by')" = "approved ann" ]
-  kill -TERM "$pid"
-  wait "$pid"
+  access_approver_stop
 }
