@@ -2,8 +2,21 @@
 # hashes (SLUICE_ACCESS), roles enforced on every route; a refusal is a
 # 403 that says why, changes nothing, and is logged and counted.
 
+# access_begin NAME: starts the access file $WORK/NAME.json, empty.
+access_begin() {
+  ACCESS_FILE=$WORK/$1.json
+  ACCESS_ENTRIES=$WORK/$1.entries
+  : > "$ACCESS_ENTRIES"
+}
+
+# access_file [JQ]: writes the access file from the entries made so far
+# (JQ, when given, edits the list of principals); prints its path.
+access_file() {
+  jq -s "{principals: (. | ${1:-.})}" "$ACCESS_ENTRIES" > "$ACCESS_FILE" && echo "$ACCESS_FILE"
+}
+
 # access_principal NAME ROLES: makes a token for NAME with `sluice token
-# new`, appends its entry to $ACCESS_ENTRIES and sets TOKEN.
+# new`, appends its entry to the access file's and sets TOKEN.
 access_principal() {
   local out
   out=$("$BIN/sluice" token new "$1" --roles "$2" 2>/dev/null)
@@ -39,15 +52,13 @@ access_approver_stop() {
 
 t_access_roles() {
   local sub appr aud adm rid req out rc log=$WORK/access-approver.log
-  ACCESS_ENTRIES=$WORK/access.entries
-  : > "$ACCESS_ENTRIES"
+  access_begin access
   access_principal sam submitter && sub=$TOKEN
   access_principal ann approver && appr=$TOKEN
   access_principal audrey auditor && aud=$TOKEN
   access_principal ada admin && adm=$TOKEN
-  jq -s '{principals: .}' "$ACCESS_ENTRIES" > "$WORK/access.json"
-  check "the access file holds hashes, not tokens" lacks "$appr|$aud|$sub|$adm" "$(cat "$WORK/access.json")"
-  check "an approver starts on SLUICE_ACCESS alone" access_approver "$WORK/access.json" "$log" || return 1
+  check "the access file holds hashes, not tokens" lacks "$appr|$aud|$sub|$adm" "$(cat "$(access_file)")"
+  check "an approver starts on SLUICE_ACCESS alone" access_approver "$ACCESS_FILE" "$log" || return 1
   rid=$(submit data-admin "Delete all data for user A-1701.")
   check "run pauses" eventually 30 run_is "$rid" paused || return 1
   req=$(pending_requirement "$rid")
@@ -105,15 +116,13 @@ t_access_file_invalid() {
 # name or group. Each refusal is a 403 that says why and changes nothing.
 t_access_deciders() {
   local ann bob carl rid req log=$WORK/deciders-approver.log
-  ACCESS_ENTRIES=$WORK/deciders.entries
-  : > "$ACCESS_ENTRIES"
+  access_begin deciders
   access_principal ann approver && ann=$TOKEN
   access_principal bob approver && bob=$TOKEN
   access_principal carl approver && carl=$TOKEN
   # bob is in the sre group
-  jq -s '{principals: map(if .name == "bob" then .groups = ["sre"] else . end)}' \
-    "$ACCESS_ENTRIES" > "$WORK/deciders.json"
-  check "the approver starts" access_approver "$WORK/deciders.json" "$log" || return 1
+  check "the approver starts" access_approver \
+    "$(access_file 'map(if .name == "bob" then .groups = ["sre"] else . end)')" "$log" || return 1
 
   rid=$("$BIN/sluice" submit --agent guarded-admin --user-id bob --input "Delete all data for user G-1801.")
   check "bob's run pauses" eventually 30 run_is "$rid" paused || return 1
@@ -168,12 +177,10 @@ t_access_deciders() {
 # caller's identity as its user_id, never the body's.
 t_http_submit() {
   local sub aud rid other log=$WORK/submit-approver.log
-  ACCESS_ENTRIES=$WORK/submit.entries
-  : > "$ACCESS_ENTRIES"
+  access_begin submit
   access_principal sam submitter && sub=$TOKEN
   access_principal audrey auditor && aud=$TOKEN
-  jq -s '{principals: .}' "$ACCESS_ENTRIES" > "$WORK/submit-access.json"
-  check "the approver starts" access_approver "$WORK/submit-access.json" "$log" || return 1
+  check "the approver starts" access_approver "$(access_file)" "$log" || return 1
   check "a submitter submits a run: 202" [ "$(as "$sub" POST /v1/runs \
     '{"agent_id":"data-admin","input":"Delete all data for user H-1901."}')" = 202 ]
   rid=$(jq -r .run_id "$WORK/as.body")
@@ -231,12 +238,10 @@ t_http_submit() {
 # it with a click.
 t_inbox_not_yours() {
   local ann aud rid out log=$WORK/inbox-approver.log
-  ACCESS_ENTRIES=$WORK/inbox.entries
-  : > "$ACCESS_ENTRIES"
+  access_begin inbox
   access_principal ann approver && ann=$TOKEN
   access_principal audrey auditor && aud=$TOKEN
-  jq -s '{principals: .}' "$ACCESS_ENTRIES" > "$WORK/inbox-access.json"
-  check "the approver starts" access_approver "$WORK/inbox-access.json" "$log" || return 1
+  check "the approver starts" access_approver "$(access_file)" "$log" || return 1
   rid=$("$BIN/sluice" submit --agent guarded-admin --user-id bob --input "Delete all data for user I-2001.")
   check "the run pauses" eventually 30 run_is "$rid" paused || return 1
   out=$(node tests/browser/inbox.mjs "$ACCESS_URL" "$ann" "$rid" "$WORK/inbox-ann.png" "$aud" 2>&1)
