@@ -13,6 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The votes on requirement id, oldest first, as a JSON array. */
+#define VOTES_JSON(id)                                                                         \
+	"(SELECT coalesce(json_agg(json_build_object('voter', v.voter, 'confirmed', "          \
+	"v.confirmed, 'note', v.note, 'at', v.voted_at) ORDER BY v.voted_at, v.voter), '[]') " \
+	"FROM requirement_votes v WHERE v.requirement_id = " id ")"
+
 /* The public shape of a requirement row r. */
 #define REQUIREMENT_JSON                                                                       \
 	"json_build_object('id', r.id, 'run_id', r.run_id, 'tool_call_id', r.tool_call_id, "   \
@@ -25,7 +31,8 @@
 	"'resolved_by', r.resolved_by, 'resolved_at', r.resolved_at, "                         \
 	"'expires_at', r.expires_at, 'created_at', r.created_at, "                             \
 	"'approvers', r.deciders->'approvers', "                                               \
-	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false))"
+	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false), "          \
+	"'quorum', coalesce((r.deciders->>'quorum')::int, 1), 'votes', " VOTES_JSON("r.id") ")"
 
 /*
  * Whether who (a text) may decide requirement r, whose run's user_id is
@@ -138,6 +145,7 @@ typedef struct req_row {
 	const char *run_user; /* the run's user_id, NULL when none */
 	const char *tool_name;
 	bool expired, needs_input, external;
+	int quorum; /* confirmations needed (deciders.quorum, 1 when absent) */
 	json_t *fields, *tool_args, *tool_schema, *deciders;
 } req_row;
 
@@ -147,6 +155,7 @@ typedef struct resolving {
 	req_row r;
 	bool planned; /* checked; its statement is in the batch */
 	bool late;    /* came after expires_at: it expires the requirement, then 409 */
+	bool voted;   /* a vote short of the quorum: recorded, the requirement stays pending */
 	ap_action action;
 	char *values, *edited, *cont;
 	char approval_id[37];
@@ -346,6 +355,9 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	    PQgetisnull(res, row, at[RUN_USER]) ? NULL : PQgetvalue(res, row, at[RUN_USER]);
 	r->tool_name = PQgetvalue(res, row, at[TOOL_NAME]);
 	r->deciders = json_loads(PQgetvalue(res, row, at[DECIDERS]), 0, NULL);
+	r->quorum = (int)json_integer_value(json_object_get(r->deciders, "quorum"));
+	if (r->quorum < 1)
+		r->quorum = 1;
 	if ((st = eligible(r, &g->v->d, id, errbuf, errsize)))
 		return st;
 	if (strcmp(r->status, "pending"))
@@ -389,7 +401,10 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"SELECT r.approval_id, r.run_id, u.session_id, r.id, u.agent_id, u.user_id, "          \
 	"r.approval_type, r.pause_type, r.appr_status, r.tool_name, r.tool_args, "             \
 	"nullif(jsonb_strip_nulls(jsonb_build_object('note', r.note, 'values', "               \
-	"r.user_input, 'result', r.external_result, 'tool_args', r.edited_args)), "            \
+	"r.user_input, 'result', r.external_result, 'tool_args', r.edited_args, 'votes', "     \
+	"(SELECT jsonb_agg(jsonb_build_object('voter', v.voter, 'confirmed', v.confirmed, "    \
+	"'note', v.note, 'at', v.voted_at) ORDER BY v.voted_at, v.voter) "                     \
+	"FROM requirement_votes v WHERE v.requirement_id = r.id))), "                          \
 	"'{}'::jsonb), r.resolved_by, now(), r.expires_at, u.status "                          \
 	"FROM upd r JOIN runs u ON u.run_id = r.run_id WHERE r.approval_type IS NOT NULL "     \
 	"ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "                \
@@ -416,6 +431,46 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"o.id IS NOT NULL) AS answer, o.id, o.topic, o.key, o.payload FROM upd r "             \
 	"LEFT JOIN chosen c ON c.i = r.i LEFT JOIN cont o ON o.key = c.run_id"
 
+/*
+ * Records d's identity's vote on a requirement that needs a quorum, in
+ * the batch's transaction (its row is locked): one vote per identity
+ * (SL_CONFLICT for a second). A confirmation short of the quorum leaves
+ * the requirement pending (g->voted); the one that meets it, or the first
+ * rejection, resolves it, and the approval row lists every vote.
+ */
+static sl_status vote(ap_store *s, resolving *g, char *errbuf, size_t errsize)
+{
+	const ap_decision *d = &g->v->d;
+	const char *p[] = {g->v->id, d->resolved_by, g->action == AP_CONFIRM ? "t" : "f", d->note};
+	PGresult *res = NULL;
+	bool inserted = false;
+	long confirms;
+	sl_status st;
+
+	if ((st = sl_db_insert_once(
+	         s->db,
+	         "INSERT INTO requirement_votes (requirement_id, voter, confirmed, "
+	         "note) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+	         4, p, &inserted, errbuf, errsize)))
+		return st;
+	if (!inserted)
+		return sl_err(errbuf, errsize, SL_CONFLICT,
+		              "%s has already voted on requirement %s", d->resolved_by, g->v->id);
+	if (g->action == AP_REJECT)
+		return SL_OK;
+	if ((st = sl_db_exec(s->db,
+	                     "SELECT count(*) FROM requirement_votes WHERE requirement_id = $1 "
+	                     "AND confirmed",
+	                     1, p, &res, errbuf, errsize)))
+		return st;
+	confirms = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	g->voted = confirms < g->r.quorum;
+	sl_info("requirement %s: %s votes yes, %ld of %d", g->v->id, d->resolved_by, confirms,
+	        g->r.quorum);
+	return SL_OK;
+}
+
 /* Checks g against its row and makes what its statement needs. */
 static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *g, char *errbuf,
                                   size_t errsize)
@@ -433,6 +488,9 @@ static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *
 	}
 	if (g->action != AP_EXPIRE &&
 	    (st = plan(&g->r, d, &g->action, &g->values, &g->edited, errbuf, errsize)))
+		return st;
+	if (g->r.quorum > 1 && (g->action == AP_CONFIRM || g->action == AP_REJECT) &&
+	    (st = vote(s, g, errbuf, errsize)))
 		return st;
 	/* The continue event this decision sends if it is the pause's last;
 	 * the statement fills in the decisions. */
@@ -515,6 +573,22 @@ static void decided(resolving *g, const char *answer)
  * and the COMMIT. Returns the database's failure, if any (then nothing was
  * written and no item is final); the items' own outcomes are in them.
  */
+/* Once committed: each vote short of its quorum is answered with its
+ * requirement as it is now (pending, the votes so far). */
+static void answer_votes(ap_store *s, resolving *g, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		ap_resolution *v = g[i].v;
+		const char *p[] = {v->id};
+
+		if (v->st || !g[i].voted)
+			continue;
+		v->st = sl_db_query_json(
+		    s->db, "SELECT " REQUIREMENT_JSON " FROM requirements r WHERE r.id = $1", 1, p,
+		    &v->out, v->err, sizeof(v->err));
+	}
+}
+
 static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf, size_t errsize)
 {
 	sl_db_stmt q[2];
@@ -523,6 +597,7 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 	json_t *rows = json_array();
 	char *batch = NULL;
 	int at[2];
+	size_t voted = 0;
 	sl_buf ids;
 	sl_status st;
 
@@ -555,19 +630,27 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 				               g[j].action == AP_EXPIRE ? "expired" : "resolved");
 		if (!v->st)
 			v->st = prepare_decision(s, res[1], &g[i], v->err, sizeof(v->err));
-		if (v->st)
+		if (v->st || g[i].voted) {
+			voted += !v->st;
 			continue;
+		}
 		g[i].planned = true;
 		json_array_append_new(rows, decision_row(&g[i], (int)i));
 	}
-	if (json_array_size(rows) == 0)
-		goto out; /* nothing to write: the rollback below ends the transaction */
+	if (json_array_size(rows) == 0) {
+		/* votes alone are committed; else nothing to write: the rollback
+		 * below ends the transaction */
+		if (voted && !(st = sl_db_commit(s->db, errbuf, errsize)))
+			answer_votes(s, g, n);
+		goto out;
+	}
 	batch = json_dumps(rows, JSON_COMPACT);
 	q[0] = (sl_db_stmt){DECIDE_SQL, 3,
 	                    (const char *[]){batch, s->topic_continues, SL_OUTBOX_LEASE}};
 	q[1] = (sl_db_stmt){"COMMIT", 0, NULL};
 	if ((st = sl_db_pipeline(s->db, 2, q, res + 2, errbuf, errsize)))
 		goto out;
+	answer_votes(s, g, n);
 	if ((st = sl_db_columns(res[2], (const char *const[]){"i", "answer"}, 2, at, errbuf,
 	                        errsize)))
 		goto out; /* committed: cannot be, the statement names them */
@@ -917,7 +1000,8 @@ sl_status ap_store_list_requirements(ap_store *s, const char *status, const char
 	    "AND ($2::text IS NULL OR r.run_id = $2) AND ($6::text IS NULL OR EXISTS "
 	    "(SELECT 1 FROM runs u WHERE u.run_id = r.run_id AND u.user_id = $6))), "
 	    "p AS (SELECT (" REQUIREMENT_JSON "::jsonb || jsonb_build_object('may_decide', "
-	    "$7::text IS NOT NULL AND r.status = 'pending' AND " ELIGIBLE_SQL(
+	    "$7::text IS NOT NULL AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM "
+	    "requirement_votes v WHERE v.requirement_id = r.id AND v.voter = $7) AND " ELIGIBLE_SQL(
 	        "(SELECT u.user_id FROM runs u WHERE u.run_id = r.run_id)", "$7::text",
 	        "$8::jsonb") ")) AS j, row_number() OVER (ORDER BY r.created_at, r.id) "
 	                     "AS n FROM (SELECT * FROM f ORDER BY created_at, id "

@@ -199,7 +199,7 @@ static bool names(json_t *list)
 }
 
 /* approvers, self_approval and quorum: who may decide the tool's
- * requirements. A quorum above 1 is refused until votes are counted. */
+ * requirements. */
 static sl_status parse_deciders(json_t *jt, sl_tool *t, const char *where, char *errbuf,
                                 size_t errsize)
 {
@@ -221,12 +221,16 @@ static sl_status parse_deciders(json_t *jt, sl_tool *t, const char *where, char 
 		return sl_err(errbuf, errsize, SL_INVALID,
 		              "%s: field self_approval must be true or false", where);
 	v = json_object_get(jt, "quorum");
-	if (v && (!json_is_integer(v) || json_integer_value(v) != 1))
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 10))
 		return sl_err(errbuf, errsize, SL_INVALID,
-		              "%s: field quorum: only 1 is supported yet (votes are not counted)",
-		              where);
-	if ((t->approvers || t->self_approval) && t->approval == SL_APPROVAL_NONE &&
-	    !t->requires_confirmation && !t->requires_user_input && !t->external_execution)
+		              "%s: field quorum must be a number of approvers from 1 to 10", where);
+	t->quorum = v ? (int)json_integer_value(v) : 1;
+	if (t->quorum > 1 && t->approval != SL_APPROVAL_REQUIRED)
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: field quorum above 1 needs approval \"required\"", where);
+	if ((t->approvers || t->self_approval || t->quorum > 1) &&
+	    t->approval == SL_APPROVAL_NONE && !t->requires_confirmation &&
+	    !t->requires_user_input && !t->external_execution)
 		return sl_err(errbuf, errsize, SL_INVALID,
 		              "%s: fields approvers and self_approval need a tool that pauses",
 		              where);

@@ -36,6 +36,7 @@ typedef struct sl_tool {
 	 * and whether the run's own user may (self_approval, default false). */
 	json_t *approvers;
 	bool self_approval;
+	int quorum; /* distinct identities that must confirm (1..10, default 1) */
 	sl_executor_kind executor;
 	char **argv;     /* command, stdio: NULL-terminated */
 	const char *url; /* http */

@@ -69,8 +69,9 @@ static json_t *requirement_rows(const wk_task *t, json_t *list)
 		    "tool_schema",
 		    q->tool->parameters ? json_incref(q->tool->parameters) : json_object());
 		json_object_set_new(row, "deciders",
-		                    json_pack("{s:O?, s:b}", "approvers", q->tool->approvers,
-		                              "self_approval", q->tool->self_approval));
+		                    json_pack("{s:O?, s:b, s:i}", "approvers", q->tool->approvers,
+		                              "self_approval", q->tool->self_approval, "quorum",
+		                              q->tool->quorum ? q->tool->quorum : 1));
 
 		assert(row && rj);
 		json_array_append_new(rows, row);

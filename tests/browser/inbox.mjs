@@ -3,7 +3,8 @@
 // token given in the fragment leaves the address bar once read, and a
 // pending requirement is approved with a click. With OTHER_TOKEN, first:
 // an identity that may not decide the run's requirement sees it with no
-// buttons, "not yours to decide".
+// buttons, "not yours to decide". With ROW_TEXT in the environment, the
+// run's row must show it (e.g. "1 of 2 approvals") before the click.
 //
 //   node inbox.mjs APPROVER_URL TOKEN RUN_ID SCREENSHOT.png [OTHER_TOKEN]
 // Prints one "ok: ..." line per check; exits 1 at the first that fails.
@@ -46,6 +47,11 @@ try {
   });
   if (injected) fail('an injected inline script ran');
   console.log('ok: an injected inline script does not run');
+  if (process.env.ROW_TEXT) {
+    const text = await row.textContent();
+    if (!text.includes(process.env.ROW_TEXT)) fail(`the row does not show "${process.env.ROW_TEXT}": ${text}`);
+    console.log(`ok: the row shows "${process.env.ROW_TEXT}"`);
+  }
   await row.getByRole('button', { name: 'Approve' }).click();
   await row.waitFor({ state: 'detached', timeout: 15000 }).catch(() => fail('the approved requirement is still listed'));
   console.log('ok: approved with a click');

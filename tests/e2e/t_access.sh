@@ -251,3 +251,48 @@ t_inbox_not_yours() {
   check "approved by ann" [ "$(approval_of "$rid" '.data[0].status + " " + .data[0].resolved_by')" = "approved ann" ]
   access_approver_stop
 }
+
+# A tool asking for a quorum of 2: one vote per identity, the requirement
+# pending until two have confirmed, the first rejection rejects; the
+# approval row lists every vote.
+t_access_quorum() {
+  local ann bob carl rid req out log=$WORK/quorum-approver.log
+  access_begin quorum
+  access_principal ann approver && ann=$TOKEN
+  access_principal bob approver && bob=$TOKEN
+  access_principal carl approver && carl=$TOKEN
+  check "the approver starts" access_approver "$(access_file)" "$log" || return 1
+  rid=$("$BIN/sluice" submit --agent quorum-admin --user-id zoe --input "Delete all data for user Q-2101.")
+  check "the run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "ann votes yes: 200" [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{"note":"ok by me"}')" = 200 ]
+  check "still pending, 1 of 2: $(jq -c '[.status, .quorum, [.votes[].voter]]' "$WORK/as.body")" \
+    [ "$(jq -c '[.status, .quorum, [.votes[].voter]]' "$WORK/as.body")" = '["pending",2,["ann"]]' ]
+  check "the run still paused" run_is "$rid" paused
+  as "$ann" GET "/v1/requirements?run_id=$rid" > /dev/null
+  check "no longer ann's to decide" [ "$(jq '.data[0].may_decide' "$WORK/as.body")" = false ]
+  as "$bob" GET "/v1/requirements?run_id=$rid" > /dev/null
+  check "still bob's" [ "$(jq '.data[0].may_decide' "$WORK/as.body")" = true ]
+  check "ann again: 409" [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{}')" = 409 ]
+  check "saying why" grep -q "ann has already voted on requirement $req" "$WORK/as.body"
+  out=$(ROW_TEXT="1 of 2 approvals" node tests/browser/inbox.mjs "$ACCESS_URL" "$bob" "$rid" "$WORK/inbox-quorum.png" 2>&1)
+  check "in the inbox, bob sees 1 of 2 and votes yes with a click: $out" grep -q '^ok: approved with a click' <<<"$out"
+  check "the row said so" grep -q '^ok: the row shows "1 of 2 approvals"' <<<"$out"
+  check "resolved by bob" [ "$(api GET "/v1/runs/$rid" | jq -r '.requirements[0] | .status + " " + .resolved_by')" = "resolved bob" ]
+  check "the run completes" eventually 30 run_is "$rid" completed
+  check "its tool ran once" [ "$(tool_calls_for Q-2101)" = 1 ]
+  check "the approval lists both votes: $(approval_of "$rid" '.data[0].resolution_data.votes | tostring')" \
+    [ "$(approval_of "$rid" '[.data[0].status, (.data[0].resolution_data.votes | map(.voter + ":" + (.confirmed | tostring)) | join(","))] | join(" ")')" = "approved ann:true,bob:true" ]
+
+  rid=$("$BIN/sluice" submit --agent quorum-admin --user-id zoe --input "Delete all data for user Q-2102.")
+  check "another run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "ann votes yes" [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{}')" = 200 ]
+  check "carl votes no: 200" [ "$(as "$carl" POST "/v1/requirements/$req/reject" '{"note":"no"}')" = 200 ]
+  check "the first rejection rejects" [ "$(jq -r '.status + " " + (.confirmed | tostring)' "$WORK/as.body")" = "resolved false" ]
+  check "the run completes without the tool" eventually 30 run_is "$rid" completed
+  check "its tool never ran" [ "$(tool_calls_for Q-2102)" = 0 ]
+  check "the approval: rejected, both votes" \
+    [ "$(approval_of "$rid" '[.data[0].status, (.data[0].resolution_data.votes | map(.voter + ":" + (.confirmed | tostring)) | join(","))] | join(" ")')" = "rejected ann:true,carl:false" ]
+  access_approver_stop
+}

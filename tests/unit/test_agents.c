@@ -198,8 +198,19 @@ static void deciders(void **state)
 	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"approval\":\"required\","
 	                            "\"quorum\":2," EXEC "}"),
 	                      &a, err),
+	                 SL_OK);
+	assert_int_equal(a->agents[0].tools[0].quorum, 2);
+	sl_agents_free(a);
+	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"approval\":\"required\","
+	                            "\"quorum\":11," EXEC "}"),
+	                      &a, err),
 	                 SL_INVALID);
-	assert_non_null(strstr(err, "field quorum: only 1 is supported yet"));
+	assert_non_null(strstr(err, "field quorum must be a number of approvers from 1 to 10"));
+	assert_int_equal(load(AGENT("{\"name\":\"wipe\",\"requires_confirmation\":true,"
+	                            "\"approval\":\"audit\",\"quorum\":2," EXEC "}"),
+	                      &a, err),
+	                 SL_INVALID);
+	assert_non_null(strstr(err, "field quorum above 1 needs approval \"required\""));
 	assert_int_equal(
 	    load(AGENT("{\"name\":\"look\",\"approvers\":{\"users\":[\"ann\"]}," EXEC "}"), &a,
 	         err),
