@@ -567,12 +567,6 @@ static void decided(resolving *g, const char *answer)
 	json_decref(row);
 }
 
-/*
- * Runs the batch in one transaction and two round trips: BEGIN and the
- * locking read; then, after the checks here, the decisions' one statement
- * and the COMMIT. Returns the database's failure, if any (then nothing was
- * written and no item is final); the items' own outcomes are in them.
- */
 /* Once committed: each vote short of its quorum is answered with its
  * requirement as it is now (pending, the votes so far). */
 static void answer_votes(ap_store *s, resolving *g, size_t n)
@@ -589,6 +583,13 @@ static void answer_votes(ap_store *s, resolving *g, size_t n)
 	}
 }
 
+/*
+ * Runs the batch in one transaction and two round trips: BEGIN and the
+ * locking read; then, after the checks here, the decisions' one statement
+ * and the COMMIT (a vote on a requirement that needs a quorum adds its
+ * own, vote()). Returns the database's failure, if any (then nothing was
+ * written and no item is final); the items' own outcomes are in them.
+ */
 static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf, size_t errsize)
 {
 	sl_db_stmt q[2];
