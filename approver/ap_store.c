@@ -13,11 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The votes on requirement id, oldest first, as a JSON array. */
-#define VOTES_JSON(id)                                                                         \
-	"(SELECT coalesce(json_agg(json_build_object('voter', v.voter, 'confirmed', "          \
-	"v.confirmed, 'note', v.note, 'at', v.voted_at) ORDER BY v.voted_at, v.voter), '[]') " \
-	"FROM requirement_votes v WHERE v.requirement_id = " id ")"
+/* The votes on requirement r, oldest first, as a JSON array (NULL when
+ * there are none). */
+#define VOTES_JSON                                                                        \
+	"(SELECT json_agg(json_build_object('voter', v.voter, 'confirmed', v.confirmed, " \
+	"'note', v.note, 'at', v.voted_at) ORDER BY v.voted_at, v.voter) "                \
+	"FROM requirement_votes v WHERE v.requirement_id = r.id)"
 
 /* The public shape of a requirement row r. */
 #define REQUIREMENT_JSON                                                                       \
@@ -32,7 +33,8 @@
 	"'expires_at', r.expires_at, 'created_at', r.created_at, "                             \
 	"'approvers', r.deciders->'approvers', "                                               \
 	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false), "          \
-	"'quorum', coalesce((r.deciders->>'quorum')::int, 1), 'votes', " VOTES_JSON("r.id") ")"
+	"'quorum', coalesce((r.deciders->>'quorum')::int, 1), "                                \
+	"'votes', coalesce(" VOTES_JSON ", '[]'))"
 
 /*
  * Whether who (a text) may decide requirement r, whose run's user_id is
@@ -401,10 +403,8 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"SELECT r.approval_id, r.run_id, u.session_id, r.id, u.agent_id, u.user_id, "          \
 	"r.approval_type, r.pause_type, r.appr_status, r.tool_name, r.tool_args, "             \
 	"nullif(jsonb_strip_nulls(jsonb_build_object('note', r.note, 'values', "               \
-	"r.user_input, 'result', r.external_result, 'tool_args', r.edited_args, 'votes', "     \
-	"(SELECT jsonb_agg(jsonb_build_object('voter', v.voter, 'confirmed', v.confirmed, "    \
-	"'note', v.note, 'at', v.voted_at) ORDER BY v.voted_at, v.voter) "                     \
-	"FROM requirement_votes v WHERE v.requirement_id = r.id))), "                          \
+	"r.user_input, 'result', r.external_result, 'tool_args', r.edited_args, "              \
+	"'votes', " VOTES_JSON "::jsonb)), "                                                   \
 	"'{}'::jsonb), r.resolved_by, now(), r.expires_at, u.status "                          \
 	"FROM upd r JOIN runs u ON u.run_id = r.run_id WHERE r.approval_type IS NOT NULL "     \
 	"ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "                \
