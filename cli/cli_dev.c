@@ -42,6 +42,7 @@ typedef struct stack {
 	char *bindir;
 	char *pgbin;
 	bool as_postgres; /* PostgreSQL runs as the postgres user (we are root) */
+	int pg_port;
 } stack;
 
 static int usage(void)
@@ -331,6 +332,7 @@ static bool start_postgres(stack *s, char **url)
 		goto out;
 	}
 	*url = sl_asprintf("postgresql://postgres@127.0.0.1:%d/sluice", port);
+	s->pg_port = port;
 	ok = true;
 out:
 	if (c)
@@ -822,6 +824,17 @@ static char *start_model(stack *s, const sl_config *cfg, bool *scripted)
 	return sl_asprintf("http://%s/v1", listen);
 }
 
+/* Who the services started next connect to PostgreSQL as: each service
+ * as its own role (migrations/0009_service_roles.sql); the env file keeps
+ * the owner's URL, for migrations and psql. */
+static void as_role(const stack *s, const char *role)
+{
+	char *url = sl_asprintf("postgresql://%s@127.0.0.1:%d/sluice", role, s->pg_port);
+
+	setenv("SLUICE_DATABASE_URL", url, 1);
+	free(url);
+}
+
 /* 4. The approver, with a new admin token (exported to env, never to the
  * workers); its URL, or NULL. */
 static char *start_approver(stack *s, sl_buf *env)
@@ -839,11 +852,13 @@ static char *start_approver(stack *s, sl_buf *env)
 	export("SLUICE_API_TOKEN", token, env);
 	setenv("SLUICE_APPROVER_LISTEN", listen, 1);
 	setenv("SLUICE_API_TOKENS", tokens, 1);
+	as_role(s, "sluice_approver");
 	up = start_http(s, "approver", (char *[]){bin, NULL}, listen, 30000);
 	/* The workers (and so their tools) get no API token. */
 	unsetenv("SLUICE_API_TOKENS");
 	unsetenv("SLUICE_API_TOKEN");
 	unsetenv("SLUICE_APPROVER_LISTEN");
+	as_role(s, "postgres");
 	free(tokens);
 	free(bin);
 	if (!up) {
@@ -862,11 +877,13 @@ static bool start_workers(stack *s, long workers)
 	char name[32];
 	bool ok = true;
 
+	as_role(s, "sluice_worker");
 	for (long i = 0; i < workers && ok; i++) {
 		snprintf(name, sizeof(name), "worker-%ld", i + 1);
 		pids[i] = spawn(s, name, (char *[]){bin, NULL});
 		ok = pids[i] > 0;
 	}
+	as_role(s, "postgres");
 	free(bin);
 	if (!ok)
 		return false;

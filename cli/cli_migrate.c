@@ -1,7 +1,8 @@
 /*
  * cli_migrate.c - numbered SQL migrations, applied in order inside one
  * transaction under an advisory lock, recorded with SHA-256 checksums in
- * schema_migrations. An applied file that changed is an error.
+ * schema_migrations. An applied file that changed is an error. The service
+ * roles' passwords are set from the environment when it gives them.
  */
 #include "cli.h"
 #include "sl_db.h"
@@ -88,6 +89,47 @@ static void sha256_hex(const char *s, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* The service roles (migrations/0009_service_roles.sql) and the variables
+ * that may give their passwords. */
+static const struct {
+	const char *role, *env;
+} service_roles[] = {
+    {"sluice_worker", "SLUICE_WORKER_DB_PASSWORD"},
+    {"sluice_approver", "SLUICE_APPROVER_DB_PASSWORD"},
+    {"sluice_reader", "SLUICE_READER_DB_PASSWORD"},
+};
+
+/* Sets the password of each service role whose variable is set, hashed
+ * here (SCRAM-SHA-256), so that the password itself never reaches the
+ * server or its logs. */
+static sl_status set_passwords(PGconn *conn, char *errbuf, size_t errsize)
+{
+	for (size_t i = 0; i < sizeof(service_roles) / sizeof(service_roles[0]); i++) {
+		const char *pw = getenv(service_roles[i].env), *role = service_roles[i].role;
+		char *hash, *literal = NULL, *sql;
+		sl_status st;
+
+		if (!pw || !*pw)
+			continue;
+		if (!(hash = PQencryptPasswordConn(conn, pw, role, "scram-sha-256")) ||
+		    !(literal = PQescapeLiteral(conn, hash, strlen(hash)))) {
+			PQfreemem(hash);
+			return sl_err(errbuf, errsize, SL_FATAL, "%s: %s", service_roles[i].env,
+			              PQerrorMessage(conn));
+		}
+		/* role names are ours: no quoting needed */
+		sql = sl_asprintf("ALTER ROLE %s PASSWORD %s", role, literal);
+		st = sl_db_exec(conn, sql, 0, NULL, NULL, errbuf, errsize);
+		free(sql);
+		PQfreemem(literal);
+		PQfreemem(hash);
+		if (st)
+			return st;
+		printf("set the password of %s (from %s)\n", role, service_roles[i].env);
+	}
+	return SL_OK;
+}
+
 sl_status cli_migrate_apply(const char *url, const char *dir, char *errbuf, size_t errsize)
 {
 	PGconn *conn = sl_db_connect(url, errbuf, errsize);
@@ -161,7 +203,8 @@ sl_status cli_migrate_apply(const char *url, const char *dir, char *errbuf, size
 		if (st)
 			goto out;
 	}
-	if ((st = sl_db_commit(conn, errbuf, errsize)))
+	if ((st = set_passwords(conn, errbuf, errsize)) ||
+	    (st = sl_db_commit(conn, errbuf, errsize)))
 		goto out;
 	if (applied == 0)
 		printf("schema is up to date (%d migration(s))\n", n);

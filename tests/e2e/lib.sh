@@ -124,6 +124,11 @@ pg_start() {
     -o "$(sed 's/^[^ ]* //' "$SLUICE_DEV_DIR/pg/postmaster.opts")" -w -t 60 start
 }
 
+# db_as ROLE: the stack's database URL for ROLE (sluice_worker,
+# sluice_approver, sluice_reader): services connect as their own role, as
+# `sluice dev up` starts them; SLUICE_DATABASE_URL is the owner's.
+db_as() { printf '%s\n' "$SLUICE_DATABASE_URL" | sed "s|://[^@]*@|://$1@|"; }
+
 # restart_worker NAME: starts NAME (worker-1, ...) again as `sluice dev up`
 # did, after a test killed it (same log and pid file, no API token), and
 # waits until it has joined the group and the group is settled, so that
@@ -131,7 +136,8 @@ pg_start() {
 restart_worker() {
   local log=$SLUICE_DEV_DIR/$1.log mark
   mark=$(wc -l < "$log")
-  env -u SLUICE_API_TOKEN SLUICE_RELAY_POLL_MS=5000 "$BIN/sluice-worker" < /dev/null >> "$log" 2>&1 &
+  env -u SLUICE_API_TOKEN SLUICE_RELAY_POLL_MS=5000 SLUICE_DATABASE_URL="$(db_as sluice_worker)" \
+    "$BIN/sluice-worker" < /dev/null >> "$log" 2>&1 &
   echo $! > "$SLUICE_DEV_DIR/$1.pid"
   eventually 30 bash -c "tail -n +$((mark + 1)) '$log' | grep -q 'partition(s) assigned'" &&
     eventually 30 settled

@@ -39,7 +39,7 @@ access_approver() {
   port=$(free_port)
   ACCESS_URL=http://127.0.0.1:$port
   env -u SLUICE_API_TOKENS SLUICE_ACCESS="$1" SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
-    "$BIN/sluice-approver" > "$2" 2>&1 &
+    SLUICE_DATABASE_URL="$(db_as sluice_approver)" "$BIN/sluice-approver" > "$2" 2>&1 &
   ACCESS_PID=$!
   eventually 20 curl -sf "$ACCESS_URL/healthz"
 }
@@ -295,4 +295,76 @@ t_access_quorum() {
   check "the approval: rejected, both votes" \
     [ "$(approval_of "$rid" '[.data[0].status, (.data[0].resolution_data.votes | map(.voter + ":" + (.confirmed | tostring)) | join(","))] | join(" ")')" = "rejected ann:true,carl:false" ]
   access_approver_stop
+}
+
+# denied URL SQL: the statement fails, for want of a grant or by the
+# approvals' row policy; prints the error.
+denied() {
+  local out
+  out=$(psql "$1" -v ON_ERROR_STOP=1 -AtXqc "$2" 2>&1) && return 1
+  grep -E "permission denied|violates row-level security" <<<"$out"
+}
+
+# Each service connects to PostgreSQL as its own role, with only the grants
+# it needs (migrations/0009_service_roles.sql): the worker's role cannot
+# write a decision, a vote, or an approval row other than a pending one;
+# the approver's cannot write tool executions or a run's transcript; the
+# reader's only reads. The stack still runs the seed scenario on them.
+t_db_roles() {
+  local w a r rid req n
+  w=$(db_as sluice_worker)
+  a=$(db_as sluice_approver)
+  r=$(db_as sluice_reader)
+  n=$(psql "$SLUICE_DATABASE_URL" -AtXqc "SELECT string_agg(DISTINCT usename, ',' ORDER BY usename)
+    FROM pg_stat_activity WHERE datname = current_database() AND usename LIKE 'sluice%'")
+  check "the stack's services connect as their roles: $n" \
+    grep -q 'sluice_approver,sluice_worker' <<<"$n"
+  rid=$(submit data-admin "Delete all data for user U-7706.")
+  check "the run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "the worker's role may not decide a requirement" denied "$w" \
+    "UPDATE requirements SET status = 'resolved', confirmed = true, resolved_by = 'mallory' WHERE id = '$req'"
+  check "nor vote" denied "$w" \
+    "INSERT INTO requirement_votes (requirement_id, voter, confirmed) VALUES ('$req', 'mallory', true)"
+  check "nor write an approved approval row" denied "$w" \
+    "INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, approval_type,
+       pause_type, status, tool_name, tool_args) SELECT 'forged-$req', run_id, 's', id, 'a',
+       'audit', 'confirmation', 'approved', tool_name, tool_args FROM requirements WHERE id = '$req'"
+  check "nor a pending one with a resolution" denied "$w" \
+    "INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, approval_type,
+       pause_type, status, tool_name, tool_args, resolved_by) SELECT 'forged-$req', run_id, 's',
+       id, 'a', 'audit', 'confirmation', 'pending', tool_name, tool_args, 'mallory'
+       FROM requirements WHERE id = '$req'"
+  check "nor resolve an approval row" denied "$w" "UPDATE approvals SET status = 'approved'"
+  check "nor delete a requirement" denied "$w" "DELETE FROM requirements WHERE id = '$req'"
+  check "the approver's role may not write a tool execution" denied "$a" \
+    "INSERT INTO tool_executions (run_id, tool_call_id, tool_name, status, result)
+       VALUES ('$rid', 'forged', 'delete_user_data', 'done', 'ok')"
+  check "nor mark one done" denied "$a" "UPDATE tool_executions SET status = 'done'"
+  check "nor rewrite a run's transcript" denied "$a" \
+    "UPDATE runs SET messages = '[]' WHERE run_id = '$rid'"
+  check "the reader's role may not change a run" denied "$r" \
+    "UPDATE runs SET status = 'failed' WHERE run_id = '$rid'"
+  check "and reads approvals" psql "$r" -v ON_ERROR_STOP=1 -AtXqc "SELECT count(*) FROM approvals"
+  check "nothing changed: the requirement is pending, no vote, no approval row" \
+    [ "$(psql "$SLUICE_DATABASE_URL" -AtXqc "SELECT (SELECT status FROM requirements WHERE id = '$req')
+      || (SELECT count(*) FROM requirement_votes WHERE requirement_id = '$req')
+      || (SELECT count(*) FROM approvals WHERE run_id = '$rid')")" = pending00 ]
+  check "a confirmation through the API" confirm_pending "$rid" || return 1
+  check "completes the run" eventually 30 run_is "$rid" completed || return 1
+  check "with one approval, approved, audit" [ "$(api GET "/v1/approvals?run_id=$rid" |
+    jq -r '[.data[] | .status + "/" + .approval_type] | join(",")')" = approved/audit ]
+}
+
+# `sluice migrate` sets the service roles' passwords from the environment,
+# hashed before they leave it (SCRAM): the server stores the hash, and the
+# password is in neither its catalogue nor its log.
+t_db_role_passwords() {
+  local pw="pw-$RANDOM-$RANDOM" out stored
+  out=$(SLUICE_WORKER_DB_PASSWORD=$pw "$BIN/sluice" migrate 2>&1)
+  check "migrate says so: $out" grep -q "set the password of sluice_worker" <<<"$out"
+  stored=$(psql "$SLUICE_DATABASE_URL" -AtXqc "SELECT rolpassword FROM pg_authid WHERE rolname = 'sluice_worker'")
+  check "the role has a SCRAM hash: ${stored:0:20}" grep -q '^SCRAM-SHA-256\$' <<<"$stored"
+  check "the password is not in the server's log" bash -c "! grep -qF '$pw' '$SLUICE_DEV_DIR/postgres.log'"
+  check "nor does migrate print it" lacks "$pw" "$out"
 }

@@ -219,7 +219,8 @@ t_slow_clients() {
   url=http://127.0.0.1:$port
   SLUICE_KAFKA_BROKERS=127.0.0.1:1 SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
     SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS=20 SLUICE_APPROVER_REQUEST_TIMEOUT_S=2 \
-    SLUICE_API_TOKENS=slow:$SLUICE_API_TOKEN "$BIN/sluice-approver" > "$WORK/slow-approver.log" 2>&1 &
+    SLUICE_API_TOKENS=slow:$SLUICE_API_TOKEN SLUICE_DATABASE_URL="$(db_as sluice_approver)" \
+    "$BIN/sluice-approver" > "$WORK/slow-approver.log" 2>&1 &
   pid=$!
   check "an approver with small limits starts" eventually 20 curl -sf "$url/healthz" || return 1
   python3 tests/e2e/tools/slow_client.py "$url" 100 127.0.0.2 8 > "$WORK/slow.json" &

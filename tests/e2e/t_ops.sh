@@ -126,7 +126,8 @@ t_outbox_lease() {
   port=$(free_port)
   url=http://127.0.0.1:$port
   SLUICE_KAFKA_BROKERS=127.0.0.1:1 SLUICE_APPROVER_LISTEN=127.0.0.1:$port \
-    SLUICE_API_TOKENS=lease:$SLUICE_API_TOKEN "$BIN/sluice-approver" \
+    SLUICE_API_TOKENS=lease:$SLUICE_API_TOKEN SLUICE_DATABASE_URL="$(db_as sluice_approver)" \
+    "$BIN/sluice-approver" \
     > "$WORK/lease-approver.log" 2>&1 &
   pid=$!
   check "a second approver, without Kafka, starts" eventually 20 curl -sf "$url/healthz" || return 1
@@ -155,19 +156,34 @@ SQL
 # Secrets come from the environment: without them the file is refused, and
 # none is written in it.
 t_compose() {
-  local out
+  local out section
+  export SLUICE_WORKER_DB_PASSWORD=pw-w SLUICE_APPROVER_DB_PASSWORD=pw-a
   check "docker-compose config -q, with the secrets set" \
     env POSTGRES_PASSWORD=pw-x SLUICE_ACCESS_FILE=/etc/access.json docker-compose -f docker-compose.yml config -q
   check "refused without POSTGRES_PASSWORD" \
     bash -c '! env -u POSTGRES_PASSWORD SLUICE_ACCESS_FILE=/etc/access.json docker-compose -f docker-compose.yml config -q 2>/dev/null'
   check "refused without an access file" \
     bash -c '! env -u SLUICE_ACCESS_FILE POSTGRES_PASSWORD=pw-x docker-compose -f docker-compose.yml config -q 2>/dev/null'
+  check "refused without the workers' database password" \
+    bash -c '! env -u SLUICE_WORKER_DB_PASSWORD POSTGRES_PASSWORD=pw-x SLUICE_ACCESS_FILE=/etc/access.json docker-compose -f docker-compose.yml config -q 2>/dev/null'
   check "no password written in the file" lacks 'PASSWORD: [^$]|sluice:sluice@' "$(cat docker-compose.yml)"
   out=$(POSTGRES_PASSWORD=pw-x SLUICE_ACCESS_FILE=/etc/access.json SLUICE_API_TOKENS=ops:t-x \
     docker-compose -f docker-compose.yml config)
+  unset SLUICE_WORKER_DB_PASSWORD SLUICE_APPROVER_DB_PASSWORD
   check "the approver reads the access file" grep -q '/etc/access.json:/etc/sluice/access.json' <<<"$out"
+  section=$(sed -n '/^  worker:/,/^  [a-z]/p' <<<"$out")
   check "the workers get no API token nor access file" \
-    lacks 'SLUICE_API_TOKENS|SLUICE_ACCESS|access.json' "$(sed -n '/^  worker:/,/^  [a-z]/p' <<<"$out")"
+    lacks 'SLUICE_API_TOKENS|SLUICE_ACCESS|access.json' "$section"
+  check "the workers connect as sluice_worker" \
+    grep -q 'SLUICE_DATABASE_URL: postgresql://sluice_worker:pw-w@postgres' <<<"$section"
+  check "and know no other database password" lacks 'pw-x|pw-a' "$section"
+  section=$(sed -n '/^  approver:/,/^  [a-z]/p' <<<"$out")
+  check "the approver connects as sluice_approver" \
+    grep -q 'SLUICE_DATABASE_URL: postgresql://sluice_approver:pw-a@postgres' <<<"$section"
+  check "and knows no other database password" lacks 'pw-x|pw-w' "$section"
+  section=$(sed -n '/^  migrate:/,/^  [a-z]/p' <<<"$out")
+  check "migrate connects as the owner and sets the roles' passwords" \
+    grep -q 'SLUICE_WORKER_DB_PASSWORD: pw-w' <<<"$section"
 }
 
 t_down_cleans() {
@@ -303,6 +319,7 @@ t_approver_sigterm_drains() {
   port=$(free_port)
   url=http://127.0.0.1:$port
   SLUICE_APPROVER_LISTEN=127.0.0.1:$port SLUICE_API_TOKENS=drain:$SLUICE_API_TOKEN \
+    SLUICE_DATABASE_URL="$(db_as sluice_approver)" \
     "$BIN/sluice-approver" > "$WORK/drain-approver.log" 2>&1 &
   pid=$!
   check "a second approver answers" eventually 20 curl -sf "$url/healthz" || return 1
@@ -390,7 +407,8 @@ t_worker_readyz() {
   check "naming the setting: $(tail -1 <<<"$out")" grep -q "SLUICE_WORKER_LISTEN" <<<"$out"
   port=$(free_port)
   url=http://127.0.0.1:$port
-  env -u SLUICE_API_TOKEN SLUICE_WORKER_LISTEN=127.0.0.1:$port "$BIN/sluice-worker" > "$log" 2>&1 &
+  env -u SLUICE_API_TOKEN SLUICE_WORKER_LISTEN=127.0.0.1:$port \
+    SLUICE_DATABASE_URL="$(db_as sluice_worker)" "$BIN/sluice-worker" > "$log" 2>&1 &
   pid=$!
   check "it answers /healthz" eventually 30 curl -sf "$url/healthz" || return 1
   check "ready: 200" eventually 10 curl -sf "$url/readyz" || return 1
