@@ -54,6 +54,9 @@ $(BUILD)/bin/sluice-worker: $(call obj,$(WORKER_SRC)) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
+# cjose (JOSE, for OIDC bearer tokens) is the approver's alone.
+$(BUILD)/bin/sluice-approver $(BUILD)/tests/test_access $(BUILD)/tests/test_oidc \
+	build/fuzz/fuzz_api: LDLIBS += -lcjose
 $(BUILD)/bin/sluice-approver: $(call obj,$(APPROVER_SRC)) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
@@ -78,7 +81,8 @@ $(BUILD)/tests/test_flight: $(call obj,worker/wk_flight.c)
 $(BUILD)/tests/test_pool: $(call obj,worker/wk_pool.c)
 $(BUILD)/tests/test_fetch: $(call obj,worker/wk_fetch.c)
 $(BUILD)/tests/test_tool: $(call obj,worker/wk_tool.c)
-$(BUILD)/tests/test_access: $(call obj,approver/ap_access.c)
+$(BUILD)/tests/test_access: $(call obj,approver/ap_access.c approver/ap_oidc.c)
+$(BUILD)/tests/test_oidc: $(call obj,approver/ap_oidc.c)
 $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS) -lcmocka
@@ -154,8 +158,13 @@ build/fuzz/fuzz_api: tests/fuzz/fuzz_api.c $(API_FUZZ_SRC) $(wildcard shared/*.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(CPPFLAGS) -Iapprover -o $@ $(filter %.c,$^) $(LDLIBS)
 
+# OIDC tokens, their claims and JWKS documents (ap_oidc.c, included).
+build/fuzz/fuzz_oidc: tests/fuzz/fuzz_oidc.c approver/ap_oidc.c shared/sl_http.c shared/sl_log.c shared/sl_text.c shared/sl_common.c $(wildcard shared/*.h) approver/ap_oidc.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_oidc.c $(filter shared/%.c,$^) $(FUZZ_LIBS) -lcurl -lcjose -lpthread
+
 FUZZERS := build/fuzz/fuzz_event build/fuzz/fuzz_agents build/fuzz/fuzz_model build/fuzz/fuzz_stdio \
-	build/fuzz/fuzz_api
+	build/fuzz/fuzz_api build/fuzz/fuzz_oidc
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \
 	  name=$$(basename $$f | sed 's/^fuzz_//'); \

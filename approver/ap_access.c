@@ -22,6 +22,15 @@ static const struct {
 
 #define NROLES (sizeof(roles) / sizeof(roles[0]))
 
+/* The bit of the role called name; 0 when there is none. */
+static unsigned role_bit(const char *name)
+{
+	for (size_t r = 0; r < NROLES; r++)
+		if (!strcmp(roles[r].name, name))
+			return roles[r].bit;
+	return 0;
+}
+
 static void sha256(const char *text, unsigned char out[32])
 {
 	unsigned int len = 0;
@@ -73,8 +82,8 @@ static sl_status load_file(ap_access *a, const char *path, char *errbuf, size_t 
 		st = sl_err(errbuf, errsize, SL_INVALID,
 		            "SLUICE_ACCESS %s: must be an object with a \"principals\" list", path);
 	else if (json_object_get(root, "oidc"))
-		st = sl_err(errbuf, errsize, SL_INVALID,
-		            "SLUICE_ACCESS %s: oidc: OIDC tokens are not supported yet", path);
+		st =
+		    ap_oidc_new(&a->oidc, json_object_get(root, "oidc"), role_bit, errbuf, errsize);
 	json_array_foreach (st ? NULL : list, i, jp) {
 		const char *name = json_string_value(json_object_get(jp, "name"));
 		const char *hex = json_string_value(json_object_get(jp, "token_sha256"));
@@ -107,11 +116,8 @@ static sl_status load_file(ap_access *a, const char *path, char *errbuf, size_t 
 			st = sl_err(errbuf, errsize, SL_INVALID,
 			            "%s (%s): roles must list its roles", where, name);
 		json_array_foreach (st ? NULL : jroles, k, v) {
-			size_t r = 0;
-			while (r < NROLES &&
-			       (!json_is_string(v) || strcmp(roles[r].name, json_string_value(v))))
-				r++;
-			if (r == NROLES) {
+			unsigned bit = json_is_string(v) ? role_bit(json_string_value(v)) : 0;
+			if (!bit) {
 				st = sl_err(
 				    errbuf, errsize, SL_INVALID,
 				    "%s (%s): roles[%zu] must be submitter, approver, auditor "
@@ -119,7 +125,7 @@ static sl_status load_file(ap_access *a, const char *path, char *errbuf, size_t 
 				    where, name, k);
 				break;
 			}
-			bits |= roles[r].bit;
+			bits |= bit;
 		}
 		if (!st && jgroups && !json_is_array(jgroups))
 			st = sl_err(errbuf, errsize, SL_INVALID, "%s (%s): groups must be a list",
@@ -185,7 +191,7 @@ sl_status ap_access_load(ap_access *a, const char *path, const char *api_tokens,
 		st = load_file(a, path, errbuf, errsize);
 	if (!st && api_tokens && *api_tokens)
 		st = load_tokens(a, api_tokens, errbuf, errsize);
-	if (!st && a->n == 0)
+	if (!st && a->n == 0 && !a->oidc)
 		st = sl_err(errbuf, errsize, SL_INVALID,
 		            "no identity: set SLUICE_ACCESS (an access file) or SLUICE_API_TOKENS");
 	if (st)
@@ -193,16 +199,56 @@ sl_status ap_access_load(ap_access *a, const char *path, const char *api_tokens,
 	return st;
 }
 
-const ap_principal *ap_access_identify(const ap_access *a, const char *token)
+ap_principal *ap_access_identify(const ap_access *a, const char *token, char *why, size_t whysize)
 {
 	unsigned char h[32];
-	const ap_principal *found = NULL;
+	ap_principal *found = NULL, *p;
+	ap_oidc_identity id;
 
 	sha256(token, h);
 	for (size_t i = 0; i < a->n; i++)
 		if (!CRYPTO_memcmp(a->p[i].token_sha256, h, sizeof(h)))
 			found = &a->p[i];
-	return found;
+	if (found)
+		return found;
+	/* a JWT: three base64url parts, dot-separated */
+	if (!a->oidc || strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                              "0123456789-_.") != strlen(token)) {
+		snprintf(why, whysize, "missing or invalid bearer token");
+		return NULL;
+	}
+	if (ap_oidc_verify(a->oidc, token, &id, why, whysize))
+		return NULL;
+	p = sl_calloc(1, sizeof(*p));
+	p->name = id.name;
+	p->groups = id.groups;
+	p->ngroups = id.ngroups;
+	p->roles = id.roles;
+	atomic_init(&p->refs, 1);
+	return p;
+}
+
+ap_principal *ap_principal_hold(ap_principal *p)
+{
+	if (atomic_load(&p->refs))
+		atomic_fetch_add(&p->refs, 1);
+	return p;
+}
+
+static void principal_clear(ap_principal *p)
+{
+	free(p->name);
+	for (size_t k = 0; k < p->ngroups; k++)
+		free(p->groups[k]);
+	free(p->groups);
+}
+
+void ap_principal_release(ap_principal *p)
+{
+	if (p && atomic_load(&p->refs) && atomic_fetch_sub(&p->refs, 1) == 1) {
+		principal_clear(p);
+		free(p);
+	}
 }
 
 void ap_access_roles(unsigned bits, char *buf, size_t size)
@@ -220,13 +266,11 @@ void ap_access_roles(unsigned bits, char *buf, size_t size)
 
 void ap_access_free(ap_access *a)
 {
-	for (size_t i = 0; i < a->n; i++) {
-		free(a->p[i].name);
-		for (size_t k = 0; k < a->p[i].ngroups; k++)
-			free(a->p[i].groups[k]);
-		free(a->p[i].groups);
-	}
+	for (size_t i = 0; i < a->n; i++)
+		principal_clear(&a->p[i]);
 	free(a->p);
 	a->p = NULL;
 	a->n = 0;
+	ap_oidc_free(a->oidc);
+	a->oidc = NULL;
 }

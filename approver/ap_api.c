@@ -24,25 +24,33 @@
 #define SEERS (READERS | AP_SUBMITTER)
 #define DECIDERS (AP_APPROVER | AP_ADMIN)
 
-static atomic_long n_requests, n_decisions, n_events, n_dead_letters, n_refused;
+static atomic_long n_requests, n_decisions, n_events, n_dead_letters, n_refused, n_unauthenticated;
 
 void ap_api_count_event(bool dead_lettered)
 {
 	atomic_fetch_add(dead_lettered ? &n_dead_letters : &n_events, 1);
 }
 
-/* The principal behind the request's bearer token, or NULL. */
-static const ap_principal *identify(const ap_api *api, struct MHD_Connection *conn)
+/* The principal behind the request's bearer token (ap_principal_release
+ * it), or NULL with the reason in why. */
+static ap_principal *identify(const ap_api *api, struct MHD_Connection *conn, char *why,
+                              size_t whysize)
 {
 	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
 
+	ap_principal *p = NULL;
+
+	snprintf(why, whysize, "missing or invalid bearer token");
 	/* the scheme is case-insensitive (RFC 9110, 11.1) */
 	if (!h || strncasecmp(h, "Bearer ", 7))
 		return NULL;
 	h += 7;
 	while (*h == ' ')
 		h++;
-	return *h ? ap_access_identify(&api->access, h) : NULL;
+	if (*h && !(p = ap_access_identify(&api->access, h, why, whysize)) &&
+	    strncmp(why, "missing", 7))
+		sl_info("a bearer token refused: %s", why); /* a JWT's reason, never the token */
+	return p;
 }
 
 static enum MHD_Result arg_is_text(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -240,6 +248,7 @@ typedef struct deciding {
 	ap_decide_job job;
 	char id[SL_EVENT_MAX_ID + 2];
 	json_t *body;
+	ap_principal *who; /* held: the decision points into it */
 	sl_httpd_deferred *request;
 } deciding;
 
@@ -256,13 +265,14 @@ static void decided(ap_decide_job *job)
 		atomic_fetch_add(&n_decisions, 1);
 	sl_httpd_answer_json(c->request, status, answer);
 	json_decref(c->body);
+	ap_principal_release(c->who);
 	free(c);
 }
 
 /* POST /v1/requirements/{id}/{confirm,reject,input,result} and
  * POST /v1/approvals/{id}/resolve. */
 static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const char *id,
-                              const char *verb, const ap_principal *who)
+                              const char *verb, ap_principal *who)
 {
 	ap_decision d = {.resolved_by = who->name, .groups = who->groups, .ngroups = who->ngroups};
 	enum MHD_Result ret = MHD_NO;
@@ -319,6 +329,7 @@ static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const ch
 		c->job.v.d = d;
 		c->job.done = decided;
 		c->body = body;
+		c->who = ap_principal_hold(who);
 		c->request = sl_httpd_defer(req);
 		ap_decider_submit(api->decider, &c->job);
 		return MHD_YES;
@@ -606,11 +617,14 @@ static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 	                         "# TYPE sluice_approver_http_timed_out_total counter\n"
 	                         "sluice_approver_http_timed_out_total %ld\n"
 	                         "# TYPE sluice_approver_http_refused_total counter\n"
-	                         "sluice_approver_http_refused_total %ld\n",
+	                         "sluice_approver_http_refused_total %ld\n"
+	                         "# TYPE sluice_approver_http_unauthenticated_total counter\n"
+	                         "sluice_approver_http_unauthenticated_total %ld\n",
 	                         atomic_load(&n_requests), atomic_load(&n_decisions),
 	                         api->decider ? ap_decider_batches(api->decider) : 0L,
 	                         atomic_load(&n_events), atomic_load(&n_dead_letters),
-	                         httpd ? sl_httpd_timed_out(httpd) : 0L, atomic_load(&n_refused));
+	                         httpd ? sl_httpd_timed_out(httpd) : 0L, atomic_load(&n_refused),
+	                         atomic_load(&n_unauthenticated));
 	enum MHD_Result ret =
 	    sl_httpd_send(req->conn, 200, "text/plain; version=0.0.4", text, strlen(text));
 
@@ -646,7 +660,7 @@ typedef struct call {
 	ap_api *api;
 	const sl_httpd_request *req;
 	const char *id;
-	const ap_principal *p;
+	ap_principal *p;
 	const char *who;
 	const char *owner; /* a submitter sees only its own runs: its name; else NULL */
 } call;
@@ -787,12 +801,34 @@ static bool route_matches(const struct route *r, const char *path, char *id, siz
 	       !strcmp(suffix, r->suffix);
 }
 
+/* The route of an identified call, or 404 / 405. */
+static enum MHD_Result route(call *c, char *id, size_t idsize)
+{
+	const sl_httpd_request *req = c->req;
+	const struct route *other_method = NULL;
+
+	if (!args_are_text(req->conn))
+		return sl_httpd_send_error(req->conn, 400, "query arguments must be UTF-8 text");
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (!route_matches(&routes[i], req->path, id, idsize))
+			continue;
+		if (!strcmp(routes[i].method, req->method))
+			return routes[i].roles & c->p->roles ? routes[i].fn(c)
+			                                     : refuse(req, c->p, &routes[i]);
+		if (!other_method)
+			other_method = &routes[i];
+	}
+	if (other_method)
+		return sl_httpd_send_error(req->conn, 405, "use %s", other_method->method);
+	return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+}
+
 enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 {
 	ap_api *api = ud;
-	const struct route *other_method = NULL;
-	char id[SL_EVENT_MAX_ID + 2];
+	char id[SL_EVENT_MAX_ID + 2], why[256];
 	call c = {.api = api, .req = req, .id = id};
+	enum MHD_Result ret;
 
 	atomic_fetch_add(&n_requests, 1);
 	if (!strcmp(req->path, "/healthz"))
@@ -806,22 +842,13 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		                          strlen(ap_inbox_html), ap_inbox_csp());
 	if (strncmp(req->path, "/v1/", 4))
 		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
-	if (!(c.p = identify(api, req->conn)))
-		return sl_httpd_send_error(req->conn, 401, "missing or invalid bearer token");
+	if (!(c.p = identify(api, req->conn, why, sizeof(why)))) {
+		atomic_fetch_add(&n_unauthenticated, 1);
+		return sl_httpd_send_error(req->conn, 401, "%s", why);
+	}
 	c.who = c.p->name;
 	c.owner = c.p->roles & READERS ? NULL : c.who;
-	if (!args_are_text(req->conn))
-		return sl_httpd_send_error(req->conn, 400, "query arguments must be UTF-8 text");
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (!route_matches(&routes[i], req->path, id, sizeof(id)))
-			continue;
-		if (!strcmp(routes[i].method, req->method))
-			return routes[i].roles & c.p->roles ? routes[i].fn(&c)
-			                                    : refuse(req, c.p, &routes[i]);
-		if (!other_method)
-			other_method = &routes[i];
-	}
-	if (other_method)
-		return sl_httpd_send_error(req->conn, 405, "use %s", other_method->method);
-	return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+	ret = route(&c, id, sizeof(id));
+	ap_principal_release(c.p);
+	return ret;
 }

@@ -368,3 +368,89 @@ t_db_role_passwords() {
   check "the password is not in the server's log" bash -c "! grep -qF '$pw' '$SLUICE_DEV_DIR/postgres.log'"
   check "nor does migrate print it" lacks "$pw" "$out"
 }
+
+# jwt KEY ALG KID CLAIMS: a token from tests/e2e/tools/jwt.py, with the
+# keys of $WORK/oidc-keys.
+jwt() { python3 tests/e2e/tools/jwt.py token "$WORK/oidc-keys" "$@"; }
+
+# OIDC bearer tokens, keys and tokens made with openssl: RS256 and ES256
+# tokens of the configured issuer and audience name their holder, whose
+# groups give the roles; expired, not yet valid, wrong audience or issuer,
+# wrong key, alg none and HS256 keyed with the public key are all 401; the
+# JWKS URL is fetched at start and again for a key id it does not know, at
+# most once in 10 s; OIDC identities decide, submit and are bound by the
+# same rules as the access file's.
+t_access_oidc() {
+  local log=$WORK/oidc-approver.log port pid now ann ops sam rid req fetches out
+  python3 tests/e2e/tools/jwt.py keys "$WORK/oidc-keys" || return 1
+  mkdir -p "$WORK/oidc-www" && cp "$WORK/oidc-keys/jwks.json" "$WORK/oidc-www/jwks.json"
+  port=$(free_port)
+  python3 -m http.server "$port" --bind 127.0.0.1 --directory "$WORK/oidc-www" \
+    2> "$WORK/oidc-www.log" > /dev/null &
+  pid=$!
+  check "the JWKS server answers" eventually 10 curl -sf "http://127.0.0.1:$port/" || return 1
+  jq -n --arg url "http://127.0.0.1:$port/jwks.json" '{principals: [], oidc: {
+      issuer: "https://idp.test", audience: "sluice", jwks_url: $url,
+      roles: {sre: ["approver"], ops: ["admin"], staff: ["submitter"]}}}' > "$WORK/oidc.json"
+  check "an approver with OIDC alone starts" access_approver "$WORK/oidc.json" "$log" || return 1
+  check "fetching the JWKS once" [ "$(grep -c 'GET /jwks.json' "$WORK/oidc-www.log")" = 1 ]
+  good='"iss":"https://idp.test","aud":"sluice","exp":"+300"'
+  ann=$(jwt rsa-1 RS256 rsa-1 "{$good,\"sub\":\"ann\",\"groups\":[\"sre\"]}")
+  ops=$(jwt ec-1 ES256 ec-1 "{$good,\"sub\":\"ops-bot\",\"groups\":[\"ops\"]}")
+  sam=$(jwt rsa-1 RS256 rsa-1 "{$good,\"sub\":\"sam\",\"groups\":[\"staff\"]}")
+  check "an RS256 token of an approver reads requirements: 200" \
+    [ "$(as "$ann" GET /v1/requirements)" = 200 ]
+  check "an ES256 token of an admin: 200" [ "$(as "$ops" GET /v1/approvals)" = 200 ]
+  check "a token with no role's group: 403" \
+    [ "$(as "$(jwt rsa-1 RS256 rsa-1 "{$good,\"sub\":\"bob\"}")" GET /v1/approvals)" = 403 ]
+  check "saying so: $(cat "$WORK/as.body")" grep -q "bob (roles none) may not" "$WORK/as.body"
+  check "expired: 401" [ "$(as "$(jwt rsa-1 RS256 rsa-1 \
+    '{"iss":"https://idp.test","aud":"sluice","exp":"-120","sub":"ann","groups":["ops"]}')" GET /v1/approvals)" = 401 ]
+  check "saying so: $(cat "$WORK/as.body")" grep -q "expired" "$WORK/as.body"
+  check "not yet valid: 401" [ "$(as "$(jwt rsa-1 RS256 rsa-1 \
+    '{"iss":"https://idp.test","aud":"sluice","exp":"+600","nbf":"+300","sub":"ann","groups":["ops"]}')" GET /v1/approvals)" = 401 ]
+  check "another audience: 401" [ "$(as "$(jwt rsa-1 RS256 rsa-1 \
+    '{"iss":"https://idp.test","aud":"other","exp":"+300","sub":"ann","groups":["ops"]}')" GET /v1/approvals)" = 401 ]
+  check "another issuer: 401" [ "$(as "$(jwt rsa-1 RS256 rsa-1 \
+    '{"iss":"https://evil.test","aud":"sluice","exp":"+300","sub":"ann","groups":["ops"]}')" GET /v1/approvals)" = 401 ]
+  check "signed by another key under rsa-1's kid: 401" [ "$(as "$(jwt rsa-2 RS256 rsa-1 \
+    "{$good,\"sub\":\"mallory\",\"groups\":[\"ops\"]}")" GET /v1/approvals)" = 401 ]
+  check "alg none: 401" [ "$(as "$(jwt rsa-1 none rsa-1 \
+    "{$good,\"sub\":\"mallory\",\"groups\":[\"ops\"]}")" GET /v1/approvals)" = 401 ]
+  check "HS256 keyed with the public key: 401" [ "$(as "$(jwt rsa-1 HS256 rsa-1 \
+    "{$good,\"sub\":\"mallory\",\"groups\":[\"ops\"]}")" GET /v1/approvals)" = 401 ]
+  check "each refusal logged with its reason" grep -q "a bearer token refused: it has expired" "$log"
+  check "never with the token" lacks "${ann%%.*}" "$(cat "$log")"
+  # an OIDC identity submits, is its run's user, and may not approve it
+  check "sam submits a run: 202" [ "$(as "$sam" POST /v1/runs \
+    '{"agent_id":"data-admin","input":"Delete all data for user O-5150."}')" = 202 ]
+  rid=$(jq -r .run_id "$WORK/as.body")
+  check "it pauses" eventually 30 run_is "$rid" paused || return 1
+  check "its user_id is the token's name" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+    "SELECT user_id FROM runs WHERE run_id = '$rid'")" = sam ]
+  req=$(pending_requirement "$rid")
+  check "sam, also an approver, may not confirm its own run: 403" [ "$(as "$(jwt rsa-1 RS256 rsa-1 \
+    "{$good,\"sub\":\"sam\",\"groups\":[\"staff\",\"sre\"]}")" POST "/v1/requirements/$req/confirm" '{}')" = 403 ]
+  check "ann confirms it: 200" [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{}')" = 200 ]
+  check_tool_result "$rid" "Done: Deleted data for user O-5150"
+  check "the approval names ann" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+    "SELECT resolved_by FROM approvals WHERE run_id = '$rid'")" = ann ]
+  # rotation: a token under a new kid makes it fetch the JWKS again, once
+  cp "$WORK/oidc-keys/jwks-rotated.json" "$WORK/oidc-www/jwks.json"
+  sleep 10.5  # past the 10 s between fetches since the start
+  fetches=$(grep -c 'GET /jwks.json' "$WORK/oidc-www.log")
+  check "a token of the new key rsa-2: 200" [ "$(as "$(jwt rsa-2 RS256 rsa-2 \
+    "{$good,\"sub\":\"ann\",\"groups\":[\"sre\"]}")" GET /v1/approvals)" = 200 ]
+  check "after one more fetch" [ "$(grep -c 'GET /jwks.json' "$WORK/oidc-www.log")" = $((fetches + 1)) ]
+  check "a token of an unknown kid right after: 401" [ "$(as "$(jwt rsa-2 RS256 rsa-3 \
+    "{$good,\"sub\":\"ann\",\"groups\":[\"sre\"]}")" GET /v1/approvals)" = 401 ]
+  check "with no fetch (at most one in 10 s)" [ "$(grep -c 'GET /jwks.json' "$WORK/oidc-www.log")" = $((fetches + 1)) ]
+  check "the old key still works" [ "$(as "$ann" GET /v1/approvals)" = 200 ]
+  access_approver_stop
+  kill "$pid"
+  wait "$pid" 2>/dev/null
+  out=$(jq '.oidc.roles.sre = ["boss"]' "$WORK/oidc.json" > "$WORK/oidc-bad.json";
+    env -u SLUICE_API_TOKENS SLUICE_ACCESS="$WORK/oidc-bad.json" timeout 20 "$BIN/sluice-approver" 2>&1)
+  check "a bad OIDC setting stops the approver, named: $(tail -1 <<<"$out")" \
+    grep -q "oidc.roles.sre\[0\] must be" <<<"$out"
+}
