@@ -204,6 +204,7 @@ ap_principal *ap_access_identify(const ap_access *a, const char *token, char *wh
 	unsigned char h[32];
 	ap_principal *found = NULL, *p;
 	ap_oidc_identity id;
+	char reason[200];
 
 	sha256(token, h);
 	for (size_t i = 0; i < a->n; i++)
@@ -217,8 +218,10 @@ ap_principal *ap_access_identify(const ap_access *a, const char *token, char *wh
 		snprintf(why, whysize, "missing or invalid bearer token");
 		return NULL;
 	}
-	if (ap_oidc_verify(a->oidc, token, &id, why, whysize))
+	if (ap_oidc_verify(a->oidc, token, &id, reason, sizeof(reason))) {
+		snprintf(why, whysize, "invalid bearer token: %s", reason);
 		return NULL;
+	}
 	p = sl_calloc(1, sizeof(*p));
 	p->name = id.name;
 	p->groups = id.groups;

@@ -49,7 +49,7 @@ static ap_principal *identify(const ap_api *api, struct MHD_Connection *conn, ch
 		h++;
 	if (*h && !(p = ap_access_identify(&api->access, h, why, whysize)) &&
 	    strncmp(why, "missing", 7))
-		sl_info("a bearer token refused: %s", why); /* a JWT's reason, never the token */
+		sl_info("%s", why); /* a JWT's reason, never the token */
 	return p;
 }
 
@@ -696,6 +696,24 @@ static enum MHD_Result get_run(const call *c)
 	return get_one(c, ap_store_get_run, "run");
 }
 
+/* GET /v1/requirements/{id}: a submitter sees its own runs' only (others
+ * 404); may_decide says whether the caller may decide it now. */
+static enum MHD_Result get_requirement(const call *c)
+{
+	char errbuf[512];
+	json_t *out;
+	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
+
+	if (!st)
+		st = ap_store_get_requirement(thread_store(c->api), c->id, c->owner,
+		                              c->p->roles & DECIDERS ? c->p : NULL, &out, errbuf,
+		                              sizeof(errbuf));
+	if (st == SL_NOT_FOUND)
+		return sl_httpd_send_error(c->req->conn, 404, "no requirement %s", c->id);
+	return st ? store_error(c->req->conn, st, errbuf)
+	          : sl_httpd_send_json(c->req->conn, 200, out);
+}
+
 static enum MHD_Result get_approval(const call *c)
 {
 	return get_one(c, ap_store_get_approval, "approval");
@@ -759,6 +777,7 @@ static const struct route {
     {"GET", "/v1/runs", true, "", get_run, SEERS},
     {"POST", "/v1/runs", true, "/cancel", route_cancel, AP_SUBMITTER | AP_ADMIN},
     {"GET", "/v1/requirements", false, "", route_list_requirements, SEERS},
+    {"GET", "/v1/requirements", true, "", get_requirement, SEERS},
     {"POST", "/v1/requirements", true, "/confirm", route_decide, DECIDERS},
     {"POST", "/v1/requirements", true, "/reject", route_decide, DECIDERS},
     {"POST", "/v1/requirements", true, "/input", route_decide, DECIDERS},

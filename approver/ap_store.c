@@ -20,6 +20,17 @@
 	"'note', v.note, 'at', v.voted_at) ORDER BY v.voted_at, v.voter) "                \
 	"FROM requirement_votes v WHERE v.requirement_id = r.id)"
 
+/* Who may still vote on requirement r while it is pending (else NULL):
+ * whoever its approvers are (NULL: every approver and admin), except the
+ * identities that have voted and, without self-approval, the run's user. */
+#define MAY_STILL_VOTE_JSON                                                                  \
+	"CASE WHEN r.status = 'pending' THEN json_build_object('approvers', "                \
+	"r.deciders->'approvers', 'except', (SELECT coalesce(json_agg(e.n ORDER BY e.n), "   \
+	"'[]') FROM (SELECT v.voter AS n FROM requirement_votes v WHERE v.requirement_id = " \
+	"r.id UNION SELECT u.user_id FROM runs u WHERE u.run_id = r.run_id AND u.user_id "   \
+	"IS NOT NULL AND NOT coalesce((r.deciders->>'self_approval')::boolean, false)) e)) " \
+	"END"
+
 /* The public shape of a requirement row r. */
 #define REQUIREMENT_JSON                                                                       \
 	"json_build_object('id', r.id, 'run_id', r.run_id, 'tool_call_id', r.tool_call_id, "   \
@@ -34,7 +45,8 @@
 	"'approvers', r.deciders->'approvers', "                                               \
 	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false), "          \
 	"'quorum', coalesce((r.deciders->>'quorum')::int, 1), "                                \
-	"'votes', coalesce(" VOTES_JSON ", '[]'))"
+	"'votes', coalesce(" VOTES_JSON ", '[]'), "                                            \
+	"'may_still_vote', " MAY_STILL_VOTE_JSON ")"
 
 /*
  * Whether who (a text) may decide requirement r, whose run's user_id is
@@ -48,6 +60,18 @@
 	"OR coalesce(r.deciders->'approvers'->'users', '[]') ? " who " "        \
 	"OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(" groups ") g "     \
 	"WHERE coalesce(r.deciders->'approvers'->'groups', '[]') ? g)))"
+
+/* Whether the identity who (a parameter such as "$7", NULL for none), with
+ * its groups (a jsonb parameter), may decide requirement r now: pending,
+ * not yet voted on by who, and eligible. */
+#define MAY_DECIDE_SQL(who, groups)                                                         \
+	who "::text IS NOT NULL AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM "    \
+	    "requirement_votes v WHERE v.requirement_id = r.id AND v.voter = " who ") "     \
+	    "AND " ELIGIBLE_SQL("(SELECT u.user_id FROM runs u WHERE u.run_id = r.run_id)", \
+	                        who "::text", groups "::jsonb")
+/* for the list ($7, $8) and for one requirement ($3, $4) */
+#define MAY_DECIDE_LIST MAY_DECIDE_SQL("$7", "$8")
+#define MAY_DECIDE_ONE MAY_DECIDE_SQL("$3", "$4")
 
 /* The public shape of an approval row a (Agno's approval record). */
 #define APPROVAL_JSON                                                                        \
@@ -1000,21 +1024,38 @@ sl_status ap_store_list_requirements(ap_store *s, const char *status, const char
 	    "WITH f AS (SELECT * FROM requirements r WHERE ($1::text IS NULL OR r.status = $1) "
 	    "AND ($2::text IS NULL OR r.run_id = $2) AND ($6::text IS NULL OR EXISTS "
 	    "(SELECT 1 FROM runs u WHERE u.run_id = r.run_id AND u.user_id = $6))), "
-	    "p AS (SELECT (" REQUIREMENT_JSON "::jsonb || jsonb_build_object('may_decide', "
-	    "$7::text IS NOT NULL AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM "
-	    "requirement_votes v WHERE v.requirement_id = r.id AND v.voter = $7) AND " ELIGIBLE_SQL(
-	        "(SELECT u.user_id FROM runs u WHERE u.run_id = r.run_id)", "$7::text",
-	        "$8::jsonb") ")) AS j, row_number() OVER (ORDER BY r.created_at, r.id) "
-	                     "AS n FROM (SELECT * FROM f ORDER BY created_at, id "
-	                     "LIMIT $3::bigint OFFSET $4::bigint) r), "
-	                     "b AS (SELECT j, n, sum(octet_length(j::text)) OVER (ORDER BY n) - "
-	                     "octet_length(j::text) "
-	                     "AS before FROM p) "
-	                     "SELECT json_build_object('data', (SELECT coalesce(json_agg(j ORDER "
-	                     "BY n), '[]') FROM "
-	                     "b "
-	                     "WHERE before < $5::bigint), 'total', (SELECT count(*) FROM f))",
+	    "p AS (SELECT (" REQUIREMENT_JSON
+	    "::jsonb || jsonb_build_object('may_decide', " MAY_DECIDE_LIST
+	    ")) AS j, row_number() OVER (ORDER BY r.created_at, r.id) "
+	    "AS n FROM (SELECT * FROM f ORDER BY created_at, id "
+	    "LIMIT $3::bigint OFFSET $4::bigint) r), "
+	    "b AS (SELECT j, n, sum(octet_length(j::text)) OVER (ORDER BY n) - "
+	    "octet_length(j::text) "
+	    "AS before FROM p) "
+	    "SELECT json_build_object('data', (SELECT coalesce(json_agg(j ORDER "
+	    "BY n), '[]') FROM "
+	    "b "
+	    "WHERE before < $5::bigint), 'total', (SELECT count(*) FROM f))",
 	    8, p, out, errbuf, errsize);
+	free(groups);
+	return st;
+}
+
+sl_status ap_store_get_requirement(ap_store *s, const char *id, const char *owner,
+                                   const ap_principal *decider, json_t **out, char *errbuf,
+                                   size_t errsize)
+{
+	char *groups = principal_groups(decider);
+	const char *p[] = {id, owner, decider ? decider->name : NULL, groups};
+	sl_status st;
+
+	st = sl_db_query_json(s->db,
+	                      "SELECT " REQUIREMENT_JSON
+	                      "::jsonb || jsonb_build_object('may_decide', " MAY_DECIDE_ONE
+	                      ") FROM requirements r WHERE r.id = $1 "
+	                      "AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM runs u WHERE "
+	                      "u.run_id = r.run_id AND u.user_id = $2))",
+	                      4, p, out, errbuf, errsize);
 	free(groups);
 	return st;
 }

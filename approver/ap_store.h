@@ -157,6 +157,13 @@ sl_status ap_store_list_requirements(ap_store *s, const char *status, const char
                                      long limit, size_t max_bytes, json_t **out, char *errbuf,
                                      size_t errsize);
 
+/* GET /v1/requirements/{id}: with may_decide for decider (NULL: false);
+ * SL_NOT_FOUND when there is none, or when owner is set and the run is
+ * not owner's. */
+sl_status ap_store_get_requirement(ap_store *s, const char *id, const char *owner,
+                                   const ap_principal *decider, json_t **out, char *errbuf,
+                                   size_t errsize);
+
 /* GET /v1/approvals/{id}. */
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,
                                 size_t errsize);

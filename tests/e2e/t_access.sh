@@ -197,6 +197,9 @@ t_http_submit() {
   other=$("$BIN/sluice" submit --agent ops-admin --user-id zoe --input 'call restart_service {"service":"h-1901"}')
   check "zoe's run pauses" eventually 30 run_is "$other" paused || return 1
   check "sam may not read zoe's run: 404, not 403" [ "$(as "$sub" GET "/v1/runs/$other")" = 404 ]
+  check "nor its requirement: 404" [ "$(as "$sub" GET "/v1/requirements/$(pending_requirement "$other")")" = 404 ]
+  check "sam reads its own requirement: 200" [ "$(as "$sub" GET "/v1/requirements/$(pending_requirement "$rid")")" = 200 ]
+  check "which sam may not decide" [ "$(jq .may_decide "$WORK/as.body")" = false ]
   as "$sub" GET "/v1/approvals?status=pending" > /dev/null
   check "nor list its approval" lacks "$other" "$(jq -r '.data[].run_id' "$WORK/as.body")"
   as "$aud" GET "/v1/approvals?status=pending&run_id=$other" > /dev/null
@@ -269,6 +272,9 @@ t_access_quorum() {
   check "still pending, 1 of 2: $(jq -c '[.status, .quorum, [.votes[].voter]]' "$WORK/as.body")" \
     [ "$(jq -c '[.status, .quorum, [.votes[].voter]]' "$WORK/as.body")" = '["pending",2,["ann"]]' ]
   check "the run still paused" run_is "$rid" paused
+  as "$bob" GET "/v1/requirements/$req" > /dev/null
+  check "who may still vote: any approver but ann and zoe (the run's): $(jq -cS .may_still_vote "$WORK/as.body")" \
+    [ "$(jq -cS .may_still_vote "$WORK/as.body")" = '{"approvers":null,"except":["ann","zoe"]}' ]
   as "$ann" GET "/v1/requirements?run_id=$rid" > /dev/null
   check "no longer ann's to decide" [ "$(jq '.data[0].may_decide' "$WORK/as.body")" = false ]
   as "$bob" GET "/v1/requirements?run_id=$rid" > /dev/null
@@ -279,6 +285,8 @@ t_access_quorum() {
   check "in the inbox, bob sees 1 of 2 and votes yes with a click: $out" grep -q '^ok: approved with a click' <<<"$out"
   check "the row said so" grep -q '^ok: the row shows "1 of 2 approvals"' <<<"$out"
   check "resolved by bob" [ "$(api GET "/v1/runs/$rid" | jq -r '.requirements[0] | .status + " " + .resolved_by')" = "resolved bob" ]
+  check "and no one may still vote" [ "$(api GET "/v1/requirements/$req" | jq -c .may_still_vote)" = null ]
+  check "a requirement that does not exist: 404" [ "$(as "$bob" GET /v1/requirements/no-such-id)" = 404 ]
   check "the run completes" eventually 30 run_is "$rid" completed
   check "its tool ran once" [ "$(tool_calls_for Q-2101)" = 1 ]
   check "the approval lists both votes: $(approval_of "$rid" '.data[0].resolution_data.votes | tostring')" \
@@ -406,7 +414,7 @@ t_access_oidc() {
   check "saying so: $(cat "$WORK/as.body")" grep -q "bob (roles none) may not" "$WORK/as.body"
   check "expired: 401" [ "$(as "$(jwt rsa-1 RS256 rsa-1 \
     '{"iss":"https://idp.test","aud":"sluice","exp":"-120","sub":"ann","groups":["ops"]}')" GET /v1/approvals)" = 401 ]
-  check "saying so: $(cat "$WORK/as.body")" grep -q "expired" "$WORK/as.body"
+  check "saying so: $(cat "$WORK/as.body")" grep -q "invalid bearer token: it has expired" "$WORK/as.body"
   check "not yet valid: 401" [ "$(as "$(jwt rsa-1 RS256 rsa-1 \
     '{"iss":"https://idp.test","aud":"sluice","exp":"+600","nbf":"+300","sub":"ann","groups":["ops"]}')" GET /v1/approvals)" = 401 ]
   check "another audience: 401" [ "$(as "$(jwt rsa-1 RS256 rsa-1 \
@@ -419,7 +427,7 @@ t_access_oidc() {
     "{$good,\"sub\":\"mallory\",\"groups\":[\"ops\"]}")" GET /v1/approvals)" = 401 ]
   check "HS256 keyed with the public key: 401" [ "$(as "$(jwt rsa-1 HS256 rsa-1 \
     "{$good,\"sub\":\"mallory\",\"groups\":[\"ops\"]}")" GET /v1/approvals)" = 401 ]
-  check "each refusal logged with its reason" grep -q "a bearer token refused: it has expired" "$log"
+  check "each refusal logged with its reason" grep -q "invalid bearer token: it has expired" "$log"
   check "never with the token" lacks "${ann%%.*}" "$(cat "$log")"
   # an OIDC identity submits, is its run's user, and may not approve it
   check "sam submits a run: 202" [ "$(as "$sam" POST /v1/runs \

@@ -247,7 +247,7 @@ static void bad_tokens_are_refused(void **state)
 	body = GOOD("mallory", "[\"ops\"]");
 	assert_true(cjose_base64url_encode((const uint8_t *)body, strlen(body), &p, &pl, &err));
 	token = malloc(hl + pl + 3);
-	sprintf(token, "%s.%s.", h, p);
+	snprintf(token, hl + pl + 3, "%s.%s.", h, p);
 	refused(o, token, "");
 	free(h);
 	free(p);
