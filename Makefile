@@ -158,13 +158,17 @@ build/fuzz/fuzz_api: tests/fuzz/fuzz_api.c $(API_FUZZ_SRC) $(wildcard shared/*.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(CPPFLAGS) -Iapprover -o $@ $(filter %.c,$^) $(LDLIBS)
 
+build/fuzz/fuzz_jcs: tests/fuzz/fuzz_jcs.c shared/sl_jcs.c shared/sl_common.c $(wildcard shared/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
+
 # OIDC tokens, their claims and JWKS documents (ap_oidc.c, included).
 build/fuzz/fuzz_oidc: tests/fuzz/fuzz_oidc.c approver/ap_oidc.c shared/sl_http.c shared/sl_log.c shared/sl_text.c shared/sl_common.c $(wildcard shared/*.h) approver/ap_oidc.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_oidc.c $(filter shared/%.c,$^) $(FUZZ_LIBS) -lcurl -lcjose -lpthread
 
 FUZZERS := build/fuzz/fuzz_event build/fuzz/fuzz_agents build/fuzz/fuzz_model build/fuzz/fuzz_stdio \
-	build/fuzz/fuzz_api build/fuzz/fuzz_oidc
+	build/fuzz/fuzz_api build/fuzz/fuzz_oidc build/fuzz/fuzz_jcs
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \
 	  name=$$(basename $$f | sed 's/^fuzz_//'); \
