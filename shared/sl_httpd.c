@@ -420,11 +420,31 @@ unsigned sl_httpd_port(const sl_httpd *h)
 	return i ? i->port : 0;
 }
 
+/* Whether a connection's request is being answered (mu held). */
+static bool any_busy(const sl_httpd *h)
+{
+	for (const tracked *t = h->conns; t; t = t->next)
+		if (t->busy)
+			return true;
+	return false;
+}
+
 void sl_httpd_stop(sl_httpd *h)
 {
+	long long until = sl_mono_ms() + SL_HTTPD_DRAIN_MS;
+
 	if (!h)
 		return;
+	/* An answer given (a deferred request resumed with its answer) goes
+	 * out before the connections close: stopping the daemon at once
+	 * dropped decisions already recorded, their callers left with no
+	 * answer. */
 	pthread_mutex_lock(&h->mu);
+	while (any_busy(h) && sl_mono_ms() < until) {
+		pthread_mutex_unlock(&h->mu);
+		sl_sleep_ms(5);
+		pthread_mutex_lock(&h->mu);
+	}
 	h->stopping = true;
 	pthread_cond_signal(&h->wake);
 	pthread_mutex_unlock(&h->mu);

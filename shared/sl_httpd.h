@@ -56,7 +56,9 @@ long sl_httpd_timed_out(const sl_httpd *h);
 /* The port actually bound. */
 unsigned sl_httpd_port(const sl_httpd *h);
 
-/* Stops the server and frees it; NULL is fine. */
+/* Stops the server and frees it, once the requests being answered have
+ * their answers (up to SL_HTTPD_DRAIN_MS); NULL is fine. */
+#define SL_HTTPD_DRAIN_MS 5000
 void sl_httpd_stop(sl_httpd *h);
 
 /*
