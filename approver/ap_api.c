@@ -10,6 +10,7 @@
 #include "sl_text.h"
 
 #include <curl/curl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -714,6 +715,36 @@ static enum MHD_Result get_requirement(const call *c)
 	          : sl_httpd_send_json(c->req->conn, 200, out);
 }
 
+/* GET /v1/audit?run_id=&requirement_id=&kind=&since=&until=&after_seq=&limit=
+ * (limit 1..1000, default 100): the ledger, oldest first. */
+static enum MHD_Result get_audit(const call *c)
+{
+	static const char *names[AP_A_COUNT] = {"run_id", "requirement_id", "kind", "since",
+	                                        "until"};
+	const char *f[AP_A_COUNT], *a = arg(c->req->conn, "after_seq"),
+	                           *l = arg(c->req->conn, "limit");
+	long after = 0, limit = 100;
+	char errbuf[512];
+	json_t *out;
+	sl_status st;
+
+	for (int i = 0; i < AP_A_COUNT; i++)
+		f[i] = arg(c->req->conn, names[i]);
+	if (a && !sl_parse_long(a, 0, LONG_MAX, &after))
+		return sl_httpd_send_error(c->req->conn, 400, "after_seq must be a whole number");
+	if (l && !sl_parse_long(l, 1, 1000, &limit))
+		return sl_httpd_send_error(c->req->conn, 400, "limit must be from 1 to 1000");
+	st = store_ready(c->api, errbuf, sizeof(errbuf));
+	if (!st)
+		st = ap_store_list_audit(thread_store(c->api), f, after, limit, &out, errbuf,
+		                         sizeof(errbuf));
+	if (st == SL_INVALID)
+		return sl_httpd_send_error(c->req->conn, 400,
+		                           "since and until must be times (RFC 3339)");
+	return st ? store_error(c->req->conn, st, errbuf)
+	          : sl_httpd_send_json(c->req->conn, 200, out);
+}
+
 static enum MHD_Result get_approval(const call *c)
 {
 	return get_one(c, ap_store_get_approval, "approval");
@@ -786,6 +817,7 @@ static const struct route {
     {"GET", "/v1/approvals/count", false, "", count_pending, SEERS},
     {"GET", "/v1/approvals", true, "", get_approval, SEERS},
     {"POST", "/v1/approvals", true, "/resolve", route_decide, DECIDERS},
+    {"GET", "/v1/audit", false, "", get_audit, AP_AUDITOR | AP_ADMIN},
 };
 
 /* 403 for a principal whose roles r does not allow: said, logged and

@@ -5,6 +5,7 @@
  * its connection, ap_decide.h), and relays its outbox (the continue events).
  */
 #include "ap_api.h"
+#include "ap_chain.h"
 #include "ap_store.h"
 #include "sl_config.h"
 #include "sl_consume.h"
@@ -37,6 +38,7 @@ typedef struct approver {
 	sl_httpd *httpd;
 	ap_decider *decider; /* the API's decisions, in batches */
 	sl_relay *relay;
+	ap_chain *chain; /* the ledger's chainer */
 	char *source;
 	char *topic_approvals;
 	char *topic_continues;
@@ -172,6 +174,10 @@ static bool start_serving(approver *a)
 		return false;
 	}
 	a->api.decider = a->decider;
+	if (!(a->chain = ap_chain_start(a->cfg.database_url, errbuf, sizeof(errbuf)))) {
+		sl_error("%s", errbuf);
+		return false;
+	}
 	a->api.kafka = a->producer;
 	a->httpd = sl_httpd_start(a->cfg.approver_listen, AP_API_MAX_BODY, (unsigned)a->threads,
 	                          &a->limits, ap_api_handle, &a->api, errbuf, sizeof(errbuf));
@@ -192,6 +198,7 @@ static void stop_all(approver *a)
 	ap_decider_free(a->decider);
 	if (a->api_ready)
 		ap_api_fini(&a->api);
+	ap_chain_stop(a->chain);
 	sl_relay_stop(a->relay);
 	if (a->consumer) {
 		rd_kafka_consumer_close(a->consumer);

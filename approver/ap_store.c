@@ -434,6 +434,14 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "                \
 	"resolution_data = excluded.resolution_data, resolved_by = excluded.resolved_by, "     \
 	"resolved_at = excluded.resolved_at, updated_at = now()), "                            \
+	"led AS (INSERT INTO ledger_queue (kind, run_id, requirement_id, actor, body) "        \
+	"SELECT CASE r.status WHEN 'expired' THEN 'requirement.expired' ELSE "                 \
+	"'requirement.resolved' END, r.run_id, r.id, r.resolved_by, jsonb_strip_nulls("        \
+	"jsonb_build_object('decision', CASE WHEN r.status = 'expired' THEN 'expired' "        \
+	"WHEN r.confirmed THEN 'approved' ELSE 'rejected' END, 'note', r.note, 'tool_args', "  \
+	"r.edited_args, 'values', r.user_input, 'result_sha256', encode(sha256(convert_to("    \
+	"r.external_result, 'UTF8')), 'hex'), 'quorum', (r.deciders->>'quorum')::int)) "       \
+	"FROM upd r), "                                                                        \
 	"pause AS (SELECT q.run_id, q.id, q.position, q.status, q.confirmed, q.note, "         \
 	"q.user_input, q.external_result, q.resolved_by FROM requirements q "                  \
 	"JOIN (SELECT DISTINCT run_id, pause_seq FROM d) p "                                   \
@@ -471,10 +479,15 @@ static sl_status vote(ap_store *s, resolving *g, char *errbuf, size_t errsize)
 	long confirms;
 	sl_status st;
 
+	/* the vote and its ledger entry (none for a second vote) */
 	if ((st = sl_db_insert_once(
 	         s->db,
-	         "INSERT INTO requirement_votes (requirement_id, voter, confirmed, "
-	         "note) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+	         "WITH v AS (INSERT INTO requirement_votes (requirement_id, voter, confirmed, "
+	         "note) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING *) "
+	         "INSERT INTO ledger_queue (kind, run_id, requirement_id, actor, body) "
+	         "SELECT 'requirement.vote', q.run_id, v.requirement_id, v.voter, "
+	         "jsonb_strip_nulls(jsonb_build_object('confirmed', v.confirmed, 'note', "
+	         "v.note)) FROM v JOIN requirements q ON q.id = v.requirement_id",
 	         4, p, &inserted, errbuf, errsize)))
 		return st;
 	if (!inserted)
@@ -880,9 +893,12 @@ sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *owner, co
 		                     2, c, NULL, errbuf, errsize)) ||
 		    (st = sl_db_exec(
 		         s->db,
-		         "UPDATE requirements SET status = 'cancelled', resolved_by = $3, "
-		         "note = $2, resolved_at = now() "
-		         "WHERE run_id = $1 AND status = 'pending'",
+		         "WITH c AS (UPDATE requirements SET status = 'cancelled', "
+		         "resolved_by = $3, note = $2, resolved_at = now() "
+		         "WHERE run_id = $1 AND status = 'pending' RETURNING id) "
+		         "INSERT INTO ledger_queue (kind, run_id, requirement_id, actor, body) "
+		         "SELECT 'requirement.cancelled', $1, c.id, $3, "
+		         "jsonb_build_object('note', $2::text) FROM c",
 		         3, c, NULL, errbuf, errsize)) ||
 		    (st = sl_db_exec(
 		         s->db,
@@ -1058,6 +1074,36 @@ sl_status ap_store_get_requirement(ap_store *s, const char *id, const char *owne
 	                      4, p, out, errbuf, errsize);
 	free(groups);
 	return st;
+}
+
+sl_status ap_store_list_audit(ap_store *s, const char *const f[AP_A_COUNT], long long after_seq,
+                              long limit, json_t **out, char *errbuf, size_t errsize)
+{
+	char after[24], lim[24];
+	const char *p[] = {f[AP_A_RUN_ID],
+	                   f[AP_A_REQUIREMENT_ID],
+	                   f[AP_A_KIND],
+	                   f[AP_A_SINCE],
+	                   f[AP_A_UNTIL],
+	                   after,
+	                   lim};
+
+	snprintf(after, sizeof(after), "%lld", after_seq);
+	snprintf(lim, sizeof(lim), "%ld", limit);
+	return sl_db_query_json(
+	    s->db,
+	    "SELECT json_build_object('data', coalesce(json_agg(json_build_object('seq', l.seq, "
+	    "'kind', l.kind, 'at', l.at, 'run_id', l.run_id, 'requirement_id', "
+	    "l.requirement_id, 'actor', l.actor, 'body', l.body, 'hash', l.hash) ORDER BY "
+	    "l.seq), '[]'), 'meta', json_build_object('after_seq', $6::bigint, 'limit', "
+	    "$7::int, 'next_after_seq', max(l.seq))) FROM (SELECT * FROM ledger l "
+	    "WHERE ($1::text IS NULL OR l.run_id = $1) "
+	    "AND ($2::text IS NULL OR l.requirement_id = $2) "
+	    "AND ($3::text IS NULL OR l.kind = $3) "
+	    "AND ($4::timestamptz IS NULL OR l.at::timestamptz >= $4::timestamptz) "
+	    "AND ($5::timestamptz IS NULL OR l.at::timestamptz < $5::timestamptz) "
+	    "AND l.seq > $6::bigint ORDER BY l.seq LIMIT $7::int) l",
+	    7, p, out, errbuf, errsize);
 }
 
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,

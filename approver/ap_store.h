@@ -164,6 +164,16 @@ sl_status ap_store_get_requirement(ap_store *s, const char *id, const char *owne
                                    const ap_principal *decider, json_t **out, char *errbuf,
                                    size_t errsize);
 
+/* The filters of GET /v1/audit, in this order; NULL means any. */
+enum { AP_A_RUN_ID, AP_A_REQUIREMENT_ID, AP_A_KIND, AP_A_SINCE, AP_A_UNTIL, AP_A_COUNT };
+
+/* GET /v1/audit: up to limit ledger entries after after_seq, oldest first,
+ * {"data": [...], "meta": {"after_seq", "limit", "next_after_seq"}} (the
+ * last seq given, null when none). SL_INVALID for a since or until that
+ * is not a time. */
+sl_status ap_store_list_audit(ap_store *s, const char *const f[AP_A_COUNT], long long after_seq,
+                              long limit, json_t **out, char *errbuf, size_t errsize);
+
 /* GET /v1/approvals/{id}. */
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,
                                 size_t errsize);

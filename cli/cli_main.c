@@ -36,6 +36,7 @@ static int usage(void)
 	    "  approvals list [--status S] [--approval-type T] [--run-id ID] [--limit N] ...\n"
 	    "  approvals get ID\n"
 	    "  migrate [--dir DIR]       apply pending database migrations\n"
+	    "  audit verify              check the audit ledger's hash chain (database)\n"
 	    "  token new NAME [--roles LIST]\n"
 	    "                            a new API token and its access-file entry (SHA-256 only)\n"
 	    "  topics create [--partitions N] [--replication-factor R]\n"
@@ -408,6 +409,8 @@ static int dispatch(sl_config *cfg, int argc, char **argv)
 		return cli_dev(cfg, argc - 1, argv + 1);
 	if (!strcmp(cmd, "prune"))
 		return prune(cfg, argc);
+	if (!strcmp(cmd, "audit"))
+		return cli_audit(cfg, argc - 1, argv + 1);
 	if (!strcmp(cmd, "token") && !strcmp(sub, "new"))
 		return token_new(argc - 2, argv + 2);
 	if (!strcmp(cmd, "topics") && !strcmp(sub, "create"))

@@ -29,7 +29,7 @@ static int shortest(double d, char digits[20], int *exp10)
 	while (k > 1 && digits[k - 1] == '0')
 		k--;
 	digits[k] = '\0';
-	*exp10 = atoi(strchr(buf, 'e') + 1);
+	*exp10 = (int)strtol(strchr(buf, 'e') + 1, NULL, 10);
 	return k;
 }
 

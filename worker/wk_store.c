@@ -353,11 +353,22 @@ sl_status wk_store_tool_claim(PGconn *db, const char *run_id, const char *call_i
 	return SL_OK;
 }
 
+/* Who the worker's ledger entries name. */
+#define WK_LEDGER_ACTOR "'sluice-worker'"
+
+/* Each result recorded, and for a gated call (one with a requirement) a
+ * tool.executed ledger entry with the SHA-256 of its result. */
 static const char *const tool_results_sql =
-    "UPDATE tool_executions e SET status = 'done', result = x.result, finished_at = now() "
-    "FROM sluice_batch($1::jsonb) AS b(r), "
+    "WITH d AS (UPDATE tool_executions e SET status = 'done', result = x.result, "
+    "finished_at = now() FROM sluice_batch($1::jsonb) AS b(r), "
     "jsonb_to_record(b.r) AS x(run_id text, call_id text, result text) "
-    "WHERE e.run_id = x.run_id AND e.tool_call_id = x.call_id";
+    "WHERE e.run_id = x.run_id AND e.tool_call_id = x.call_id AND e.status = 'started' "
+    "RETURNING e.run_id, e.tool_call_id, e.tool_name, e.result) "
+    "INSERT INTO ledger_queue (kind, run_id, requirement_id, actor, body) "
+    "SELECT 'tool.executed', d.run_id, q.id, " WK_LEDGER_ACTOR ", jsonb_build_object("
+    "'tool_call_id', d.tool_call_id, 'tool_name', d.tool_name, 'result_sha256', "
+    "encode(sha256(convert_to(coalesce(d.result, ''), 'UTF8')), 'hex')) "
+    "FROM d JOIN requirements q ON q.run_id = d.run_id AND q.tool_call_id = d.tool_call_id";
 
 /*
  * Tool results, several in one statement, committed durably (the commit
@@ -411,7 +422,13 @@ static const char *const pauses_sql =
     "position int, tool_call_id text, tool_name text, tool_args jsonb, needs_confirmation "
     "boolean, needs_user_input boolean, user_input_schema jsonb, external_execution "
     "boolean, approval_type text, timeout_s int, tool_schema jsonb, deciders jsonb) "
-    "RETURNING id, run_id, approval_type, pause_type, tool_name, tool_args, expires_at), "
+    "RETURNING id, run_id, approval_type, pause_type, tool_name, tool_args, expires_at, "
+    "tool_call_id), "
+    "led AS (INSERT INTO ledger_queue (kind, run_id, requirement_id, actor, body) "
+    "SELECT 'requirement.created', q.run_id, q.id, " WK_LEDGER_ACTOR ", "
+    "jsonb_build_object('tool_call_id', q.tool_call_id, 'tool_name', q.tool_name, "
+    "'tool_args', q.tool_args, 'pause_type', q.pause_type, 'approval_type', "
+    "q.approval_type, 'expires_at', q.expires_at) FROM reqs q), "
     "aid AS (SELECT q.id, q.approval_id FROM upd, jsonb_to_recordset(upd.reqs) AS "
     "q(id text, approval_id text)), "
     "appr AS (INSERT INTO approvals (id, run_id, session_id, requirement_id, agent_id, "

@@ -4,7 +4,8 @@ WORK and checks every invariant, from outside Sluice.
     python3 verdict.py WORK RUNS
 
 WORK holds PostgreSQL's tables as JSON (runs, requirements, approvals,
-tool_executions), the tool server's effects log (tools.log.effects: key,
+tool_executions, ledger), `sluice audit verify`'s output (ledger_verify),
+the tool server's effects log (tools.log.effects: key,
 tool, body, answer), the decider's decisions, the results topic
 (results), the run ids submitted (submitted) and the faults made
 (counts), how many calls workers made again with the same key
@@ -17,6 +18,7 @@ examples, then one line:
 and exits 1 when an invariant failed.
 """
 import collections
+import hashlib
 import json
 import os
 import sys
@@ -38,6 +40,8 @@ runs = {r["run_id"]: r for r in load("runs.json")}
 requirements = load("requirements.json")
 approvals = load("approvals.json")
 executions = load("tool_executions.json")
+ledger = load("ledger.json")
+ledger_verify = lines("ledger_verify")
 submitted = lines("submitted")
 decisions = {}
 for line in lines("decisions"):
@@ -136,6 +140,43 @@ for e in executions:
     if e["status"] != "done":
         fail("executions_unfinished", f"{e['run_id']}:{e['tool_call_id']} {e['status']}")
 
+# The ledger: its chain holds; each requirement created once, each
+# decision resolved (or expired, cancelled) once as recorded, each gated
+# call that ran executed once with its result's digest.
+if ledger_verify[-1:] != ["rc=0"]:
+    fail("ledger_broken", " ".join(ledger_verify))
+entries = collections.defaultdict(list)  # (kind, requirement_id) -> [entry]
+for e in ledger:
+    entries[(e["kind"], e["requirement_id"])].append(e)
+for (kind, req_id), es in entries.items():
+    if len(es) > 1 and kind != "requirement.vote":
+        fail("ledger_duplicates", f"{kind} {req_id}: {len(es)} entries")
+gated = {}
+for req in requirements:
+    gated[(req["run_id"], req["tool_call_id"])] = req["id"]
+    if not entries.get(("requirement.created", req["id"])):
+        fail("ledger_missing", f"requirement.created {req['id']}")
+    end = {"resolved": "requirement.resolved", "expired": "requirement.expired",
+           "cancelled": "requirement.cancelled"}.get(req["status"])
+    if end and not entries.get((end, req["id"])):
+        fail("ledger_missing", f"{end} {req['id']}")
+    if req["status"] == "resolved":
+        for e in entries.get(("requirement.resolved", req["id"]), []):
+            want = "approved" if req["confirmed"] else "rejected"
+            if e["body"].get("decision") != want or e["actor"] != req["resolved_by"]:
+                fail("ledger_wrong", f"{req['id']}: {e['body'].get('decision')} by {e['actor']}, "
+                                     f"recorded {want} by {req['resolved_by']}")
+for x in executions:
+    req_id = gated.get((x["run_id"], x["tool_call_id"]))
+    if x["status"] != "done" or not req_id:
+        continue
+    es = entries.get(("tool.executed", req_id), [])
+    digest = hashlib.sha256((x["result"] or "").encode()).hexdigest()
+    if not es:
+        fail("ledger_missing", f"tool.executed {req_id}")
+    elif es[0]["body"].get("result_sha256") != digest:
+        fail("ledger_wrong", f"tool.executed {req_id}: digest differs from the result's")
+
 # The results topic: one result per run; a repeated event has one id.
 results = collections.defaultdict(set)
 for line in lines("results"):
@@ -162,11 +203,13 @@ for what, examples in sorted(failures.items()):
 shown = ["lost", "stuck", "not_completed", "double_effects", "rejected_but_ran",
          "effects_missing", "effects_misreported", "effects_without_decision", "wrong_args",
          "outcomes_unknown", "duplicate_approvals", "approvals_missing", "approvals_wrong",
-         "decisions_wrong", "results_missing", "duplicate_results", "sanitizer_reports"]
+         "decisions_wrong", "results_missing", "duplicate_results", "ledger_broken",
+         "ledger_missing", "ledger_duplicates", "ledger_wrong", "sanitizer_reports"]
 counts = [f"runs={RUNS}", f"completed={status['completed']}"]
 counts += [f"{k}={len(failures.get(k, []))}" for k in shown]
 counts += [f"{k}={len(failures[k])}" for k in sorted(failures) if k not in shown]
 counts += [f"requirements={len(requirements)}", f"effects={sum(map(len, effects.values()))}",
+           f"ledger={len(ledger)}",
            f"asked_again_interrupted={asked_again[0]}",
            f"asked_again_unanswered={asked_again[1]}"]
 counts += [f"{k}={faults[k]}" for k in ("worker_kills", "worker_stops", "approver_kills",

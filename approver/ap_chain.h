@@ -1,0 +1,33 @@
+/*
+ * ap_chain.h - the ledger's chainer (migrations/0010_ledger.sql): a thread
+ * of the approver, on its own PostgreSQL connection, that moves queued
+ * ledger entries into the ledger, numbered and hash-chained (sl_ledger.h),
+ * in order, at most AP_CHAIN_BATCH in a transaction, shortly after they
+ * commit (it looks every AP_CHAIN_IDLE_MS when the queue is empty). One
+ * chainer of a deployment works at a time (an advisory lock held by the
+ * transaction); the others find it taken and wait their turn.
+ */
+#ifndef AP_CHAIN_H
+#define AP_CHAIN_H
+
+#include "sl_common.h"
+
+#include <libpq-fe.h>
+
+#define AP_CHAIN_BATCH 1000
+#define AP_CHAIN_IDLE_MS 200
+
+typedef struct ap_chain ap_chain;
+
+/* Starts the thread; NULL with the reason in errbuf. */
+ap_chain *ap_chain_start(const char *database_url, char *errbuf, size_t errsize);
+
+/* Stops it (a batch in progress is finished or rolled back) and frees it;
+ * NULL is fine. */
+void ap_chain_stop(ap_chain *c);
+
+/* One batch on conn: the entries chained in *n (0 when another chainer
+ * holds the lock or the queue is empty). */
+sl_status ap_chain_batch(PGconn *conn, int *n, char *errbuf, size_t errsize);
+
+#endif
