@@ -745,6 +745,38 @@ static enum MHD_Result get_audit(const call *c)
 	          : sl_httpd_send_json(c->req->conn, 200, out);
 }
 
+/* GET /v1/audit/checkpoints/latest: the newest signed checkpoint. */
+static enum MHD_Result get_checkpoint(const call *c)
+{
+	char errbuf[512];
+	json_t *out;
+	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
+
+	if (!st)
+		st = ap_store_latest_checkpoint(thread_store(c->api), &out, errbuf, sizeof(errbuf));
+	if (st == SL_NOT_FOUND)
+		return sl_httpd_send_error(c->req->conn, 404, "no checkpoint yet");
+	return st ? store_error(c->req->conn, st, errbuf)
+	          : sl_httpd_send_json(c->req->conn, 200, out);
+}
+
+/* GET /v1/keys, no token: the public keys receipts and checkpoints are
+ * checked with (SLUICE_RECEIPT_KEYS), as a JWKS. */
+static enum MHD_Result get_keys(const ap_api *api, const sl_httpd_request *req)
+{
+	json_t *keys = json_array();
+
+	for (size_t i = 0; i < api->keys.n; i++) {
+		char *x = sl_b64url(api->keys.k[i].raw, 32);
+		json_array_append_new(keys,
+		                      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "OKP",
+		                                "crv", "Ed25519", "kid", api->keys.k[i].kid, "use",
+		                                "sig", "alg", "EdDSA", "x", x));
+		free(x);
+	}
+	return sl_httpd_send_json(req->conn, 200, json_pack("{s:o}", "keys", keys));
+}
+
 static enum MHD_Result get_approval(const call *c)
 {
 	return get_one(c, ap_store_get_approval, "approval");
@@ -818,6 +850,7 @@ static const struct route {
     {"GET", "/v1/approvals", true, "", get_approval, SEERS},
     {"POST", "/v1/approvals", true, "/resolve", route_decide, DECIDERS},
     {"GET", "/v1/audit", false, "", get_audit, AP_AUDITOR | AP_ADMIN},
+    {"GET", "/v1/audit/checkpoints/latest", false, "", get_checkpoint, AP_AUDITOR | AP_ADMIN},
 };
 
 /* 403 for a principal whose roles r does not allow: said, logged and
@@ -893,6 +926,8 @@ enum MHD_Result ap_api_handle(void *ud, const sl_httpd_request *req)
 		                          strlen(ap_inbox_html), ap_inbox_csp());
 	if (strncmp(req->path, "/v1/", 4))
 		return sl_httpd_send_error(req->conn, 404, "no such resource: %s", req->path);
+	if (!strcmp(req->path, "/v1/keys") && !strcmp(req->method, "GET"))
+		return get_keys(api, req);
 	if (!(c.p = identify(api, req->conn, why, sizeof(why)))) {
 		atomic_fetch_add(&n_unauthenticated, 1);
 		return sl_httpd_send_error(req->conn, 401, "%s", why);

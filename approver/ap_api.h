@@ -7,6 +7,7 @@
 #define AP_API_H
 
 #include "ap_access.h"
+#include "sl_keys.h"
 #include "ap_decide.h"
 #include "ap_store.h"
 #include "sl_httpd.h"
@@ -27,6 +28,7 @@ typedef struct ap_api {
 	ap_decider *decider; /* decisions on requirements, when set (else on the HTTP thread) */
 	rd_kafka_t *kafka;   /* the producer, when set: GET /readyz asks it for the brokers */
 	_Atomic(const sl_httpd *) httpd; /* the server, once started: its counters */
+	sl_keyset keys;                  /* SLUICE_RECEIPT_KEYS: GET /v1/keys (none when unset) */
 } ap_api;
 
 /* Sets up the per-thread stores (made on a thread's first request, with a

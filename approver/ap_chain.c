@@ -15,6 +15,7 @@
 
 struct ap_chain {
 	char *url;
+	const sl_signer *signer;
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t wake;
@@ -87,7 +88,33 @@ static sl_status chain(const PGresult *res, long long seq, char hash[65], json_t
 	return SL_OK;
 }
 
-sl_status ap_chain_batch(PGconn *conn, int *n, char *errbuf, size_t errsize)
+/* A checkpoint of the head (seq, hash), unless one of that size is there. */
+static sl_status checkpoint(PGconn *conn, const sl_signer *signer, long long seq, const char *hash,
+                            bool *signed_, char *errbuf, size_t errsize)
+{
+	char size[24], *note;
+	sl_status st;
+	PGresult *res;
+
+	snprintf(size, sizeof(size), "%lld", seq);
+	if (seq == 0)
+		return SL_OK;
+	if (!(note = sl_ledger_checkpoint(signer, seq, hash)))
+		return sl_err(errbuf, errsize, SL_FATAL, "cannot sign a checkpoint");
+	st = sl_db_exec(conn,
+	                "INSERT INTO ledger_checkpoints (tree_size, head, kid, note) "
+	                "VALUES ($1::bigint, $2, $3, $4) ON CONFLICT DO NOTHING",
+	                4, (const char *[]){size, hash, signer->kid, note}, &res, errbuf, errsize);
+	if (!st) {
+		*signed_ = !strcmp(PQcmdTuples(res), "1");
+		PQclear(res);
+	}
+	free(note);
+	return st;
+}
+
+sl_status ap_chain_batch(PGconn *conn, const sl_signer *signer, int *n, bool *signed_, char *errbuf,
+                         size_t errsize)
 {
 	PGresult *res = NULL;
 	json_t *rows = json_array();
@@ -96,6 +123,7 @@ sl_status ap_chain_batch(PGconn *conn, int *n, char *errbuf, size_t errsize)
 	sl_status st;
 
 	*n = 0;
+	*signed_ = false;
 	snprintf(batch, sizeof(batch), "%d", AP_CHAIN_BATCH);
 	if ((st = sl_db_begin(conn, errbuf, errsize)) ||
 	    (st = sl_db_exec(conn, "SELECT pg_try_advisory_xact_lock(" SL_LEDGER_LOCK ")", 0, NULL,
@@ -112,11 +140,14 @@ sl_status ap_chain_batch(PGconn *conn, int *n, char *errbuf, size_t errsize)
 	if (json_array_size(rows)) {
 		text = json_dumps(rows, JSON_COMPACT);
 		if ((st = sl_db_exec(conn, PUT_SQL, 1, (const char *[]){text}, NULL, errbuf,
-		                     errsize)) ||
-		    (st = sl_db_commit(conn, errbuf, errsize)))
+		                     errsize)))
 			goto out;
-		*n = (int)json_array_size(rows);
+		seq += (long long)json_array_size(rows);
 	}
+	if ((signer && (st = checkpoint(conn, signer, seq, hash, signed_, errbuf, errsize))) ||
+	    (st = sl_db_commit(conn, errbuf, errsize)))
+		goto out;
+	*n = (int)json_array_size(rows);
 out:
 	sl_db_rollback(conn); /* nothing, after a commit */
 	PQclear(res);
@@ -151,13 +182,17 @@ static void *chain_main(void *arg)
 	ap_chain *c = arg;
 	PGconn *conn = NULL;
 	char errbuf[1024];
-	bool failing = false;
+	bool failing = false, signed_ = false;
+	long long next_checkpoint = sl_mono_ms() + AP_CHECKPOINT_MS;
 	int n = 0, wait_ms;
 
 	do {
+		/* a checkpoint when one is due (the batch signs it if the ledger grew) */
+		const sl_signer *signer = sl_mono_ms() >= next_checkpoint ? c->signer : NULL;
+
 		if (!conn && !(conn = sl_db_connect(c->url, errbuf, sizeof(errbuf)))) {
 			n = -1;
-		} else if (ap_chain_batch(conn, &n, errbuf, sizeof(errbuf))) {
+		} else if (ap_chain_batch(conn, signer, &n, &signed_, errbuf, sizeof(errbuf))) {
 			n = -1;
 			PQfinish(conn); /* a fresh connection next time */
 			conn = NULL;
@@ -167,6 +202,8 @@ static void *chain_main(void *arg)
 		else if (n >= 0 && failing)
 			sl_info("ledger chainer: working again");
 		failing = n < 0;
+		if (signer && n >= 0)
+			next_checkpoint = sl_mono_ms() + AP_CHECKPOINT_MS;
 		wait_ms = n < 0 ? 1000 : n < AP_CHAIN_BATCH ? AP_CHAIN_IDLE_MS : 0;
 	} while (!nap(c, wait_ms));
 	if (conn)
@@ -174,10 +211,12 @@ static void *chain_main(void *arg)
 	return NULL;
 }
 
-ap_chain *ap_chain_start(const char *database_url, char *errbuf, size_t errsize)
+ap_chain *ap_chain_start(const char *database_url, const sl_signer *signer, char *errbuf,
+                         size_t errsize)
 {
 	ap_chain *c = sl_calloc(1, sizeof(*c));
 
+	c->signer = signer;
 	c->url = sl_strdup(database_url);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->wake, NULL);

@@ -11,23 +11,31 @@
 #define AP_CHAIN_H
 
 #include "sl_common.h"
+#include "sl_keys.h"
 
 #include <libpq-fe.h>
 
 #define AP_CHAIN_BATCH 1000
 #define AP_CHAIN_IDLE_MS 200
+/* With a signing key it signs a checkpoint this often while the ledger
+ * grows (shared/sl_ledger.h). */
+#define AP_CHECKPOINT_MS 10000
 
 typedef struct ap_chain ap_chain;
 
-/* Starts the thread; NULL with the reason in errbuf. */
-ap_chain *ap_chain_start(const char *database_url, char *errbuf, size_t errsize);
+/* Starts the thread; signer (borrowed; NULL: no checkpoints) signs the
+ * checkpoints. NULL with the reason in errbuf. */
+ap_chain *ap_chain_start(const char *database_url, const sl_signer *signer, char *errbuf,
+                         size_t errsize);
 
 /* Stops it (a batch in progress is finished or rolled back) and frees it;
  * NULL is fine. */
 void ap_chain_stop(ap_chain *c);
 
 /* One batch on conn: the entries chained in *n (0 when another chainer
- * holds the lock or the queue is empty). */
-sl_status ap_chain_batch(PGconn *conn, int *n, char *errbuf, size_t errsize);
+ * holds the lock or the queue is empty); then, when signer is given, a
+ * checkpoint of the ledger if it grew since the last (*signed_ says). */
+sl_status ap_chain_batch(PGconn *conn, const sl_signer *signer, int *n, bool *signed_, char *errbuf,
+                         size_t errsize);
 
 #endif

@@ -38,7 +38,9 @@ typedef struct approver {
 	sl_httpd *httpd;
 	ap_decider *decider; /* the API's decisions, in batches */
 	sl_relay *relay;
-	ap_chain *chain; /* the ledger's chainer */
+	ap_chain *chain;  /* the ledger's chainer */
+	sl_signer signer; /* SLUICE_SIGNING_KEY: checkpoints (and receipts) */
+	bool signing;     /* signer is loaded */
 	char *source;
 	char *topic_approvals;
 	char *topic_continues;
@@ -76,6 +78,35 @@ static void expire(approver *a)
 	if (sl_db_ensure(a->store.db, errbuf, sizeof(errbuf)) ||
 	    ap_store_expire_due(&a->store, &n, errbuf, sizeof(errbuf)))
 		sl_warn("expiry: %s", errbuf);
+}
+
+/* SLUICE_RECEIPT_KEYS (the public keys, served at GET /v1/keys) and
+ * SLUICE_SIGNING_KEY (the approver's, among them); false, logged, when one
+ * cannot be used. Without a signing key the ledger is not checkpointed. */
+static bool load_keys(approver *a)
+{
+	char errbuf[1024];
+
+	if (a->cfg.receipt_keys && *a->cfg.receipt_keys &&
+	    sl_keyset_load(&a->api.keys, a->cfg.receipt_keys, errbuf, sizeof(errbuf))) {
+		sl_error("SLUICE_RECEIPT_KEYS: %s", errbuf);
+		return false;
+	}
+	if (!a->cfg.signing_key || !*a->cfg.signing_key) {
+		sl_warn("SLUICE_SIGNING_KEY is not set: the ledger's checkpoints are not signed");
+		return true;
+	}
+	if (!a->api.keys.n) {
+		sl_error(
+		    "SLUICE_SIGNING_KEY needs SLUICE_RECEIPT_KEYS, the JWKS its public key is in");
+		return false;
+	}
+	if (sl_signer_load(&a->signer, a->cfg.signing_key, &a->api.keys, errbuf, sizeof(errbuf))) {
+		sl_error("SLUICE_SIGNING_KEY: %s", errbuf);
+		return false;
+	}
+	a->signing = true;
+	return true;
 }
 
 /* Settings, arguments, identities, number settings and topic names; false,
@@ -120,6 +151,8 @@ static bool configure(approver *a, int argc, char **argv)
 	a->topic_runs = sl_config_topic(&a->cfg, "runs");
 	a->store.topic_runs = a->api.store.topic_runs = a->topic_runs;
 	a->api.database_url = a->cfg.database_url;
+	if (!load_keys(a))
+		goto out;
 	ok = true;
 out:
 	free(rest);
@@ -174,7 +207,8 @@ static bool start_serving(approver *a)
 		return false;
 	}
 	a->api.decider = a->decider;
-	if (!(a->chain = ap_chain_start(a->cfg.database_url, errbuf, sizeof(errbuf)))) {
+	if (!(a->chain = ap_chain_start(a->cfg.database_url, a->signing ? &a->signer : NULL, errbuf,
+	                                sizeof(errbuf)))) {
 		sl_error("%s", errbuf);
 		return false;
 	}
@@ -211,6 +245,8 @@ static void stop_all(approver *a)
 	if (a->store.db)
 		PQfinish(a->store.db);
 	ap_access_free(&a->api.access);
+	sl_signer_free(&a->signer);
+	sl_keyset_free(&a->api.keys);
 	free(a->source);
 	free(a->topic_approvals);
 	free(a->topic_continues);

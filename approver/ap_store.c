@@ -1106,6 +1106,15 @@ sl_status ap_store_list_audit(ap_store *s, const char *const f[AP_A_COUNT], long
 	    7, p, out, errbuf, errsize);
 }
 
+sl_status ap_store_latest_checkpoint(ap_store *s, json_t **out, char *errbuf, size_t errsize)
+{
+	return sl_db_query_json(s->db,
+	                        "SELECT json_build_object('tree_size', tree_size, 'head', head, "
+	                        "'kid', kid, 'note', note, 'at', at) FROM ledger_checkpoints "
+	                        "ORDER BY tree_size DESC LIMIT 1",
+	                        0, NULL, out, errbuf, errsize);
+}
+
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,
                                 size_t errsize)
 {

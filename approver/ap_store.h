@@ -174,6 +174,10 @@ enum { AP_A_RUN_ID, AP_A_REQUIREMENT_ID, AP_A_KIND, AP_A_SINCE, AP_A_UNTIL, AP_A
 sl_status ap_store_list_audit(ap_store *s, const char *const f[AP_A_COUNT], long long after_seq,
                               long limit, json_t **out, char *errbuf, size_t errsize);
 
+/* GET /v1/audit/checkpoints/latest: {tree_size, head, kid, note, at};
+ * SL_NOT_FOUND when there is none. */
+sl_status ap_store_latest_checkpoint(ap_store *s, json_t **out, char *errbuf, size_t errsize);
+
 /* GET /v1/approvals/{id}. */
 sl_status ap_store_get_approval(ap_store *s, const char *id, json_t **out, char *errbuf,
                                 size_t errsize);

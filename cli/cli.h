@@ -21,8 +21,9 @@ char *cli_migrations_dir(void);
 /* The folder holding this executable (a new string). */
 char *cli_bindir(void);
 
-/* sluice audit verify: checks the ledger's hash chain. Returns the exit
- * code: 0 it holds, 1 it does not (the first entry that does not match is
+/* sluice audit verify|export: checks the ledger's hash chain and signed
+ * checkpoints (database or export), or exports it. Returns the exit code:
+ * 0 it holds, 1 it does not (the first entry that does not match is
  * named), 2 it could not be read. */
 int cli_audit(sl_config *cfg, int argc, char **argv);
 

@@ -9,6 +9,7 @@
  */
 #include "cli.h"
 #include "sl_db.h"
+#include "sl_keys.h"
 #include "sl_http.h"
 #include "sl_kafka.h"
 
@@ -835,9 +836,28 @@ static void as_role(const stack *s, const char *role)
 	free(url);
 }
 
+/* The stack's signing key pair (sl_keys.h), in its folder: the JWKS is
+ * exported to everyone, the private key only to the approver (and the env
+ * file); false when it cannot be made. */
+static bool make_keys(stack *s, sl_buf *env, char **private_key)
+{
+	char *jwks = sl_asprintf("%s/receipt-keys.json", s->dir);
+	char errbuf[512];
+	bool ok;
+
+	*private_key = sl_asprintf("%s/signing-key.pem", s->dir);
+	ok = !sl_keys_new("dev-1", *private_key, jwks, errbuf, sizeof(errbuf));
+	if (!ok)
+		fprintf(stderr, "sluice dev: keys: %s\n", errbuf);
+	else
+		export("SLUICE_RECEIPT_KEYS", jwks, env);
+	free(jwks);
+	return ok;
+}
+
 /* 4. The approver, with a new admin token (exported to env, never to the
- * workers); its URL, or NULL. */
-static char *start_approver(stack *s, sl_buf *env)
+ * workers) and the signing key; its URL, or NULL. */
+static char *start_approver(stack *s, sl_buf *env, const char *signing_key)
 {
 	char *bin = sl_asprintf("%s/sluice-approver", s->bindir);
 	char token[37], listen[64];
@@ -852,12 +872,14 @@ static char *start_approver(stack *s, sl_buf *env)
 	export("SLUICE_API_TOKEN", token, env);
 	setenv("SLUICE_APPROVER_LISTEN", listen, 1);
 	setenv("SLUICE_API_TOKENS", tokens, 1);
+	setenv("SLUICE_SIGNING_KEY", signing_key, 1);
 	as_role(s, "sluice_approver");
 	up = start_http(s, "approver", (char *[]){bin, NULL}, listen, 30000);
 	/* The workers (and so their tools) get no API token. */
 	unsetenv("SLUICE_API_TOKENS");
 	unsetenv("SLUICE_API_TOKEN");
 	unsetenv("SLUICE_APPROVER_LISTEN");
+	unsetenv("SLUICE_SIGNING_KEY");
 	as_role(s, "postgres");
 	free(tokens);
 	free(bin);
@@ -906,7 +928,7 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 	sl_buf env;
 	char *existing = env_file_get(env_file, "SLUICE_DEV_DIR");
 	char *addr = NULL, *url = NULL, *model_url = NULL, *approver_url = NULL;
-	char *agents_abs = NULL, *migrations = NULL;
+	char *agents_abs = NULL, *migrations = NULL, *signing_key = NULL;
 	bool scripted = false;
 	int rc = 1;
 
@@ -945,8 +967,14 @@ static int dev_up(sl_config *cfg, const char *env_file, const char *agents, long
 	if (!(model_url = start_model(&s, cfg, &scripted)))
 		goto fail;
 	export("OPENAI_BASE_URL", model_url, &env);
-	if (!(approver_url = start_approver(&s, &env)) || !start_workers(&s, workers))
+	if (!make_keys(&s, &env, &signing_key) ||
+	    !(approver_url = start_approver(&s, &env, signing_key)) || !start_workers(&s, workers))
 		goto fail;
+	/* in the env file, for an approver started by hand; never in the
+	 * workers' environment */
+	sl_buf_append(&env, "SLUICE_SIGNING_KEY=", strlen("SLUICE_SIGNING_KEY="));
+	sl_buf_append(&env, signing_key, strlen(signing_key));
+	sl_buf_append(&env, "\n", 1);
 	export("SLUICE_DEV_DIR", s.dir, &env);
 	if (!write_file(env_file, env.data)) {
 		fprintf(stderr, "sluice dev: cannot write %s\n", env_file);
@@ -974,6 +1002,7 @@ out:
 	free(agents_abs);
 	free(migrations);
 	free(approver_url);
+	free(signing_key);
 	return rc;
 }
 

@@ -8,6 +8,7 @@
 #include "sl_event.h"
 #include "sl_http.h"
 #include "sl_kafka.h"
+#include "sl_keys.h"
 #include "sl_log.h"
 #include "sl_outbox.h"
 
@@ -36,7 +37,13 @@ static int usage(void)
 	    "  approvals list [--status S] [--approval-type T] [--run-id ID] [--limit N] ...\n"
 	    "  approvals get ID\n"
 	    "  migrate [--dir DIR]       apply pending database migrations\n"
-	    "  audit verify              check the audit ledger's hash chain (database)\n"
+	    "  audit verify [--keys JWKS]                check the audit ledger and its\n"
+	    "                            signed checkpoints in the database\n"
+	    "  audit verify --file EXPORT --keys JWKS    the same, offline\n"
+	    "  audit export [--since TIME] [--until TIME]  the ledger as NDJSON\n"
+	    "  keys new --kid ID --private-key FILE --jwks FILE\n"
+	    "                            an Ed25519 key pair: the approver's signing key and\n"
+	    "                            its public key added to a JWKS\n"
 	    "  token new NAME [--roles LIST]\n"
 	    "                            a new API token and its access-file entry (SHA-256 only)\n"
 	    "  topics create [--partitions N] [--replication-factor R]\n"
@@ -397,6 +404,33 @@ static int topics_create(sl_config *cfg, int argc, char **argv)
 	return 0;
 }
 
+/* sluice keys new --kid ID --private-key FILE --jwks FILE */
+static int keys_new(int argc, char **argv)
+{
+	const char *kid = NULL, *key = NULL, *jwks = NULL;
+	char errbuf[512];
+
+	for (int i = 0; i + 1 < argc; i += 2) {
+		const char **slot = !strcmp(argv[i], "--kid")           ? &kid
+		                    : !strcmp(argv[i], "--private-key") ? &key
+		                    : !strcmp(argv[i], "--jwks")        ? &jwks
+		                                                        : NULL;
+		if (!slot)
+			return usage();
+		*slot = argv[i + 1];
+	}
+	if (argc % 2 || !kid || !*kid || !key || !jwks)
+		return usage();
+	if (sl_keys_new(kid, key, jwks, errbuf, sizeof(errbuf))) {
+		fprintf(stderr, "sluice keys new: %s\n", errbuf);
+		return 1;
+	}
+	printf("private key %s written (mode 0600: give it to the approver as "
+	       "SLUICE_SIGNING_KEY); public key %s added to %s (SLUICE_RECEIPT_KEYS)\n",
+	       key, kid, jwks);
+	return 0;
+}
+
 static int dispatch(sl_config *cfg, int argc, char **argv)
 {
 	const char *cmd = argv[0], *sub = argc > 1 ? argv[1] : "";
@@ -411,6 +445,8 @@ static int dispatch(sl_config *cfg, int argc, char **argv)
 		return prune(cfg, argc);
 	if (!strcmp(cmd, "audit"))
 		return cli_audit(cfg, argc - 1, argv + 1);
+	if (!strcmp(cmd, "keys") && !strcmp(sub, "new"))
+		return keys_new(argc - 2, argv + 2);
 	if (!strcmp(cmd, "token") && !strcmp(sub, "new"))
 		return token_new(argc - 2, argv + 2);
 	if (!strcmp(cmd, "topics") && !strcmp(sub, "create"))

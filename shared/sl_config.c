@@ -30,6 +30,8 @@ static const struct field fields[] = {
      "http://127.0.0.1:8080", 0, 0},
     {"SLUICE_API_TOKENS", "--api-tokens", offsetof(sl_config, api_tokens), NULL, 0, 0},
     {"SLUICE_ACCESS", "--access", offsetof(sl_config, access), NULL, 0, 0},
+    {"SLUICE_SIGNING_KEY", "--signing-key", offsetof(sl_config, signing_key), NULL, 0, 0},
+    {"SLUICE_RECEIPT_KEYS", "--receipt-keys", offsetof(sl_config, receipt_keys), NULL, 0, 0},
     {"SLUICE_API_TOKEN", "--api-token", offsetof(sl_config, api_token), NULL, 0, 0},
     {"OPENAI_API_KEY", "--openai-api-key", offsetof(sl_config, openai_api_key), NULL, 0, 0},
     {"OPENAI_BASE_URL", "--openai-base-url", offsetof(sl_config, openai_base_url),

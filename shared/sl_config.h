@@ -16,6 +16,8 @@ typedef struct sl_config {
 	char *agents;
 	char *approver_listen;
 	char *access;        /* the approver's access file (SLUICE_ACCESS) */
+	char *signing_key;   /* the approver's Ed25519 private key, PEM (sl_keys.h) */
+	char *receipt_keys;  /* the JWKS of public keys receipts and checkpoints are checked with */
 	char *worker_listen; /* the worker's probes (wk_health.h); NULL: none */
 	char *approver_url;
 	char *api_tokens;

@@ -106,3 +106,119 @@ bool sl_ledger_check_next(sl_ledger_check *c, long long seq, const char *kind, c
 	snprintf(c->head, sizeof(c->head), "%s", hash);
 	return true;
 }
+
+/* The signed-note key ID of k named name. */
+static void key_id(const char *name, const unsigned char raw[32], unsigned char id[4])
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, name, strlen(name));
+	EVP_DigestUpdate(ctx, "\n\x01", 2);
+	EVP_DigestUpdate(ctx, raw, 32);
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	memcpy(id, md, 4);
+}
+
+/* Standard base64 (with padding) of n bytes; free() it. */
+static char *b64(const unsigned char *p, size_t n)
+{
+	char *out = sl_calloc(1, 4 * ((n + 2) / 3) + 1);
+
+	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+	return out;
+}
+
+/* Standard base64 text s (len bytes) into out; the length or -1. */
+static long unb64(const char *s, size_t len, unsigned char *out, size_t max)
+{
+	unsigned char buf[128];
+	int n;
+	size_t pad = 0;
+
+	if (len == 0 || len % 4 || len > sizeof(buf) / 3 * 4 ||
+	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") < len)
+		return -1;
+	while (pad < 2 && s[len - 1 - pad] == '=')
+		pad++;
+	if ((n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len)) < 0 ||
+	    (size_t)n - pad > max)
+		return -1;
+	memcpy(out, buf, (size_t)n - pad);
+	return (long)((size_t)n - pad);
+}
+
+char *sl_ledger_checkpoint(const sl_signer *s, long long size, const char *head)
+{
+	unsigned char raw_head[32], sig[4 + 64];
+	long n = 0;
+	unsigned char *h = OPENSSL_hexstr2buf(head, &n);
+	char *hb, *body, *sb, *note = NULL;
+
+	if (!h || n != 32) {
+		OPENSSL_free(h);
+		return NULL;
+	}
+	memcpy(raw_head, h, 32);
+	OPENSSL_free(h);
+	hb = b64(raw_head, 32);
+	body = sl_asprintf("%s\n%lld\n%s\n", SL_LEDGER_ORIGIN, size, hb);
+	key_id(s->kid, s->raw, sig);
+	if (sl_sign(s, body, strlen(body), sig + 4)) {
+		sb = b64(sig, sizeof(sig));
+		note = sl_asprintf("%s\n\xe2\x80\x94 %s %s\n", body, s->kid, sb);
+		free(sb);
+	}
+	free(hb);
+	free(body);
+	return note;
+}
+
+sl_status sl_ledger_checkpoint_open(const sl_keyset *ks, const char *note, long long *size,
+                                    char head[65], char *errbuf, size_t errsize)
+{
+	const char *blank = strstr(note, "\n\n"), *line;
+	char origin[64], hb[64];
+	unsigned char raw_head[32], sig[4 + 64];
+	size_t body_len;
+	bool signed_ok = false;
+
+	if (!blank || sscanf(note, "%63[^\n]\n%lld\n%63[^\n]\n", origin, size, hb) != 3 ||
+	    strcmp(origin, SL_LEDGER_ORIGIN) || *size < 0 ||
+	    unb64(hb, strlen(hb), raw_head, 32) != 32)
+		return sl_err(errbuf, errsize, SL_INVALID, "not a checkpoint of %s",
+		              SL_LEDGER_ORIGIN);
+	body_len = (size_t)(blank - note) + 1;
+	for (line = blank + 2; *line; line = strchr(line, '\n') + 1) {
+		const char *end = strchr(line, '\n'), *sp;
+		char name[128];
+		const sl_pubkey *k;
+		unsigned char id[4];
+
+		if (!end)
+			break;
+		if (strncmp(line, "\xe2\x80\x94 ", 4) ||
+		    !(sp = memchr(line + 4, ' ', (size_t)(end - line - 4))) ||
+		    (size_t)(sp - line - 4) >= sizeof(name))
+			continue;
+		memcpy(name, line + 4, (size_t)(sp - line - 4));
+		name[sp - line - 4] = '\0';
+		if (!(k = sl_keyset_find(ks, name)) ||
+		    unb64(sp + 1, (size_t)(end - sp - 1), sig, sizeof(sig)) != sizeof(sig))
+			continue;
+		key_id(name, k->raw, id);
+		if (!memcmp(id, sig, 4) && sl_verify(k, note, body_len, sig + 4, 64))
+			signed_ok = true;
+	}
+	if (!signed_ok)
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "the checkpoint of %lld entries has no signature by a known key that "
+		              "verifies",
+		              *size);
+	for (int i = 0; i < 32; i++)
+		snprintf(head + 2 * i, 3, "%02x", raw_head[i]);
+	return SL_OK;
+}

@@ -10,6 +10,7 @@
 #define SL_LEDGER_H
 
 #include "sl_common.h"
+#include "sl_keys.h"
 
 #include <jansson.h>
 
@@ -46,5 +47,22 @@ void sl_ledger_check_init(sl_ledger_check *c);
 bool sl_ledger_check_next(sl_ledger_check *c, long long seq, const char *kind, const char *at,
                           const char *run_id, const char *requirement_id, const char *actor,
                           const char *body, const char *hash);
+
+/*
+ * Checkpoints: C2SP signed notes (c2sp.org/tlog-checkpoint, signed-note)
+ * of the ledger's size and head, "ORIGIN\nSIZE\nBASE64(HEAD)\n" and one
+ * signature line "\u2014 KID BASE64(KEY ID || SIGNATURE)\n" after a blank
+ * line, the key ID being the first 4 bytes of SHA-256(KID "\n" 0x01
+ * PUBLIC KEY). The head is the hash chain's, not a Merkle tree's.
+ */
+#define SL_LEDGER_ORIGIN "sluice/ledger"
+
+/* The signed note of a ledger of size entries with head (hex); free() it. */
+char *sl_ledger_checkpoint(const sl_signer *s, long long size, const char *head);
+
+/* Opens a checkpoint note: its origin ours, a signature line by a key of
+ * ks that verifies; its size and head (hex). SL_INVALID with the reason. */
+sl_status sl_ledger_checkpoint_open(const sl_keyset *ks, const char *note, long long *size,
+                                    char head[65], char *errbuf, size_t errsize);
 
 #endif

@@ -136,7 +136,8 @@ db_as() { printf '%s\n' "$SLUICE_DATABASE_URL" | sed "s|://[^@]*@|://$1@|"; }
 restart_worker() {
   local log=$SLUICE_DEV_DIR/$1.log mark
   mark=$(wc -l < "$log")
-  env -u SLUICE_API_TOKEN SLUICE_RELAY_POLL_MS=5000 SLUICE_DATABASE_URL="$(db_as sluice_worker)" \
+  env -u SLUICE_API_TOKEN -u SLUICE_SIGNING_KEY SLUICE_RELAY_POLL_MS=5000 \
+    SLUICE_DATABASE_URL="$(db_as sluice_worker)" \
     "$BIN/sluice-worker" < /dev/null >> "$log" 2>&1 &
   echo $! > "$SLUICE_DEV_DIR/$1.pid"
   eventually 30 bash -c "tail -n +$((mark + 1)) '$log' | grep -q 'partition(s) assigned'" &&

@@ -61,13 +61,19 @@ t_ledger() {
   check "nor read its queue" denied "$(db_as sluice_worker)" "DELETE FROM ledger_queue"
 }
 
-# What a superuser does to the ledger, each undone after: every change is
-# found by sluice audit verify, which names the first entry that does not
-# match.
+# What a superuser does to the ledger in the middle, each undone after:
+# every change is found by sluice audit verify, which names the first entry
+# that does not match.
 t_ledger_tamper() {
-  local k out n
+  local k out n rid
+  rid=$(submit data-admin "Delete all data for user L-2001.")
+  check "a run pauses" eventually 30 run_is "$rid" paused || return 1
+  check "confirmed" confirm_pending "$rid"
+  check "and completes" eventually 30 run_is "$rid" completed || return 1
+  check "its entries chained" eventually 5 bash -c \
+    "[ \"\$(psql -AtXq '$SLUICE_DATABASE_URL' -c \"SELECT count(*) FROM ledger WHERE run_id = '$rid'\")\" = 3 ]"
   n=$(psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT max(seq) FROM ledger")
-  check "a ledger of a few entries to work on: $n" [ "${n:-0}" -ge 4 ] || return 1
+  check "a ledger of a few entries to work on: $n" [ "${n:-0}" -ge 3 ] || return 1
   k=$((n / 2))
   as_superuser -c "CREATE TABLE ledger_saved AS SELECT * FROM ledger" > /dev/null
   as_superuser -c "UPDATE ledger SET body = body || '{\"note\":\"approved by ann\"}' WHERE seq = $k" > /dev/null
@@ -91,11 +97,9 @@ t_ledger_tamper() {
   check "two entries swapped are found: $out" grep -q "entry $k does not match" <<<"$out"
   as_superuser -c "DELETE FROM ledger WHERE seq IN ($k, $((k + 1)))" \
     -c "INSERT INTO ledger SELECT * FROM ledger_saved WHERE seq IN ($k, $((k + 1)))" > /dev/null
-  as_superuser -c "INSERT INTO ledger SELECT seq + 1, kind, at, run_id, requirement_id, 'mallory', body, hash
-    FROM ledger WHERE seq = (SELECT max(seq) FROM ledger)" > /dev/null
-  out=$(verify)
-  check "an entry added at the end is found: $out" grep -q "does not match" <<<"$out"
-  as_superuser -c "DELETE FROM ledger WHERE actor = 'mallory'" -c "DROP TABLE ledger_saved" > /dev/null
+  # (an entry added, the rest renumbered and rehashed: t_ledger_checkpoints,
+  # on an export, where the chainer cannot sign the forged head meanwhile)
+  as_superuser -c "DROP TABLE ledger_saved" > /dev/null
   check "all undone, it holds again" bash -c "'$BIN/sluice' audit verify | grep -q 'every hash holds'"
 }
 
@@ -129,4 +133,74 @@ t_audit_api() {
   check "an auditor reads the ledger: 200" [ "$(as "$aud" GET "/v1/audit?run_id=$rid")" = 200 ]
   check "an approver may not: 403" [ "$(as "$appr" GET "/v1/audit?run_id=$rid")" = 403 ]
   access_approver_stop
+}
+
+# Checkpoints, keys, export and offline verification: `sluice dev up`
+# made a key pair; the approver signs a checkpoint of the ledger at least
+# every 10 s while it grows (C2SP signed note), serves it and the public
+# keys; an export verifies offline against the JWKS alone; a ledger
+# rewritten from an entry on, or cut short before a checkpoint, is found,
+# and one cut after the last checkpoint is not (the stated limit).
+t_ledger_checkpoints() {
+  local out cp size rid f=$WORK/ledger.ndjson keys2=$WORK/other-keys.json
+  check "dev up set SLUICE_RECEIPT_KEYS" [ -s "$SLUICE_RECEIPT_KEYS" ]
+  check "and SLUICE_SIGNING_KEY" [ -s "$SLUICE_SIGNING_KEY" ]
+  check "the signing key is the approver's alone (mode 0600)" [ "$(stat -c %a "$SLUICE_SIGNING_KEY")" = 600 ]
+  out=$(curl -s "$SLUICE_APPROVER_URL/v1/keys")
+  check "GET /v1/keys, no token: the public key: $out" \
+    jq -e '.keys | length == 1 and .[0].kid == "dev-1" and .[0].kty == "OKP" and .[0].crv == "Ed25519" and (.[0] | has("d") | not)' <<<"$out"
+  check "a workers' environment has no signing key" bash -c \
+    "! tr '\\0' '\\n' < /proc/$(cat "$SLUICE_DEV_DIR/worker-1.pid")/environ | grep -q SLUICE_SIGNING_KEY"
+  rid=$(submit data-admin "Delete all data for user L-3001.")
+  check "a run pauses" eventually 30 run_is "$rid" paused || return 1
+  check "confirmed" confirm_pending "$rid"
+  check "a checkpoint is signed within 12 s" eventually 12 bash -c \
+    "[ \"\$(psql -AtXq '$SLUICE_DATABASE_URL' -c \"SELECT count(*) FROM ledger_checkpoints WHERE tree_size >= (SELECT max(seq) FROM ledger WHERE run_id = '$rid')\")\" -ge 1 ]" || return 1
+  cp=$(api GET /v1/audit/checkpoints/latest)
+  check "GET /v1/audit/checkpoints/latest: $(jq -c '{tree_size, kid}' <<<"$cp")" \
+    jq -e '.kid == "dev-1" and (.note | startswith("sluice/ledger\n"))' <<<"$cp"
+  check "a signed note: origin, size, head, a blank line, a signature line" \
+    jq -e --arg em "$(printf '\xe2\x80\x94')" '.note | split("\n") | length == 6 and .[3] == "" and (.[4] | startswith($em + " dev-1 "))' <<<"$cp"
+  out=$("$BIN/sluice" audit verify 2>&1)
+  check "sluice audit verify checks the chain and the checkpoints: $out" grep -q "every hash holds, [1-9][0-9]* signed checkpoint(s) match" <<<"$out"
+  out=$(env -u SLUICE_RECEIPT_KEYS "$BIN/sluice" audit verify 2>&1)
+  check "without keys it says to give them (exit 1): $out" grep -q "give the keys" <<<"$out"
+  "$BIN/sluice" audit export > "$f"
+  check "sluice audit export writes a start line, the entries, the checkpoints" \
+    jq -se '.[0].type == "start" and .[0].after_seq == 0 and (map(select(.type == "entry")) | length) > 0 and (map(select(.type == "checkpoint")) | length) > 0' "$f"
+  out=$("$BIN/sluice" audit verify --file "$f" --keys "$SLUICE_RECEIPT_KEYS" 2>&1)
+  check "the export verifies offline: $out" grep -q "every hash holds" <<<"$out"
+  check "to the same head as the database" \
+    [ "${out##* }" = "$("$BIN/sluice" audit verify | sed 's/.* //')" ]
+  size=$(jq -r 'select(.type == "checkpoint") | .tree_size' "$f" | tail -1)
+  # an edited entry, in the file
+  jq -c 'if .type == "entry" and .seq == 2 then .actor = "mallory" else . end' "$f" > "$WORK/edited.ndjson"
+  out=$("$BIN/sluice" audit verify --file "$WORK/edited.ndjson" --keys "$SLUICE_RECEIPT_KEYS" 2>&1)
+  check "an edited entry is named offline: $out" grep -q "entry 2 does not match" <<<"$out"
+  # the chain rewritten from entry 1 on, every hash recomputed: the checkpoints catch it
+  python3 tests/e2e/tools/rewrite_ledger.py 1 mallory < "$f" > "$WORK/rewritten.ndjson"
+  out=$("$BIN/sluice" audit verify --file "$WORK/rewritten.ndjson" --keys "$SLUICE_RECEIPT_KEYS" 2>&1)
+  check "a chain rewritten and rehashed is found by a checkpoint: $out" grep -q "does not match the checkpoint signed for" <<<"$out"
+  python3 tests/e2e/tools/rewrite_ledger.py --insert 1 mallory < "$f" > "$WORK/inserted.ndjson"
+  out=$("$BIN/sluice" audit verify --file "$WORK/inserted.ndjson" --keys "$SLUICE_RECEIPT_KEYS" 2>&1)
+  check "an entry inserted, the rest renumbered and rehashed, is found: $out" grep -q "does not match the checkpoint signed for" <<<"$out"
+  # cut short: before the last checkpoint found, after it not (the limit)
+  jq -c --argjson n "$((size - 1))" 'select(.type != "entry" or .seq <= $n)' "$f" > "$WORK/cut.ndjson"
+  out=$("$BIN/sluice" audit verify --file "$WORK/cut.ndjson" --keys "$SLUICE_RECEIPT_KEYS" 2>&1)
+  check "entries removed before the last checkpoint are found: $out" grep -q "entries after $((size - 1)) were removed" <<<"$out"
+  jq -c --argjson n "$size" 'select(.type != "entry" or .seq <= $n)' "$f" > "$WORK/cut-after.ndjson"
+  out=$("$BIN/sluice" audit verify --file "$WORK/cut-after.ndjson" --keys "$SLUICE_RECEIPT_KEYS" 2>&1)
+  check "entries removed after it are not (the limit the README states): $out" grep -q "every hash holds" <<<"$out"
+  # other keys: no checkpoint verifies
+  "$BIN/sluice" keys new --kid other-1 --private-key "$WORK/other.pem" --jwks "$keys2" > /dev/null
+  out=$("$BIN/sluice" audit verify --file "$f" --keys "$keys2" 2>&1)
+  check "against keys that did not sign: refused: $out" grep -q "no signature by a known key" <<<"$out"
+  # rotation: a second key in the JWKS, the old checkpoints still verify
+  cp "$SLUICE_RECEIPT_KEYS" "$WORK/rotated.json"
+  "$BIN/sluice" keys new --kid dev-2 --private-key "$WORK/dev-2.pem" --jwks "$WORK/rotated.json" > /dev/null
+  check "the JWKS now holds two keys" [ "$(jq '.keys | length' "$WORK/rotated.json")" = 2 ]
+  out=$("$BIN/sluice" audit verify --file "$f" --keys "$WORK/rotated.json" 2>&1)
+  check "and the checkpoints signed before still verify: $out" grep -q "every hash holds" <<<"$out"
+  out=$("$BIN/sluice" keys new --kid dev-2 --private-key "$WORK/dev-3.pem" --jwks "$WORK/rotated.json" 2>&1)
+  check "a kid given twice is refused: $out" grep -q "already has a key dev-2" <<<"$out"
 }

@@ -157,7 +157,8 @@ SQL
 # none is written in it.
 t_compose() {
   local out section
-  export SLUICE_WORKER_DB_PASSWORD=pw-w SLUICE_APPROVER_DB_PASSWORD=pw-a
+  export SLUICE_WORKER_DB_PASSWORD=pw-w SLUICE_APPROVER_DB_PASSWORD=pw-a \
+    SLUICE_RECEIPT_KEYS_FILE=/etc/keys.json SLUICE_SIGNING_KEY_FILE=/etc/signing.pem
   check "docker-compose config -q, with the secrets set" \
     env POSTGRES_PASSWORD=pw-x SLUICE_ACCESS_FILE=/etc/access.json docker-compose -f docker-compose.yml config -q
   check "refused without POSTGRES_PASSWORD" \
@@ -169,7 +170,8 @@ t_compose() {
   check "no password written in the file" lacks 'PASSWORD: [^$]|sluice:sluice@' "$(cat docker-compose.yml)"
   out=$(POSTGRES_PASSWORD=pw-x SLUICE_ACCESS_FILE=/etc/access.json SLUICE_API_TOKENS=ops:t-x \
     docker-compose -f docker-compose.yml config)
-  unset SLUICE_WORKER_DB_PASSWORD SLUICE_APPROVER_DB_PASSWORD
+  unset SLUICE_WORKER_DB_PASSWORD SLUICE_APPROVER_DB_PASSWORD SLUICE_RECEIPT_KEYS_FILE \
+    SLUICE_SIGNING_KEY_FILE
   check "the approver reads the access file" grep -q '/etc/access.json:/etc/sluice/access.json' <<<"$out"
   section=$(sed -n '/^  worker:/,/^  [a-z]/p' <<<"$out")
   check "the workers get no API token nor access file" \
@@ -177,10 +179,15 @@ t_compose() {
   check "the workers connect as sluice_worker" \
     grep -q 'SLUICE_DATABASE_URL: postgresql://sluice_worker:pw-w@postgres' <<<"$section"
   check "and know no other database password" lacks 'pw-x|pw-a' "$section"
+  check "they get the public keys" grep -q '/etc/keys.json:/etc/sluice/receipt-keys.json:ro' <<<"$section"
+  check "and not the signing key" lacks 'signing' "$section"
   section=$(sed -n '/^  approver:/,/^  [a-z]/p' <<<"$out")
   check "the approver connects as sluice_approver" \
     grep -q 'SLUICE_DATABASE_URL: postgresql://sluice_approver:pw-a@postgres' <<<"$section"
   check "and knows no other database password" lacks 'pw-x|pw-w' "$section"
+  check "it mounts the signing key" grep -q '/etc/signing.pem:/etc/sluice/signing-key.pem:ro' <<<"$section"
+  check "refused without a signing key" \
+    bash -c '! env -u SLUICE_SIGNING_KEY_FILE SLUICE_WORKER_DB_PASSWORD=w SLUICE_APPROVER_DB_PASSWORD=a SLUICE_RECEIPT_KEYS_FILE=/k POSTGRES_PASSWORD=pw-x SLUICE_ACCESS_FILE=/etc/access.json docker-compose -f docker-compose.yml config -q 2>/dev/null'
   section=$(sed -n '/^  migrate:/,/^  [a-z]/p' <<<"$out")
   check "migrate connects as the owner and sets the roles' passwords" \
     grep -q 'SLUICE_WORKER_DB_PASSWORD: pw-w' <<<"$section"
