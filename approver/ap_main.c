@@ -81,8 +81,8 @@ static void expire(approver *a)
 }
 
 /* SLUICE_RECEIPT_KEYS (the public keys, served at GET /v1/keys) and
- * SLUICE_SIGNING_KEY (the approver's, among them); false, logged, when one
- * cannot be used. Without a signing key the ledger is not checkpointed. */
+ * SLUICE_SIGNING_KEY (the approver's, among them): both needed; false,
+ * logged, when one is missing or cannot be used. */
 static bool load_keys(approver *a)
 {
 	char errbuf[1024];
@@ -93,8 +93,10 @@ static bool load_keys(approver *a)
 		return false;
 	}
 	if (!a->cfg.signing_key || !*a->cfg.signing_key) {
-		sl_warn("SLUICE_SIGNING_KEY is not set: the ledger's checkpoints are not signed");
-		return true;
+		sl_error(
+		    "SLUICE_SIGNING_KEY is not set: the approver signs every decision's receipt "
+		    "(and the ledger's checkpoints) with it; sluice keys new makes one");
+		return false;
 	}
 	if (!a->api.keys.n) {
 		sl_error(
@@ -106,6 +108,7 @@ static bool load_keys(approver *a)
 		return false;
 	}
 	a->signing = true;
+	a->store.signer = a->api.store.signer = &a->signer;
 	return true;
 }
 

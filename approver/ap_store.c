@@ -3,6 +3,7 @@
  * (json_build_object), so each answer is one statement.
  */
 #include "ap_store.h"
+#include "sl_receipt.h"
 #include "sl_db.h"
 #include "sl_log.h"
 #include "sl_relay.h"
@@ -45,7 +46,7 @@
 	"'approvers', r.deciders->'approvers', "                                               \
 	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false), "          \
 	"'quorum', coalesce((r.deciders->>'quorum')::int, 1), "                                \
-	"'votes', coalesce(" VOTES_JSON ", '[]'), "                                            \
+	"'votes', coalesce(" VOTES_JSON ", '[]'), 'receipt', r.receipt, "                      \
 	"'may_still_vote', " MAY_STILL_VOTE_JSON ")"
 
 /*
@@ -169,7 +170,7 @@ static sl_status check_values(const json_t *values, const json_t *fields, char *
 typedef struct req_row {
 	const char *run_id, *run_status, *run_pause_seq, *status, *pause_seq;
 	const char *run_user; /* the run's user_id, NULL when none */
-	const char *tool_name;
+	const char *tool_name, *tool_call_id;
 	bool expired, needs_input, external;
 	int quorum; /* confirmations needed (deciders.quorum, 1 when absent) */
 	json_t *fields, *tool_args, *tool_schema, *deciders;
@@ -272,7 +273,7 @@ static sl_status plan(const req_row *r, const ap_decision *d, ap_action *action,
 	"SELECT r.id, u.run_id, u.status AS run_status, u.pause_seq AS run_pause_seq, "          \
 	"r.status, r.pause_seq, r.expires_at IS NOT NULL AND r.expires_at <= now() AS expired, " \
 	"r.needs_user_input, r.external_execution, r.user_input_schema, r.tool_args, "           \
-	"r.tool_schema, u.user_id AS run_user_id, r.tool_name, r.deciders "                      \
+	"r.tool_schema, u.user_id AS run_user_id, r.tool_name, r.deciders, r.tool_call_id "      \
 	"FROM runs u JOIN requirements r ON r.run_id = u.run_id "                                \
 	"WHERE r.id = ANY ($1::text[]) "                                                         \
 	"ORDER BY u.run_id, r.id FOR UPDATE OF u, r"
@@ -337,6 +338,7 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 		RUN_USER,
 		TOOL_NAME,
 		DECIDERS,
+		TOOL_CALL_ID,
 		NCOLS
 	};
 	static const char *const names[NCOLS] = {"id",
@@ -353,7 +355,8 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	                                         "tool_schema",
 	                                         "run_user_id",
 	                                         "tool_name",
-	                                         "deciders"};
+	                                         "deciders",
+	                                         "tool_call_id"};
 	const char *id = g->v->id;
 	req_row *r = &g->r;
 	int row = -1, at[NCOLS];
@@ -380,6 +383,7 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	r->run_user =
 	    PQgetisnull(res, row, at[RUN_USER]) ? NULL : PQgetvalue(res, row, at[RUN_USER]);
 	r->tool_name = PQgetvalue(res, row, at[TOOL_NAME]);
+	r->tool_call_id = PQgetvalue(res, row, at[TOOL_CALL_ID]);
 	r->deciders = json_loads(PQgetvalue(res, row, at[DECIDERS]), 0, NULL);
 	r->quorum = (int)json_integer_value(json_object_get(r->deciders, "quorum"));
 	if (r->quorum < 1)
@@ -415,11 +419,11 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"WITH d AS (SELECT d.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS " \
 	"d(i int, id text, status text, confirmed boolean, note text, resolved_by text, "      \
 	"user_input text, external_result text, edited_args text, appr_status text, "          \
-	"approval_id text, run_id text, pause_seq int, cont text)), "                          \
+	"approval_id text, run_id text, pause_seq int, cont text, receipt text)), "            \
 	"upd AS (UPDATE requirements q SET status = d.status, confirmed = d.confirmed, "       \
 	"note = d.note, resolved_by = d.resolved_by, user_input = d.user_input::jsonb, "       \
 	"external_result = d.external_result, edited_args = d.edited_args::jsonb, "            \
-	"resolved_at = now() FROM d WHERE q.id = d.id "                                        \
+	"receipt = d.receipt, resolved_at = now() FROM d WHERE q.id = d.id "                   \
 	"RETURNING q.*, d.i, d.appr_status, d.approval_id, d.cont), "                          \
 	"appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, "        \
 	"agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "         \
@@ -443,15 +447,16 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"r.external_result, 'UTF8')), 'hex'), 'quorum', (r.deciders->>'quorum')::int)) "       \
 	"FROM upd r), "                                                                        \
 	"pause AS (SELECT q.run_id, q.id, q.position, q.status, q.confirmed, q.note, "         \
-	"q.user_input, q.external_result, q.resolved_by FROM requirements q "                  \
+	"q.user_input, q.external_result, q.resolved_by, q.receipt FROM requirements q "       \
 	"JOIN (SELECT DISTINCT run_id, pause_seq FROM d) p "                                   \
 	"ON q.run_id = p.run_id AND q.pause_seq = p.pause_seq "                                \
 	"WHERE q.id NOT IN (SELECT id FROM d) "                                                \
 	"UNION ALL SELECT run_id, id, position, status, confirmed, note, user_input, "         \
-	"external_result, resolved_by FROM upd), "                                             \
+	"external_result, resolved_by, receipt FROM upd), "                                    \
 	"decided AS (SELECT run_id, jsonb_agg(jsonb_build_object('requirement_id', id, "       \
 	"'confirmed', coalesce(confirmed, false), 'note', note, 'user_input', user_input, "    \
-	"'external_result', external_result, 'resolved_by', resolved_by) ORDER BY position) "  \
+	"'external_result', external_result, 'resolved_by', resolved_by, 'receipt', receipt) " \
+	"ORDER BY position) "                                                                  \
 	"AS decisions FROM pause GROUP BY run_id HAVING NOT bool_or(status = 'pending')), "    \
 	"chosen AS (SELECT DISTINCT ON (x.run_id) x.run_id, x.decisions, u.cont, u.i "         \
 	"FROM decided x JOIN upd u ON u.run_id = x.run_id ORDER BY x.run_id, u.i DESC), "      \
@@ -538,8 +543,29 @@ static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *
 	return SL_OK;
 }
 
+/* The receipt of g's decision (sl_receipt.h): over the arguments the tool
+ * would run with, as the worker makes them (the edited ones, else the
+ * model's, with the input filled in). NULL without a signing key. */
+static char *receipt(const ap_store *s, const resolving *g, const char *decision,
+                     const char *decided_by)
+{
+	json_t *args = g->edited ? json_loads(g->edited, 0, NULL) : json_deep_copy(g->r.tool_args);
+	sl_receipt_of of = {g->r.run_id, g->v->id, g->r.tool_call_id, g->r.tool_name, args};
+	char *jws = NULL;
+
+	if (g->values) {
+		json_t *values = json_loads(g->values, 0, NULL);
+		json_object_update(args, values);
+		json_decref(values);
+	}
+	if (s->signer && args)
+		jws = sl_receipt_make(s->signer, &of, decision, decided_by, sl_now_ms() / 1000);
+	json_decref(args);
+	return jws;
+}
+
 /* g's object in the batch of DECIDE_SQL: its place i and what it writes. */
-static json_t *decision_row(const resolving *g, int i)
+static json_t *decision_row(const ap_store *s, const resolving *g, int i)
 {
 	const ap_decision *d = &g->v->d;
 	bool expire = g->action == AP_EXPIRE;
@@ -571,6 +597,16 @@ static json_t *decision_row(const resolving *g, int i)
 	json_object_set_new(row, "run_id", json_string(g->r.run_id));
 	json_object_set_new(row, "pause_seq", json_integer(strtol(g->r.pause_seq, NULL, 10)));
 	json_object_set_new(row, "cont", json_string(g->cont));
+	{
+		const char *by = expire ? "sluice" : d->resolved_by ? d->resolved_by : "";
+		char *r = receipt(s, g,
+		                  expire      ? "expired"
+		                  : confirmed ? "approved"
+		                              : "rejected",
+		                  by);
+		json_object_set_new(row, "receipt", r ? json_string(r) : json_null());
+		free(r);
+	}
 	return row;
 }
 
@@ -673,7 +709,7 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 			continue;
 		}
 		g[i].planned = true;
-		json_array_append_new(rows, decision_row(&g[i], (int)i));
+		json_array_append_new(rows, decision_row(s, &g[i], (int)i));
 	}
 	if (json_array_size(rows) == 0) {
 		/* votes alone are committed; else nothing to write: the rollback

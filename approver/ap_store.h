@@ -10,6 +10,7 @@
 #include "ap_access.h"
 #include "sl_common.h"
 #include "sl_event.h"
+#include "sl_keys.h"
 #include "sl_relay.h"
 
 #include <jansson.h>
@@ -21,7 +22,8 @@ typedef struct ap_store {
 	const char *topic_continues;
 	const char *topic_results;
 	const char *topic_runs;
-	sl_relay *relay; /* publishes committed outbox rows */
+	sl_relay *relay;         /* publishes committed outbox rows */
+	const sl_signer *signer; /* signs each decision's receipt (sl_receipt.h) */
 } ap_store;
 
 /*

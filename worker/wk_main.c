@@ -47,6 +47,7 @@ static void on_signal(int sig)
 typedef struct worker {
 	sl_config cfg;
 	sl_agents *agents;
+	sl_keyset receipt_keys;
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer; /* dead letters */
 	sl_relay *relay;
@@ -151,7 +152,7 @@ static void raise_fd_limit(void)
 static bool configure(worker *w, int argc, char **argv)
 {
 	static const char *required[] = {"SLUICE_KAFKA_BROKERS", "SLUICE_DATABASE_URL",
-	                                 "SLUICE_AGENTS", NULL};
+	                                 "SLUICE_AGENTS", "SLUICE_RECEIPT_KEYS", NULL};
 	char **rest = sl_calloc((size_t)argc + 1, sizeof(char *));
 	char errbuf[1024];
 	long ndb;
@@ -168,6 +169,11 @@ static bool configure(worker *w, int argc, char **argv)
 		sl_error("unknown argument %s", rest[0]);
 		goto out;
 	}
+	if (sl_keyset_load(&w->receipt_keys, w->cfg.receipt_keys, errbuf, sizeof(errbuf))) {
+		sl_error("SLUICE_RECEIPT_KEYS: %s", errbuf);
+		goto out;
+	}
+	w->env.receipt_keys = &w->receipt_keys;
 	if (sl_agents_load(w->cfg.agents, &w->agents, errbuf, sizeof(errbuf)) ||
 	    wk_tool_prepare(w->agents, errbuf, sizeof(errbuf)) ||
 	    wk_model_prepare(&w->cfg, w->agents, errbuf, sizeof(errbuf))) {
@@ -303,6 +309,7 @@ static void stop_parts(worker *w)
 	free(w->env.topic_results);
 	free(w->env.agent_tools);
 	sl_agents_free(w->agents);
+	sl_keyset_free(&w->receipt_keys);
 	sl_config_free(&w->cfg);
 }
 

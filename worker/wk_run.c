@@ -13,6 +13,7 @@
  * row, the continue's claim, tool_executions, processed_events).
  */
 #include "wk_run.h"
+#include "sl_receipt.h"
 #include "sl_consume.h"
 #include "sl_db.h"
 #include "sl_kafka.h"
@@ -663,6 +664,37 @@ static char *decision_text(const wk_decision *d)
 }
 
 /*
+ * Whether the tool of decision d must not run with args: the receipt the
+ * approver signed for it (sl_receipt.h) does not check out against
+ * SLUICE_RECEIPT_KEYS - a decision written into the database by hand, a
+ * receipt of another requirement, arguments changed since, an expired one.
+ * Then the call is recorded done with what the model is told, *output (NULL
+ * when that could not be written), and a tool.refused ledger entry.
+ */
+static bool refused(PGconn *db, wk_task *t, const wk_decision *d, const json_t *args, char **output)
+{
+	sl_receipt_of of = {t->r.run_id, d->id, d->call_id, d->tool_name, args};
+	char why[256], errbuf[512];
+
+	*output = NULL;
+	if (!sl_receipt_check(t->env->receipt_keys, d->receipt, &of, sl_now_ms() / 1000, why,
+	                      sizeof(why)))
+		return false;
+	sl_warn("run %s: tool call %s (%s) refused: %s", t->r.run_id, d->call_id, d->tool_name,
+	        why);
+	*output = sl_asprintf("The approval of the tool call %s could not be verified (%s); the "
+	                      "tool was not run.",
+	                      d->tool_name, why);
+	if (wk_store_tool_refused(db, t->r.run_id, d->call_id, d->id, d->tool_name, *output, why,
+	                          errbuf, sizeof(errbuf))) {
+		sl_warn("run %s: %s", t->r.run_id, errbuf);
+		free(*output);
+		*output = NULL;
+	}
+	return true;
+}
+
+/*
  * PH_DECISIONS: the tool result the model sees for each resolved
  * requirement, in order; a confirmed tool is run (once).
  */
@@ -693,8 +725,16 @@ static sl_status apply_decisions(PGconn *db, wk_task *t, wk_next *nx)
 					json_object_update(args, values);
 					json_decref(values);
 				}
-				*nx = run_tool(t, tool, d->call_id, args, PH_DECISIONS);
-				return SL_OK;
+				if (!refused(db, t, d, args, &output)) {
+					*nx = run_tool(t, tool, d->call_id, args, PH_DECISIONS);
+					return SL_OK;
+				}
+				json_decref(args);
+				if (!output) /* its refusal not recorded: tried again */
+					return sl_err(t->err, sizeof(t->err), SL_RETRY,
+					              "run %s: the refusal of tool call %s is not "
+					              "recorded yet",
+					              t->r.run_id, d->call_id);
 			}
 		} else {
 			output = decision_text(d);

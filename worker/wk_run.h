@@ -26,6 +26,7 @@
 #define WK_RUN_H
 
 #include "sl_agents.h"
+#include "sl_keys.h"
 #include "sl_config.h"
 #include "sl_event.h"
 #include "sl_relay.h"
@@ -57,7 +58,8 @@ typedef struct wk_env {
 	wk_fetch *fetch;
 	wk_stdio *stdio; /* the "stdio" tools' processes */
 	wk_writes *writes;
-	char *agent_tools; /* wk_run_agent_tools() of agents */
+	char *agent_tools;             /* wk_run_agent_tools() of agents */
+	const sl_keyset *receipt_keys; /* SLUICE_RECEIPT_KEYS: a tool runs on a receipt they sign */
 	sl_stop_flag *stopping;
 } wk_env;
 

@@ -91,11 +91,11 @@ void wk_stored_run_clear(wk_stored_run *r)
  * are none) and on each row the run. Both reads name these columns, so
  * both are read alike (read_continue).
  */
-#define CONTINUE_COLUMNS(run)                                                                    \
-	"q.id AS req_id, q.tool_call_id AS call_id, q.tool_name, q.tool_args, "                  \
-	"q.status AS req_status, q.confirmed, q.note, q.user_input, q.external_result, "         \
-	"q.edited_args, " run ".status AS run_status, " run ".messages, " run ".pause_seq, " run \
-	".agent_id, " run ".session_id, " run ".user_id, " run ".claim_event"
+#define CONTINUE_COLUMNS(run)                                                            \
+	"q.id AS req_id, q.tool_call_id AS call_id, q.tool_name, q.tool_args, "          \
+	"q.status AS req_status, q.confirmed, q.note, q.user_input, q.external_result, " \
+	"q.edited_args, q.receipt, " run ".status AS run_status, " run ".messages, " run \
+	".pause_seq, " run ".agent_id, " run ".session_id, " run ".user_id, " run ".claim_event"
 
 enum {
 	C_REQ_ID,
@@ -108,6 +108,7 @@ enum {
 	C_USER_INPUT,
 	C_EXTERNAL_RESULT,
 	C_EDITED_ARGS,
+	C_RECEIPT,
 	C_RUN_STATUS,
 	C_MESSAGES,
 	C_PAUSE_SEQ,
@@ -122,10 +123,11 @@ enum {
 };
 
 static const char *const continue_names[C_N] = {
-    "req_id",     "call_id",     "tool_name",  "tool_args",       "req_status",
-    "confirmed",  "note",        "user_input", "external_result", "edited_args",
-    "run_status", "messages",    "pause_seq",  "agent_id",        "session_id",
-    "user_id",    "claim_event", "processed",  "claimed_tools",   "i"};
+    "req_id",     "call_id",    "tool_name",   "tool_args",       "req_status",
+    "confirmed",  "note",       "user_input",  "external_result", "edited_args",
+    "receipt",    "run_status", "messages",    "pause_seq",       "agent_id",
+    "session_id", "user_id",    "claim_event", "processed",       "claimed_tools",
+    "i"};
 
 /* Reads rows [from, to) of res (columns at at) into c. */
 static void read_continue(const PGresult *res, const int *at, int from, int to, wk_continue *c)
@@ -154,6 +156,7 @@ static void read_continue(const PGresult *res, const int *at, int from, int to, 
 		d->user_input = sl_db_value(res, row, at[C_USER_INPUT]);
 		d->external_result = sl_db_value(res, row, at[C_EXTERNAL_RESULT]);
 		d->edited_args = sl_db_value(res, row, at[C_EDITED_ARGS]);
+		d->receipt = sl_db_value(res, row, at[C_RECEIPT]);
 	}
 }
 
@@ -169,6 +172,7 @@ void wk_decisions_free(wk_decision *d, int n)
 		free(d[i].user_input);
 		free(d[i].external_result);
 		free(d[i].edited_args);
+		free(d[i].receipt);
 	}
 	free(d);
 }
@@ -379,6 +383,23 @@ static const char *const tool_results_sql =
  * under load; waiting costs a run alone about 1 ms and a saturated worker
  * nothing measurable (the flush is shared by the batch; BENCHMARKS.md).
  */
+sl_status wk_store_tool_refused(PGconn *db, const char *run_id, const char *call_id,
+                                const char *requirement_id, const char *tool_name,
+                                const char *output, const char *why, char *errbuf, size_t errsize)
+{
+	const char *p[] = {run_id, call_id, output, requirement_id, tool_name, why};
+
+	return sl_db_exec(db,
+	                  "WITH d AS (UPDATE tool_executions SET status = 'done', result = $3, "
+	                  "finished_at = now() WHERE run_id = $1 AND tool_call_id = $2 AND "
+	                  "status = 'started' RETURNING run_id) "
+	                  "INSERT INTO ledger_queue (kind, run_id, requirement_id, actor, body) "
+	                  "SELECT 'tool.refused', $1, $4, " WK_LEDGER_ACTOR ", jsonb_build_object("
+	                  "'tool_call_id', $2::text, 'tool_name', $5::text, 'reason', $6::text) "
+	                  "FROM d",
+	                  6, p, NULL, errbuf, errsize);
+}
+
 sl_status wk_store_tool_results(PGconn *db, const char *rows, char *errbuf, size_t errsize)
 {
 	PGresult *res;

@@ -37,6 +37,7 @@ typedef struct wk_decision {
 	char *user_input; /* JSON: the fields a person filled in */
 	char *external_result;
 	char *edited_args; /* JSON: the arguments as a person edited them */
+	char *receipt;     /* the approver's signature of the decision (sl_receipt.h) */
 } wk_decision;
 
 /* A paused run as a continue reads it, with the requirements of its pause;
@@ -120,6 +121,13 @@ sl_status wk_store_claim(PGconn *db, const char *run_id, const char *pause_seq,
 sl_status wk_store_tool_claim(PGconn *db, const char *run_id, const char *call_id,
                               const char *tool_name, bool *run, char **result, char *errbuf,
                               size_t errsize);
+
+/* A claimed tool call refused (its receipt did not check out): recorded
+ * done with output, the text the model is told, and a tool.refused ledger
+ * entry saying why, in one statement; nothing when it is done already. */
+sl_status wk_store_tool_refused(PGconn *db, const char *run_id, const char *call_id,
+                                const char *requirement_id, const char *tool_name,
+                                const char *output, const char *why, char *errbuf, size_t errsize);
 
 /* Tool results: rows of {run_id, call_id, result}. */
 sl_status wk_store_tool_results(PGconn *db, const char *rows, char *errbuf, size_t errsize);

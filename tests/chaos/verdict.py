@@ -142,7 +142,8 @@ for e in executions:
 
 # The ledger: its chain holds; each requirement created once, each
 # decision resolved (or expired, cancelled) once as recorded, each gated
-# call that ran executed once with its result's digest.
+# call that ran executed once with its result's digest; no tool refused
+# (every decision is the approver's, with its receipt).
 if ledger_verify[-1:] != ["rc=0"]:
     fail("ledger_broken", " ".join(ledger_verify))
 entries = collections.defaultdict(list)  # (kind, requirement_id) -> [entry]
@@ -151,6 +152,9 @@ for e in ledger:
 for (kind, req_id), es in entries.items():
     if len(es) > 1 and kind != "requirement.vote":
         fail("ledger_duplicates", f"{kind} {req_id}: {len(es)} entries")
+for e in ledger:
+    if e["kind"] == "tool.refused":  # every decision here is the approver's, signed
+        fail("tools_refused", f"{e['requirement_id']}: {e['body'].get('reason')}")
 gated = {}
 for req in requirements:
     gated[(req["run_id"], req["tool_call_id"])] = req["id"]
@@ -204,7 +208,8 @@ shown = ["lost", "stuck", "not_completed", "double_effects", "rejected_but_ran",
          "effects_missing", "effects_misreported", "effects_without_decision", "wrong_args",
          "outcomes_unknown", "duplicate_approvals", "approvals_missing", "approvals_wrong",
          "decisions_wrong", "results_missing", "duplicate_results", "ledger_broken",
-         "ledger_missing", "ledger_duplicates", "ledger_wrong", "sanitizer_reports"]
+         "ledger_missing", "ledger_duplicates", "ledger_wrong", "tools_refused",
+         "sanitizer_reports"]
 counts = [f"runs={RUNS}", f"completed={status['completed']}"]
 counts += [f"{k}={len(failures.get(k, []))}" for k in shown]
 counts += [f"{k}={len(failures[k])}" for k in sorted(failures) if k not in shown]
