@@ -61,9 +61,9 @@ t_ledger() {
   check "nor read its queue" denied "$(db_as sluice_worker)" "DELETE FROM ledger_queue"
 }
 
-# What a superuser does to the ledger in the middle, each undone after:
-# every change is found by sluice audit verify, which names the first entry
-# that does not match.
+# What a superuser does to the ledger, each undone after: every change is
+# found by sluice audit verify, which names the first entry that does not
+# match; the tail cut back to before the last signed checkpoint too.
 t_ledger_tamper() {
   local k out n rid
   rid=$(submit data-admin "Delete all data for user L-2001.")
@@ -99,7 +99,15 @@ t_ledger_tamper() {
     -c "INSERT INTO ledger SELECT * FROM ledger_saved WHERE seq IN ($k, $((k + 1)))" > /dev/null
   # (an entry added, the rest renumbered and rehashed: t_ledger_checkpoints,
   # on an export, where the chainer cannot sign the forged head meanwhile)
-  as_superuser -c "DROP TABLE ledger_saved" > /dev/null
+  # the tail cut off, back to before the last checkpoint
+  check "a checkpoint of this ledger is signed" eventually 12 bash -c \
+    "[ \"\$(psql -AtXq '$SLUICE_DATABASE_URL' -c 'SELECT max(tree_size) FROM ledger_checkpoints')\" = $n ]" || return 1
+  as_superuser -c "DELETE FROM ledger WHERE seq >= $k" > /dev/null
+  out=$(verify)
+  check "the tail cut off before a checkpoint is found: $out" \
+    grep -q "the ledger ends at entry $((k - 1)), but a checkpoint was signed for $n entries" <<<"$out"
+  as_superuser -c "INSERT INTO ledger SELECT * FROM ledger_saved WHERE seq >= $k" \
+    -c "DROP TABLE ledger_saved" > /dev/null
   check "all undone, it holds again" bash -c "'$BIN/sluice' audit verify | grep -q 'every hash holds'"
 }
 
