@@ -114,7 +114,12 @@ t_ledger_tamper() {
 # GET /v1/audit: the ledger over HTTP, oldest first, filtered and paged,
 # for auditors and admins only.
 t_audit_api() {
-  local rid body aud appr after log=$WORK/audit-approver.log
+  local rid req body aud appr after u log=$WORK/audit-approver.log
+  for u in A-4001 A-4002; do # entries enough to page through
+    rid=$(submit data-admin "Delete all data for user $u.")
+    check "run $u pauses" eventually 30 run_is "$rid" paused || return 1
+    api POST "/v1/requirements/$(pending_requirement "$rid")/reject" '{}' > /dev/null
+  done
   rid=$(psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT run_id FROM ledger WHERE kind = 'tool.executed' ORDER BY seq LIMIT 1")
   check "a run with entries: $rid" [ -n "$rid" ] || return 1
   body=$(api GET "/v1/audit?run_id=$rid")
@@ -122,6 +127,11 @@ t_audit_api() {
     [ "$(jq -r '[.data[].kind] | join(",")' <<<"$body")" = requirement.created,requirement.resolved,tool.executed ]
   check "each with its seq, time, actor, body and hash" \
     jq -e '.data | all(.seq > 0 and (.at | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$")) and .actor and .body and (.hash | length) == 64)' <<<"$body"
+  req=$(jq -r '.data[0].requirement_id' <<<"$body")
+  body=$(api GET "/v1/audit?requirement_id=$req")
+  check "by requirement: $(jq -c '[.data[].kind]' <<<"$body")" \
+    [ "$(jq -r '[.data[] | select(.requirement_id == "'"$req"'") | .kind] | join(",")' <<<"$body")" = requirement.created,requirement.resolved,tool.executed ]
+  check "and no other's" [ "$(jq '.data | length' <<<"$body")" = 3 ]
   body=$(api GET "/v1/audit?kind=requirement.created&limit=2")
   check "by kind, two at a time: $(jq -c .meta <<<"$body")" \
     jq -e '(.data | length) == 2 and (.data | all(.kind == "requirement.created"))' <<<"$body"
