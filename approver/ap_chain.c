@@ -162,13 +162,7 @@ static bool nap(ap_chain *c, int ms)
 	struct timespec until;
 	bool stopping;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	sl_deadline_ms(&until, ms);
 	pthread_mutex_lock(&c->mu);
 	if (!c->stopping)
 		pthread_cond_timedwait(&c->wake, &c->mu, &until);

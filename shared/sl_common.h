@@ -90,6 +90,10 @@ void sl_uuid_v7(char out[37]);
 long long sl_now_ms(void);
 long long sl_mono_ms(void);
 
+/* The wall-clock time ms from now, for pthread_cond_timedwait(). */
+struct timespec;
+void sl_deadline_ms(struct timespec *out, long ms);
+
 /* Writes the current UTC time as RFC 3339 with milliseconds into out. */
 void sl_time_rfc3339(char out[32]);
 

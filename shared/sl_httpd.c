@@ -197,12 +197,7 @@ static void *reap(void *arg)
 				t->reaped = true;
 				atomic_fetch_add(&h->timed_out, 1);
 			}
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 250 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		sl_deadline_ms(&until, 250);
 		pthread_cond_timedwait(&h->wake, &h->mu, &until);
 	}
 	pthread_mutex_unlock(&h->mu);
