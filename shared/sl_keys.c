@@ -121,6 +121,17 @@ void sl_keyset_free(sl_keyset *ks)
 	memset(ks, 0, sizeof(*ks));
 }
 
+/* No passphrase: an encrypted key is refused rather than asked for on a
+ * terminal. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
 sl_status sl_signer_load(sl_signer *s, const char *path, const sl_keyset *ks, char *errbuf,
                          size_t errsize)
 {
@@ -130,14 +141,15 @@ sl_status sl_signer_load(sl_signer *s, const char *path, const sl_keyset *ks, ch
 	memset(s, 0, sizeof(*s));
 	if (!f)
 		return sl_err(errbuf, errsize, SL_INVALID, "%s: %s", path, strerror(errno));
-	s->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	s->key = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
 	fclose(f);
 	if (!s->key || EVP_PKEY_get_id(s->key) != EVP_PKEY_ED25519 ||
 	    !EVP_PKEY_get_raw_public_key(s->key, s->raw, &len)) {
 		sl_signer_free(s);
-		return sl_err(
-		    errbuf, errsize, SL_INVALID,
-		    "%s: must be an Ed25519 private key in PEM (sluice keys new makes one)", path);
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: must be an Ed25519 private key in PEM, not encrypted (sluice "
+		              "keys new makes one)",
+		              path);
 	}
 	for (size_t i = 0; i < ks->n && !s->kid; i++)
 		if (!memcmp(ks->k[i].raw, s->raw, 32))

@@ -6,6 +6,7 @@
 #include "sl_keys.h"
 #include "sl_ledger.h"
 
+#include <openssl/pem.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +19,8 @@
 #include <cmocka.h>
 
 static char dir[] = "/tmp/test_keys_XXXXXX";
-static const char *const files[] = {"k1.pem", "k2.pem", "keys.json", "other.json", "other.pem"};
+static const char *const files[] = {"k1.pem",     "k2.pem",    "keys.json",
+                                    "other.json", "other.pem", "enc.pem"};
 
 static char *path(const char *name)
 {
@@ -102,6 +104,19 @@ static void keys_jws_and_checkpoints(void **state)
 	assert_non_null(strstr(errbuf, "not in SLUICE_RECEIPT_KEYS"));
 	assert_int_equal(sl_signer_load(&s, key2, &ks, errbuf, sizeof(errbuf)), SL_OK);
 	assert_string_equal(s.kid, "k2");
+	{
+		/* the same key, encrypted: refused, never asked for */
+		char *enc = path("enc.pem");
+		FILE *f = fopen(enc, "w");
+		sl_signer e;
+		assert_true(PEM_write_PrivateKey(f, s.key, EVP_aes_256_cbc(),
+		                                 (unsigned char *)"secret", 6, NULL, NULL));
+		fclose(f);
+		assert_int_equal(sl_signer_load(&e, enc, &ks, errbuf, sizeof(errbuf)), SL_INVALID);
+		if (!strstr(errbuf, "not encrypted"))
+			fail_msg("%s", errbuf);
+		free(enc);
+	}
 
 	jws = sl_jws_sign(&s, "{\"requirement_id\":\"r-1\",\"decision\":\"approved\"}");
 	assert_int_equal(sl_jws_verify(&ks, jws, &payload, errbuf, sizeof(errbuf)), SL_OK);
