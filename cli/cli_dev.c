@@ -29,7 +29,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <uuid/uuid.h>
 
 extern char **environ;
 
@@ -602,29 +601,6 @@ static char *find_java(void)
 	return NULL;
 }
 
-/* A KRaft cluster id: 16 random bytes, base64url without padding. */
-static void kafka_cluster_id(char out[23])
-{
-	static const char b64[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	unsigned char id[16];
-	int bits = 0, k = 0;
-	unsigned acc = 0;
-
-	uuid_generate_random(id);
-	for (size_t i = 0; i < sizeof(id); i++) {
-		acc = acc << 8 | id[i];
-		bits += 8;
-		while (bits >= 6) {
-			bits -= 6;
-			out[k++] = b64[(acc >> bits) & 63];
-		}
-	}
-	if (bits)
-		out[k++] = b64[(acc << (6 - bits)) & 63];
-	out[k] = '\0';
-}
-
 /* Runs argv to its end; whether it exited 0 (its output in DIR/NAME.log). */
 static bool run_tool(stack *s, const char *name, char *const argv[])
 {
@@ -673,7 +649,7 @@ static char *start_apache_kafka(stack *s, const sl_config *cfg, long nodes)
 	                  "rootLogger.appenderRef.out.ref = out\n"
 	                  "logger.server.name = kafka.server.KafkaRaftServer\n"
 	                  "logger.server.level = INFO\n");
-	kafka_cluster_id(cluster);
+	sl_kafka_cluster_id(cluster);
 	sl_buf_init(&vb, 1 << 16);
 	sl_buf_init(&sb, 1 << 16);
 	for (long i = 0; i < nodes; i++) {

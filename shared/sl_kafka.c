@@ -2,6 +2,7 @@
  * sl_kafka.c - producers, consumers, batches with delivery reports, DLQ.
  */
 #include "sl_kafka.h"
+#include "sl_keys.h"
 #include "sl_kafka_props.h"
 #include "sl_log.h"
 
@@ -10,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <uuid/uuid.h>
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -453,4 +455,18 @@ bool sl_kafka_topics_ready(rd_kafka_t *rk, const sl_config *c)
 	}
 	rd_kafka_metadata_destroy(md);
 	return ready;
+}
+
+void sl_kafka_cluster_id(char out[23])
+{
+	unsigned char id[16];
+	char *text = NULL;
+
+	do {
+		free(text);
+		uuid_generate_random(id);
+		text = sl_b64url(id, sizeof(id));
+	} while (text[0] == '-');
+	snprintf(out, 23, "%s", text);
+	free(text);
 }

@@ -100,4 +100,9 @@ bool sl_kafka_topics_ready(rd_kafka_t *rk, const sl_config *c);
 /* Marks m as finished: its offset + 1 is stored for the next commit. */
 void sl_kafka_done(rd_kafka_t *consumer, const rd_kafka_message_t *m);
 
+/* A new KRaft cluster id (16 random bytes, base64url without padding, as
+ * `kafka-storage random-uuid` prints) into out. Never one that starts with
+ * "-": kafka-storage would read it as an option and refuse to format. */
+void sl_kafka_cluster_id(char out[23]);
+
 #endif

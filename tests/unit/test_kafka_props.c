@@ -3,6 +3,7 @@
  * variables, which wins, and start-up errors that name the property and
  * where it was given, never quoting a secret.
  */
+#include "sl_kafka.h"
 #include "sl_kafka_props.h"
 
 #include <setjmp.h>
@@ -183,9 +184,27 @@ static void a_secret_is_never_quoted(void **state)
 	rd_kafka_conf_destroy(conf);
 }
 
+/* A cluster id starting with "-" made kafka-storage format refuse it as
+ * an option (1 `sluice dev up --kafka apache` in 64 failed so). */
+static void a_cluster_id_never_starts_with_a_dash(void **state)
+{
+	char id[23];
+
+	(void)state;
+	for (int i = 0; i < 5000; i++) {
+		sl_kafka_cluster_id(id);
+		assert_int_equal(strlen(id), 22);
+		assert_int_equal(strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		                            "0123456789-_"),
+		                 22);
+		assert_true(id[0] != '-');
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(a_cluster_id_never_starts_with_a_dash),
 	    cmocka_unit_test(file_then_variables_which_win),
 	    cmocka_unit_test(unknown_property_is_named_with_its_origin),
 	    cmocka_unit_test(bad_value_is_named_and_a_line_of_the_file_too),
