@@ -243,8 +243,7 @@ static sl_status plan(const req_row *r, const ap_decision *d, ap_action *action,
 			              "this requirement asks for no input");
 		if ((st = check_values(d->values, r->fields, errbuf, errsize)))
 			return st;
-		merged = json_deep_copy(r->tool_args);
-		json_object_update(merged, (json_t *)d->values);
+		merged = sl_receipt_args(r->tool_args, NULL, d->values);
 		st = sl_schema_validate(r->tool_schema, merged, "tool_args", errbuf, errsize);
 		json_decref(merged);
 		if (st == SL_OK)
@@ -380,8 +379,7 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	r->fields = json_loads(PQgetvalue(res, row, at[FIELDS]), 0, NULL);
 	r->tool_args = json_loads(PQgetvalue(res, row, at[TOOL_ARGS]), 0, NULL);
 	r->tool_schema = json_loads(PQgetvalue(res, row, at[TOOL_SCHEMA]), 0, NULL);
-	r->run_user =
-	    PQgetisnull(res, row, at[RUN_USER]) ? NULL : PQgetvalue(res, row, at[RUN_USER]);
+	r->run_user = sl_db_text(res, row, at[RUN_USER]);
 	r->tool_name = PQgetvalue(res, row, at[TOOL_NAME]);
 	r->tool_call_id = PQgetvalue(res, row, at[TOOL_CALL_ID]);
 	r->deciders = json_loads(PQgetvalue(res, row, at[DECIDERS]), 0, NULL);
@@ -549,15 +547,12 @@ static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *
 static char *receipt(const ap_store *s, const resolving *g, const char *decision,
                      const char *decided_by)
 {
-	json_t *args = g->edited ? json_loads(g->edited, 0, NULL) : json_deep_copy(g->r.tool_args);
+	/* g->edited and g->values are d's arguments and values, as stored */
+	json_t *args = sl_receipt_args(g->r.tool_args, g->edited ? g->v->d.tool_args : NULL,
+	                               g->values ? g->v->d.values : NULL);
 	sl_receipt_of of = {g->r.run_id, g->v->id, g->r.tool_call_id, g->r.tool_name, args};
 	char *jws = NULL;
 
-	if (g->values) {
-		json_t *values = json_loads(g->values, 0, NULL);
-		json_object_update(args, values);
-		json_decref(values);
-	}
 	if (s->signer && args)
 		jws = sl_receipt_make(s->signer, &of, decision, decided_by, sl_now_ms() / 1000);
 	json_decref(args);

@@ -11,6 +11,15 @@
 /* The arguments are bounded by the requirement that holds them. */
 #define MAX_ARGS (16 * 1024 * 1024)
 
+json_t *sl_receipt_args(const json_t *model_args, const json_t *edited, const json_t *input)
+{
+	json_t *args = json_deep_copy(edited ? edited : model_args);
+
+	if (json_is_object(args) && json_is_object(input))
+		json_object_update(args, (json_t *)input);
+	return args;
+}
+
 char *sl_receipt_make(const sl_signer *s, const sl_receipt_of *of, const char *decision,
                       const char *decided_by, long long now)
 {

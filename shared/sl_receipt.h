@@ -22,6 +22,12 @@ typedef struct sl_receipt_of {
 	const json_t *args; /* the arguments the tool runs with */
 } sl_receipt_of;
 
+/* The arguments a decided tool runs with, and its receipt covers: the
+ * person's edits, else the model's arguments, with the person's input
+ * filled in (edited and input may be NULL); a new object. The approver
+ * signs over them, the worker runs the tool with them: one definition. */
+json_t *sl_receipt_args(const json_t *model_args, const json_t *edited, const json_t *input);
+
 /* The receipt of a decision, made at now (seconds since the epoch);
  * free() it. */
 char *sl_receipt_make(const sl_signer *s, const sl_receipt_of *of, const char *decision,

@@ -708,7 +708,6 @@ static sl_status apply_decisions(PGconn *db, wk_task *t, wk_next *nx)
 
 		if (tool) {
 			bool run = claimed_here(t, d->call_id);
-			json_t *args;
 
 			if (!run) {
 				sl_status st = tool_claim(db, t, tool, d->call_id, &run, &output);
@@ -718,13 +717,16 @@ static sl_status apply_decisions(PGconn *db, wk_task *t, wk_next *nx)
 			if (run) {
 				/* the arguments as the person edited them, else as the
 				 * model gave them, with the person's input filled in */
-				args = json_loads(d->edited_args ? d->edited_args : d->tool_args, 0,
-				                  NULL);
-				if (d->user_input) {
-					json_t *values = json_loads(d->user_input, 0, NULL);
-					json_object_update(args, values);
-					json_decref(values);
-				}
+				json_t *model = json_loads(d->tool_args, 0, NULL);
+				json_t *edited =
+				    d->edited_args ? json_loads(d->edited_args, 0, NULL) : NULL;
+				json_t *input =
+				    d->user_input ? json_loads(d->user_input, 0, NULL) : NULL;
+				json_t *args = sl_receipt_args(model, edited, input);
+
+				json_decref(model);
+				json_decref(edited);
+				json_decref(input);
 				if (!refused(db, t, d, args, &output)) {
 					*nx = run_tool(t, tool, d->call_id, args, PH_DECISIONS);
 					return SL_OK;
