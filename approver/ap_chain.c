@@ -53,11 +53,6 @@ static sl_status head(PGconn *conn, long long *seq, char hash[65], char *errbuf,
 	return SL_OK;
 }
 
-static const char *value(const PGresult *res, int row, int col)
-{
-	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-}
-
 /* Numbers and hashes the rows of res after (seq, hash): the rows PUT_SQL
  * takes. An entry whose body cannot be read stops the batch there (it
  * cannot happen: bodies are jsonb objects). */
@@ -68,9 +63,10 @@ static sl_status chain(const PGresult *res, long long seq, char hash[65], json_t
 		const char *body = PQgetvalue(res, i, 6);
 		json_t *b = sl_ledger_body(body, strlen(body));
 		char next[65];
-		bool ok = b && sl_ledger_hash(hash, seq + 1, PQgetvalue(res, i, 1),
-		                              PQgetvalue(res, i, 2), value(res, i, 3),
-		                              value(res, i, 4), PQgetvalue(res, i, 5), b, next);
+		bool ok =
+		    b && sl_ledger_hash(hash, seq + 1, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+		                        sl_db_text(res, i, 3), sl_db_text(res, i, 4),
+		                        PQgetvalue(res, i, 5), b, next);
 
 		json_decref(b);
 		if (!ok)

@@ -115,11 +115,6 @@ static int finish(audit *a, bool ok)
 	return 0;
 }
 
-static const char *value(const PGresult *res, int row, int col)
-{
-	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-}
-
 static int verify_db(PGconn *db, audit *a)
 {
 	char errbuf[512], after[24];
@@ -150,10 +145,10 @@ static int verify_db(PGconn *db, audit *a)
 		}
 		got = PQntuples(res);
 		for (int i = 0; i < got && ok; i++)
-			ok = add_entry(a, strtoll(PQgetvalue(res, i, 0), NULL, 10),
-			               PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-			               value(res, i, 3), value(res, i, 4), PQgetvalue(res, i, 5),
-			               PQgetvalue(res, i, 6), PQgetvalue(res, i, 7));
+			ok = add_entry(
+			    a, strtoll(PQgetvalue(res, i, 0), NULL, 10), PQgetvalue(res, i, 1),
+			    PQgetvalue(res, i, 2), sl_db_text(res, i, 3), sl_db_text(res, i, 4),
+			    PQgetvalue(res, i, 5), PQgetvalue(res, i, 6), PQgetvalue(res, i, 7));
 		PQclear(res);
 	} while (ok && got > 0);
 	return finish(a, ok);

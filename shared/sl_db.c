@@ -388,6 +388,11 @@ bool sl_db_bool(const PGresult *res, int row, int col)
 	return !PQgetisnull(res, row, col) && !strcmp(PQgetvalue(res, row, col), "t");
 }
 
+const char *sl_db_text(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
 char *sl_db_value(const PGresult *res, int row, int col)
 {
 	if (row >= PQntuples(res) || PQgetisnull(res, row, col))

@@ -86,6 +86,9 @@ sl_status sl_db_columns(const PGresult *res, const char *const *names, int n, in
 /* A boolean value: true for "t", false for "f" and NULL. */
 bool sl_db_bool(const PGresult *res, int row, int col);
 
+/* The text of row, col, or NULL when NULL (it lives as long as res). */
+const char *sl_db_text(const PGresult *res, int row, int col);
+
 /* Returns a newly allocated copy of row 0 column col, or NULL when NULL. */
 char *sl_db_value(const PGresult *res, int row, int col);
 
