@@ -21,6 +21,10 @@ refusal_of() {
     "SELECT body->>'reason' FROM ledger WHERE kind = 'tool.refused' AND requirement_id = '$1'"
 }
 
+# refused_for REQ_ID REGEX: its tool.refused entry is there, its reason
+# matching REGEX.
+refused_for() { refusal_of "$1" | grep -qE -- "$2"; }
+
 # workers SIGNAL: sends it to the stack's workers.
 workers() { for f in "$SLUICE_DEV_DIR"/worker-*.pid; do kill -"$1" "$(cat "$f")"; done; }
 
@@ -53,7 +57,7 @@ t_receipts() {
   check "the tool did not run" [ "$(tool_calls_for R-1002)" = 0 ]
   check "the model was told: $(api GET "/v1/runs/$rid2" | jq -r .output)" \
     grep -q "could not be verified (it has no receipt)" <<<"$(api GET "/v1/runs/$rid2" | jq -r .output)"
-  check "tool.refused in the ledger: $(refusal_of "$req2")" eventually 5 bash -c "[ \"\$(psql -AtXq '$SLUICE_DATABASE_URL' -c \"SELECT body->>'reason' FROM ledger WHERE kind = 'tool.refused' AND requirement_id = '$req2'\")\" = 'it has no receipt' ]"
+  check "tool.refused in the ledger: $(refusal_of "$req2")" eventually 5 refused_for "$req2" '^it has no receipt$'
 
   # 2. the first run's receipt, replayed on another requirement
   rid2=$(submit data-admin "Delete all data for user R-1003.")
@@ -64,7 +68,7 @@ t_receipts() {
   forge_continue "$rid2" "$req2"
   check "the run goes on" eventually 30 run_is "$rid2" completed || return 1
   check "the tool did not run" [ "$(tool_calls_for R-1003)" = 0 ]
-  check "refused: $(refusal_of "$req2")" eventually 5 bash -c "psql -AtXq '$SLUICE_DATABASE_URL' -c \"SELECT body->>'reason' FROM ledger WHERE kind = 'tool.refused' AND requirement_id = '$req2'\" | grep -q \"another requirement's\""
+  check "refused: $(refusal_of "$req2")" eventually 5 refused_for "$req2" "another requirement's"
 
   # 3. the arguments changed after the decision, before a worker ran it
   rid2=$(submit data-admin "Delete all data for user R-1004.")
@@ -78,7 +82,7 @@ t_receipts() {
   workers CONT
   check "the run goes on" eventually 30 run_is "$rid2" completed || return 1
   check "no tool ran, for either user" [ "$(tool_calls_for R-1004)$(tool_calls_for R-9999)" = 00 ]
-  check "refused: $(refusal_of "$req2")" eventually 5 bash -c "psql -AtXq '$SLUICE_DATABASE_URL' -c \"SELECT body->>'reason' FROM ledger WHERE kind = 'tool.refused' AND requirement_id = '$req2'\" | grep -q 'not the ones approved'"
+  check "refused: $(refusal_of "$req2")" eventually 5 refused_for "$req2" 'not the ones approved'
   check "the ledger still holds" bash -c "'$BIN/sluice' audit verify | grep -q 'every hash holds'"
 }
 
@@ -104,7 +108,7 @@ t_receipt_keys() {
     -H 'Content-Type: application/json' --data '{}' "$url/v1/requirements/$req/confirm")" = 200 ]
   check "the run goes on" eventually 30 run_is "$rid" completed || return 1
   check "its tool did not run: the workers do not know other-1" [ "$(tool_calls_for R-2001)" = 0 ]
-  check "refused as such" eventually 5 bash -c "psql -AtXq '$SLUICE_DATABASE_URL' -c \"SELECT body->>'reason' FROM ledger WHERE kind = 'tool.refused' AND requirement_id = '$req'\" | grep -q 'not in SLUICE_RECEIPT_KEYS'"
+  check "refused as such" eventually 5 refused_for "$req" 'not in SLUICE_RECEIPT_KEYS'
   # rotation: the workers given both keys
   cp "$keys" "$SLUICE_RECEIPT_KEYS"
   for w in worker-1 worker-2; do
