@@ -140,7 +140,10 @@ FUZZ_LIBS := -ljansson -luuid -lcrypto
 build/fuzz/fuzz_event: tests/fuzz/fuzz_event.c shared/sl_event.c shared/sl_common.c $(wildcard shared/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
-build/fuzz/fuzz_agents: tests/fuzz/fuzz_agents.c shared/sl_agents.c shared/sl_event.c shared/sl_common.c $(wildcard shared/*.h)
+build/fuzz/fuzz_agents: tests/fuzz/fuzz_agents.c shared/sl_agents.c shared/sl_policy.c shared/sl_event.c shared/sl_common.c $(wildcard shared/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
+build/fuzz/fuzz_policy: tests/fuzz/fuzz_policy.c shared/sl_agents.c shared/sl_policy.c shared/sl_event.c shared/sl_common.c $(wildcard shared/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
 build/fuzz/fuzz_model: tests/fuzz/fuzz_model.c worker/wk_model.c dev/scripted.c shared/sl_common.c shared/sl_http.c $(wildcard shared/*.h)
@@ -168,7 +171,7 @@ build/fuzz/fuzz_oidc: tests/fuzz/fuzz_oidc.c approver/ap_oidc.c shared/sl_http.c
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_oidc.c $(filter shared/%.c,$^) $(FUZZ_LIBS) -lcurl -lcjose -lpthread
 
 FUZZERS := build/fuzz/fuzz_event build/fuzz/fuzz_agents build/fuzz/fuzz_model build/fuzz/fuzz_stdio \
-	build/fuzz/fuzz_api build/fuzz/fuzz_oidc build/fuzz/fuzz_jcs
+	build/fuzz/fuzz_api build/fuzz/fuzz_oidc build/fuzz/fuzz_jcs build/fuzz/fuzz_policy
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \
 	  name=$$(basename $$f | sed 's/^fuzz_//'); \

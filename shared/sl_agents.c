@@ -182,22 +182,6 @@ static sl_status parse_executor(json_t *ex, sl_tool *t, const char *where, char 
 	              "%s: field executor.kind must be \"command\", \"stdio\" or \"http\"", where);
 }
 
-/* A list of names, or absent; false when it is something else. */
-static bool names(json_t *list)
-{
-	json_t *v;
-	size_t i;
-
-	if (!list)
-		return true;
-	if (!json_is_array(list))
-		return false;
-	json_array_foreach (list, i, v)
-		if (!json_is_string(v) || !*json_string_value(v))
-			return false;
-	return true;
-}
-
 /* approvers, self_approval and quorum: who may decide the tool's
  * requirements. */
 static sl_status parse_deciders(json_t *jt, sl_tool *t, const char *where, char *errbuf,
@@ -206,8 +190,8 @@ static sl_status parse_deciders(json_t *jt, sl_tool *t, const char *where, char 
 	json_t *v = json_object_get(jt, "approvers");
 	bool bad = false;
 
-	if (v && (!json_is_object(v) || !names(json_object_get(v, "users")) ||
-	          !names(json_object_get(v, "groups")) ||
+	if (v && (!json_is_object(v) || !sl_names_valid(json_object_get(v, "users")) ||
+	          !sl_names_valid(json_object_get(v, "groups")) ||
 	          json_array_size(json_object_get(v, "users")) +
 	                  json_array_size(json_object_get(v, "groups")) ==
 	              0))
@@ -331,6 +315,14 @@ static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t id
 	}
 	if (parse_deciders(jt, t, where, errbuf, errsize))
 		return SL_INVALID;
+	if (sl_policies_parse(json_object_get(jt, "policies"),
+	                      &(sl_policy_tool){where, t->requires_confirmation,
+	                                        t->approval == SL_APPROVAL_REQUIRED},
+	                      &t->policies, &t->npolicies, errbuf, errsize))
+		return SL_INVALID;
+	if (t->npolicies && !sl_tool_gated(t))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: field policies needs a tool that pauses", where);
 	v = json_object_get(jt, "executor");
 	if (v && !json_is_object(v))
 		return sl_err(errbuf, errsize, SL_INVALID, "%s: field executor must be an object",
@@ -424,6 +416,7 @@ sl_status sl_agents_parse(const char *text, size_t len, sl_agents **out, char *e
 	size_t i;
 
 	*out = NULL;
+	sl_sha256_hex(text, len, a->sha256);
 	a->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!a->root) {
 		st = sl_err(errbuf, errsize, SL_INVALID, "agents file: bad JSON at line %d: %s",
@@ -492,6 +485,7 @@ void sl_agents_free(sl_agents *a)
 			free(t->argv);
 			sl_strv_free(t->envp);
 			sl_strv_free(t->header_lines);
+			sl_policies_free(t->policies, t->npolicies);
 		}
 		free(a->agents[i].tools);
 		free(a->agents[i].api_key);

@@ -6,6 +6,7 @@
 #define SL_AGENTS_H
 
 #include "sl_common.h"
+#include "sl_policy.h"
 
 #include <jansson.h>
 
@@ -37,6 +38,10 @@ typedef struct sl_tool {
 	json_t *approvers;
 	bool self_approval;
 	int quorum; /* distinct identities that must confirm (1..10, default 1) */
+	/* Rules that decide its requirements, or ask more of whoever does
+	 * (sl_policy.h); first match wins. */
+	sl_policy *policies;
+	size_t npolicies;
 	sl_executor_kind executor;
 	char **argv;     /* command, stdio: NULL-terminated */
 	const char *url; /* http */
@@ -70,6 +75,7 @@ typedef struct sl_agent {
 
 typedef struct sl_agents {
 	json_t *root;
+	char sha256[65]; /* of the file's text: what a policy decision names */
 	sl_agent *agents;
 	size_t n;
 } sl_agents;

@@ -88,6 +88,9 @@ void sl_uuid_v7(char out[37]);
 
 /* Current time in milliseconds since the epoch / of the monotonic clock. */
 long long sl_now_ms(void);
+
+/* The SHA-256 of p[0..n) as 64 lowercase hex digits. */
+void sl_sha256_hex(const void *p, size_t n, char hex[65]);
 long long sl_mono_ms(void);
 
 /* The wall-clock time ms from now, for pthread_cond_timedwait(). */

@@ -3,7 +3,6 @@
  */
 #include "sl_jcs.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,16 +240,12 @@ char *sl_jcs(const json_t *v, size_t max, size_t *len)
 
 bool sl_jcs_sha256(const json_t *v, size_t max, char hex[65])
 {
-	unsigned char md[32];
-	unsigned int mdlen = 0;
 	size_t len;
 	char *text = sl_jcs(v, max, &len);
 
 	if (!text)
 		return false;
-	EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL);
+	sl_sha256_hex(text, len, hex);
 	free(text);
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 	return true;
 }
