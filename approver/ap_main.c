@@ -38,9 +38,10 @@ typedef struct approver {
 	sl_httpd *httpd;
 	ap_decider *decider; /* the API's decisions, in batches */
 	sl_relay *relay;
-	ap_chain *chain;  /* the ledger's chainer */
-	sl_signer signer; /* SLUICE_SIGNING_KEY: checkpoints (and receipts) */
-	bool signing;     /* signer is loaded */
+	ap_chain *chain;   /* the ledger's chainer */
+	sl_signer signer;  /* SLUICE_SIGNING_KEY: checkpoints (and receipts) */
+	sl_agents *agents; /* SLUICE_AGENTS, for the tools' policies; NULL: none */
+	bool signing;      /* signer is loaded */
 	char *source;
 	char *topic_approvals;
 	char *topic_continues;
@@ -135,6 +136,14 @@ static bool configure(approver *a, int argc, char **argv)
 		sl_error("unknown argument %s", rest[0]);
 		goto out;
 	}
+	/* The tools' policies decide requirements: a file that cannot be
+	 * read, or a rule that is wrong, stops the approver. */
+	if (a->cfg.agents && *a->cfg.agents &&
+	    sl_agents_load(a->cfg.agents, &a->agents, errbuf, sizeof(errbuf))) {
+		sl_error("SLUICE_AGENTS: %s", errbuf);
+		goto out;
+	}
+	a->store.agents = a->api.store.agents = a->agents;
 	if (!sl_config_long(&a->cfg, "SLUICE_APPROVER_THREADS", &a->threads) ||
 	    !sl_config_long(&a->cfg, "SLUICE_APPROVER_MAX_CONNECTIONS", &max_conns) ||
 	    !sl_config_long(&a->cfg, "SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS", &max_client_conns) ||
@@ -255,6 +264,7 @@ static void stop_all(approver *a)
 	free(a->topic_continues);
 	free(a->topic_results);
 	free(a->topic_runs);
+	sl_agents_free(a->agents);
 	sl_config_free(&a->cfg);
 }
 

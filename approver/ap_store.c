@@ -33,20 +33,20 @@
 	"END"
 
 /* The public shape of a requirement row r. */
-#define REQUIREMENT_JSON                                                                       \
-	"json_build_object('id', r.id, 'run_id', r.run_id, 'tool_call_id', r.tool_call_id, "   \
-	"'tool_name', r.tool_name, 'tool_args', r.tool_args, "                                 \
-	"'needs_confirmation', r.needs_confirmation, 'needs_user_input', r.needs_user_input, " \
-	"'user_input_schema', r.user_input_schema, "                                           \
-	"'external_execution', r.external_execution, 'approval_type', r.approval_type, "       \
-	"'status', r.status, 'confirmed', r.confirmed, 'note', r.note, "                       \
-	"'user_input', r.user_input, 'external_result', r.external_result, "                   \
-	"'resolved_by', r.resolved_by, 'resolved_at', r.resolved_at, "                         \
-	"'expires_at', r.expires_at, 'created_at', r.created_at, "                             \
-	"'approvers', r.deciders->'approvers', "                                               \
-	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false), "          \
-	"'quorum', coalesce((r.deciders->>'quorum')::int, 1), "                                \
-	"'votes', coalesce(" VOTES_JSON ", '[]'), 'receipt', r.receipt, "                      \
+#define REQUIREMENT_JSON                                                                        \
+	"json_build_object('id', r.id, 'run_id', r.run_id, 'tool_call_id', r.tool_call_id, "    \
+	"'tool_name', r.tool_name, 'tool_args', r.tool_args, "                                  \
+	"'needs_confirmation', r.needs_confirmation, 'needs_user_input', r.needs_user_input, "  \
+	"'user_input_schema', r.user_input_schema, "                                            \
+	"'external_execution', r.external_execution, 'approval_type', r.approval_type, "        \
+	"'status', r.status, 'confirmed', r.confirmed, 'note', r.note, "                        \
+	"'user_input', r.user_input, 'external_result', r.external_result, "                    \
+	"'resolved_by', r.resolved_by, 'resolved_at', r.resolved_at, "                          \
+	"'expires_at', r.expires_at, 'created_at', r.created_at, "                              \
+	"'approvers', r.deciders->'approvers', "                                                \
+	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false), "           \
+	"'quorum', coalesce((r.deciders->>'quorum')::int, 1), 'policy', r.deciders->'policy', " \
+	"'votes', coalesce(" VOTES_JSON ", '[]'), 'receipt', r.receipt, "                       \
 	"'may_still_vote', " MAY_STILL_VOTE_JSON ")"
 
 /*
@@ -54,13 +54,17 @@
  * user, with its groups (a JSON array of texts): eligible() in SQL, for
  * the lists and counts (eligible() itself decides each decision).
  */
-#define ELIGIBLE_SQL(user, who, groups)                                         \
-	"((coalesce((r.deciders->>'self_approval')::boolean, false) OR " user   \
-	" IS DISTINCT FROM " who ") "                                           \
-	"AND (jsonb_typeof(r.deciders->'approvers') IS DISTINCT FROM 'object' " \
-	"OR coalesce(r.deciders->'approvers'->'users', '[]') ? " who " "        \
-	"OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(" groups ") g "     \
-	"WHERE coalesce(r.deciders->'approvers'->'groups', '[]') ? g)))"
+#define ELIGIBLE_SQL(user, who, groups)                                                   \
+	"((coalesce((r.deciders->>'self_approval')::boolean, false) OR " user             \
+	" IS DISTINCT FROM " who ") "                                                     \
+	"AND (jsonb_typeof(r.deciders->'approvers') IS DISTINCT FROM 'object' "           \
+	"OR coalesce(r.deciders->'approvers'->'users', '[]') ? " who " "                  \
+	"OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(" groups ") g "               \
+	"WHERE coalesce(r.deciders->'approvers'->'groups', '[]') ? g))) "                 \
+	"AND (jsonb_typeof(r.deciders->'policy'->'approvers') IS DISTINCT FROM 'object' " \
+	"OR coalesce(r.deciders->'policy'->'approvers'->'users', '[]') ? " who " "        \
+	"OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(" groups ") g "               \
+	"WHERE coalesce(r.deciders->'policy'->'approvers'->'groups', '[]') ? g))"
 
 /* Whether the identity who (a parameter such as "$7", NULL for none), with
  * its groups (a jsonb parameter), may decide requirement r now: pending,
@@ -84,6 +88,144 @@
 	"'resolved_by', a.resolved_by, 'resolved_at', a.resolved_at, "                       \
 	"'expires_at', a.expires_at, 'run_status', a.run_status, "                           \
 	"'created_at', a.created_at, 'updated_at', a.updated_at)"
+
+/* A requirement and its run, as the batch's locking read found them (the
+ * strings point into that read's result). */
+typedef struct req_row {
+	const char *run_id, *run_status, *run_pause_seq, *status, *pause_seq;
+	const char *run_user; /* the run's user_id, NULL when none */
+	const char *agent_id, *session_id;
+	const sl_policy *policy; /* the rule that applies to it now, NULL: none */
+	const char *tool_name, *tool_call_id;
+	bool expired, needs_input, external;
+	int quorum; /* confirmations needed (deciders.quorum, 1 when absent) */
+	json_t *fields, *tool_args, *tool_schema, *deciders;
+} req_row;
+
+/* The rule of the agents' policies that applies to the call of r, or NULL. */
+static const sl_policy *policy_of(const sl_agents *agents, const req_row *r)
+{
+	const sl_agent *a = agents && r->agent_id ? sl_agents_find(agents, r->agent_id) : NULL;
+	const sl_tool *t = a ? sl_agent_tool(a, r->tool_name) : NULL;
+	sl_policy_of of = {r->tool_args, r->agent_id, r->run_user, r->session_id};
+
+	return t ? sl_policy_match(t->policies, t->npolicies, &of) : NULL;
+}
+
+/* The requirements of run_id named in ids (a JSON list) still pending,
+ * with what a policy looks at, in their order. */
+#define POLICY_READ_SQL                                                                   \
+	"SELECT r.id, r.tool_name, r.tool_args, u.agent_id, u.user_id, u.session_id "     \
+	"FROM requirements r JOIN runs u ON u.run_id = r.run_id WHERE r.run_id = $1 AND " \
+	"r.id IN (SELECT jsonb_array_elements_text($2::jsonb)) AND r.status = 'pending' " \
+	"ORDER BY r.position"
+
+/* A require rule's demands, into a pending requirement's deciders (for what
+ * the API shows; each decision applies the rule itself): the larger quorum,
+ * and the rule. */
+#define POLICY_REQUIRE_SQL                                                                  \
+	"UPDATE requirements SET deciders = deciders || jsonb_build_object('quorum', "      \
+	"greatest(coalesce((deciders->>'quorum')::int, 1), $2::int), 'policy', $3::jsonb) " \
+	"WHERE id = $1 AND status = 'pending'"
+
+/* Applies rule p to pending requirement id: decides it, or records what it
+ * requires. A requirement decided meanwhile (or being decided) is left as
+ * it is. */
+static sl_status apply_policy(ap_store *s, const char *id, const char *run_id, const sl_policy *p,
+                              char *errbuf, size_t errsize)
+{
+	char by[128], quorum[16];
+	json_t *out = NULL;
+	sl_status st;
+
+	snprintf(by, sizeof(by), "policy:%s", p->name);
+	if (p->effect == SL_EFFECT_REQUIRE) {
+		json_t *rule =
+		    json_pack("{s:s, s:s, s:O?, s:i}", "name", p->name, "sha256", s->agents->sha256,
+		              "approvers", p->approvers, "quorum", p->quorum ? p->quorum : 1);
+		char *text = json_dumps(rule, JSON_COMPACT);
+
+		snprintf(quorum, sizeof(quorum), "%d", p->quorum ? p->quorum : 1);
+		st = sl_db_exec(s->db, POLICY_REQUIRE_SQL, 3, (const char *[]){id, quorum, text},
+		                NULL, errbuf, errsize);
+		if (!st)
+			sl_info("requirement %s of run %s: %s requires %s%s", id, run_id, by,
+			        p->quorum > 1 ? "a quorum" : "",
+			        p->approvers
+			            ? (p->quorum > 1 ? " of its approvers" : "its approvers")
+			            : "");
+		free(text);
+		json_decref(rule);
+		return st;
+	}
+	st = ap_store_resolve(
+	    s, id,
+	    &(ap_decision){.action = p->effect == SL_EFFECT_APPROVE ? AP_CONFIRM : AP_REJECT,
+	                   .note = p->note,
+	                   .resolved_by = by,
+	                   .policy = p},
+	    &out, errbuf, errsize);
+	json_decref(out);
+	if (st == SL_CONFLICT || st == SL_NOT_FOUND || st == SL_INVALID) {
+		/* decided by someone first, the run cancelled, or a tool the
+		 * workers' agents file does not gate as the approver's does */
+		sl_info("requirement %s of run %s: %s not applied: %s", id, run_id, by, errbuf);
+		return SL_OK;
+	}
+	return st;
+}
+
+/* Whether a tool of the paused event data's requirements has policies, by
+ * what the event says (its agent and tool names): a paused event of no such
+ * tool costs no query. An event that lies here leaves its requirements to
+ * people, and each decision applies the rules of the run's agent itself. */
+static bool has_policies(const sl_agents *agents, const json_t *data)
+{
+	const char *agent_id = json_string_value(json_object_get(data, "agent_id"));
+	const sl_agent *a = agents && agent_id ? sl_agents_find(agents, agent_id) : NULL;
+	const json_t *r;
+	size_t i;
+
+	json_array_foreach (a ? json_object_get(data, "requirements") : NULL, i, r) {
+		const char *name = json_string_value(json_object_get(r, "tool_name"));
+		const sl_tool *t = name ? sl_agent_tool(a, name) : NULL;
+
+		if (t && t->npolicies)
+			return true;
+	}
+	return false;
+}
+
+/* Applies the tools' policies to the pending requirements of run_id named
+ * in ids (of the paused event's data). */
+static sl_status apply_policies(ap_store *s, const char *run_id, const char *ids,
+                                const json_t *data, char *errbuf, size_t errsize)
+{
+	PGresult *res = NULL;
+	sl_status st;
+
+	if (!has_policies(s->agents, data))
+		return SL_OK;
+	if ((st = sl_db_exec(s->db, POLICY_READ_SQL, 2, (const char *[]){run_id, ids}, &res, errbuf,
+	                     errsize)))
+		return st;
+	for (int i = 0; i < PQntuples(res) && !st; i++) {
+		json_t *args = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+		req_row r = {.run_id = run_id,
+		             .tool_name = PQgetvalue(res, i, 1),
+		             .tool_args = args,
+		             .agent_id = sl_db_text(res, i, 3),
+		             .run_user = sl_db_text(res, i, 4),
+		             .session_id = sl_db_text(res, i, 5)};
+		const sl_policy *p = policy_of(s->agents, &r);
+
+		if (p)
+			st = apply_policy(s, PQgetvalue(res, i, 0), run_id, p, errbuf, errsize);
+		json_decref(args);
+	}
+	PQclear(res);
+	return st;
+}
 
 sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize)
 {
@@ -122,6 +264,7 @@ sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, 
 	}
 	sl_info("run %s: paused, %zu requirement(s) awaiting a decision", run_id,
 	        json_array_size(reqs));
+	st = apply_policies(s, run_id, idlist, ev->data, errbuf, errsize);
 out:
 	PQclear(res);
 	free(idlist);
@@ -164,17 +307,6 @@ static sl_status check_values(const json_t *values, const json_t *fields, char *
 	}
 	return SL_OK;
 }
-
-/* A requirement and its run, as the batch's locking read found them (the
- * strings point into that read's result). */
-typedef struct req_row {
-	const char *run_id, *run_status, *run_pause_seq, *status, *pause_seq;
-	const char *run_user; /* the run's user_id, NULL when none */
-	const char *tool_name, *tool_call_id;
-	bool expired, needs_input, external;
-	int quorum; /* confirmations needed (deciders.quorum, 1 when absent) */
-	json_t *fields, *tool_args, *tool_schema, *deciders;
-} req_row;
 
 /* One decision of a batch on its way through ap_store_resolve_many(). */
 typedef struct resolving {
@@ -272,7 +404,8 @@ static sl_status plan(const req_row *r, const ap_decision *d, ap_action *action,
 	"SELECT r.id, u.run_id, u.status AS run_status, u.pause_seq AS run_pause_seq, "          \
 	"r.status, r.pause_seq, r.expires_at IS NOT NULL AND r.expires_at <= now() AS expired, " \
 	"r.needs_user_input, r.external_execution, r.user_input_schema, r.tool_args, "           \
-	"r.tool_schema, u.user_id AS run_user_id, r.tool_name, r.deciders, r.tool_call_id "      \
+	"r.tool_schema, u.user_id AS run_user_id, r.tool_name, r.deciders, r.tool_call_id, "     \
+	"u.agent_id, u.session_id "                                                              \
 	"FROM runs u JOIN requirements r ON r.run_id = u.run_id "                                \
 	"WHERE r.id = ANY ($1::text[]) "                                                         \
 	"ORDER BY u.run_id, r.id FOR UPDATE OF u, r"
@@ -289,27 +422,49 @@ static bool listed(const json_t *list, const char *name)
 	return false;
 }
 
+/* Whether d's identity is among approvers ({"users", "groups"}), by name
+ * or by one of its groups. */
+static bool among(const json_t *approvers, const ap_decision *d)
+{
+	bool named = listed(json_object_get(approvers, "users"), d->resolved_by);
+
+	for (size_t i = 0; !named && i < d->ngroups; i++)
+		named = listed(json_object_get(approvers, "groups"), d->groups[i]);
+	return named;
+}
+
 /* Whether d's identity may decide requirement id (r): not the run's own
  * user unless the tool allows self-approval; one of the tool's named
- * approvers, by name or group, when it names any. SL_FORBIDDEN says why. */
+ * approvers, by name or group, when it names any; not a confirmation that
+ * the policy applying to it rejects, and among the approvers that policy
+ * requires, if any. A policy's decision and an expiry are no one's: they
+ * are not checked. SL_FORBIDDEN says why. */
 static sl_status eligible(const req_row *r, const ap_decision *d, const char *id, char *errbuf,
                           size_t errsize)
 {
 	const json_t *approvers = json_object_get(r->deciders, "approvers");
-	bool named = false;
+	const sl_policy *p = r->policy;
 
+	if (d->policy || d->action == AP_EXPIRE || !d->resolved_by)
+		return SL_OK;
+	if (p && p->effect == SL_EFFECT_REJECT && d->action != AP_REJECT)
+		return sl_err(errbuf, errsize, SL_FORBIDDEN,
+		              "%s may not approve requirement %s: policy %s of tool %s rejects "
+		              "it%s%s",
+		              d->resolved_by, id, p->name, r->tool_name, p->note ? ": " : "",
+		              p->note ? p->note : "");
+	if (p && p->approvers && !among(p->approvers, d))
+		return sl_err(errbuf, errsize, SL_FORBIDDEN,
+		              "%s may not decide requirement %s: policy %s of tool %s requires "
+		              "its approvers",
+		              d->resolved_by, id, p->name, r->tool_name);
 	if (!json_is_true(json_object_get(r->deciders, "self_approval")) && r->run_user &&
 	    !strcmp(r->run_user, d->resolved_by))
 		return sl_err(errbuf, errsize, SL_FORBIDDEN,
 		              "%s may not decide requirement %s: the run is %s's own, and tool %s "
 		              "does not allow self-approval",
 		              d->resolved_by, id, r->run_user, r->tool_name);
-	if (!json_is_object(approvers))
-		return SL_OK;
-	named = listed(json_object_get(approvers, "users"), d->resolved_by);
-	for (size_t i = 0; !named && i < d->ngroups; i++)
-		named = listed(json_object_get(approvers, "groups"), d->groups[i]);
-	if (!named)
+	if (json_is_object(approvers) && !among(approvers, d))
 		return sl_err(errbuf, errsize, SL_FORBIDDEN,
 		              "%s may not decide requirement %s: it is not among tool %s's "
 		              "approvers",
@@ -317,9 +472,10 @@ static sl_status eligible(const req_row *r, const ap_decision *d, const char *id
 	return SL_OK;
 }
 
-/* Fills g->r from the locking read's row for g's requirement and checks
- * that it can be decided. */
-static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size_t errsize)
+/* Fills g->r from the locking read's row for g's requirement, with the
+ * policy of agents that applies to it, and checks that it can be decided. */
+static sl_status check_row(const sl_agents *agents, const PGresult *res, resolving *g, char *errbuf,
+                           size_t errsize)
 {
 	enum {
 		ID,
@@ -338,6 +494,8 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 		TOOL_NAME,
 		DECIDERS,
 		TOOL_CALL_ID,
+		AGENT_ID,
+		SESSION_ID,
 		NCOLS
 	};
 	static const char *const names[NCOLS] = {"id",
@@ -355,7 +513,9 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	                                         "run_user_id",
 	                                         "tool_name",
 	                                         "deciders",
-	                                         "tool_call_id"};
+	                                         "tool_call_id",
+	                                         "agent_id",
+	                                         "session_id"};
 	const char *id = g->v->id;
 	req_row *r = &g->r;
 	int row = -1, at[NCOLS];
@@ -386,6 +546,11 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	r->quorum = (int)json_integer_value(json_object_get(r->deciders, "quorum"));
 	if (r->quorum < 1)
 		r->quorum = 1;
+	r->agent_id = sl_db_text(res, row, at[AGENT_ID]);
+	r->session_id = sl_db_text(res, row, at[SESSION_ID]);
+	r->policy = policy_of(agents, r);
+	if (r->policy && r->policy->quorum > r->quorum)
+		r->quorum = r->policy->quorum;
 	if ((st = eligible(r, &g->v->d, id, errbuf, errsize)))
 		return st;
 	if (strcmp(r->status, "pending"))
@@ -417,12 +582,13 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"WITH d AS (SELECT d.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS " \
 	"d(i int, id text, status text, confirmed boolean, note text, resolved_by text, "      \
 	"user_input text, external_result text, edited_args text, appr_status text, "          \
-	"approval_id text, run_id text, pause_seq int, cont text, receipt text)), "            \
+	"approval_id text, run_id text, pause_seq int, cont text, receipt text, "              \
+	"policy_sha256 text)), "                                                               \
 	"upd AS (UPDATE requirements q SET status = d.status, confirmed = d.confirmed, "       \
 	"note = d.note, resolved_by = d.resolved_by, user_input = d.user_input::jsonb, "       \
 	"external_result = d.external_result, edited_args = d.edited_args::jsonb, "            \
 	"receipt = d.receipt, resolved_at = now() FROM d WHERE q.id = d.id "                   \
-	"RETURNING q.*, d.i, d.appr_status, d.approval_id, d.cont), "                          \
+	"RETURNING q.*, d.i, d.appr_status, d.approval_id, d.cont, d.policy_sha256), "         \
 	"appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, "        \
 	"agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "         \
 	"resolution_data, resolved_by, resolved_at, expires_at, run_status) "                  \
@@ -430,7 +596,7 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"r.approval_type, r.pause_type, r.appr_status, r.tool_name, r.tool_args, "             \
 	"nullif(jsonb_strip_nulls(jsonb_build_object('note', r.note, 'values', "               \
 	"r.user_input, 'result', r.external_result, 'tool_args', r.edited_args, "              \
-	"'votes', " VOTES_JSON "::jsonb)), "                                                   \
+	"'votes', " VOTES_JSON "::jsonb, 'policy_sha256', r.policy_sha256)), "                 \
 	"'{}'::jsonb), r.resolved_by, now(), r.expires_at, u.status "                          \
 	"FROM upd r JOIN runs u ON u.run_id = r.run_id WHERE r.approval_type IS NOT NULL "     \
 	"ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "                \
@@ -442,7 +608,8 @@ static sl_status check_row(const PGresult *res, resolving *g, char *errbuf, size
 	"jsonb_build_object('decision', CASE WHEN r.status = 'expired' THEN 'expired' "        \
 	"WHEN r.confirmed THEN 'approved' ELSE 'rejected' END, 'note', r.note, 'tool_args', "  \
 	"r.edited_args, 'values', r.user_input, 'result_sha256', encode(sha256(convert_to("    \
-	"r.external_result, 'UTF8')), 'hex'), 'quorum', (r.deciders->>'quorum')::int)) "       \
+	"r.external_result, 'UTF8')), 'hex'), 'quorum', (r.deciders->>'quorum')::int, "        \
+	"'policy_sha256', r.policy_sha256)) "                                                  \
 	"FROM upd r), "                                                                        \
 	"pause AS (SELECT q.run_id, q.id, q.position, q.status, q.confirmed, q.note, "         \
 	"q.user_input, q.external_result, q.resolved_by, q.receipt FROM requirements q "       \
@@ -518,7 +685,7 @@ static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *
 	const ap_decision *d = &g->v->d;
 	sl_status st;
 
-	if ((st = check_row(load, g, errbuf, errsize)))
+	if ((st = check_row(s->agents, load, g, errbuf, errsize)))
 		return st;
 	g->action = d->action;
 	if (g->r.expired && g->action != AP_EXPIRE) {
@@ -529,7 +696,7 @@ static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *
 	if (g->action != AP_EXPIRE &&
 	    (st = plan(&g->r, d, &g->action, &g->values, &g->edited, errbuf, errsize)))
 		return st;
-	if (g->r.quorum > 1 && (g->action == AP_CONFIRM || g->action == AP_REJECT) &&
+	if (g->r.quorum > 1 && !d->policy && (g->action == AP_CONFIRM || g->action == AP_REJECT) &&
 	    (st = vote(s, g, errbuf, errsize)))
 		return st;
 	/* The continue event this decision sends if it is the pause's last;
@@ -592,6 +759,8 @@ static json_t *decision_row(const ap_store *s, const resolving *g, int i)
 	json_object_set_new(row, "run_id", json_string(g->r.run_id));
 	json_object_set_new(row, "pause_seq", json_integer(strtol(g->r.pause_seq, NULL, 10)));
 	json_object_set_new(row, "cont", json_string(g->cont));
+	json_object_set_new(row, "policy_sha256",
+	                    d->policy && s->agents ? json_string(s->agents->sha256) : json_null());
 	{
 		const char *by = expire ? "sluice" : d->resolved_by ? d->resolved_by : "";
 		char *r = receipt(s, g,

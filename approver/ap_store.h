@@ -8,6 +8,7 @@
 #define AP_STORE_H
 
 #include "ap_access.h"
+#include "sl_agents.h"
 #include "sl_common.h"
 #include "sl_event.h"
 #include "sl_keys.h"
@@ -24,14 +25,19 @@ typedef struct ap_store {
 	const char *topic_runs;
 	sl_relay *relay;         /* publishes committed outbox rows */
 	const sl_signer *signer; /* signs each decision's receipt (sl_receipt.h) */
+	const sl_agents *agents; /* the tools' policies (sl_policy.h); NULL: none */
 } ap_store;
 
 /*
  * Checks a validated sluice.run.paused event against PostgreSQL: the run
  * and the requirements it names exist (the worker wrote them, and the
- * pending approvals of type "required", in the pause's transaction). It
- * writes nothing, so a redelivered event is just checked again.
- * SL_NOT_FOUND / SL_INVALID mean the event is to be dead-lettered.
+ * pending approvals of type "required", in the pause's transaction). Then
+ * applies the tools' policies to those still pending: a rule that approves
+ * or rejects resolves the requirement as a person would (ap_store_resolve,
+ * resolved_by "policy:NAME"); one that requires more records it in the
+ * requirement's deciders. A redelivered event is checked again and finds
+ * them decided. SL_NOT_FOUND / SL_INVALID mean the event is to be
+ * dead-lettered; SL_RETRY that it is to be tried again.
  */
 sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize);
 
@@ -55,6 +61,9 @@ typedef struct ap_decision {
 	const json_t *values;    /* INPUT / APPROVE: field values, may be NULL */
 	const char *result;      /* RESULT / APPROVE: the external result, may be NULL */
 	const json_t *tool_args; /* CONFIRM / APPROVE: edited arguments, may be NULL */
+	/* A policy's decision (resolved_by "policy:NAME"): no eligibility, no
+	 * quorum; the agents file's digest is recorded with it. NULL: a person's. */
+	const sl_policy *policy;
 } ap_decision;
 
 /*
@@ -65,6 +74,10 @@ typedef struct ap_decision {
  * requirement (a new reference).
  * SL_NOT_FOUND: no such requirement. SL_FORBIDDEN: d's identity may not
  * decide it (the run's own user, or not among the tool's approvers).
+ * A person's decision meets the policy that applies to the requirement
+ * now (sl_policy.h): SL_FORBIDDEN for a confirmation a rule rejects, or
+ * from someone outside the approvers a rule requires; a rule's quorum
+ * counts when above the tool's.
  * SL_CONFLICT: already resolved, expired
  * (a decision that comes after expires_at expires the requirement and gets
  * this), or the run is not paused. SL_INVALID: the decision does not fit

@@ -27,6 +27,12 @@ char *cli_bindir(void);
  * named), 2 it could not be read. */
 int cli_audit(sl_config *cfg, int argc, char **argv);
 
+/* sluice policy test --tool T --args JSON [--agent A] [--user-id U]
+ * [--session-id S]: prints, as one JSON line, the policy of the agents file
+ * (SLUICE_AGENTS) that would decide such a call ("policy" null: none, a
+ * person decides). Returns the exit code: 0, or 2 on bad input. */
+int cli_policy(sl_config *cfg, int argc, char **argv);
+
 /* sluice dev up|down ... Returns the exit code. */
 int cli_dev(sl_config *cfg, int argc, char **argv);
 

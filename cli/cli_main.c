@@ -41,6 +41,9 @@ static int usage(void)
 	    "                            signed checkpoints in the database\n"
 	    "  audit verify --file EXPORT --keys JWKS    the same, offline\n"
 	    "  audit export [--since TIME] [--until TIME]  the ledger as NDJSON\n"
+	    "  policy test --tool NAME --args JSON [--agent ID] [--user-id ID] [--session-id ID]\n"
+	    "                            which policy of the agents file would decide such a\n"
+	    "                            call (none: a person decides)\n"
 	    "  keys new --kid ID --private-key FILE --jwks FILE\n"
 	    "                            an Ed25519 key pair: the approver's signing key and\n"
 	    "                            its public key added to a JWKS\n"
@@ -445,6 +448,8 @@ static int dispatch(sl_config *cfg, int argc, char **argv)
 		return prune(cfg, argc);
 	if (!strcmp(cmd, "audit"))
 		return cli_audit(cfg, argc - 1, argv + 1);
+	if (!strcmp(cmd, "policy"))
+		return cli_policy(cfg, argc - 1, argv + 1);
 	if (!strcmp(cmd, "keys") && !strcmp(sub, "new"))
 		return keys_new(argc - 2, argv + 2);
 	if (!strcmp(cmd, "token") && !strcmp(sub, "new"))

@@ -139,6 +139,19 @@ t_multi_turn() {
   check "each tool ran once" [ "$(grep -c 'api-8' "$SLUICE_TOOL_LOG") $(grep -c '"web-8"}$' "$SLUICE_TOOL_LOG")" = "1 1" ]
 }
 
+# A run with a user_id whose requirement expires: the expiry is no one's
+# decision, and the check of who may decide once compared the run's user
+# with no identity at all (the approver crashed on it).
+t_expiry_of_a_users_run() {
+  local rid pid
+  pid=$(cat "$SLUICE_DEV_DIR/approver.pid")
+  rid=$("$BIN/sluice" submit --agent ops-admin --user-id zoe --input 'call drop_database {"name":"prod-19"}')
+  check "run pauses" eventually 30 run_is "$rid" paused || return 1
+  check "the approver expires it and the run goes on" eventually 20 run_is "$rid" completed || return 1
+  check "expired" [ "$(api GET "/v1/runs/$rid" | jq -r '.requirements[0].status')" = expired ]
+  check "the approver is the same process, still up" kill -0 "$pid"
+}
+
 t_expiry() {
   local rid req
   rid=$(submit ops-admin 'call drop_database {"name":"prod-9"}')
