@@ -3,6 +3,7 @@
  */
 #include "ap_api.h"
 #include "ap_inbox.h"
+#include "ap_query.h"
 #include "sl_db.h"
 #include "sl_event.h"
 #include "sl_log.h"
@@ -564,7 +565,7 @@ static enum MHD_Result list_approvals(ap_api *api, const sl_httpd_request *req, 
 		return ret;
 	st = store_ready(api, errbuf, sizeof(errbuf));
 	if (!st)
-		st = ap_store_list_approvals(thread_store(api), f, owner, offset, limit,
+		st = ap_query_list_approvals(thread_store(api), f, owner, offset, limit,
 		                             AP_API_MAX_ANSWER, &rows, errbuf, sizeof(errbuf));
 	if (st)
 		return store_error(req->conn, st, errbuf);
@@ -592,7 +593,7 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 		return ret;
 	st = store_ready(api, errbuf, sizeof(errbuf));
 	if (!st)
-		st = ap_store_list_requirements(thread_store(api), f[0], f[1], owner, decider,
+		st = ap_query_list_requirements(thread_store(api), f[0], f[1], owner, decider,
 		                                offset, limit, AP_API_MAX_ANSWER, &rows, errbuf,
 		                                sizeof(errbuf));
 	if (st)
@@ -694,7 +695,7 @@ get_one(const call *c, sl_status (*read)(ap_store *, const char *, json_t **, ch
 
 static enum MHD_Result get_run(const call *c)
 {
-	return get_one(c, ap_store_get_run, "run");
+	return get_one(c, ap_query_get_run, "run");
 }
 
 /* GET /v1/requirements/{id}: a submitter sees its own runs' only (others
@@ -706,7 +707,7 @@ static enum MHD_Result get_requirement(const call *c)
 	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
 
 	if (!st)
-		st = ap_store_get_requirement(thread_store(c->api), c->id, c->owner,
+		st = ap_query_get_requirement(thread_store(c->api), c->id, c->owner,
 		                              c->p->roles & DECIDERS ? c->p : NULL, &out, errbuf,
 		                              sizeof(errbuf));
 	if (st == SL_NOT_FOUND)
@@ -736,7 +737,7 @@ static enum MHD_Result get_audit(const call *c)
 		return sl_httpd_send_error(c->req->conn, 400, "limit must be from 1 to 1000");
 	st = store_ready(c->api, errbuf, sizeof(errbuf));
 	if (!st)
-		st = ap_store_list_audit(thread_store(c->api), f, after, limit, &out, errbuf,
+		st = ap_query_list_audit(thread_store(c->api), f, after, limit, &out, errbuf,
 		                         sizeof(errbuf));
 	if (st == SL_INVALID)
 		return sl_httpd_send_error(c->req->conn, 400,
@@ -753,7 +754,7 @@ static enum MHD_Result get_checkpoint(const call *c)
 	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
 
 	if (!st)
-		st = ap_store_latest_checkpoint(thread_store(c->api), &out, errbuf, sizeof(errbuf));
+		st = ap_query_latest_checkpoint(thread_store(c->api), &out, errbuf, sizeof(errbuf));
 	if (st == SL_NOT_FOUND)
 		return sl_httpd_send_error(c->req->conn, 404, "no checkpoint yet");
 	return st ? store_error(c->req->conn, st, errbuf)
@@ -779,7 +780,7 @@ static enum MHD_Result get_keys(const ap_api *api, const sl_httpd_request *req)
 
 static enum MHD_Result get_approval(const call *c)
 {
-	return get_one(c, ap_store_get_approval, "approval");
+	return get_one(c, ap_query_get_approval, "approval");
 }
 
 static enum MHD_Result count_pending(const call *c)
@@ -789,7 +790,7 @@ static enum MHD_Result count_pending(const call *c)
 	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
 
 	if (!st)
-		st = ap_store_count_pending(thread_store(c->api), arg(c->req->conn, "user_id"),
+		st = ap_query_count_pending(thread_store(c->api), arg(c->req->conn, "user_id"),
 		                            c->owner, c->p->roles & DECIDERS ? c->p : NULL, &n,
 		                            errbuf, sizeof(errbuf));
 	if (st)
