@@ -2,6 +2,7 @@
  * ap_api.c - HTTP routes of the approver.
  */
 #include "ap_api.h"
+#include "ap_bulk.h"
 #include "ap_inbox.h"
 #include "ap_query.h"
 #include "sl_db.h"
@@ -350,6 +351,49 @@ static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const ch
 	ret = sl_httpd_send_json(req->conn, 200, out);
 out:
 	json_decref(body);
+	return ret;
+}
+
+/* POST /v1/requirements/decide: the pending requirements a filter picks,
+ * counted and shown (dry_run), or each decided as if alone (ap_bulk.h). */
+static enum MHD_Result decide_many(ap_api *api, const sl_httpd_request *req, ap_principal *who)
+{
+	enum MHD_Result ret = MHD_NO;
+	json_t *body, *found = NULL;
+	ap_bulk_req r;
+	char errbuf[512];
+	sl_status st;
+
+	if (!(body = object_body(req, &ret)))
+		return ret;
+	st = ap_bulk_parse(body, &r, errbuf, sizeof(errbuf));
+	json_decref(body);
+	if (!st && !api->decider)
+		st = sl_err(errbuf, sizeof(errbuf), SL_RETRY, "decisions are not taken yet");
+	if (!st)
+		st = store_ready(api, errbuf, sizeof(errbuf));
+	if (!st)
+		st = ap_query_match_requirements(thread_store(api), &r.match, AP_BULK_MAX, &found,
+		                                 errbuf, sizeof(errbuf));
+	if (st) {
+		ret = store_error(req->conn, st, errbuf);
+	} else if (r.dry_run || !json_array_size(json_object_get(found, "ids"))) {
+		json_object_del(found, r.dry_run ? "ids" : "sample");
+		if (!r.dry_run) {
+			json_object_set_new(found, "decided", json_array());
+			json_object_set_new(found, "voted", json_array());
+			json_object_set_new(found, "refused", json_array());
+		}
+		json_object_set_new(found, "limit", json_integer(AP_BULK_MAX));
+		ret = sl_httpd_send_json(req->conn, 200, json_incref(found));
+	} else {
+		ap_bulk_start(api->decider, &r, json_object_get(found, "ids"),
+		              json_integer_value(json_object_get(found, "matched")), who,
+		              sl_httpd_defer(req));
+		ret = MHD_YES;
+	}
+	ap_bulk_req_clear(&r);
+	json_decref(found);
 	return ret;
 }
 
@@ -819,6 +863,11 @@ static enum MHD_Result route_list_approvals(const call *c)
 	return list_approvals(c->api, c->req, c->owner);
 }
 
+static enum MHD_Result route_decide_many(const call *c)
+{
+	return decide_many(c->api, c->req, c->p);
+}
+
 /* The decision routes: the verb is the path's last part. */
 static enum MHD_Result route_decide(const call *c)
 {
@@ -842,6 +891,7 @@ static const struct route {
     {"POST", "/v1/runs", true, "/cancel", route_cancel, AP_SUBMITTER | AP_ADMIN},
     {"GET", "/v1/requirements", false, "", route_list_requirements, SEERS},
     {"GET", "/v1/requirements", true, "", get_requirement, SEERS},
+    {"POST", "/v1/requirements/decide", false, "", route_decide_many, DECIDERS},
     {"POST", "/v1/requirements", true, "/confirm", route_decide, DECIDERS},
     {"POST", "/v1/requirements", true, "/reject", route_decide, DECIDERS},
     {"POST", "/v1/requirements", true, "/input", route_decide, DECIDERS},

@@ -248,3 +248,37 @@ sl_status ap_query_count_pending(ap_store *s, const char *user_id, const char *o
 	PQclear(res);
 	return SL_OK;
 }
+
+/* The pending requirements an ap_match picks ($1..$7, as its members). */
+#define MATCH_SQL                                                                         \
+	"SELECT r.* FROM requirements r JOIN runs u ON u.run_id = r.run_id "              \
+	"WHERE r.status = 'pending' AND ($1::text IS NULL OR u.agent_id = $1) "           \
+	"AND ($2::text IS NULL OR r.tool_name = $2) "                                     \
+	"AND ($3::jsonb IS NULL OR r.run_id IN (SELECT jsonb_array_elements_text($3))) "  \
+	"AND ($4::jsonb IS NULL OR r.id IN (SELECT jsonb_array_elements_text($4))) "      \
+	"AND ($5::timestamptz IS NULL OR r.created_at < $5) "                             \
+	"AND ($6::timestamptz IS NULL OR r.created_at > $6) "                             \
+	"AND ($7::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_array_elements($7) c " \
+	"WHERE r.tool_args #> coalesce((SELECT array_agg(x.t ORDER BY x.n) FROM "         \
+	"jsonb_array_elements_text(c->'path') WITH ORDINALITY AS x(t, n)), '{}') "        \
+	"IS DISTINCT FROM c->'value'))"
+
+sl_status ap_query_match_requirements(ap_store *s, const ap_match *m, long limit, json_t **out,
+                                      char *errbuf, size_t errsize)
+{
+	char lim[24];
+	const char *p[] = {m->agent_id,       m->tool_name,     m->run_ids, m->ids,
+	                   m->created_before, m->created_after, m->args,    lim};
+
+	snprintf(lim, sizeof(lim), "%ld", limit);
+	return sl_db_query_json(
+	    s->db,
+	    "WITH f AS (" MATCH_SQL ") "
+	    "SELECT json_build_object('matched', (SELECT count(*) FROM f), 'ids', "
+	    "(SELECT coalesce(json_agg(x.id ORDER BY x.created_at, x.id), '[]') FROM "
+	    "(SELECT id, created_at FROM f ORDER BY created_at, id LIMIT $8::bigint) x), "
+	    "'sample', (SELECT coalesce(json_agg(" REQUIREMENT_JSON
+	    " ORDER BY r.created_at, r.id), '[]') FROM (SELECT * FROM f ORDER BY created_at, id "
+	    "LIMIT 10) r))",
+	    8, p, out, errbuf, errsize);
+}

@@ -77,4 +77,19 @@ sl_status ap_query_count_pending(ap_store *s, const char *user_id, const char *o
                                  const ap_principal *decider, long long *count, char *errbuf,
                                  size_t errsize);
 
+/* What POST /v1/requirements/decide picks: pending requirements with
+ * every criterion given (NULL: any). run_ids and ids are JSON lists of
+ * texts, args a JSON list of {"path": [tokens], "value": v}, each
+ * argument at path equal to value (as jsonb: numbers by value). */
+typedef struct ap_match {
+	const char *agent_id, *tool_name, *run_ids, *ids, *created_before, *created_after, *args;
+} ap_match;
+
+/* The pending requirements m picks, oldest first: *out is {"matched": N
+ * (all of them), "ids": [the first limit], "sample": [the first few, as
+ * GET /v1/requirements/{id} shows them]}. SL_INVALID for a time that is
+ * not one. */
+sl_status ap_query_match_requirements(ap_store *s, const ap_match *m, long limit, json_t **out,
+                                      char *errbuf, size_t errsize);
+
 #endif

@@ -30,6 +30,10 @@ static int usage(void)
 	    "  runs get RUN_ID           show a run, its requirements and output\n"
 	    "  requirements list [--status S] [--run-id ID] [--limit N] [--page N]\n"
 	    "  requirements confirm|reject ID [--note TEXT]\n"
+	    "  requirements decide --filter JSON --decision confirm|reject [--note TEXT] "
+	    "[--dry-run]\n"
+	    "                            decide every pending requirement the filter picks (at\n"
+	    "                            most 500 a call), each as if alone; --dry-run counts\n"
 	    "  requirements input ID --values JSON      fill in a user-input tool's fields\n"
 	    "  requirements result ID --result TEXT     the result of an external tool\n"
 	    "  runs cancel RUN_ID [--reason TEXT]\n"
@@ -226,6 +230,43 @@ static int decide(sl_config *cfg, const char *verb, int argc, char **argv)
 		}
 	}
 	return post_json(cfg, sl_asprintf("/v1/requirements/%s/%s", argv[0], verb), body);
+}
+
+/* sluice requirements decide --filter JSON --decision confirm|reject
+ * [--note TEXT] [--dry-run] */
+static int decide_many(sl_config *cfg, int argc, char **argv)
+{
+	json_t *body = json_object(), *filter = NULL;
+	const char *decision = NULL;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--dry-run")) {
+			json_object_set_new(body, "dry_run", json_true());
+		} else if (i + 1 < argc && !strcmp(argv[i], "--note")) {
+			json_object_set_new(body, "note", json_string(argv[++i]));
+		} else if (i + 1 < argc && !strcmp(argv[i], "--decision")) {
+			decision = argv[++i];
+		} else if (i + 1 < argc && !strcmp(argv[i], "--filter") && !filter) {
+			if (!(filter = json_loads(argv[++i], 0, NULL)) || !json_is_object(filter)) {
+				fprintf(stderr, "sluice: --filter must be a JSON object\n");
+				json_decref(filter);
+				json_decref(body);
+				return 2;
+			}
+		} else {
+			json_decref(filter);
+			json_decref(body);
+			return usage();
+		}
+	}
+	if (!filter || !decision) {
+		json_decref(filter);
+		json_decref(body);
+		return usage();
+	}
+	json_object_set_new(body, "filter", filter);
+	json_object_set_new(body, "decision", json_string(decision));
+	return post_json(cfg, sl_strdup("/v1/requirements/decide"), body);
 }
 
 /* sluice requirements input ID --values JSON | result ID --result TEXT */
@@ -466,6 +507,8 @@ static int dispatch(sl_config *cfg, int argc, char **argv)
 		return decide_with(cfg, "result", "--result", false, argc - 2, argv + 2);
 	if (!strcmp(cmd, "approvals") && !strcmp(sub, "resolve"))
 		return resolve_approval(cfg, argc - 2, argv + 2);
+	if (!strcmp(cmd, "requirements") && !strcmp(sub, "decide"))
+		return decide_many(cfg, argc - 2, argv + 2);
 	if (!strcmp(cmd, "requirements") && !strcmp(sub, "list"))
 		return list(cfg, "/v1/requirements", argc - 2, argv + 2);
 	if (!strcmp(cmd, "requirements") && (!strcmp(sub, "confirm") || !strcmp(sub, "reject")))

@@ -26,14 +26,14 @@ const char *sl_effect_name(sl_effect e)
 	return effect_names[e];
 }
 
-const json_t *sl_json_pointer(const json_t *doc, const char *ptr)
+json_t *sl_json_pointer_path(const char *ptr)
 {
-	const json_t *at = doc;
+	json_t *path = json_array();
 	char token[MAX_KEY];
 
 	if (*ptr && *ptr != '/')
-		return NULL;
-	while (at && *ptr == '/') {
+		goto bad;
+	while (*ptr == '/') {
 		size_t n = 0;
 
 		for (ptr++; *ptr && *ptr != '/'; ptr++) {
@@ -41,29 +41,50 @@ const json_t *sl_json_pointer(const json_t *doc, const char *ptr)
 
 			if (c == '~') {
 				if (ptr[1] != '0' && ptr[1] != '1')
-					return NULL;
+					goto bad;
 				c = *++ptr == '0' ? '~' : '/';
 			}
 			if (n + 1 >= sizeof(token))
-				return NULL;
+				goto bad;
 			token[n++] = c;
 		}
 		token[n] = '\0';
-		if (json_is_object(at)) {
-			at = json_object_get(at, token);
-		} else if (json_is_array(at)) {
-			char *end;
-			unsigned long i = strtoul(token, &end, 10);
-
-			/* digits only, no leading zero (RFC 6901) */
-			if (!n || *end || token[0] == '-' || token[0] == '+' ||
-			    (token[0] == '0' && n > 1))
-				return NULL;
-			at = json_array_get(at, i);
-		} else {
-			at = NULL;
-		}
+		if (json_array_append_new(path, json_string(token)))
+			goto bad; /* not UTF-8: no member is named so */
 	}
+	return path;
+bad:
+	json_decref(path);
+	return NULL;
+}
+
+const json_t *sl_json_pointer(const json_t *doc, const char *ptr)
+{
+	json_t *path = sl_json_pointer_path(ptr), *t;
+	const json_t *at = path ? doc : NULL;
+	size_t i;
+
+	json_array_foreach (path, i, t) {
+		const char *token = json_string_value(t);
+		size_t n = json_string_length(t);
+		char *end;
+		unsigned long k;
+
+		if (json_is_object(at)) {
+			at = json_object_getn(at, token, n);
+			continue;
+		}
+		/* an array's index: digits only, no leading zero (RFC 6901) */
+		k = strtoul(token, &end, 10);
+		if (!json_is_array(at) || !n || strspn(token, "0123456789") != n || *end ||
+		    (token[0] == '0' && n > 1))
+			at = NULL;
+		else
+			at = json_array_get(at, k);
+		if (!at)
+			break;
+	}
+	json_decref(path);
 	return at;
 }
 

@@ -83,6 +83,11 @@ const char *sl_effect_name(sl_effect e);
 /* Whether list is absent or a list of non-empty names. */
 bool sl_names_valid(const json_t *list);
 
+/* The reference tokens of the JSON pointer ptr (RFC 6901), unescaped, as
+ * a new JSON list of texts (a path PostgreSQL's #> takes); NULL when ptr
+ * is not a pointer. */
+json_t *sl_json_pointer_path(const char *ptr);
+
 /* The value the JSON pointer ptr (RFC 6901) names in doc, or NULL. */
 const json_t *sl_json_pointer(const json_t *doc, const char *ptr);
 

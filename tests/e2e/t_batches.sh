@@ -115,3 +115,78 @@ t_policies() {
   check "an approver given a bad rule stops at start-up, naming it: $out" \
     grep -q "SLUICE_AGENTS: agent policy-ops: tool scale_service: policy prod: when: /env must be one comparison" <<<"$out"
 }
+
+# ops RUN_USER SERVICE REPLICAS: a run of ops-admin (no policies) whose
+# model asks to scale SERVICE; prints the run id.
+ops() {
+  "$BIN/sluice" submit --agent ops-admin --user-id "$1" \
+    --input "call scale_service {\"service\":\"$2\",\"replicas\":$3}"
+}
+
+# Bulk decisions: a filter (run ids and an argument) picks the pending
+# requirements; a dry run counts them and shows a sample; a real one
+# decides each as if alone (its receipt, its ledger entry, the caller's own
+# run refused and said why, a quorum tool only voted on); the CLI too; bad
+# requests 400, a submitter 403.
+t_bulk_decisions() {
+  local ann bob sam a=() b c q ids out log=$WORK/bulk-approver.log
+  access_begin bulk
+  access_principal ann approver && ann=$TOKEN
+  access_principal bob approver && bob=$TOKEN
+  access_principal sam submitter && sam=$TOKEN
+  check "the approver starts" access_approver "$(access_file)" "$log" || return 1
+  for i in 1 2 3 4; do a+=("$(ops zoe "bulk-a$i" 2)"); done
+  b=$(ops zoe bulk-b 9)
+  c=$(ops ann bulk-c 2)
+  for r in "${a[@]}" "$b" "$c"; do
+    check "run ${r:0:13}… pauses" eventually 30 run_is "$r" paused || return 1
+  done
+  ids=$(printf '%s\n' "${a[@]}" "$b" "$c" | jq -R . | jq -sc .)
+
+  check "a dry run: 200" [ "$(as "$ann" POST /v1/requirements/decide \
+    "{\"filter\":{\"run_ids\":$ids,\"tool_name\":\"scale_service\",\"args\":{\"/replicas\":2}},\"decision\":\"confirm\",\"dry_run\":true}")" = 200 ]
+  check "it counts the five with 2 replicas and shows them: $(jq -c '[.matched, (.sample | length)]' "$WORK/as.body")" \
+    [ "$(jq -c '[.matched, (.sample | map(.tool_args.service) | sort)]' "$WORK/as.body")" = '[5,["bulk-a1","bulk-a2","bulk-a3","bulk-a4","bulk-c"]]' ]
+  check "and decides nothing" [ "$(requirement_of "${a[0]}" .status)" = pending ]
+
+  check "the decision: 200" [ "$(as "$ann" POST /v1/requirements/decide \
+    "{\"filter\":{\"run_ids\":$ids,\"args\":{\"/replicas\":2}},\"decision\":\"confirm\",\"note\":\"scaled in bulk\"}")" = 200 ]
+  check "four decided, ann's own run refused, saying why: $(jq -c '[.matched, (.decided | length), .refused[0].status]' "$WORK/as.body")" \
+    [ "$(jq -c '[.matched, (.decided | length), (.voted | length), (.refused | map(.status))]' "$WORK/as.body")" = '[5,4,0,["forbidden"]]' ]
+  check "the refusal names the rule" grep -q "the run is ann's own" <<<"$(jq -r '.refused[0].error' "$WORK/as.body")"
+  for r in "${a[@]}"; do
+    check "run ${r:0:13}… completes" eventually 30 run_is "$r" completed
+  done
+  check "each tool ran once" [ "$(grep -c '"bulk-a[1-4]"' "$SLUICE_TOOL_LOG")" = 4 ]
+  check "each decision is ann's, with the note and a receipt" \
+    [ "$(for r in "${a[@]}"; do requirement_of "$r" '[.resolved_by, .note, (.receipt | length > 0)] | tostring'; done | sort -u)" = '["ann","scaled in bulk",true]' ]
+  check "and in the ledger as ann's" eventually 10 kinds_are "${a[0]}" requirement.created,requirement.resolved,tool.executed
+  check "the filtered-out run and ann's own still wait" [ "$(run_status "$b") $(run_status "$c")" = "paused paused" ]
+
+  out=$(SLUICE_API_TOKEN=$bob SLUICE_APPROVER_URL=$ACCESS_URL "$BIN/sluice" requirements decide \
+    --filter "{\"run_ids\":[\"$b\",\"$c\"]}" --decision reject --note "not today")
+  check "the CLI: bob rejects the other two: $out" [ "$(jq -c '[.matched, (.decided | length)]' <<<"$out")" = '[2,2]' ]
+  check "both runs complete without their tools" eventually 30 run_is "$c" completed
+  check "neither tool ran" [ "$(grep -c '"bulk-[bc]"' "$SLUICE_TOOL_LOG")" = 0 ]
+  out=$(SLUICE_API_TOKEN=$bob SLUICE_APPROVER_URL=$ACCESS_URL "$BIN/sluice" requirements decide \
+    --filter "{\"run_ids\":[\"$b\"]}" --decision confirm --dry-run)
+  check "nothing pending matches any more: $out" [ "$(jq .matched <<<"$out")" = 0 ]
+
+  q=$("$BIN/sluice" submit --agent quorum-admin --user-id zoe --input "Delete all data for user B-1901.")
+  check "a quorum run pauses" eventually 30 run_is "$q" paused || return 1
+  check "ann's bulk confirm is a vote" [ "$(as "$ann" POST /v1/requirements/decide \
+    "{\"filter\":{\"run_ids\":[\"$q\"]},\"decision\":\"confirm\"}")" = 200 ]
+  check "listed as voted: $(cat "$WORK/as.body")" [ "$(jq -c '[(.decided | length), (.voted | length)]' "$WORK/as.body")" = '[0,1]' ]
+  check "bob's meets the quorum" [ "$(as "$bob" POST /v1/requirements/decide \
+    "{\"filter\":{\"run_ids\":[\"$q\"]},\"decision\":\"confirm\"}")" = 200 ]
+  check "the quorum run completes" eventually 30 run_is "$q" completed
+
+  check "an empty filter: 400" [ "$(as "$ann" POST /v1/requirements/decide '{"filter":{},"decision":"confirm"}')" = 400 ]
+  check "saying so" grep -q "filter must be an object naming at least one" "$WORK/as.body"
+  check "an unknown criterion: 400" [ "$(as "$ann" POST /v1/requirements/decide '{"filter":{"user":"x"},"decision":"confirm"}')" = 400 ]
+  check "a decision that is neither: 400" [ "$(as "$ann" POST /v1/requirements/decide '{"filter":{"tool_name":"x"},"decision":"maybe"}')" = 400 ]
+  check "a time that is not one: 400" [ "$(as "$ann" POST /v1/requirements/decide '{"filter":{"created_before":"not a time"},"decision":"confirm"}')" = 400 ]
+  check "an argument that is not a pointer: 400" [ "$(as "$ann" POST /v1/requirements/decide '{"filter":{"args":{"replicas":2}},"decision":"confirm"}')" = 400 ]
+  check "a submitter may not: 403" [ "$(as "$sam" POST /v1/requirements/decide '{"filter":{"tool_name":"x"},"decision":"confirm"}')" = 403 ]
+  access_approver_stop
+}

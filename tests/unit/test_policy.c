@@ -106,6 +106,20 @@ static void json_pointers(void **state)
 	assert_null(sl_json_pointer(doc, "/a/b/1/c~2d"));
 	assert_null(sl_json_pointer(doc, "/a/b/0/x"));
 	assert_null(sl_json_pointer(doc, "a"));
+	assert_null(sl_json_pointer(doc, "/a/b/ 1"));
+	{
+		json_t *path = sl_json_pointer_path("/a~1b/~0c//0");
+		char *text = json_dumps(path, JSON_COMPACT);
+
+		assert_string_equal(text, "[\"a/b\",\"~c\",\"\",\"0\"]");
+		free(text);
+		json_decref(path);
+		assert_null(sl_json_pointer_path("a/b"));
+		assert_null(sl_json_pointer_path("/a~"));
+		path = sl_json_pointer_path("");
+		assert_int_equal(json_array_size(path), 0);
+		json_decref(path);
+	}
 	json_decref(doc);
 }
 
