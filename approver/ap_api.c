@@ -6,6 +6,7 @@
 #include "ap_inbox.h"
 #include "ap_query.h"
 #include "sl_db.h"
+#include "sl_policy.h"
 #include "sl_event.h"
 #include "sl_log.h"
 #include "sl_ready.h"
@@ -245,6 +246,43 @@ static bool opt_string(const sl_httpd_request *req, const json_t *obj, const cha
 	return true;
 }
 
+/* A grant a confirmation may carry ({"scope": "run" | "session", "ttl_s":
+ * 1 to 30 days, "args"?: {pointer: value}}): SL_INVALID with the reason for
+ * anything else. */
+static sl_status check_grant(const json_t *g, char *errbuf, size_t errsize)
+{
+	const char *scope = json_string_value(json_object_get(g, "scope")), *key;
+	const json_t *ttl = json_object_get(g, "ttl_s"), *args = json_object_get(g, "args"), *v;
+
+	if (!json_is_object(g))
+		return sl_err(errbuf, errsize, SL_INVALID, "grant must be an object");
+	json_object_foreach ((json_t *)g, key, v)
+		if (strcmp(key, "scope") && strcmp(key, "ttl_s") && strcmp(key, "args"))
+			return sl_err(errbuf, errsize, SL_INVALID, "grant: unknown field %.64s",
+			              key);
+	if (!scope || (strcmp(scope, "run") && strcmp(scope, "session")))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "grant.scope must be \"run\" or \"session\"");
+	if (!json_is_integer(ttl) || json_integer_value(ttl) < 1 ||
+	    json_integer_value(ttl) > 30 * 24 * 3600)
+		return sl_err(
+		    errbuf, errsize, SL_INVALID,
+		    "grant.ttl_s must be a number of seconds from 1 to 2592000 (30 days)");
+	if (args && (!json_is_object(args) || json_object_size(args) > 32))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "grant.args must map up to 32 JSON pointers to values");
+	json_object_foreach ((json_t *)args, key, v) {
+		json_t *path = *key ? sl_json_pointer_path(key) : NULL;
+
+		if (!path)
+			return sl_err(errbuf, errsize, SL_INVALID,
+			              "grant.args: \"%.64s\" must be a JSON pointer (\"/name\")",
+			              key);
+		json_decref(path);
+	}
+	return SL_OK;
+}
+
 /* A decision on its way through the decider: it owns the request body
  * the decision points into, and the parked request. */
 typedef struct deciding {
@@ -313,6 +351,17 @@ static enum MHD_Result decide(ap_api *api, const sl_httpd_request *req, const ch
 		goto out;
 	d.values = json_object_get(data, "values");
 	d.tool_args = json_object_get(data, "tool_args");
+	d.grant = json_object_get(data, "grant");
+	if (json_is_null(d.grant))
+		d.grant = NULL;
+	if (d.grant && (by_approval || d.action != AP_CONFIRM)) {
+		ret = sl_httpd_send_error(req->conn, 400, "a grant comes with a confirmation");
+		goto out;
+	}
+	if (d.grant && check_grant(d.grant, errbuf, sizeof(errbuf))) {
+		ret = sl_httpd_send_error(req->conn, 400, "%s", errbuf);
+		goto out;
+	}
 	if (d.action == AP_INPUT && !json_is_object(d.values)) {
 		ret =
 		    sl_httpd_send_error(req->conn, 400, "values must be an object of field values");
@@ -671,9 +720,33 @@ static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 	                         atomic_load(&n_events), atomic_load(&n_dead_letters),
 	                         httpd ? sl_httpd_timed_out(httpd) : 0L, atomic_load(&n_refused),
 	                         atomic_load(&n_unauthenticated));
-	enum MHD_Result ret =
-	    sl_httpd_send(req->conn, 200, "text/plain; version=0.0.4", text, strlen(text));
+	json_t *pending = NULL, *n;
+	const char *agent;
+	char errbuf[256];
+	enum MHD_Result ret;
+	sl_buf b;
 
+	sl_buf_init(&b, 1 << 20);
+	sl_buf_append(&b, text, strlen(text));
+	/* the back-pressure's measure (DESIGN.md, "Batches"), when the
+	 * database answers */
+	if (!store_ready(api, errbuf, sizeof(errbuf)) &&
+	    !ap_query_pending_by_agent(thread_store(api), &pending, errbuf, sizeof(errbuf))) {
+		const char *head = "# TYPE sluice_approver_pending_requirements gauge\n";
+
+		sl_buf_append(&b, head, strlen(head));
+		json_object_foreach (pending, agent, n) {
+			char *line =
+			    sl_asprintf("sluice_approver_pending_requirements{agent_id=\"%s\"} "
+			                "%" JSON_INTEGER_FORMAT "\n",
+			                agent, json_integer_value(n));
+			sl_buf_append(&b, line, strlen(line));
+			free(line);
+		}
+		json_decref(pending);
+	}
+	ret = sl_httpd_send(req->conn, 200, "text/plain; version=0.0.4", b.data, b.len);
+	sl_buf_free(&b);
 	free(text);
 	return ret;
 }
@@ -790,6 +863,45 @@ static enum MHD_Result get_audit(const call *c)
 	          : sl_httpd_send_json(c->req->conn, 200, out);
 }
 
+/* GET /v1/grants?run_id=&session_id=&active=: grants, newest first. */
+static enum MHD_Result list_grants(const call *c)
+{
+	const char *run_id = arg(c->req->conn, "run_id"),
+	           *session_id = arg(c->req->conn, "session_id"),
+	           *active = arg(c->req->conn, "active"), *l = arg(c->req->conn, "limit");
+	long limit = 100;
+	char errbuf[512];
+	json_t *out;
+	sl_status st;
+
+	if (active && strcmp(active, "true") && strcmp(active, "false"))
+		return sl_httpd_send_error(c->req->conn, 400, "active must be true or false");
+	if (l && !sl_parse_long(l, 1, 1000, &limit))
+		return sl_httpd_send_error(c->req->conn, 400, "limit must be from 1 to 1000");
+	st = store_ready(c->api, errbuf, sizeof(errbuf));
+	if (!st)
+		st = ap_query_list_grants(thread_store(c->api), run_id, session_id,
+		                          active && !strcmp(active, "true"), limit, &out, errbuf,
+		                          sizeof(errbuf));
+	return st ? store_error(c->req->conn, st, errbuf)
+	          : sl_httpd_send_json(c->req->conn, 200, out);
+}
+
+/* DELETE /v1/grants/{id}: revoked, by whoever granted it or an admin. */
+static enum MHD_Result revoke_grant(const call *c)
+{
+	char errbuf[512];
+	json_t *out;
+	sl_status st = store_ready(c->api, errbuf, sizeof(errbuf));
+
+	if (!st)
+		st = ap_store_revoke_grant(thread_store(c->api), c->id, c->who,
+		                           (c->p->roles & AP_ADMIN) != 0, &out, errbuf,
+		                           sizeof(errbuf));
+	return st ? store_error(c->req->conn, st, errbuf)
+	          : sl_httpd_send_json(c->req->conn, 200, out);
+}
+
 /* GET /v1/audit/checkpoints/latest: the newest signed checkpoint. */
 static enum MHD_Result get_checkpoint(const call *c)
 {
@@ -901,6 +1013,8 @@ static const struct route {
     {"GET", "/v1/approvals", true, "", get_approval, SEERS},
     {"POST", "/v1/approvals", true, "/resolve", route_decide, DECIDERS},
     {"GET", "/v1/audit", false, "", get_audit, AP_AUDITOR | AP_ADMIN},
+    {"GET", "/v1/grants", false, "", list_grants, READERS},
+    {"DELETE", "/v1/grants", true, "", revoke_grant, DECIDERS},
     {"GET", "/v1/audit/checkpoints/latest", false, "", get_checkpoint, AP_AUDITOR | AP_ADMIN},
 };
 

@@ -6,6 +6,7 @@
 #include "ap_query.h"
 #include "ap_sql.h"
 #include "sl_db.h"
+#include "sl_event.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,14 +42,15 @@
 #define MAY_DECIDE_ONE MAY_DECIDE_SQL("$3", "$4")
 
 /* The public shape of an approval row a (Agno's approval record). */
-#define APPROVAL_JSON                                                                        \
-	"json_build_object('id', a.id, 'run_id', a.run_id, 'session_id', a.session_id, "     \
-	"'requirement_id', a.requirement_id, 'agent_id', a.agent_id, 'user_id', a.user_id, " \
-	"'source_type', a.source_type, 'approval_type', a.approval_type, "                   \
-	"'pause_type', a.pause_type, 'status', a.status, 'tool_name', a.tool_name, "         \
-	"'tool_args', a.tool_args, 'resolution_data', a.resolution_data, "                   \
-	"'resolved_by', a.resolved_by, 'resolved_at', a.resolved_at, "                       \
-	"'expires_at', a.expires_at, 'run_status', a.run_status, "                           \
+#define APPROVAL_JSON                                                                            \
+	"json_build_object('id', a.id, 'run_id', a.run_id, 'session_id', a.session_id, "         \
+	"'requirement_id', a.requirement_id, 'agent_id', a.agent_id, 'user_id', a.user_id, "     \
+	"'source_type', a.source_type, 'approval_type', a.approval_type, "                       \
+	"'pause_type', a.pause_type, 'status', a.status, 'tool_name', a.tool_name, "             \
+	"'tool_args', a.tool_args, 'resolution_data', a.resolution_data, "                       \
+	"'resolved_by', a.resolved_by, 'resolved_at', a.resolved_at, "                           \
+	"'expires_at', a.expires_at, 'run_status', coalesce((SELECT u.status FROM runs u WHERE " \
+	"u.run_id = a.run_id), a.run_status), "                                                  \
 	"'created_at', a.created_at, 'updated_at', a.updated_at)"
 
 sl_status ap_query_get_run(ap_store *s, const char *run_id, json_t **out, char *errbuf,
@@ -64,7 +66,8 @@ sl_status ap_query_get_run(ap_store *s, const char *run_id, json_t **out, char *
 	    "'created_at', u.created_at, 'updated_at', u.updated_at, "
 	    "'requirements', (SELECT coalesce(json_agg(" REQUIREMENT_JSON
 	    " ORDER BY r.pause_seq, r.position), '[]') FROM requirements r "
-	    "WHERE r.run_id = u.run_id)) FROM runs u WHERE u.run_id = $1",
+	    "WHERE r.run_id = u.run_id), 'decisions', " SL_DECISIONS_JSON(
+	        "u.run_id") ") FROM runs u WHERE u.run_id = $1",
 	    1, p, out, errbuf, errsize);
 }
 
@@ -281,4 +284,34 @@ sl_status ap_query_match_requirements(ap_store *s, const ap_match *m, long limit
 	    " ORDER BY r.created_at, r.id), '[]') FROM (SELECT * FROM f ORDER BY created_at, id "
 	    "LIMIT 10) r))",
 	    8, p, out, errbuf, errsize);
+}
+
+sl_status ap_query_pending_by_agent(ap_store *s, json_t **out, char *errbuf, size_t errsize)
+{
+	return sl_db_query_json(s->db,
+	                        "SELECT coalesce(json_object_agg(n.agent_id, n.c), '{}') FROM "
+	                        "(SELECT u.agent_id, count(*) AS c FROM requirements q JOIN runs u "
+	                        "ON u.run_id = q.run_id WHERE q.status = 'pending' GROUP BY "
+	                        "u.agent_id) n",
+	                        0, NULL, out, errbuf, errsize);
+}
+
+sl_status ap_query_list_grants(ap_store *s, const char *run_id, const char *session_id, bool active,
+                               long limit, json_t **out, char *errbuf, size_t errsize)
+{
+	char lim[24];
+	const char *p[] = {run_id, session_id, active ? "t" : "f", lim};
+
+	snprintf(lim, sizeof(lim), "%ld", limit);
+	return sl_db_query_json(
+	    s->db,
+	    "SELECT json_build_object('data', coalesce(json_agg(" AP_GRANT_JSON
+	    " ORDER BY g.created_at DESC, g.id DESC), '[]')) FROM (SELECT * FROM grants g "
+	    "WHERE ($1::text IS NULL OR (g.scope = 'run' AND g.scope_id = $1) OR (g.scope = "
+	    "'session' AND g.scope_id = (SELECT u.session_id FROM runs u WHERE u.run_id = $1))) "
+	    "AND ($2::text IS NULL OR (g.scope = 'session' AND g.scope_id = $2) OR (g.scope = "
+	    "'run' AND g.scope_id IN (SELECT u.run_id FROM runs u WHERE u.session_id = $2))) "
+	    "AND (NOT $3::boolean OR (g.revoked_at IS NULL AND g.expires_at > now())) "
+	    "ORDER BY g.created_at DESC, g.id DESC LIMIT $4::bigint) g",
+	    4, p, out, errbuf, errsize);
 }

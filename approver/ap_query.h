@@ -77,6 +77,17 @@ sl_status ap_query_count_pending(ap_store *s, const char *user_id, const char *o
                                  const ap_principal *decider, long long *count, char *errbuf,
                                  size_t errsize);
 
+/* GET /v1/grants: up to limit grants of a run or session (NULL: any),
+ * those in force only when active, newest first: {"data": [{id, scope,
+ * scope_id, agent_id, tool_name, args, granted_by, requirement_id,
+ * created_at, expires_at, revoked_at, revoked_by, active}]}. */
+sl_status ap_query_list_grants(ap_store *s, const char *run_id, const char *session_id, bool active,
+                               long limit, json_t **out, char *errbuf, size_t errsize);
+
+/* GET /metrics: the pending requirements of each agent that has any, as
+ * {"agent_id": count}. */
+sl_status ap_query_pending_by_agent(ap_store *s, json_t **out, char *errbuf, size_t errsize);
+
 /* What POST /v1/requirements/decide picks: pending requirements with
  * every criterion given (NULL: any). run_ids and ids are JSON lists of
  * texts, args a JSON list of {"path": [tokens], "value": v}, each

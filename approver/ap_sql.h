@@ -41,4 +41,12 @@
 	"'votes', coalesce(" VOTES_JSON ", '[]'), 'receipt', r.receipt, "                       \
 	"'may_still_vote', " MAY_STILL_VOTE_JSON ")"
 
+/* The public shape of a grant row g. */
+#define AP_GRANT_JSON                                                                          \
+	"json_build_object('id', g.id, 'scope', g.scope, 'scope_id', g.scope_id, 'agent_id', " \
+	"g.agent_id, 'tool_name', g.tool_name, 'args', g.args, 'granted_by', g.granted_by, "   \
+	"'requirement_id', g.requirement_id, 'created_at', g.created_at, 'expires_at', "       \
+	"g.expires_at, 'revoked_at', g.revoked_at, 'revoked_by', g.revoked_by, 'active', "     \
+	"g.revoked_at IS NULL AND g.expires_at > now())"
+
 #endif

@@ -39,13 +39,26 @@ static const sl_policy *policy_of(const sl_agents *agents, const req_row *r)
 	return t ? sl_policy_match(t->policies, t->npolicies, &of) : NULL;
 }
 
+/* A grant of scope run (or session) of the run u, of its agent's tool
+ * name, in force. */
+#define GRANT_IN_FORCE(name)                                                            \
+	"g.revoked_at IS NULL AND g.expires_at > now() AND g.tool_name = " name " AND " \
+	"g.agent_id = u.agent_id AND ((g.scope = 'run' AND g.scope_id = u.run_id) OR "  \
+	"(g.scope = 'session' AND g.scope_id = u.session_id))"
+
 /* The requirements of run_id named in ids (a JSON list) still pending,
- * with what a policy looks at, in their order. */
-#define POLICY_READ_SQL                                                                   \
-	"SELECT r.id, r.tool_name, r.tool_args, u.agent_id, u.user_id, u.session_id "     \
-	"FROM requirements r JOIN runs u ON u.run_id = r.run_id WHERE r.run_id = $1 AND " \
-	"r.id IN (SELECT jsonb_array_elements_text($2::jsonb)) AND r.status = 'pending' " \
-	"ORDER BY r.position"
+ * with what a policy looks at and the grants in force for their tool
+ * ([{"id", "args"}], oldest first; NULL when none), in their order. */
+#define RULES_READ_SQL                                                                             \
+	"SELECT r.id, r.tool_name, r.tool_args, u.agent_id, u.user_id, u.session_id, "             \
+	"(SELECT json_agg(json_build_object('id', g.id, 'args', g.args) ORDER BY "                 \
+	"g.created_at, g.id) FROM grants g WHERE " GRANT_IN_FORCE(                                 \
+	    "r.tool_name") ") "                                                                    \
+	                   "FROM requirements r JOIN runs u ON u.run_id = r.run_id WHERE "         \
+	                   "r.run_id = $1 AND "                                                    \
+	                   "r.id IN (SELECT jsonb_array_elements_text($2::jsonb)) AND r.status = " \
+	                   "'pending' "                                                            \
+	                   "ORDER BY r.position"
 
 /* A require rule's demands, into a pending requirement's deciders (for what
  * the API shows; each decision applies the rule itself): the larger quorum,
@@ -123,21 +136,60 @@ static bool has_policies(const sl_agents *agents, const json_t *data)
 	return false;
 }
 
-/* Applies the tools' policies to the pending requirements of run_id named
- * in ids (of the paused event's data). */
-static sl_status apply_policies(ap_store *s, const char *run_id, const char *ids,
-                                const json_t *data, char *errbuf, size_t errsize)
+/* The first of grants ([{"id", "args"}], oldest first) whose arguments
+ * the call's match, or NULL. */
+static const char *grant_for(const json_t *grants, const json_t *args)
+{
+	const json_t *g;
+	size_t i;
+
+	json_array_foreach (grants, i, g)
+		if (sl_json_matches(args, json_object_get(g, "args")))
+			return json_string_value(json_object_get(g, "id"));
+	return NULL;
+}
+
+/* Approves pending requirement id by grant gid, as a person would. A
+ * requirement decided meanwhile is left as it is. */
+static sl_status apply_grant(ap_store *s, const char *id, const char *run_id, const char *gid,
+                             char *errbuf, size_t errsize)
+{
+	char by[64];
+	json_t *out = NULL;
+	sl_status st;
+
+	snprintf(by, sizeof(by), "grant:%s", gid);
+	st = ap_store_resolve(
+	    s, id, &(ap_decision){.action = AP_CONFIRM, .resolved_by = by, .by_grant = gid}, &out,
+	    errbuf, errsize);
+	json_decref(out);
+	if (st == SL_CONFLICT || st == SL_NOT_FOUND || st == SL_INVALID) {
+		sl_info("requirement %s of run %s: %s not applied: %s", id, run_id, by, errbuf);
+		return SL_OK;
+	}
+	return st;
+}
+
+/* Applies the tools' policies, and where none applies the grants of the
+ * run and its session (granted: the check found some), to the pending
+ * requirements of run_id named in ids (of the paused event's data). A
+ * policy comes first: a grant never stands in for a rule's reject or for
+ * the people a rule requires. */
+static sl_status apply_rules(ap_store *s, const char *run_id, const char *ids, const json_t *data,
+                             bool granted, char *errbuf, size_t errsize)
 {
 	PGresult *res = NULL;
 	sl_status st;
 
-	if (!has_policies(s->agents, data))
+	if (!granted && !has_policies(s->agents, data))
 		return SL_OK;
-	if ((st = sl_db_exec(s->db, POLICY_READ_SQL, 2, (const char *[]){run_id, ids}, &res, errbuf,
+	if ((st = sl_db_exec(s->db, RULES_READ_SQL, 2, (const char *[]){run_id, ids}, &res, errbuf,
 	                     errsize)))
 		return st;
 	for (int i = 0; i < PQntuples(res) && !st; i++) {
 		json_t *args = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+		json_t *grants =
+		    PQgetisnull(res, i, 6) ? NULL : json_loads(PQgetvalue(res, i, 6), 0, NULL);
 		req_row r = {.run_id = run_id,
 		             .tool_name = PQgetvalue(res, i, 1),
 		             .tool_args = args,
@@ -145,9 +197,13 @@ static sl_status apply_policies(ap_store *s, const char *run_id, const char *ids
 		             .run_user = sl_db_text(res, i, 4),
 		             .session_id = sl_db_text(res, i, 5)};
 		const sl_policy *p = policy_of(s->agents, &r);
+		const char *gid = p || !args ? NULL : grant_for(grants, args);
 
 		if (p)
 			st = apply_policy(s, PQgetvalue(res, i, 0), run_id, p, errbuf, errsize);
+		else if (gid)
+			st = apply_grant(s, PQgetvalue(res, i, 0), run_id, gid, errbuf, errsize);
+		json_decref(grants);
 		json_decref(args);
 	}
 	PQclear(res);
@@ -168,13 +224,16 @@ sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, 
 		json_array_append(ids, json_object_get(r, "id"));
 	idlist = json_dumps(ids, JSON_COMPACT);
 	/* A read-only check, so a redelivered event is simply checked again:
-	 * the run, and the requirements the event names that were never
-	 * recorded (NULL when none). */
+	 * the run, the requirements the event names that were never recorded
+	 * (NULL when none), and whether a grant may apply to one of them. */
 	st = sl_db_exec(s->db,
 	                "SELECT u.status, (SELECT json_agg(x.id) FROM "
 	                "jsonb_array_elements_text($2::jsonb) AS x(id) WHERE NOT EXISTS "
-	                "(SELECT 1 FROM requirements q WHERE q.id = x.id AND q.run_id = $1)) "
-	                "FROM runs u WHERE u.run_id = $1",
+	                "(SELECT 1 FROM requirements q WHERE q.id = x.id AND q.run_id = $1)), "
+	                "EXISTS (SELECT 1 FROM grants g, requirements q WHERE q.run_id = $1 AND "
+	                "q.status = 'pending' AND " GRANT_IN_FORCE(
+	                    "q.tool_name") ") "
+	                                   "FROM runs u WHERE u.run_id = $1",
 	                2, (const char *[]){run_id, idlist}, &res, errbuf, errsize);
 	if (st)
 		goto out;
@@ -191,7 +250,7 @@ sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, 
 	}
 	sl_info("run %s: paused, %zu requirement(s) awaiting a decision", run_id,
 	        json_array_size(reqs));
-	st = apply_policies(s, run_id, idlist, ev->data, errbuf, errsize);
+	st = apply_rules(s, run_id, idlist, ev->data, sl_db_bool(res, 0, 2), errbuf, errsize);
 out:
 	PQclear(res);
 	free(idlist);
@@ -245,6 +304,7 @@ typedef struct resolving {
 	ap_action action;
 	char *values, *edited, *cont;
 	char approval_id[37];
+	char grant_id[37]; /* the grant the decision makes, "" when none */
 	json_t *event;
 } resolving;
 
@@ -372,7 +432,7 @@ static sl_status eligible(const req_row *r, const ap_decision *d, const char *id
 	const json_t *approvers = json_object_get(r->deciders, "approvers");
 	const sl_policy *p = r->policy;
 
-	if (d->policy || d->action == AP_EXPIRE || !d->resolved_by)
+	if (d->policy || d->by_grant || d->action == AP_EXPIRE || !d->resolved_by)
 		return SL_OK;
 	if (p && p->effect == SL_EFFECT_REJECT && d->action != AP_REJECT)
 		return sl_err(errbuf, errsize, SL_FORBIDDEN,
@@ -505,59 +565,69 @@ static sl_status check_row(const sl_agents *agents, const PGresult *res, resolvi
  * outbox row (id, topic, key, payload; NULL when none), which
  * sl_relay_publish() reads from column 2 on.
  */
-#define DECIDE_SQL                                                                             \
-	"WITH d AS (SELECT d.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS " \
-	"d(i int, id text, status text, confirmed boolean, note text, resolved_by text, "      \
-	"user_input text, external_result text, edited_args text, appr_status text, "          \
-	"approval_id text, run_id text, pause_seq int, cont text, receipt text, "              \
-	"policy_sha256 text)), "                                                               \
-	"upd AS (UPDATE requirements q SET status = d.status, confirmed = d.confirmed, "       \
-	"note = d.note, resolved_by = d.resolved_by, user_input = d.user_input::jsonb, "       \
-	"external_result = d.external_result, edited_args = d.edited_args::jsonb, "            \
-	"receipt = d.receipt, resolved_at = now() FROM d WHERE q.id = d.id "                   \
-	"RETURNING q.*, d.i, d.appr_status, d.approval_id, d.cont, d.policy_sha256), "         \
-	"appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, "        \
-	"agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "         \
-	"resolution_data, resolved_by, resolved_at, expires_at, run_status) "                  \
-	"SELECT r.approval_id, r.run_id, u.session_id, r.id, u.agent_id, u.user_id, "          \
-	"r.approval_type, r.pause_type, r.appr_status, r.tool_name, r.tool_args, "             \
-	"nullif(jsonb_strip_nulls(jsonb_build_object('note', r.note, 'values', "               \
-	"r.user_input, 'result', r.external_result, 'tool_args', r.edited_args, "              \
-	"'votes', " VOTES_JSON "::jsonb, 'policy_sha256', r.policy_sha256)), "                 \
-	"'{}'::jsonb), r.resolved_by, now(), r.expires_at, u.status "                          \
-	"FROM upd r JOIN runs u ON u.run_id = r.run_id WHERE r.approval_type IS NOT NULL "     \
-	"ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "                \
-	"resolution_data = excluded.resolution_data, resolved_by = excluded.resolved_by, "     \
-	"resolved_at = excluded.resolved_at, updated_at = now()), "                            \
-	"led AS (INSERT INTO ledger_queue (kind, run_id, requirement_id, actor, body) "        \
-	"SELECT CASE r.status WHEN 'expired' THEN 'requirement.expired' ELSE "                 \
-	"'requirement.resolved' END, r.run_id, r.id, r.resolved_by, jsonb_strip_nulls("        \
-	"jsonb_build_object('decision', CASE WHEN r.status = 'expired' THEN 'expired' "        \
-	"WHEN r.confirmed THEN 'approved' ELSE 'rejected' END, 'note', r.note, 'tool_args', "  \
-	"r.edited_args, 'values', r.user_input, 'result_sha256', encode(sha256(convert_to("    \
-	"r.external_result, 'UTF8')), 'hex'), 'quorum', (r.deciders->>'quorum')::int, "        \
-	"'policy_sha256', r.policy_sha256)) "                                                  \
-	"FROM upd r), "                                                                        \
-	"pause AS (SELECT q.run_id, q.id, q.position, q.status, q.confirmed, q.note, "         \
-	"q.user_input, q.external_result, q.resolved_by, q.receipt FROM requirements q "       \
-	"JOIN (SELECT DISTINCT run_id, pause_seq FROM d) p "                                   \
-	"ON q.run_id = p.run_id AND q.pause_seq = p.pause_seq "                                \
-	"WHERE q.id NOT IN (SELECT id FROM d) "                                                \
-	"UNION ALL SELECT run_id, id, position, status, confirmed, note, user_input, "         \
-	"external_result, resolved_by, receipt FROM upd), "                                    \
-	"decided AS (SELECT run_id, jsonb_agg(jsonb_build_object('requirement_id', id, "       \
-	"'confirmed', coalesce(confirmed, false), 'note', note, 'user_input', user_input, "    \
-	"'external_result', external_result, 'resolved_by', resolved_by, 'receipt', receipt) " \
-	"ORDER BY position) "                                                                  \
-	"AS decisions FROM pause GROUP BY run_id HAVING NOT bool_or(status = 'pending')), "    \
-	"chosen AS (SELECT DISTINCT ON (x.run_id) x.run_id, x.decisions, u.cont, u.i "         \
-	"FROM decided x JOIN upd u ON u.run_id = x.run_id ORDER BY x.run_id, u.i DESC), "      \
-	"cont AS (INSERT INTO outbox (topic, key, payload, relay_after) SELECT $2, run_id, "   \
-	"jsonb_set(cont::jsonb, '{data,decisions}', decisions)::text, "                        \
-	"now() + $3::interval FROM chosen "                                                    \
-	"RETURNING id, topic, key, payload) "                                                  \
-	"SELECT r.i, json_build_object('requirement', " REQUIREMENT_JSON ", 'continued', "     \
-	"o.id IS NOT NULL) AS answer, o.id, o.topic, o.key, o.payload FROM upd r "             \
+#define DECIDE_SQL                                                                              \
+	"WITH d AS (SELECT d.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "  \
+	"d(i int, id text, status text, confirmed boolean, note text, resolved_by text, "       \
+	"user_input text, external_result text, edited_args text, appr_status text, "           \
+	"approval_id text, run_id text, pause_seq int, cont text, receipt text, "               \
+	"policy_sha256 text, by_grant text, grant_id text, grant_scope text, grant_ttl_s int, " \
+	"grant_args text)), "                                                                   \
+	"upd AS (UPDATE requirements q SET status = d.status, confirmed = d.confirmed, "        \
+	"note = d.note, resolved_by = d.resolved_by, user_input = d.user_input::jsonb, "        \
+	"external_result = d.external_result, edited_args = d.edited_args::jsonb, "             \
+	"receipt = d.receipt, resolved_at = now() FROM d WHERE q.id = d.id "                    \
+	"RETURNING q.*, d.i, d.appr_status, d.approval_id, d.cont, d.policy_sha256, "           \
+	"d.by_grant, d.grant_id, d.grant_scope, d.grant_ttl_s, d.grant_args), "                 \
+	"gr AS (INSERT INTO grants (id, scope, scope_id, agent_id, tool_name, args, "           \
+	"granted_by, requirement_id, expires_at) SELECT r.grant_id, r.grant_scope, CASE "       \
+	"r.grant_scope WHEN 'run' THEN r.run_id ELSE u.session_id END, u.agent_id, "            \
+	"r.tool_name, r.grant_args::jsonb, r.resolved_by, r.id, now() + make_interval(secs "    \
+	"=> r.grant_ttl_s) FROM upd r JOIN runs u ON u.run_id = r.run_id WHERE r.grant_id IS "  \
+	"NOT NULL), "                                                                           \
+	"appr AS (INSERT INTO approvals AS a (id, run_id, session_id, requirement_id, "         \
+	"agent_id, user_id, approval_type, pause_type, status, tool_name, tool_args, "          \
+	"resolution_data, resolved_by, resolved_at, expires_at, run_status) "                   \
+	"SELECT r.approval_id, r.run_id, u.session_id, r.id, u.agent_id, u.user_id, "           \
+	"r.approval_type, r.pause_type, r.appr_status, r.tool_name, r.tool_args, "              \
+	"nullif(jsonb_strip_nulls(jsonb_build_object('note', r.note, 'values', "                \
+	"r.user_input, 'result', r.external_result, 'tool_args', r.edited_args, "               \
+	"'votes', " VOTES_JSON "::jsonb, 'policy_sha256', r.policy_sha256)), "                  \
+	"'{}'::jsonb), r.resolved_by, now(), r.expires_at, u.status "                           \
+	"FROM upd r JOIN runs u ON u.run_id = r.run_id WHERE r.approval_type IS NOT NULL "      \
+	"ON CONFLICT (requirement_id) DO UPDATE SET status = excluded.status, "                 \
+	"resolution_data = excluded.resolution_data, resolved_by = excluded.resolved_by, "      \
+	"resolved_at = excluded.resolved_at, updated_at = now()), "                             \
+	"led AS (INSERT INTO ledger_queue (kind, run_id, requirement_id, actor, body) "         \
+	"SELECT CASE r.status WHEN 'expired' THEN 'requirement.expired' ELSE "                  \
+	"'requirement.resolved' END, r.run_id, r.id, r.resolved_by, jsonb_strip_nulls("         \
+	"jsonb_build_object('decision', CASE WHEN r.status = 'expired' THEN 'expired' "         \
+	"WHEN r.confirmed THEN 'approved' ELSE 'rejected' END, 'note', r.note, 'tool_args', "   \
+	"r.edited_args, 'values', r.user_input, 'result_sha256', encode(sha256(convert_to("     \
+	"r.external_result, 'UTF8')), 'hex'), 'quorum', (r.deciders->>'quorum')::int, "         \
+	"'policy_sha256', r.policy_sha256, 'grant_id', r.by_grant, 'grant', CASE WHEN "         \
+	"r.grant_id IS NOT NULL THEN jsonb_build_object('id', r.grant_id, 'scope', "            \
+	"r.grant_scope, 'ttl_s', r.grant_ttl_s, 'args', r.grant_args::jsonb) END)) "            \
+	"FROM upd r), "                                                                         \
+	"pause AS (SELECT q.run_id, q.id, q.position, q.status, q.confirmed, q.note, "          \
+	"q.user_input, q.external_result, q.resolved_by, q.receipt FROM requirements q "        \
+	"JOIN (SELECT DISTINCT run_id, pause_seq FROM d) p "                                    \
+	"ON q.run_id = p.run_id AND q.pause_seq = p.pause_seq "                                 \
+	"WHERE q.id NOT IN (SELECT id FROM d) "                                                 \
+	"UNION ALL SELECT run_id, id, position, status, confirmed, note, user_input, "          \
+	"external_result, resolved_by, receipt FROM upd), "                                     \
+	"decided AS (SELECT run_id, jsonb_agg(jsonb_build_object('requirement_id', id, "        \
+	"'confirmed', coalesce(confirmed, false), 'note', note, 'user_input', user_input, "     \
+	"'external_result', external_result, 'resolved_by', resolved_by, 'receipt', receipt) "  \
+	"ORDER BY position) "                                                                   \
+	"AS decisions FROM pause GROUP BY run_id HAVING NOT bool_or(status = 'pending')), "     \
+	"chosen AS (SELECT DISTINCT ON (x.run_id) x.run_id, x.decisions, u.cont, u.i "          \
+	"FROM decided x JOIN upd u ON u.run_id = x.run_id ORDER BY x.run_id, u.i DESC), "       \
+	"cont AS (INSERT INTO outbox (topic, key, payload, relay_after) SELECT $2, run_id, "    \
+	"jsonb_set(cont::jsonb, '{data,decisions}', decisions)::text, "                         \
+	"now() + $3::interval FROM chosen "                                                     \
+	"RETURNING id, topic, key, payload) "                                                   \
+	"SELECT r.i, json_build_object('requirement', " REQUIREMENT_JSON ", 'continued', "      \
+	"o.id IS NOT NULL) AS answer, o.id, o.topic, o.key, o.payload FROM upd r "              \
 	"LEFT JOIN chosen c ON c.i = r.i LEFT JOIN cont o ON o.key = c.run_id"
 
 /*
@@ -623,7 +693,15 @@ static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *
 	if (g->action != AP_EXPIRE &&
 	    (st = plan(&g->r, d, &g->action, &g->values, &g->edited, errbuf, errsize)))
 		return st;
-	if (g->r.quorum > 1 && !d->policy && (g->action == AP_CONFIRM || g->action == AP_REJECT) &&
+	if (d->grant && !g->late && (g->action != AP_CONFIRM || g->r.quorum > 1))
+		return sl_err(
+		    errbuf, errsize, SL_INVALID,
+		    g->action != AP_CONFIRM
+		        ? "a grant comes with a confirmation"
+		        : "a grant is one person's decision, and tool %s needs a quorum of %d",
+		    g->r.tool_name, g->r.quorum);
+	if (g->r.quorum > 1 && !d->policy && !d->by_grant &&
+	    (g->action == AP_CONFIRM || g->action == AP_REJECT) &&
 	    (st = vote(s, g, errbuf, errsize)))
 		return st;
 	/* The continue event this decision sends if it is the pause's last;
@@ -632,6 +710,8 @@ static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *
 	                        json_pack("{s:s, s:n}", "run_id", g->r.run_id, "decisions"));
 	g->cont = json_dumps(g->event, JSON_COMPACT);
 	sl_uuid_v7(g->approval_id);
+	if (d->grant && !g->late)
+		sl_uuid_v7(g->grant_id);
 	return SL_OK;
 }
 
@@ -688,6 +768,19 @@ static json_t *decision_row(const ap_store *s, const resolving *g, int i)
 	json_object_set_new(row, "cont", json_string(g->cont));
 	json_object_set_new(row, "policy_sha256",
 	                    d->policy && s->agents ? json_string(s->agents->sha256) : json_null());
+	json_object_set_new(row, "by_grant", d->by_grant ? json_string(d->by_grant) : json_null());
+	if (*g->grant_id) {
+		json_t *args = json_object_get(d->grant, "args");
+		char *text = args ? json_dumps(args, JSON_COMPACT) : sl_strdup("{}");
+
+		json_object_set_new(row, "grant_id", json_string(g->grant_id));
+		json_object_set_new(row, "grant_scope",
+		                    json_incref(json_object_get(d->grant, "scope")));
+		json_object_set_new(row, "grant_ttl_s",
+		                    json_incref(json_object_get(d->grant, "ttl_s")));
+		json_object_set_new(row, "grant_args", json_string(text));
+		free(text);
+	}
 	{
 		const char *by = expire ? "sluice" : d->resolved_by ? d->resolved_by : "";
 		char *r = receipt(s, g,
@@ -1033,24 +1126,22 @@ sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *owner, co
 		         "resolution_data = jsonb_build_object('note', $2::text), "
 		         "resolved_at = now(), run_status = 'cancelled', updated_at = now() "
 		         "WHERE run_id = $1 AND status = 'pending'",
-		         3, c, NULL, errbuf, errsize)) ||
-		    /* the approvals decided before (approved or rejected) stay
-		     * what they are, and say the run was cancelled */
-		    (st = sl_db_exec(
-		         s->db,
-		         "UPDATE approvals SET run_status = 'cancelled', "
-		         "updated_at = now() WHERE run_id = $1 AND status <> 'cancelled'",
-		         1, c, NULL, errbuf, errsize)))
+		         3, c, NULL, errbuf, errsize)))
 			goto out;
+		/* the approvals decided before (approved or rejected) stay what
+		 * they are, and say the run was cancelled: the runs' trigger
+		 * (migration 0014) made their run_status follow the run */
 	}
+	if ((st = ap_query_get_run(s, run_id, out, errbuf, errsize)))
+		goto out;
 	event = sl_event_new(SL_EVENT_RUN_FAILED, s->source, run_id,
-	                     json_pack("{s:s, s:s, s:s, s:n, s:s}", "run_id", run_id, "session_id",
-	                               PQgetvalue(res, 0, 1), "status", "cancelled", "content",
-	                               "error", why));
+	                     json_pack("{s:s, s:s, s:s, s:n, s:s, s:O?}", "run_id", run_id,
+	                               "session_id", PQgetvalue(res, 0, 1), "status", "cancelled",
+	                               "content", "error", why, "decisions",
+	                               json_object_get(*out, "decisions")));
 	st = sl_outbox_put(s->db, s->topic_results, run_id, event, &row, errbuf, errsize);
 	json_decref(event);
-	if (st || (st = ap_query_get_run(s, run_id, out, errbuf, errsize)) ||
-	    (st = sl_db_commit(s->db, errbuf, errsize)))
+	if (st || (st = sl_db_commit(s->db, errbuf, errsize)))
 		goto out;
 	sl_relay_publish(s->relay, s->db, row, 0);
 	/* the reason is free text: at debug level only (and escaped) */
@@ -1080,5 +1171,39 @@ sl_status ap_store_submit(ap_store *s, const char *run_id, const json_t *event, 
 		sl_relay_publish(s->relay, s->db, row, 0);
 	sl_db_rollback(s->db);
 	PQclear(row);
+	return st;
+}
+
+sl_status ap_store_revoke_grant(ap_store *s, const char *id, const char *who, bool admin,
+                                json_t **out, char *errbuf, size_t errsize)
+{
+	const char *p[] = {id, who, admin ? "t" : "f"};
+	PGresult *res = NULL;
+	sl_status st;
+
+	*out = NULL;
+	/* the grant as it is, and whether this revoked it */
+	st = sl_db_exec(s->db,
+	                "WITH r AS (UPDATE grants SET revoked_at = now(), revoked_by = $2 WHERE "
+	                "id = $1 AND revoked_at IS NULL AND (granted_by = $2 OR $3::boolean) "
+	                "RETURNING *) SELECT (SELECT " AP_GRANT_JSON " FROM r g), "
+	                "(SELECT " AP_GRANT_JSON " FROM grants g WHERE g.id = $1), "
+	                "(SELECT g.granted_by FROM grants g WHERE g.id = $1)",
+	                3, p, &res, errbuf, errsize);
+	if (st)
+		return st;
+	if (!PQgetisnull(res, 0, 0)) {
+		*out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+		sl_info("grant %s revoked by %s", id, who);
+	} else if (PQgetisnull(res, 0, 1)) {
+		st = sl_err(errbuf, errsize, SL_NOT_FOUND, "no grant %s", id);
+	} else if (!admin && strcmp(PQgetvalue(res, 0, 2), who)) {
+		st = sl_err(errbuf, errsize, SL_FORBIDDEN,
+		            "%s may not revoke grant %s: it is %s's (or an admin's to revoke)", who,
+		            id, PQgetvalue(res, 0, 2));
+	} else {
+		st = sl_err(errbuf, errsize, SL_CONFLICT, "grant %s is already revoked", id);
+	}
+	PQclear(res);
 	return st;
 }

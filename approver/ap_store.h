@@ -64,6 +64,13 @@ typedef struct ap_decision {
 	/* A policy's decision (resolved_by "policy:NAME"): no eligibility, no
 	 * quorum; the agents file's digest is recorded with it. NULL: a person's. */
 	const sl_policy *policy;
+	/* A person's confirmation: the grant it makes ({"scope": "run" |
+	 * "session", "ttl_s", "args": {pointer: value}}, checked by the API),
+	 * or NULL. */
+	const json_t *grant;
+	/* A grant's decision (resolved_by "grant:ID"): the grant's id; as a
+	 * policy's, no eligibility and no quorum. NULL: none. */
+	const char *by_grant;
 } ap_decision;
 
 /*
@@ -130,6 +137,13 @@ sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
  */
 sl_status ap_store_cancel(ap_store *s, const char *run_id, const char *owner, const char *reason,
                           const char *who, json_t **out, char *errbuf, size_t errsize);
+
+/* DELETE /v1/grants/{id}: revokes grant id as who, who must have granted
+ * it unless admin; *out is the grant. SL_NOT_FOUND when there is none (or
+ * it is another's and who is no admin: SL_FORBIDDEN), SL_CONFLICT when it
+ * was revoked already. */
+sl_status ap_store_revoke_grant(ap_store *s, const char *id, const char *who, bool admin,
+                                json_t **out, char *errbuf, size_t errsize);
 
 /* POST /v1/runs: event (a checked sluice.run.requested, keyed by run_id)
  * into the outbox, published once committed. */

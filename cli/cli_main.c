@@ -29,7 +29,12 @@ static int usage(void)
 	    "                            publish a sluice.run.requested event; prints the run id\n"
 	    "  runs get RUN_ID           show a run, its requirements and output\n"
 	    "  requirements list [--status S] [--run-id ID] [--limit N] [--page N]\n"
-	    "  requirements confirm|reject ID [--note TEXT]\n"
+	    "  requirements confirm|reject ID [--note TEXT] [--grant JSON]\n"
+	    "                            --grant "
+	    "{\"scope\":\"run\"|\"session\",\"ttl_s\":N,\"args\":{...}}:\n"
+	    "                            approve later calls of the tool there too\n"
+	    "  grants list [--run-id ID] [--session-id ID] [--active true]\n"
+	    "  grants revoke ID\n"
 	    "  requirements decide --filter JSON --decision confirm|reject [--note TEXT] "
 	    "[--dry-run]\n"
 	    "                            decide every pending requirement the filter picks (at\n"
@@ -222,9 +227,20 @@ static int decide(sl_config *cfg, const char *verb, int argc, char **argv)
 		return usage();
 	}
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--note") && i + 1 < argc)
+		json_t *grant;
+
+		if (!strcmp(argv[i], "--note") && i + 1 < argc) {
 			json_object_set_new(body, "note", json_string(argv[++i]));
-		else {
+		} else if (!strcmp(argv[i], "--grant") && i + 1 < argc &&
+		           !strcmp(verb, "confirm")) {
+			if (!(grant = json_loads(argv[++i], 0, NULL)) || !json_is_object(grant)) {
+				fprintf(stderr, "sluice: --grant must be a JSON object\n");
+				json_decref(grant);
+				json_decref(body);
+				return 2;
+			}
+			json_object_set_new(body, "grant", grant);
+		} else {
 			json_decref(body);
 			return usage();
 		}
@@ -507,6 +523,16 @@ static int dispatch(sl_config *cfg, int argc, char **argv)
 		return decide_with(cfg, "result", "--result", false, argc - 2, argv + 2);
 	if (!strcmp(cmd, "approvals") && !strcmp(sub, "resolve"))
 		return resolve_approval(cfg, argc - 2, argv + 2);
+	if (!strcmp(cmd, "grants") && !strcmp(sub, "list"))
+		return list(cfg, "/v1/grants", argc - 2, argv + 2);
+	if (!strcmp(cmd, "grants") && !strcmp(sub, "revoke") && argc == 3 &&
+	    sl_event_id_valid(argv[2])) {
+		char *path = sl_asprintf("/v1/grants/%s", argv[2]);
+		int rc = api(cfg, "DELETE", path, NULL);
+
+		free(path);
+		return rc;
+	}
 	if (!strcmp(cmd, "requirements") && !strcmp(sub, "decide"))
 		return decide_many(cfg, argc - 2, argv + 2);
 	if (!strcmp(cmd, "requirements") && !strcmp(sub, "list"))

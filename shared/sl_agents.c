@@ -388,6 +388,18 @@ static sl_status parse_agent(json_t *ja, sl_agent *a, size_t idx, char *errbuf, 
 			    "agent %s: field model.allow_plain_http must be true or false", a->id);
 	}
 	a->instructions = opt_str(ja, "instructions");
+	{
+		json_t *v = json_object_get(ja, "max_pending_approvals");
+
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		          json_integer_value(v) > 1000000))
+			return sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "agent %s: field max_pending_approvals must be a number from 1 "
+			    "to 1000000",
+			    a->id);
+		a->max_pending = v ? (long)json_integer_value(v) : 0;
+	}
 	tools = json_object_get(ja, "tools");
 	if (tools && !json_is_array(tools))
 		return sl_err(errbuf, errsize, SL_INVALID, "agent %s: field tools must be an array",

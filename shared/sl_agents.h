@@ -71,6 +71,11 @@ typedef struct sl_agent {
 	const char *instructions; /* may be NULL */
 	sl_tool *tools;
 	size_t ntools;
+	/* max_pending_approvals (0: none): while this many of its requirements
+	 * are pending, or its runs started and not yet paused or finished
+	 * could add as many, workers start no new run of it (DESIGN.md,
+	 * "Batches": back-pressure) */
+	long max_pending;
 } sl_agent;
 
 typedef struct sl_agents {

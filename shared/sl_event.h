@@ -59,4 +59,17 @@ void sl_event_clear(sl_event *ev);
  */
 bool sl_event_id_valid(const char *s);
 
+/* SQL: the decisions on the requirements of run (an SQL expression), in
+ * order, as a jsonb list of {requirement_id, tool_call_id, tool_name,
+ * decision ("approved", "rejected", "expired", "cancelled", "pending"),
+ * resolved_by (a person, policy:NAME), resolved_at, note}: the "decisions"
+ * of a finished run's event and of GET /v1/runs/{id}. */
+#define SL_DECISIONS_JSON(run)                                                            \
+	"(SELECT coalesce(jsonb_agg(jsonb_build_object('requirement_id', q.id, "          \
+	"'tool_call_id', q.tool_call_id, 'tool_name', q.tool_name, 'decision', "          \
+	"CASE q.status WHEN 'resolved' THEN CASE WHEN q.confirmed THEN 'approved' ELSE "  \
+	"'rejected' END ELSE q.status END, 'resolved_by', q.resolved_by, 'resolved_at', " \
+	"q.resolved_at, 'note', q.note) ORDER BY q.pause_seq, q.position), '[]') FROM "   \
+	"requirements q WHERE q.run_id = " run ")"
+
 #endif

@@ -326,6 +326,20 @@ static bool same(const json_t *a, const json_t *b)
 	return json_equal(a, b);
 }
 
+bool sl_json_matches(const json_t *doc, const json_t *want)
+{
+	const char *ptr;
+	json_t *v;
+
+	json_object_foreach ((json_t *)want, ptr, v) {
+		const json_t *at = sl_json_pointer(doc, ptr);
+
+		if (!at || !same(at, v))
+			return false;
+	}
+	return true;
+}
+
 static bool holds(const sl_policy_cond *c, const sl_policy_of *of)
 {
 	const json_t *v;

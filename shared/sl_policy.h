@@ -88,6 +88,10 @@ bool sl_names_valid(const json_t *list);
  * is not a pointer. */
 json_t *sl_json_pointer_path(const char *ptr);
 
+/* Whether each JSON pointer of want ({pointer: value}) names in doc a
+ * value equal to want's (numbers by value); an empty want matches. */
+bool sl_json_matches(const json_t *doc, const json_t *want);
+
 /* The value the JSON pointer ptr (RFC 6901) names in doc, or NULL. */
 const json_t *sl_json_pointer(const json_t *doc, const char *ptr);
 

@@ -191,6 +191,19 @@ rd_kafka_message_t *wk_flight_done(wk_flight *f, rd_kafka_message_t *m)
 	return next;
 }
 
+bool wk_flight_owns(wk_flight *f, const rd_kafka_message_t *m)
+{
+	rd_kafka_topic_partition_list_t *parts = NULL;
+	bool owns = true; /* when the consumer cannot say: as before */
+
+	if (rd_kafka_assignment(f->consumer, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		owns = rd_kafka_topic_partition_list_find(parts, rd_kafka_topic_name(m->rkt),
+		                                          m->partition) != NULL;
+		rd_kafka_topic_partition_list_destroy(parts);
+	}
+	return owns;
+}
+
 size_t wk_flight_count(wk_flight *f)
 {
 	size_t n;

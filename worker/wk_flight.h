@@ -15,6 +15,7 @@
 #define WK_FLIGHT_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct wk_flight wk_flight;
@@ -38,6 +39,10 @@ rd_kafka_message_t *wk_flight_done(wk_flight *f, rd_kafka_message_t *m);
 
 /* Messages in flight, the waiting ones included. */
 size_t wk_flight_count(wk_flight *f);
+
+/* Whether m's partition is still this consumer's (after a rebalance
+ * another member delivers it again). */
+bool wk_flight_owns(wk_flight *f, const rd_kafka_message_t *m);
 
 /* Frees f and the messages still waiting; NULL is fine. Offsets of
  * messages not done are not stored: Kafka delivers them again. */

@@ -1,5 +1,5 @@
 /*
- * wk_health.c - the worker's /healthz and /readyz. One server thread
+ * wk_health.c - the worker's /healthz, /readyz and /metrics. One server thread
  * answers them in turn, so the probe's PostgreSQL connection is used by
  * that thread alone.
  */
@@ -9,6 +9,7 @@
 #include "sl_db.h"
 #include "sl_httpd.h"
 #include "sl_ready.h"
+#include "wk_run.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,10 +40,23 @@ static enum MHD_Result handle(void *ud, const sl_httpd_request *req)
 {
 	wk_health *h = ud;
 
-	if (strcmp(req->path, "/healthz") && strcmp(req->path, "/readyz"))
+	if (strcmp(req->path, "/healthz") && strcmp(req->path, "/readyz") &&
+	    strcmp(req->path, "/metrics"))
 		return sl_httpd_send_error(req->conn, 404, "not found");
 	if (strcmp(req->method, "GET"))
 		return sl_httpd_send_error(req->conn, 405, "only GET");
+	if (!strcmp(req->path, "/metrics")) {
+		char *text = sl_asprintf("# TYPE sluice_worker_runs_deferred_total counter\n"
+		                         "sluice_worker_runs_deferred_total %ld\n"
+		                         "# TYPE sluice_worker_runs_deferred gauge\n"
+		                         "sluice_worker_runs_deferred %ld\n",
+		                         wk_run_deferred_total(), wk_run_deferred_now());
+		enum MHD_Result ret =
+		    sl_httpd_send(req->conn, 200, "text/plain; version=0.0.4", text, strlen(text));
+
+		free(text);
+		return ret;
+	}
 	if (!strcmp(req->path, "/healthz"))
 		return sl_httpd_send_json(req->conn, 200, json_pack("{s:s}", "status", "ok"));
 	return sl_ready_answer(&h->ready, req->conn, ready_db, h, h->kafka);

@@ -97,6 +97,8 @@ static json_t *pause_row(const wk_task *t)
 
 	free(payload);
 	json_decref(event);
+	if (r->agent->max_pending) /* its start's reservation ends (wk_store.h) */
+		json_object_set_new(row, "gated", json_true());
 	return row;
 }
 
@@ -120,18 +122,25 @@ static json_t *finish_row(const wk_task *t)
 
 	free(payload);
 	json_decref(event);
+	if (r->agent->max_pending)
+		json_object_set_new(row, "gated", json_true());
 	return row;
 }
 
-/* A run start as a row of wk_store_starts(). */
+/* A run start as a row of wk_store_starts(); "gate": its agent's
+ * max_pending_approvals, when it has one. */
 static json_t *start_row(const wk_task *t)
 {
 	const wk_run_state *r = &t->r;
+	json_t *row =
+	    json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O, s:s}", "run_id", r->run_id, "session_id",
+	              r->session_id, "agent_id", r->agent->id, "user_id", r->user_id, "input",
+	              json_string_value(json_object_get(t->ev.data, "input")), "messages", r->items,
+	              "event_id", t->ev.id);
 
-	return json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O, s:s}", "run_id", r->run_id, "session_id",
-	                 r->session_id, "agent_id", r->agent->id, "user_id", r->user_id, "input",
-	                 json_string_value(json_object_get(t->ev.data, "input")), "messages",
-	                 r->items, "event_id", t->ev.id);
+	if (r->agent->max_pending)
+		json_object_set_new(row, "gate", json_integer(r->agent->max_pending));
+	return row;
 }
 
 /* The task's row of a claim (its place "i" in the batch is the batch's);

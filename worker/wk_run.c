@@ -22,6 +22,8 @@
 #include "sl_text.h"
 #include "wk_model.h"
 #include "wk_store.h"
+
+#include <stdatomic.h>
 #include "wk_task.h"
 #include "wk_tool.h"
 
@@ -166,6 +168,57 @@ static void task_end(wk_task *t)
 static void on_retry_timer(void *arg)
 {
 	to_db(arg);
+}
+
+static atomic_long n_deferred_total, n_deferred_now;
+
+long wk_run_deferred_total(void)
+{
+	return atomic_load(&n_deferred_total);
+}
+
+long wk_run_deferred_now(void)
+{
+	return atomic_load(&n_deferred_now);
+}
+
+static void on_deferred_timer(void *arg)
+{
+	atomic_fetch_sub(&n_deferred_now, 1);
+	to_db(arg);
+}
+
+/* The start of t's run is put off: its agent has max_pending_approvals
+ * pending or on their way. Tried again after a wait that grows from 200 ms
+ * to 2 s; the message stays in flight meanwhile (its partition goes on). */
+static void start_deferred(wk_task *t)
+{
+	const sl_agent *a = t->r.agent;
+	long ms = t->deferrals < 4 ? 200L << t->deferrals : 2000;
+
+	if (!t->deferrals++)
+		sl_info("run %s of agent %s: start deferred, %ld approvals pending or on their "
+		        "way (max_pending_approvals)",
+		        t->r.run_id, a->id, a->max_pending);
+	atomic_fetch_add(&n_deferred_total, 1);
+	if (!wk_flight_owns(t->env->flight, t->m)) {
+		/* its partition went to another worker, which delivers it again:
+		 * waiting here too would start the run twice */
+		sl_info("run %s: its deferred start is left to the partition's new owner",
+		        t->r.run_id);
+		task_end(t);
+		return;
+	}
+	task_reset(t);
+	if (*t->env->stopping) {
+		task_free(t); /* delivered again after the restart */
+		return;
+	}
+	atomic_fetch_add(&n_deferred_now, 1);
+	if (!wk_fetch_after(t->env->fetch, ms, on_deferred_timer, t)) {
+		atomic_fetch_sub(&n_deferred_now, 1);
+		task_free(t);
+	}
 }
 
 static const char *str_or_null(const char *s)
@@ -987,6 +1040,11 @@ void wk_run_written(wk_write *w, void *state)
 	}
 	switch (w->kind) {
 	case WR_START:
+		if (w->deferred) {
+			w->kind = WR_NONE;
+			start_deferred(t);
+			return;
+		}
 		t->ph = w->written ? PH_MODEL : PH_EXISTS;
 		if (w->written)
 			sl_info("run %s: started for agent %s", t->r.run_id, t->r.agent->id);

@@ -83,4 +83,9 @@ void wk_run_write_dropped(wk_write *w);
  * stored. The drop callback of the pools and the fetch thread. */
 void wk_run_drop(void *task);
 
+/* Run starts put off so far by their agent's max_pending_approvals, and
+ * those waiting now (for GET /metrics). */
+long wk_run_deferred_total(void);
+long wk_run_deferred_now(void);
+
 #endif

@@ -15,6 +15,7 @@
  */
 #include "wk_store.h"
 #include "sl_db.h"
+#include "sl_event.h"
 #include "sl_outbox.h"
 
 #include <stdlib.h>
@@ -34,19 +35,72 @@ static const char *const starts_sql =
     "p.event_id = x.event_id OFFSET 0) "
     "ON CONFLICT (run_id) DO NOTHING RETURNING run_id";
 
-sl_status wk_store_starts(PGconn *db, const char *rows, json_t **started, char *errbuf,
-                          size_t errsize)
+/* The advisory locks of the agents with a limit: (WK_GATE_LOCK, the
+ * hash of the agent id). */
+#define WK_GATE_LOCK "7355611"
+
+/* The agents whose runs a batch of starts holds to a limit ($1: their ids,
+ * a JSON list), locked in one order: their counts below are then the last
+ * word until the commit. */
+#define GATE_LOCK_SQL                                                                        \
+	"SELECT count(pg_advisory_xact_lock(" WK_GATE_LOCK ", hashtext(a))) FROM (SELECT a " \
+	"FROM jsonb_array_elements_text($1::jsonb) AS a ORDER BY a) a"
+
+/* Starts of agents with max_pending_approvals among others ("gate": the
+ * limit), after GATE_LOCK_SQL: of an agent's new runs, only as many start
+ * as its limit leaves room for beside its pending requirements and its
+ * runs started and not yet paused or finished (run_gate, which each start
+ * joins); the rest are answered "deferred". */
+#define GATED_STARTS_SQL                                                                       \
+	"WITH x AS (SELECT x.*, o.n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS "  \
+	"o(r, n), jsonb_to_record(o.r) AS x(run_id text, session_id text, agent_id text, "     \
+	"user_id text, input text, messages jsonb, event_id text, gate int)), "                \
+	"fresh AS (SELECT x.*, row_number() OVER (PARTITION BY x.agent_id ORDER BY x.n) AS k " \
+	"FROM x WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND " \
+	"p.event_id = x.event_id OFFSET 0) AND NOT EXISTS (SELECT 1 FROM runs u WHERE "        \
+	"u.run_id = x.run_id OFFSET 0)), "                                                     \
+	"room AS (SELECT a.agent_id, max(a.gate) - (SELECT count(*) FROM run_gate g WHERE "    \
+	"g.agent_id = a.agent_id AND g.started_at > now() - interval '15 minutes') - "         \
+	"(SELECT count(*) FROM requirements q JOIN runs u ON u.run_id = q.run_id WHERE "       \
+	"q.status = 'pending' AND u.agent_id = a.agent_id) AS left FROM x a WHERE a.gate IS "  \
+	"NOT NULL GROUP BY a.agent_id), "                                                      \
+	"admit AS (SELECT f.* FROM fresh f LEFT JOIN room r ON r.agent_id = f.agent_id "       \
+	"WHERE f.gate IS NULL OR f.k <= r.left), "                                             \
+	"ins AS (INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, "     \
+	"messages) SELECT run_id, session_id, agent_id, user_id, 'running', input, messages "  \
+	"FROM admit ON CONFLICT (run_id) DO NOTHING RETURNING run_id, agent_id), "             \
+	"held AS (INSERT INTO run_gate (run_id, agent_id) SELECT i.run_id, i.agent_id FROM "   \
+	"ins i JOIN admit a ON a.run_id = i.run_id WHERE a.gate IS NOT NULL) "                 \
+	"SELECT run_id, false AS deferred FROM ins UNION ALL SELECT f.run_id, true FROM "      \
+	"fresh f WHERE f.gate IS NOT NULL AND NOT EXISTS (SELECT 1 FROM admit a WHERE "        \
+	"a.run_id = f.run_id)"
+
+sl_status wk_store_starts(PGconn *db, const char *rows, const char *gated, json_t **started,
+                          json_t **deferred, char *errbuf, size_t errsize)
 {
 	const char *p[] = {rows, WK_CONSUMER};
-	PGresult *res;
+	PGresult *res = NULL;
 	sl_status st;
 
-	*started = NULL;
-	if ((st = sl_db_exec(db, starts_sql, 2, p, &res, errbuf, errsize)))
+	*started = *deferred = NULL;
+	if (!gated) {
+		st = sl_db_exec(db, starts_sql, 2, p, &res, errbuf, errsize);
+	} else if (!(st = sl_db_begin(db, errbuf, errsize)) &&
+	           !(st = sl_db_exec(db, GATE_LOCK_SQL, 1, &gated, NULL, errbuf, errsize)) &&
+	           !(st = sl_db_exec(db, GATED_STARTS_SQL, 2, p, &res, errbuf, errsize))) {
+		st = sl_db_commit(db, errbuf, errsize);
+	}
+	if (gated)
+		sl_db_rollback(db); /* nothing, after the commit */
+	if (st) {
+		PQclear(res);
 		return st;
+	}
 	*started = json_object();
+	*deferred = json_object();
 	for (int i = 0; i < PQntuples(res); i++)
-		json_object_set_new(*started, PQgetvalue(res, i, 0), json_true());
+		json_object_set_new(gated && sl_db_bool(res, i, 1) ? *deferred : *started,
+		                    PQgetvalue(res, i, 0), json_true());
 	PQclear(res);
 	return SL_OK;
 }
@@ -424,7 +478,8 @@ sl_status wk_store_tool_results(PGconn *db, const char *rows, char *errbuf, size
 static const char *const pauses_sql =
     "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
     "x(run_id text, messages jsonb, "
-    "event_id text, payload text, reqs jsonb)), "
+    "event_id text, payload text, reqs jsonb, gated boolean)), "
+    "ungate AS (DELETE FROM run_gate g USING x WHERE x.gated AND g.run_id = x.run_id), "
     "upd AS (UPDATE runs r SET status = 'paused', messages = x.messages, "
     "pause_seq = r.pause_seq + 1, version = r.version + 1, updated_at = now() FROM x "
     "WHERE r.run_id = x.run_id AND r.status = 'running' AND NOT EXISTS "
@@ -467,7 +522,8 @@ static const char *const pauses_sql =
 static const char *const finishes_sql =
     "WITH x AS (SELECT x.* FROM sluice_batch($1::jsonb) AS b(r), jsonb_to_record(b.r) AS "
     "x(run_id text, status text, "
-    "output text, error text, messages jsonb, event_id text, payload text)), "
+    "output text, error text, messages jsonb, event_id text, payload text, gated boolean)), "
+    "ungate AS (DELETE FROM run_gate g USING x WHERE x.gated AND g.run_id = x.run_id), "
     "upd AS (UPDATE runs r SET status = x.status, output = x.output, error = x.error, "
     "messages = x.messages, version = r.version + 1, updated_at = now() FROM x "
     "WHERE r.run_id = x.run_id AND r.status = 'running' AND NOT EXISTS "
@@ -475,10 +531,11 @@ static const char *const finishes_sql =
     "OFFSET 0) "
     "RETURNING r.run_id, x.event_id, x.payload), "
     "claim AS (INSERT INTO processed_events (consumer, event_id) SELECT $2, event_id FROM upd), "
-    "ob AS (INSERT INTO outbox (topic, key, payload, relay_after) SELECT $3, run_id, payload, "
-    "now() + $4::interval FROM upd RETURNING id, topic, key, payload) "
-    "SELECT upd.event_id, ob.id, ob.topic, ob.key, ob.payload FROM upd "
-    "JOIN ob ON ob.key = upd.run_id";
+    "ob AS (INSERT INTO outbox (topic, key, payload, relay_after) SELECT $3, run_id, "
+    "jsonb_set(payload::jsonb, '{data,decisions}', " SL_DECISIONS_JSON(
+        "upd.run_id") ")::text, now() + $4::interval FROM upd RETURNING id, topic, key, payload) "
+                      "SELECT upd.event_id, ob.id, ob.topic, ob.key, ob.payload FROM upd "
+                      "JOIN ob ON ob.key = upd.run_id";
 
 static sl_status write_outcomes(PGconn *db, const char *sql, const char *rows, const char *topic,
                                 PGresult **res, char *errbuf, size_t errsize)

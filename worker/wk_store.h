@@ -61,11 +61,17 @@ void wk_continue_clear(wk_continue *c);
 
 /*
  * Starts: inserts the runs of rows ({run_id, session_id, agent_id, user_id,
- * input, messages, event_id}) unless their event was processed or the run
- * exists. *started gets the run ids inserted (an object, ids as keys).
+ * input, messages, event_id, gate?}) unless their event was processed or
+ * the run exists. *started gets the run ids inserted (an object, ids as
+ * keys). gated (NULL: none) lists, as JSON, the agents of rows with a
+ * "gate" (their max_pending_approvals): those rows start only as far as
+ * their agent's limit leaves room, counted under a lock per agent, and the
+ * others go to *deferred (also an object), to be tried again later; a
+ * started one holds its place (run_gate) until its run first pauses or
+ * finishes (the rows of those statements say "gated").
  */
-sl_status wk_store_starts(PGconn *db, const char *rows, json_t **started, char *errbuf,
-                          size_t errsize);
+sl_status wk_store_starts(PGconn *db, const char *rows, const char *gated, json_t **started,
+                          json_t **deferred, char *errbuf, size_t errsize);
 
 /*
  * A run a start found in the table (a redelivered or repeated request),

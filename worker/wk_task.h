@@ -64,6 +64,7 @@ typedef struct wk_task {
 	wk_run_state r;
 	int turn;
 	int attempt;         /* failures so far (sl_consume_failed) */
+	int deferrals;       /* starts put off by the agent's max_pending_approvals */
 	sl_status failed_st; /* the failure whose dead-letter is retried */
 
 	/* a continue: the requirements of the pause, and the next to apply */

@@ -64,7 +64,7 @@ void wk_write_queue(wk_writes *ws, wk_write *w)
 
 	w->st = SL_OK;
 	w->err[0] = '\0';
-	w->written = w->claimed = false;
+	w->written = w->claimed = w->deferred = false;
 	if (!sl_queue_push(&ws->q, &w->node, &first)) {
 		ws->cfg.drop(w); /* never closed: cannot be */
 		return;
@@ -99,12 +99,12 @@ static void fail_all(wk_write **ws, size_t n, sl_status st, const char *why)
 static void write_batch(wk_writes *ws, PGconn *db, wk_write **w, size_t n, wk_write_kind kind)
 {
 	const wk_writes_config *cfg = &ws->cfg;
-	json_t *rows = json_array(), *written = NULL;
+	json_t *rows = json_array(), *written = NULL, *deferred = NULL, *gated = NULL;
 	wk_continue *read = NULL;
 	bool *claimed = NULL;
 	PGresult *res = NULL;
 	char errbuf[512];
-	char *text;
+	char *text, *gated_text = NULL;
 	sl_status st;
 
 	/* Claims lock paused runs, as the approver's decisions do: both in run
@@ -116,11 +116,31 @@ static void write_batch(wk_writes *ws, PGconn *db, wk_write **w, size_t n, wk_wr
 		if (kind == WR_CLAIM) /* a claim's place in the batch names its rows */
 			json_object_set_new(w[i]->row, "i", json_integer((json_int_t)i));
 		json_array_append(rows, w[i]->row);
+		if (kind == WR_START && json_object_get(w[i]->row, "gate")) {
+			if (!gated)
+				gated = json_object();
+			json_object_set_new(
+			    gated, json_string_value(json_object_get(w[i]->row, "agent_id")),
+			    json_true());
+		}
+	}
+	if (gated) {
+		json_t *list = json_array();
+		const char *agent;
+		json_t *v;
+
+		json_object_foreach (gated, agent, v)
+			json_array_append_new(list, json_string(agent));
+		gated_text = json_dumps(list, JSON_COMPACT);
+		json_decref(list);
 	}
 	text = json_dumps(rows, JSON_COMPACT);
 	json_decref(rows);
 	switch (kind) {
-	case WR_START: st = wk_store_starts(db, text, &written, errbuf, sizeof(errbuf)); break;
+	case WR_START:
+		st = wk_store_starts(db, text, gated_text, &written, &deferred, errbuf,
+		                     sizeof(errbuf));
+		break;
 	case WR_CLAIM:
 		read = sl_calloc(n, sizeof(*read));
 		claimed = sl_calloc(n, sizeof(*claimed));
@@ -146,6 +166,7 @@ static void write_batch(wk_writes *ws, PGconn *db, wk_write **w, size_t n, wk_wr
 			/* a run id twice in one batch: the first inserts it, the
 			 * second finds it */
 			w[i]->written = json_object_get(written, w[i]->run_id) != NULL;
+			w[i]->deferred = !w[i]->written && json_object_get(deferred, w[i]->run_id);
 			json_object_del(written, w[i]->run_id);
 		}
 	} else if (st == SL_OK && (kind == WR_PAUSE || kind == WR_FINISH)) {
@@ -173,6 +194,9 @@ static void write_batch(wk_writes *ws, PGconn *db, wk_write **w, size_t n, wk_wr
 	free(claimed);
 	PQclear(res);
 	json_decref(written);
+	json_decref(deferred);
+	json_decref(gated);
+	free(gated_text);
 }
 
 /* On a database thread: makes the queued writes, WRITE_BATCH at a time,

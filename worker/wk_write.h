@@ -38,6 +38,7 @@ typedef struct wk_write {
 	sl_status st; /* SL_OK, or the failure that ends the write */
 	char err[512];
 	bool written;     /* a start inserted its run; an outcome was written */
+	bool deferred;    /* a start waits: its agent's max_pending_approvals is reached */
 	bool claimed;     /* a claim claimed its run ... */
 	wk_continue read; /* ... and read this (the caller's to clear) */
 } wk_write;

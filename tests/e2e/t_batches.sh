@@ -190,3 +190,213 @@ t_bulk_decisions() {
   check "a submitter may not: 403" [ "$(as "$sam" POST /v1/requirements/decide '{"filter":{"tool_name":"x"},"decision":"confirm"}')" = 403 ]
   access_approver_stop
 }
+
+# "Decide many" in the inbox, in Chromium: the count first, then "Approve
+# all N" decides exactly those.
+t_inbox_bulk() {
+  local r=() out
+  for i in 1 2 3; do r+=("$(ops zoe "inbox-bulk-$i" 4)"); done
+  for x in "${r[@]}"; do
+    check "run ${x:0:13}… pauses" eventually 30 run_is "$x" paused || return 1
+  done
+  # other tests' runs may wait on scale_service too, none with 4 replicas
+  out=$(node tests/browser/inbox_bulk.mjs "$SLUICE_APPROVER_URL" "$SLUICE_API_TOKEN" scale_service \
+    '{"/replicas": 4}' 3 "$WORK/inbox-bulk.png" 2>&1)
+  check "the inbox counts three, then approves all three: $out" grep -q '^ok: approved with a click' <<<"$out"
+  for x in "${r[@]}"; do
+    check "run ${x:0:13}… completes" eventually 30 run_is "$x" completed
+  done
+  check "each tool ran once" [ "$(grep -c '"inbox-bulk-[123]"' "$SLUICE_TOOL_LOG")" = 3 ]
+  check "each with the note" \
+    [ "$(for x in "${r[@]}"; do requirement_of "$x" .note; done | sort -u)" = "all at once" ]
+}
+
+# A finished run says how each of its requirements was decided: the
+# completed event and GET /v1/runs/{id} list the decisions (who, a person or
+# a policy; when; what; the note), and its approval rows' run_status follows
+# the run to its end rather than saying "paused" for ever.
+t_run_decisions() {
+  local rid req by p c
+  rid=$(submit data-admin "Delete all data for user D-1901.")
+  check "the run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "confirmed with a note" [ "$(api POST "/v1/requirements/$req/confirm" '{"note":"checked the ticket"}' | jq -r .status)" = resolved ]
+  check "the run completes" eventually 30 run_is "$rid" completed || return 1
+  by=$(requirement_of "$rid" .resolved_by)
+  check "the completed event lists the decision: who, what, the note" eventually 10 topic_has sluice.results \
+    ".subject == \"$rid\" and .type == \"sluice.run.completed\" and (.data.decisions | length) == 1 and .data.decisions[0].requirement_id == \"$req\" and .data.decisions[0].decision == \"approved\" and .data.decisions[0].resolved_by == \"$by\" and .data.decisions[0].note == \"checked the ticket\" and .data.decisions[0].resolved_at != null"
+  check "and so does GET /v1/runs/{id}" \
+    [ "$(api GET "/v1/runs/$rid" | jq -c '.decisions | map([.tool_name, .decision, .resolved_by, .note])')" = "[[\"delete_user_data\",\"approved\",\"$by\",\"checked the ticket\"]]" ]
+  check "its approval row says the run completed" [ "$(approval_of "$rid" '.data[0].run_status')" = completed ]
+
+  p=$(scale zoe '{"service":"dec-small","replicas":1}')
+  check "a policy's run completes" eventually 30 run_is "$p" completed || return 1
+  check "its event names the policy" eventually 10 topic_has sluice.results \
+    ".subject == \"$p\" and .data.decisions[0].resolved_by == \"policy:small\" and .data.decisions[0].decision == \"approved\""
+  check "its approval row: completed" [ "$(approval_of "$p" '.data[0].run_status')" = completed ]
+
+  c=$(scale zoe '{"service":"dec-cancel","replicas":8}')
+  check "a run to cancel pauses" eventually 30 run_is "$c" paused || return 1
+  check "its required approval opens with the run paused" [ "$(approval_of "$c" '.data[0].run_status')" = paused ]
+  check "cancelled" [ "$(api POST "/v1/runs/$c/cancel" '{"reason":"not needed"}' | jq -r .status)" = cancelled ]
+  check "its approval row: cancelled" [ "$(approval_of "$c" '.data[0].run_status')" = cancelled ]
+  check "the failed event lists the cancelled requirement" eventually 10 topic_has sluice.results \
+    ".subject == \"$c\" and .type == \"sluice.run.failed\" and .data.decisions[0].decision == \"cancelled\" and (.data.decisions[0].note | test(\"not needed\"))"
+}
+
+# gate_pending: the gated-batch agent's pending requirements now.
+gate_pending() {
+  psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT count(*) FROM requirements q JOIN runs u
+    ON u.run_id = q.run_id WHERE q.status = 'pending' AND u.agent_id = 'gated-batch'"
+}
+
+# gate_pending_reaches N: the gated-batch agent has N pending or more.
+gate_pending_reaches() { [ "$(gate_pending)" -ge "$1" ]; }
+
+# Back-pressure on people: 500 runs of an agent with max_pending_approvals
+# 50, on three workers, while one person decides ten at a time: the
+# pending count, sampled all along, never passes 50; the other runs wait
+# to start (logged, counted in a worker's /metrics, the pending count in
+# the approver's); another agent's run goes through meanwhile; all 500
+# complete, each tool run once.
+t_back_pressure() {
+  local port wlog=$WORK/gated-worker.log wpid spid peak=0 ids done=0 other rounds=0 m
+  port=$(free_port)
+  env -u SLUICE_API_TOKEN SLUICE_WORKER_LISTEN=127.0.0.1:$port \
+    SLUICE_DATABASE_URL="$(db_as sluice_worker)" "$BIN/sluice-worker" > "$wlog" 2>&1 &
+  wpid=$!
+  check "a third worker starts" eventually 20 curl -sf "http://127.0.0.1:$port/healthz" || return 1
+  # a sampler of the pending count, every 50 ms
+  ( while :; do gate_pending; sleep 0.05; done > "$WORK/gate.samples" ) &
+  spid=$!
+  for i in $(seq 1 500); do
+    printf 'gate-%s-%s:{"specversion":"1.0","id":"gate-ev-%s-%s","source":"test","type":"sluice.run.requested","data":{"agent_id":"gated-batch","input":"Delete all data for user G-%s.","run_id":"gate-%s-%s"}}\n' \
+      "$i" "$$" "$i" "$$" "$i" "$i" "$$"
+  done | kcat -b "$SLUICE_KAFKA_BROKERS" -P -t sluice.runs -K:
+  check "the first 50 pause" eventually 60 gate_pending_reaches 50 || { kill "$spid" "$wpid"; return 1; }
+  sleep 2
+  check "and no more: $(gate_pending) pending" [ "$(gate_pending)" = 50 ]
+  other=$(submit data-admin "Delete all data for user G-OTHER.")
+  check "another agent's run is not held up" eventually 30 run_is "$other" paused
+  check "and is decided" confirm_pending "$other"
+  m=$(curl -s "http://127.0.0.1:$port/metrics")
+  check "the third worker counts deferred starts: $(grep deferred <<<"$m" | tr '\n' ' ')" \
+    [ "$(awk '/^sluice_worker_runs_deferred_total/ {print ($2 > 0)}' <<<"$m")" = 1 ]
+  check "the approver shows the pending count" \
+    grep -q '^sluice_approver_pending_requirements{agent_id="gated-batch"} 50$' <<<"$(curl -sf "$SLUICE_APPROVER_URL/metrics")"
+  check "the workers log the deferral" grep -qh "of agent gated-batch: start deferred" "$wlog" "$SLUICE_DEV_DIR"/worker-*.log
+  # one person, ten at a time
+  while [ "$rounds" -lt 400 ]; do
+    rounds=$((rounds + 1))
+    done=$(psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT count(*) FROM runs WHERE agent_id = 'gated-batch' AND run_id LIKE 'gate-%-$$' AND status = 'completed'")
+    [ "$done" = 500 ] && break
+    ids=$(api POST /v1/requirements/decide '{"filter":{"agent_id":"gated-batch"},"decision":"confirm","dry_run":true}' | jq -c '[.sample[].id]')
+    [ "$ids" != "[]" ] && api POST /v1/requirements/decide "{\"filter\":{\"ids\":$ids},\"decision\":\"confirm\"}" > /dev/null
+    sleep 0.2
+  done
+  kill "$spid"
+  wait "$spid" 2>/dev/null
+  peak=$(sort -n "$WORK/gate.samples" | tail -1)
+  check "all 500 complete" [ "$done" = 500 ]
+  check "the pending count never passed 50: at most $peak in $(wc -l < "$WORK/gate.samples") samples" [ "$peak" -le 50 ]
+  check "each tool ran once" \
+    [ "$(grep -o '"G-[0-9]*"' "$SLUICE_TOOL_LOG" | sort | uniq -c | awk '$1 != 1' | wc -l) $(grep -c '"G-[0-9]*"' "$SLUICE_TOOL_LOG")" = "0 500" ]
+  check "none is held any more" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT count(*) FROM run_gate")" = 0 ]
+  kill -TERM "$wpid"
+  wait "$wpid"
+}
+
+# grant_of RUN_ID: the id of the grant that decided the run's latest requirement.
+granted_by_grant() { api GET "/v1/runs/$1" | jq -r '.requirements[-1].resolved_by'; }
+
+# Grants ("always allow for this run / session"): a confirmation with a
+# grant approves the tool's later calls in that run, or in that session
+# when their arguments match, each recorded as the grant's (resolved_by,
+# ledger, receipt); other sessions and other arguments still wait for a
+# person; listed; revoked only by whoever granted it (or an admin), after
+# which a person decides again; a grant is refused on a reject, on a tool
+# that needs a quorum, from someone who may not decide the tool, and when
+# malformed.
+t_grants() {
+  local ann bob carl rid req gid s=grant-s-$$ r1 r2 r3 r4 r5 q out log=$WORK/grants-approver.log
+  access_begin grants
+  access_principal ann approver && ann=$TOKEN
+  access_principal bob approver && bob=$TOKEN
+  access_principal carl approver && carl=$TOKEN
+  check "the approver starts" access_approver "$(access_file)" "$log" || return 1
+
+  # scope run: the run's second call of the tool is approved by the grant
+  rid=$("$BIN/sluice" submit --agent ops-admin --user-id zoe --input \
+    'call restart_service {"service":"gr-1","next":"call restart_service {\"service\":\"gr-2\"}"}')
+  check "a run pauses" eventually 30 run_is "$rid" paused || return 1
+  req=$(pending_requirement "$rid")
+  check "ann confirms with a grant for the run: 200" \
+    [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{"note":"both","grant":{"scope":"run","ttl_s":600}}')" = 200 ]
+  check "the run completes without another person" eventually 30 run_is "$rid" completed || return 1
+  check "both calls ran" [ "$(grep -c '"gr-[12]"' "$SLUICE_TOOL_LOG")" = 2 ]
+  gid=$(as "$ann" GET "/v1/grants?run_id=$rid" > /dev/null; jq -r '.data[0].id' "$WORK/as.body")
+  check "the grant is listed: ann's, for the run, active" \
+    [ "$(jq -c '.data[0] | [.scope, .scope_id == "'"$rid"'", .granted_by, .tool_name, .active]' "$WORK/as.body")" = '["run",true,"ann","restart_service",true]' ]
+  check "the second requirement was approved by it" [ "$(granted_by_grant "$rid")" = "grant:$gid" ]
+  check "its receipt says so" \
+    [ "$(api GET "/v1/runs/$rid" | jq -r '.requirements[-1].receipt' | cut -d. -f2 | tr '_-' '/+' | { cat; echo '=='; } | tr -d '\n' | base64 -d 2>/dev/null | jq -r .decided_by)" = "grant:$gid" ]
+  check "the ledger: the grant made with ann's decision, used by the next" eventually 10 eval \
+    '[ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT string_agg(actor || '"'"':'"'"' || coalesce(body->'"'"'grant'"'"'->>'"'"'scope'"'"', body->>'"'"'grant_id'"'"', '"'"'-'"'"'), '"'"','"'"' ORDER BY seq) FROM ledger WHERE run_id = '"'"'$rid'"'"' AND kind = '"'"'requirement.resolved'"'"'")" = "ann:run,grant:$gid:$gid" ]'
+
+  # scope session, with an argument to match
+  r1=$("$BIN/sluice" submit --agent ops-admin --user-id zoe --session-id "$s" --input 'call scale_service {"service":"gs-1","replicas":2}')
+  check "a session's run pauses" eventually 30 run_is "$r1" paused || return 1
+  out=$(SLUICE_API_TOKEN=$ann SLUICE_APPROVER_URL=$ACCESS_URL "$BIN/sluice" requirements confirm \
+    "$(pending_requirement "$r1")" --grant '{"scope":"session","ttl_s":600,"args":{"/replicas":2}}' 2>&1) || true
+  check "the CLI confirms with a grant for the session" [ "$(jq -r .status <<<"$out")" = resolved ]
+  check "the run completes" eventually 30 run_is "$r1" completed
+  r2=$("$BIN/sluice" submit --agent ops-admin --user-id zoe --session-id "$s" --input 'call scale_service {"service":"gs-2","replicas":2}')
+  r3=$("$BIN/sluice" submit --agent ops-admin --user-id zoe --session-id "$s" --input 'call scale_service {"service":"gs-3","replicas":5}')
+  r4=$("$BIN/sluice" submit --agent ops-admin --user-id zoe --session-id "$s-other" --input 'call scale_service {"service":"gs-4","replicas":2}')
+  check "the session's next run with 2 replicas is approved by the grant" eventually 30 run_is "$r2" completed
+  check "with 5 replicas it waits for a person" eventually 30 run_is "$r3" paused
+  check "in another session it waits too" eventually 30 run_is "$r4" paused
+  sleep 1
+  check "both still pending" [ "$(run_status "$r3") $(run_status "$r4")" = "paused paused" ]
+  gid=$(granted_by_grant "$r2")
+  gid=${gid#grant:}
+  out=$(SLUICE_API_TOKEN=$bob SLUICE_APPROVER_URL=$ACCESS_URL "$BIN/sluice" grants list --session-id "$s" --active true 2>&1) || true
+  check "sluice grants list shows it: $out" [ "$(jq -r '.data[0].id' <<<"$out")" = "$gid" ]
+  check "bob may not revoke ann's grant: 403" [ "$(as "$bob" DELETE "/v1/grants/$gid")" = 403 ]
+  out=$(SLUICE_API_TOKEN=$ann SLUICE_APPROVER_URL=$ACCESS_URL "$BIN/sluice" grants revoke "$gid" 2>&1) || true
+  check "ann revokes it with the CLI" [ "$(jq -c '[.active, .revoked_by]' <<<"$out")" = '[false,"ann"]' ]
+  check "twice: 409" [ "$(as "$ann" DELETE "/v1/grants/$gid")" = 409 ]
+  check "an unknown grant: 404" [ "$(as "$ann" DELETE "/v1/grants/no-such-grant")" = 404 ]
+  r5=$("$BIN/sluice" submit --agent ops-admin --user-id zoe --session-id "$s" --input 'call scale_service {"service":"gs-5","replicas":2}')
+  check "after the revocation a person decides again" eventually 30 run_is "$r5" paused
+  sleep 1
+  check "still paused" run_is "$r5" paused
+  for x in "$r3" "$r4" "$r5"; do
+    check "decided by bob" [ "$(as "$bob" POST "/v1/requirements/$(pending_requirement "$x")/reject" '{}')" = 200 ]
+  done
+
+  # refusals: nothing granted
+  q=$("$BIN/sluice" submit --agent quorum-admin --user-id zoe --input "Delete all data for user GR-1.")
+  check "a quorum run pauses" eventually 30 run_is "$q" paused || return 1
+  req=$(pending_requirement "$q")
+  check "a grant on a tool that needs a quorum: 400" \
+    [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{"grant":{"scope":"run","ttl_s":60}}')" = 400 ]
+  check "saying why" grep -q "a grant is one person's decision" "$WORK/as.body"
+  check "a grant with a rejection: 400" \
+    [ "$(as "$ann" POST "/v1/requirements/$req/reject" '{"grant":{"scope":"run","ttl_s":60}}')" = 400 ]
+  check "a scope that is neither: 400" \
+    [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{"grant":{"scope":"tenant","ttl_s":60}}')" = 400 ]
+  check "no time limit: 400" \
+    [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{"grant":{"scope":"run"}}')" = 400 ]
+  check "an argument that is not a pointer: 400" \
+    [ "$(as "$ann" POST "/v1/requirements/$req/confirm" '{"grant":{"scope":"run","ttl_s":60,"args":{"x":1}}}')" = 400 ]
+  rid=$("$BIN/sluice" submit --agent guarded-admin --user-id zoe --input "Delete all data for user GR-2.")
+  check "a guarded run pauses" eventually 30 run_is "$rid" paused || return 1
+  check "carl, not among its approvers, may not grant: 403" \
+    [ "$(as "$carl" POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{"grant":{"scope":"session","ttl_s":60}}')" = 403 ]
+  as "$ann" GET "/v1/grants?run_id=$rid" > /dev/null
+  check "and nothing was granted" [ "$(jq '.data | length' "$WORK/as.body")" = 0 ]
+  check "ann may" [ "$(as "$ann" POST "/v1/requirements/$(pending_requirement "$rid")/confirm" '{}')" = 200 ]
+  check "bob votes no on the quorum run" [ "$(as "$bob" POST "/v1/requirements/$req/reject" '{}')" = 200 ]
+  access_approver_stop
+}

@@ -108,6 +108,21 @@ static void json_pointers(void **state)
 	assert_null(sl_json_pointer(doc, "a"));
 	assert_null(sl_json_pointer(doc, "/a/b/ 1"));
 	{
+		json_t *want = json_loads("{\"/a/b/0\": 10.0, \"/a/b/1/e~1f\": 2}", 0, NULL);
+		json_t *other = json_loads("{\"/a/b/0\": 11}", 0, NULL);
+		json_t *missing = json_loads("{\"/a/c\": null}", 0, NULL);
+		json_t *none = json_object();
+
+		assert_true(sl_json_matches(doc, want));
+		assert_false(sl_json_matches(doc, other));
+		assert_false(sl_json_matches(doc, missing));
+		assert_true(sl_json_matches(doc, none));
+		json_decref(want);
+		json_decref(other);
+		json_decref(missing);
+		json_decref(none);
+	}
+	{
 		json_t *path = sl_json_pointer_path("/a~1b/~0c//0");
 		char *text = json_dumps(path, JSON_COMPACT);
 
