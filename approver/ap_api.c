@@ -699,27 +699,37 @@ static enum MHD_Result list_requirements(ap_api *api, const sl_httpd_request *re
 static enum MHD_Result metrics(ap_api *api, const sl_httpd_request *req)
 {
 	const sl_httpd *httpd = atomic_load(&api->httpd);
-	char *text = sl_asprintf("# TYPE sluice_approver_http_requests_total counter\n"
-	                         "sluice_approver_http_requests_total %ld\n"
-	                         "# TYPE sluice_approver_decisions_total counter\n"
-	                         "sluice_approver_decisions_total %ld\n"
-	                         "# TYPE sluice_approver_decision_batches_total counter\n"
-	                         "sluice_approver_decision_batches_total %ld\n"
-	                         "# TYPE sluice_approver_events_total counter\n"
-	                         "sluice_approver_events_total %ld\n"
-	                         "# TYPE sluice_approver_dead_letters_total counter\n"
-	                         "sluice_approver_dead_letters_total %ld\n"
-	                         "# TYPE sluice_approver_http_timed_out_total counter\n"
-	                         "sluice_approver_http_timed_out_total %ld\n"
-	                         "# TYPE sluice_approver_http_refused_total counter\n"
-	                         "sluice_approver_http_refused_total %ld\n"
-	                         "# TYPE sluice_approver_http_unauthenticated_total counter\n"
-	                         "sluice_approver_http_unauthenticated_total %ld\n",
-	                         atomic_load(&n_requests), atomic_load(&n_decisions),
-	                         api->decider ? ap_decider_batches(api->decider) : 0L,
-	                         atomic_load(&n_events), atomic_load(&n_dead_letters),
-	                         httpd ? sl_httpd_timed_out(httpd) : 0L, atomic_load(&n_refused),
-	                         atomic_load(&n_unauthenticated));
+	long delivered, retried, failed;
+	char *text;
+
+	ap_hooks_counts(&delivered, &retried, &failed);
+	text = sl_asprintf("# TYPE sluice_approver_http_requests_total counter\n"
+	                   "sluice_approver_http_requests_total %ld\n"
+	                   "# TYPE sluice_approver_decisions_total counter\n"
+	                   "sluice_approver_decisions_total %ld\n"
+	                   "# TYPE sluice_approver_decision_batches_total counter\n"
+	                   "sluice_approver_decision_batches_total %ld\n"
+	                   "# TYPE sluice_approver_events_total counter\n"
+	                   "sluice_approver_events_total %ld\n"
+	                   "# TYPE sluice_approver_dead_letters_total counter\n"
+	                   "sluice_approver_dead_letters_total %ld\n"
+	                   "# TYPE sluice_approver_http_timed_out_total counter\n"
+	                   "sluice_approver_http_timed_out_total %ld\n"
+	                   "# TYPE sluice_approver_http_refused_total counter\n"
+	                   "sluice_approver_http_refused_total %ld\n"
+	                   "# TYPE sluice_approver_http_unauthenticated_total counter\n"
+	                   "sluice_approver_http_unauthenticated_total %ld\n"
+	                   "# TYPE sluice_approver_webhooks_delivered_total counter\n"
+	                   "sluice_approver_webhooks_delivered_total %ld\n"
+	                   "# TYPE sluice_approver_webhooks_retried_total counter\n"
+	                   "sluice_approver_webhooks_retried_total %ld\n"
+	                   "# TYPE sluice_approver_webhooks_failed_total counter\n"
+	                   "sluice_approver_webhooks_failed_total %ld\n",
+	                   atomic_load(&n_requests), atomic_load(&n_decisions),
+	                   api->decider ? ap_decider_batches(api->decider) : 0L,
+	                   atomic_load(&n_events), atomic_load(&n_dead_letters),
+	                   httpd ? sl_httpd_timed_out(httpd) : 0L, atomic_load(&n_refused),
+	                   atomic_load(&n_unauthenticated), delivered, retried, failed);
 	json_t *pending = NULL, *n;
 	const char *agent;
 	char errbuf[256];

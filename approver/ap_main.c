@@ -41,7 +41,11 @@ typedef struct approver {
 	ap_chain *chain;   /* the ledger's chainer */
 	sl_signer signer;  /* SLUICE_SIGNING_KEY: checkpoints (and receipts) */
 	sl_agents *agents; /* SLUICE_AGENTS, for the tools' policies; NULL: none */
-	bool signing;      /* signer is loaded */
+	ap_hooks *hooks;   /* SLUICE_WEBHOOKS; NULL: none */
+	ap_hooks_sender *sender;
+	char *public_url;
+	bool run_events; /* a webhook wants run.completed or run.failed: results consumed */
+	bool signing;    /* signer is loaded */
 	char *source;
 	char *topic_approvals;
 	char *topic_continues;
@@ -52,19 +56,26 @@ typedef struct approver {
 	bool api_ready; /* ap_api_init() was called */
 } approver;
 
-static sl_status on_run_paused(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
+static sl_status on_event(void *ud, const sl_event *ev, char *errbuf, size_t errsize)
 {
 	approver *a = ud;
 	sl_status st = sl_db_ensure(a->store.db, errbuf, errsize);
 
-	return st ? st : ap_store_record_paused(&a->store, ev, errbuf, errsize);
+	if (st)
+		return st;
+	if (!strcmp(ev->type, SL_EVENT_RUN_PAUSED))
+		return ap_store_record_paused(&a->store, ev, errbuf, errsize);
+	return ap_store_record_result(&a->store, ev, errbuf, errsize);
 }
 
 static void handle(approver *a, const rd_kafka_message_t *m)
 {
-	static const char *types[] = {SL_EVENT_RUN_PAUSED, NULL};
-	sl_status st =
-	    sl_consume(a->consumer, a->producer, &a->cfg, m, types, on_run_paused, a, &stopping);
+	/* the results topic is consumed only for the webhooks (start_consuming) */
+	static const char *paused[] = {SL_EVENT_RUN_PAUSED, NULL};
+	static const char *results[] = {SL_EVENT_RUN_COMPLETED, SL_EVENT_RUN_FAILED, NULL};
+	bool is_result = !strcmp(rd_kafka_topic_name(m->rkt), a->topic_results);
+	sl_status st = sl_consume(a->consumer, a->producer, &a->cfg, m,
+	                          is_result ? results : paused, on_event, a, &stopping);
 
 	if (st == SL_OK || st == SL_INVALID)
 		ap_api_count_event(st == SL_INVALID);
@@ -144,6 +155,28 @@ static bool configure(approver *a, int argc, char **argv)
 		goto out;
 	}
 	a->store.agents = a->api.store.agents = a->agents;
+	/* webhooks: a file that cannot be read, a secret not set, stops it */
+	if (a->cfg.webhooks && *a->cfg.webhooks &&
+	    ap_hooks_load(a->cfg.webhooks, &a->hooks, errbuf, sizeof(errbuf))) {
+		sl_error("SLUICE_WEBHOOKS: %s", errbuf);
+		goto out;
+	}
+	if (a->hooks) {
+		char *c = ap_hooks_urls(a->hooks, AP_HOOK_COMPLETED);
+		char *f = ap_hooks_urls(a->hooks, AP_HOOK_FAILED);
+
+		a->run_events = c || f;
+		free(c);
+		free(f);
+	}
+	a->public_url = a->cfg.public_url && *a->cfg.public_url
+	                    ? sl_strdup(a->cfg.public_url)
+	                    : sl_asprintf("http://%s", a->cfg.approver_listen);
+	/* no trailing slash: links append "/?requirement=ID" */
+	while (*a->public_url && a->public_url[strlen(a->public_url) - 1] == '/')
+		a->public_url[strlen(a->public_url) - 1] = '\0';
+	a->store.hooks = a->api.store.hooks = a->hooks;
+	a->store.public_url = a->api.store.public_url = a->public_url;
 	if (!sl_config_long(&a->cfg, "SLUICE_APPROVER_THREADS", &a->threads) ||
 	    !sl_config_long(&a->cfg, "SLUICE_APPROVER_MAX_CONNECTIONS", &max_conns) ||
 	    !sl_config_long(&a->cfg, "SLUICE_APPROVER_MAX_CLIENT_CONNECTIONS", &max_client_conns) ||
@@ -174,7 +207,7 @@ out:
 /* The consumer's connection and the Kafka clients. */
 static bool start_consuming(approver *a)
 {
-	const char *topics[] = {a->topic_approvals, NULL};
+	const char *topics[] = {a->topic_approvals, a->run_events ? a->topic_results : NULL, NULL};
 	char errbuf[1024];
 
 	/* the paused events' checks and the expiry: all by key */
@@ -224,6 +257,11 @@ static bool start_serving(approver *a)
 		sl_error("%s", errbuf);
 		return false;
 	}
+	if (a->hooks &&
+	    !(a->sender = ap_hooks_start(a->hooks, a->cfg.database_url, errbuf, sizeof(errbuf)))) {
+		sl_error("%s", errbuf);
+		return false;
+	}
 	a->api.kafka = a->producer;
 	a->httpd = sl_httpd_start(a->cfg.approver_listen, AP_API_MAX_BODY, (unsigned)a->threads,
 	                          &a->limits, ap_api_handle, &a->api, errbuf, sizeof(errbuf));
@@ -245,6 +283,7 @@ static void stop_all(approver *a)
 	if (a->api_ready)
 		ap_api_fini(&a->api);
 	ap_chain_stop(a->chain);
+	ap_hooks_stop(a->sender);
 	sl_relay_stop(a->relay);
 	if (a->consumer) {
 		rd_kafka_consumer_close(a->consumer);
@@ -265,6 +304,8 @@ static void stop_all(approver *a)
 	free(a->topic_results);
 	free(a->topic_runs);
 	sl_agents_free(a->agents);
+	ap_hooks_free(a->hooks);
+	free(a->public_url);
 	sl_config_free(&a->cfg);
 }
 

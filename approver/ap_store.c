@@ -210,6 +210,64 @@ static sl_status apply_rules(ap_store *s, const char *run_id, const char *ids, c
 	return st;
 }
 
+/* Notifications of requirements ($1: their ids, a JSON list) for the
+ * webhooks of $2 (their URLs, a JSON list) and, for decided ones, $3 (the
+ * expired ones'): requirement.pending for those pending, .decided / .expired
+ * for those resolved or expired in this transaction. Once each per webhook
+ * (a redelivered paused event adds nothing). $4: the inbox's address. */
+#define HOOKS_SQL                                                                                 \
+	"INSERT INTO webhook_deliveries (hook, msg_id, event, payload) SELECT h.url, e.name || "  \
+	"':' || r.id, e.name, json_build_object('type', e.name, 'timestamp', now(), 'data', "     \
+	"" REQUIREMENT_JSON "::jsonb || jsonb_build_object('link', $4::text || '/?requirement=' " \
+	"|| r.id))::text FROM requirements r, LATERAL (SELECT CASE r.status WHEN 'pending' "      \
+	"THEN 'requirement.pending' WHEN 'expired' THEN 'requirement.expired' ELSE "              \
+	"'requirement.decided' END AS name) e, LATERAL jsonb_array_elements_text(CASE WHEN "      \
+	"r.status = 'expired' THEN $3::jsonb ELSE $2::jsonb END) AS h(url) WHERE r.id IN "        \
+	"(SELECT jsonb_array_elements_text($1::jsonb)) AND (r.status = 'pending' OR "             \
+	"(r.status IN ('resolved', 'expired') AND r.resolved_at = now())) "                       \
+	"ON CONFLICT (hook, msg_id) DO NOTHING"
+
+sl_status ap_store_record_result(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize)
+{
+	bool ok = !strcmp(ev->type, SL_EVENT_RUN_COMPLETED);
+	char *urls = ap_hooks_urls(s->hooks, ok ? AP_HOOK_COMPLETED : AP_HOOK_FAILED);
+	char *data;
+	sl_status st;
+
+	if (!urls)
+		return SL_OK;
+	data = json_dumps(ev->data, JSON_COMPACT);
+	st = sl_db_exec(s->db,
+	                "INSERT INTO webhook_deliveries (hook, msg_id, event, payload) SELECT "
+	                "h.url, $2, $3, json_build_object('type', $3::text, 'timestamp', now(), "
+	                "'data', $4::jsonb || jsonb_build_object('link', $5::text || '/?run=' || "
+	                "($4::jsonb->>'run_id')))::text FROM jsonb_array_elements_text($1::jsonb) "
+	                "AS h(url) ON CONFLICT (hook, msg_id) DO NOTHING",
+	                5,
+	                (const char *[]){urls, ev->id, ok ? "run.completed" : "run.failed", data,
+	                                 s->public_url ? s->public_url : ""},
+	                NULL, errbuf, errsize);
+	free(data);
+	free(urls);
+	return st;
+}
+
+/* Queues the pending notifications of the requirements of ids (a JSON
+ * list) still pending after the rules. */
+static sl_status notify_pending(ap_store *s, const char *ids, char *errbuf, size_t errsize)
+{
+	char *urls = ap_hooks_urls(s->hooks, AP_HOOK_PENDING);
+	sl_status st = SL_OK;
+
+	if (urls)
+		st = sl_db_exec(
+		    s->db, HOOKS_SQL, 4,
+		    (const char *[]){ids, urls, "[]", s->public_url ? s->public_url : ""}, NULL,
+		    errbuf, errsize);
+	free(urls);
+	return st;
+}
+
 sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize)
 {
 	const char *run_id = json_string_value(json_object_get(ev->data, "run_id"));
@@ -251,6 +309,8 @@ sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, 
 	sl_info("run %s: paused, %zu requirement(s) awaiting a decision", run_id,
 	        json_array_size(reqs));
 	st = apply_rules(s, run_id, idlist, ev->data, sl_db_bool(res, 0, 2), errbuf, errsize);
+	if (!st)
+		st = notify_pending(s, idlist, errbuf, errsize);
 out:
 	PQclear(res);
 	free(idlist);
@@ -849,8 +909,13 @@ static void answer_votes(ap_store *s, resolving *g, size_t n)
  */
 static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf, size_t errsize)
 {
-	sl_db_stmt q[2];
-	PGresult *res[4] = {0}; /* BEGIN, read; decisions, COMMIT */
+	sl_db_stmt q[3];
+	PGresult *res[5] = {0}; /* BEGIN, read; decisions, notifications?, COMMIT */
+	char *decided_urls = ap_hooks_urls(s->hooks, AP_HOOK_DECIDED);
+	char *expired_urls = ap_hooks_urls(s->hooks, AP_HOOK_EXPIRED);
+	json_t *decided_ids = json_array();
+	char *decided_text = NULL;
+	int nq;
 	const char *answer[AP_RESOLVE_BATCH] = {0};
 	json_t *rows = json_array();
 	char *batch = NULL;
@@ -894,6 +959,7 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 		}
 		g[i].planned = true;
 		json_array_append_new(rows, decision_row(s, &g[i], (int)i));
+		json_array_append_new(decided_ids, json_string(g[i].v->id));
 	}
 	if (json_array_size(rows) == 0) {
 		/* votes alone are committed; else nothing to write: the rollback
@@ -905,8 +971,18 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 	batch = json_dumps(rows, JSON_COMPACT);
 	q[0] = (sl_db_stmt){DECIDE_SQL, 3,
 	                    (const char *[]){batch, s->topic_continues, SL_OUTBOX_LEASE}};
-	q[1] = (sl_db_stmt){"COMMIT", 0, NULL};
-	if ((st = sl_db_pipeline(s->db, 2, q, res + 2, errbuf, errsize)))
+	nq = 1;
+	if (decided_urls || expired_urls) {
+		/* the notifications of what this transaction decides */
+		decided_text = json_dumps(decided_ids, JSON_COMPACT);
+		q[nq++] =
+		    (sl_db_stmt){HOOKS_SQL, 4,
+		                 (const char *[]){decided_text, decided_urls ? decided_urls : "[]",
+		                                  expired_urls ? expired_urls : "[]",
+		                                  s->public_url ? s->public_url : ""}};
+	}
+	q[nq++] = (sl_db_stmt){"COMMIT", 0, NULL};
+	if ((st = sl_db_pipeline(s->db, nq, q, res + 2, errbuf, errsize)))
 		goto out;
 	answer_votes(s, g, n);
 	if ((st = sl_db_columns(res[2], (const char *const[]){"i", "answer"}, 2, at, errbuf,
@@ -928,6 +1004,10 @@ out:
 	json_decref(rows);
 	free(batch);
 	sl_buf_free(&ids);
+	json_decref(decided_ids);
+	free(decided_text);
+	free(decided_urls);
+	free(expired_urls);
 	return st;
 }
 

@@ -8,6 +8,7 @@
 #define AP_STORE_H
 
 #include "ap_access.h"
+#include "ap_hooks.h"
 #include "sl_agents.h"
 #include "sl_common.h"
 #include "sl_event.h"
@@ -26,6 +27,8 @@ typedef struct ap_store {
 	sl_relay *relay;         /* publishes committed outbox rows */
 	const sl_signer *signer; /* signs each decision's receipt (sl_receipt.h) */
 	const sl_agents *agents; /* the tools' policies (sl_policy.h); NULL: none */
+	const ap_hooks *hooks;   /* SLUICE_WEBHOOKS; NULL: none */
+	const char *public_url;  /* the inbox's address, for the links notifications give */
 } ap_store;
 
 /*
@@ -40,6 +43,13 @@ typedef struct ap_store {
  * dead-lettered; SL_RETRY that it is to be tried again.
  */
 sl_status ap_store_record_paused(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize);
+
+/*
+ * A validated sluice.run.completed or sluice.run.failed event: queues its
+ * run.completed / run.failed notification for the webhooks that want it
+ * (once per event id, so a redelivered event adds nothing).
+ */
+sl_status ap_store_record_result(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize);
 
 /* What a decision does. */
 typedef enum ap_action {

@@ -52,6 +52,8 @@ static const struct field fields[] = {
      offsetof(sl_config, approver_request_timeout_s), "30", 1, 3600},
     {"SLUICE_RELAY_POLL_MS", "--relay-poll-ms", offsetof(sl_config, relay_poll_ms), "1000", 10,
      3600000},
+    {"SLUICE_WEBHOOKS", "--webhooks", offsetof(sl_config, webhooks), NULL, 0, 0},
+    {"SLUICE_PUBLIC_URL", "--public-url", offsetof(sl_config, public_url), NULL, 0, 0},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

@@ -32,6 +32,8 @@ typedef struct sl_config {
 	char *approver_max_client_connections; /* ... from one client address */
 	char *approver_request_timeout_s;      /* for a request to arrive whole */
 	char *relay_poll_ms;                   /* how often an outbox relay looks unwoken */
+	char *webhooks;   /* the approver's webhooks file (SLUICE_WEBHOOKS); NULL: none */
+	char *public_url; /* the inbox's address as people reach it (links in notifications) */
 } sl_config;
 
 /* Fills c from the environment, with the documented defaults. */

@@ -14,35 +14,29 @@
 
 #define MAX_JWS (64 * 1024)
 
-char *sl_b64url(const unsigned char *p, size_t n)
+char *sl_b64(const unsigned char *p, size_t n)
 {
 	char *out = sl_calloc(1, 4 * ((n + 2) / 3) + 1);
-	int len = EVP_EncodeBlock((unsigned char *)out, p, (int)n);
 
-	for (int i = 0; i < len; i++)
-		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-	while (len > 0 && out[len - 1] == '=')
-		out[--len] = '\0';
+	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
 	return out;
 }
 
-long sl_b64url_decode(const char *s, size_t len, unsigned char *out, size_t max)
+long sl_b64_decode(const char *s, size_t len, unsigned char *out, size_t max)
 {
-	size_t pad = (4 - len % 4) % 4, n;
-	char *std;
+	size_t pad = 0, n;
 	unsigned char *buf;
 	int got;
 
-	if (len % 4 == 1 || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	                              "0123456789-_") < len)
+	if (len % 4 || len > MAX_JWS * 4 ||
+	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") < len)
 		return -1;
-	std = sl_calloc(1, len + pad + 1);
-	for (size_t i = 0; i < len; i++)
-		std[i] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
-	memset(std + len, '=', pad);
-	buf = sl_calloc(1, (len + pad) / 4 * 3 + 1);
-	got = EVP_DecodeBlock(buf, (unsigned char *)std, (int)(len + pad));
-	free(std);
+	while (pad < 2 && pad < len && s[len - 1 - pad] == '=')
+		pad++;
+	if (memchr(s, '=', len - pad)) /* padding only at the end */
+		return -1;
+	buf = sl_calloc(1, len / 4 * 3 + 1);
+	got = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
 	n = got < 0 ? 0 : (size_t)got - pad;
 	if (got < 0 || n > max) {
 		free(buf);
@@ -51,6 +45,36 @@ long sl_b64url_decode(const char *s, size_t len, unsigned char *out, size_t max)
 	memcpy(out, buf, n);
 	free(buf);
 	return (long)n;
+}
+
+char *sl_b64url(const unsigned char *p, size_t n)
+{
+	char *out = sl_b64(p, n);
+	size_t len = strlen(out);
+
+	for (size_t i = 0; i < len; i++)
+		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+	while (len > 0 && out[len - 1] == '=')
+		out[--len] = '\0';
+	return out;
+}
+
+long sl_b64url_decode(const char *s, size_t len, unsigned char *out, size_t max)
+{
+	size_t pad = (4 - len % 4) % 4;
+	char *std;
+	long n;
+
+	if (len % 4 == 1 || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                              "0123456789-_") < len)
+		return -1;
+	std = sl_calloc(1, len + pad + 1);
+	for (size_t i = 0; i < len; i++)
+		std[i] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
+	memset(std + len, '=', pad);
+	n = sl_b64_decode(std, len + pad, out, max);
+	free(std);
+	return n;
 }
 
 sl_status sl_keyset_load(sl_keyset *ks, const char *path, char *errbuf, size_t errsize)

@@ -33,6 +33,13 @@ typedef struct sl_signer {
 	char *kid;
 } sl_signer;
 
+/* Standard base64 (RFC 4648, with padding) of n bytes; free() it. */
+char *sl_b64(const unsigned char *p, size_t n);
+
+/* Standard base64 text s (len bytes, padded) into out; the length, or -1
+ * when it is not base64 or decodes to more than max. */
+long sl_b64_decode(const char *s, size_t len, unsigned char *out, size_t max);
+
 /* base64url without padding of n bytes; free() it. */
 char *sl_b64url(const unsigned char *p, size_t n);
 /* Its inverse, into out (at most max bytes); the length, or -1 when s is

@@ -123,34 +123,6 @@ static void key_id(const char *name, const unsigned char raw[32], unsigned char 
 	memcpy(id, md, 4);
 }
 
-/* Standard base64 (with padding) of n bytes; free() it. */
-static char *b64(const unsigned char *p, size_t n)
-{
-	char *out = sl_calloc(1, 4 * ((n + 2) / 3) + 1);
-
-	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-	return out;
-}
-
-/* Standard base64 text s (len bytes) into out; the length or -1. */
-static long unb64(const char *s, size_t len, unsigned char *out, size_t max)
-{
-	unsigned char buf[128];
-	int n;
-	size_t pad = 0;
-
-	if (len == 0 || len % 4 || len > sizeof(buf) / 3 * 4 ||
-	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") < len)
-		return -1;
-	while (pad < 2 && s[len - 1 - pad] == '=')
-		pad++;
-	if ((n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len)) < 0 ||
-	    (size_t)n - pad > max)
-		return -1;
-	memcpy(out, buf, (size_t)n - pad);
-	return (long)((size_t)n - pad);
-}
-
 char *sl_ledger_checkpoint(const sl_signer *s, long long size, const char *head)
 {
 	unsigned char raw_head[32], sig[4 + 64];
@@ -164,11 +136,11 @@ char *sl_ledger_checkpoint(const sl_signer *s, long long size, const char *head)
 	}
 	memcpy(raw_head, h, 32);
 	OPENSSL_free(h);
-	hb = b64(raw_head, 32);
+	hb = sl_b64(raw_head, 32);
 	body = sl_asprintf("%s\n%lld\n%s\n", SL_LEDGER_ORIGIN, size, hb);
 	key_id(s->kid, s->raw, sig);
 	if (sl_sign(s, body, strlen(body), sig + 4)) {
-		sb = b64(sig, sizeof(sig));
+		sb = sl_b64(sig, sizeof(sig));
 		note = sl_asprintf("%s\n\xe2\x80\x94 %s %s\n", body, s->kid, sb);
 		free(sb);
 	}
@@ -188,7 +160,7 @@ sl_status sl_ledger_checkpoint_open(const sl_keyset *ks, const char *note, long 
 
 	if (!blank || sscanf(note, "%63[^\n]\n%lld\n%63[^\n]\n", origin, size, hb) != 3 ||
 	    strcmp(origin, SL_LEDGER_ORIGIN) || *size < 0 ||
-	    unb64(hb, strlen(hb), raw_head, 32) != 32)
+	    sl_b64_decode(hb, strlen(hb), raw_head, 32) != 32)
 		return sl_err(errbuf, errsize, SL_INVALID, "not a checkpoint of %s",
 		              SL_LEDGER_ORIGIN);
 	body_len = (size_t)(blank - note) + 1;
@@ -207,7 +179,7 @@ sl_status sl_ledger_checkpoint_open(const sl_keyset *ks, const char *note, long 
 		memcpy(name, line + 4, (size_t)(sp - line - 4));
 		name[sp - line - 4] = '\0';
 		if (!(k = sl_keyset_find(ks, name)) ||
-		    unb64(sp + 1, (size_t)(end - sp - 1), sig, sizeof(sig)) != sizeof(sig))
+		    sl_b64_decode(sp + 1, (size_t)(end - sp - 1), sig, sizeof(sig)) != sizeof(sig))
 			continue;
 		key_id(name, k->raw, id);
 		if (!memcmp(id, sig, 4) && sl_verify(k, note, body_len, sig + 4, 64))

@@ -400,3 +400,98 @@ t_grants() {
   check "bob votes no on the quorum run" [ "$(as "$bob" POST "/v1/requirements/$req/reject" '{}')" = 200 ]
   access_approver_stop
 }
+
+# run_is_at URL RUN_ID STATUS: the run has STATUS, as the approver at URL says.
+run_is_at() {
+  [ "$(curl -s -H "Authorization: Bearer $SLUICE_API_TOKEN" "$1/v1/runs/$2" | jq -r '.status // empty')" = "$3" ]
+}
+
+# all_partitions_in LOG: an approver's last assignment, in its log, is of
+# both its topics' partitions (8 each on the dev broker).
+all_partitions_in() { grep "partition(s) assigned" "$1" | tail -1 | grep -q ": 16 partition"; }
+
+# hook_log LOG JQ: the JSON lines of a receiver's log that JQ selects, compact.
+hook_log() { jq -c "select($2)" "$1" 2>/dev/null; }
+# hook_got LOG JQ: some line of the log satisfies JQ.
+hook_got() { [ -n "$(hook_log "$1" "$2")" ]; }
+
+# Notifications: webhooks for requirement.pending, .decided, .expired,
+# run.completed and run.failed, each delivered from its own outbox, signed
+# per Standard Webhooks (every request verified by the receiver), with a
+# link to the requirement in the inbox; a receiver that answers 503 at first
+# gets its notification once it answers; nothing is delivered twice to a
+# receiver that took it; a webhook whose secret is not set stops the
+# approver, named.
+t_webhooks() {
+  local p1 p2 l1=$WORK/hooks-1.log l2=$WORK/hooks-2.log pid1 pid2 stack ours port rid req x c out
+  local log=$WORK/hooks-approver.log secret
+  secret="whsec_$(head -c 24 /dev/urandom | base64)"
+  p1=$(free_port)
+  p2=$(free_port)
+  python3 tests/e2e/tools/webhook_receiver.py "$p1" "$l1" "$secret" > /dev/null 2>&1 &
+  pid1=$!
+  python3 tests/e2e/tools/webhook_receiver.py "$p2" "$l2" "$secret" 3 > /dev/null 2>&1 &
+  pid2=$!
+  jq -n --arg a "http://127.0.0.1:$p1/hooks" --arg b "http://127.0.0.1:$p2/hooks" \
+    '[{url: $a, events: ["requirement.pending", "requirement.decided", "requirement.expired",
+                         "run.completed", "run.failed"], secret_env: "HOOK_SECRET"},
+      {url: $b, events: ["requirement.decided"], secret_env: "HOOK_SECRET"}]' > "$WORK/hooks.json"
+  out=$(env -u HOOK_SECRET SLUICE_WEBHOOKS=$WORK/hooks.json SLUICE_API_TOKENS=admin:0123456789abcdef0123456789abcdef \
+    timeout 20 "$BIN/sluice-approver" 2>&1)
+  check "without its secret set the approver stops, naming it: $out" \
+    grep -q "SLUICE_WEBHOOKS: webhooks\[0\]: HOOK_SECRET is not set" <<<"$out"
+
+  # this test's approver alone consumes the paused events: the stack's is
+  # stopped (SIGSTOP) until its session is over and the group gives its
+  # partitions to the other
+  port=$(free_port)
+  HOOK_SECRET=$secret SLUICE_WEBHOOKS=$WORK/hooks.json SLUICE_PUBLIC_URL=https://inbox.example/ \
+    SLUICE_API_TOKENS="admin:$SLUICE_API_TOKEN" \
+    SLUICE_APPROVER_LISTEN=127.0.0.1:$port SLUICE_DATABASE_URL="$(db_as sluice_approver)" \
+    "$BIN/sluice-approver" > "$log" 2>&1 &
+  ours=$!
+  check "an approver with webhooks starts" eventually 20 curl -sf "http://127.0.0.1:$port/healthz" || return 1
+  stack=$(cat "$SLUICE_DEV_DIR/approver.pid")
+  kill -STOP "$stack"
+  check "it takes all the stack approver's partitions (paused events and results)" \
+    eventually 40 all_partitions_in "$log"
+  sleep 2
+  x="http://127.0.0.1:$port"
+
+  rid=$(submit data-admin "Delete all data for user W-1001.")
+  check "a run pauses" eventually 30 run_is_at "$x" "$rid" paused || { kill -CONT "$stack"; return 1; }
+  req=$(curl -s -H "Authorization: Bearer $SLUICE_API_TOKEN" "$x/v1/requirements?status=pending&run_id=$rid" | jq -r '.data[0].id')
+  check "requirement.pending arrives, verified, with its link" eventually 20 hook_got "$l1" \
+    ".type == \"requirement.pending\" and .verified and .data.id == \"$req\" and .data.link == \"https://inbox.example/?requirement=$req\""
+  out=$(node tests/browser/inbox_link.mjs "$x/?requirement=$req" "$SLUICE_API_TOKEN" "$req" 2>&1)
+  check "its link, opened in Chromium, shows the requirement first: $out" grep -q '^ok:' <<<"$out"
+  check "it is confirmed" [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $SLUICE_API_TOKEN" \
+    -H 'Content-Type: application/json' -d '{"note":"hooked"}' "$x/v1/requirements/$req/confirm")" = 200 ]
+  check "requirement.decided arrives, verified" eventually 20 hook_got "$l1" \
+    ".type == \"requirement.decided\" and .verified and .data.id == \"$req\" and .data.status == \"resolved\" and .data.note == \"hooked\""
+  check "run.completed arrives with its decisions" eventually 30 hook_got "$l1" \
+    ".type == \"run.completed\" and .verified and .data.run_id == \"$rid\" and .data.decisions[0].decision == \"approved\""
+  check "the second receiver answers 503 three times, then takes it" eventually 30 hook_got "$l2" \
+    ".type == \"requirement.decided\" and .verified and .status == 200 and .data.id == \"$req\""
+  check "the three refusals came first, all of the same message" \
+    [ "$(hook_log "$l2" ".data.id == \"$req\"" | jq -s -c 'map(.status)')" = '[503,503,503,200]' ]
+
+  c=$(submit ops-admin 'call drop_database {"name":"hooks-9"}')
+  check "a requirement that times out" eventually 30 run_is_at "$x" "$c" completed
+  check "requirement.expired arrives" eventually 20 hook_got "$l1" \
+    ".type == \"requirement.expired\" and .verified and .data.run_id == \"$c\""
+  c=$(submit data-admin "Delete all data for user W-1002.")
+  check "a run to cancel pauses" eventually 30 run_is_at "$x" "$c" paused
+  check "cancelled" [ "$(curl -s -X POST -H "Authorization: Bearer $SLUICE_API_TOKEN" -H 'Content-Type: application/json' \
+    -d '{}' "$x/v1/runs/$c/cancel" | jq -r .status)" = cancelled ]
+  check "run.failed arrives" eventually 30 hook_got "$l1" ".type == \"run.failed\" and .verified and .data.run_id == \"$c\""
+  check "every request verified" [ "$(jq -s 'map(select(.verified | not)) | length' "$l1" "$l2")" = 0 ]
+  check "none delivered twice" [ "$(jq -s '[.[] | select(.status == 200) | .id] | length - (unique | length)' "$l1")" = 0 ]
+  check "the approver counts them" \
+    grep -q '^sluice_approver_webhooks_retried_total [3-9]' <<<"$(curl -s "$x/metrics")"
+  kill -CONT "$stack"
+  kill -TERM "$ours"
+  wait "$ours"
+  kill "$pid1" "$pid2"
+  check "the stack's approver works again" eventually 30 curl -sf "$SLUICE_APPROVER_URL/readyz"
+}
