@@ -81,7 +81,9 @@ static void handle(approver *a, const rd_kafka_message_t *m)
 		ap_api_count_event(st == SL_INVALID);
 }
 
-/* Expires requirements past their expires_at: fail safe, as rejections. */
+/* Acts on requirements past their expires_at (fail safe: rejections,
+ * unless their tool or a policy says otherwise), then on the reminders and
+ * escalations due. */
 static void expire(approver *a)
 {
 	char errbuf[512];
@@ -90,6 +92,8 @@ static void expire(approver *a)
 	if (sl_db_ensure(a->store.db, errbuf, sizeof(errbuf)) ||
 	    ap_store_expire_due(&a->store, &n, errbuf, sizeof(errbuf)))
 		sl_warn("expiry: %s", errbuf);
+	else if (ap_store_remind_due(&a->store, &n, errbuf, sizeof(errbuf)))
+		sl_warn("reminders: %s", errbuf);
 }
 
 /* SLUICE_RECEIPT_KEYS (the public keys, served at GET /v1/keys) and

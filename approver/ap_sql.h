@@ -25,20 +25,21 @@
 	"END"
 
 /* The public shape of a requirement row r. */
-#define REQUIREMENT_JSON                                                                        \
-	"json_build_object('id', r.id, 'run_id', r.run_id, 'tool_call_id', r.tool_call_id, "    \
-	"'tool_name', r.tool_name, 'tool_args', r.tool_args, "                                  \
-	"'needs_confirmation', r.needs_confirmation, 'needs_user_input', r.needs_user_input, "  \
-	"'user_input_schema', r.user_input_schema, "                                            \
-	"'external_execution', r.external_execution, 'approval_type', r.approval_type, "        \
-	"'status', r.status, 'confirmed', r.confirmed, 'note', r.note, "                        \
-	"'user_input', r.user_input, 'external_result', r.external_result, "                    \
-	"'resolved_by', r.resolved_by, 'resolved_at', r.resolved_at, "                          \
-	"'expires_at', r.expires_at, 'created_at', r.created_at, "                              \
-	"'approvers', r.deciders->'approvers', "                                                \
-	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false), "           \
-	"'quorum', coalesce((r.deciders->>'quorum')::int, 1), 'policy', r.deciders->'policy', " \
-	"'votes', coalesce(" VOTES_JSON ", '[]'), 'receipt', r.receipt, "                       \
+#define REQUIREMENT_JSON                                                                         \
+	"json_build_object('id', r.id, 'run_id', r.run_id, 'tool_call_id', r.tool_call_id, "     \
+	"'tool_name', r.tool_name, 'tool_args', r.tool_args, "                                   \
+	"'needs_confirmation', r.needs_confirmation, 'needs_user_input', r.needs_user_input, "   \
+	"'user_input_schema', r.user_input_schema, "                                             \
+	"'external_execution', r.external_execution, 'approval_type', r.approval_type, "         \
+	"'status', r.status, 'confirmed', r.confirmed, 'note', r.note, "                         \
+	"'user_input', r.user_input, 'external_result', r.external_result, "                     \
+	"'resolved_by', r.resolved_by, 'resolved_at', r.resolved_at, "                           \
+	"'expires_at', r.expires_at, 'created_at', r.created_at, 'reminded_at', r.reminded_at, " \
+	"'escalated_at', r.escalated_at, "                                                       \
+	"'approvers', r.deciders->'approvers', "                                                 \
+	"'self_approval', coalesce((r.deciders->>'self_approval')::boolean, false), "            \
+	"'quorum', coalesce((r.deciders->>'quorum')::int, 1), 'policy', r.deciders->'policy', "  \
+	"'votes', coalesce(" VOTES_JSON ", '[]'), 'receipt', r.receipt, "                        \
 	"'may_still_vote', " MAY_STILL_VOTE_JSON ")"
 
 /* The public shape of a grant row g. */

@@ -214,17 +214,20 @@ static sl_status apply_rules(ap_store *s, const char *run_id, const char *ids, c
  * webhooks of $2 (their URLs, a JSON list) and, for decided ones, $3 (the
  * expired ones'): requirement.pending for those pending, .decided / .expired
  * for those resolved or expired in this transaction. Once each per webhook
- * (a redelivered paused event adds nothing). $4: the inbox's address. */
-#define HOOKS_SQL                                                                                 \
-	"INSERT INTO webhook_deliveries (hook, msg_id, event, payload) SELECT h.url, e.name || "  \
-	"':' || r.id, e.name, json_build_object('type', e.name, 'timestamp', now(), 'data', "     \
-	"" REQUIREMENT_JSON "::jsonb || jsonb_build_object('link', $4::text || '/?requirement=' " \
-	"|| r.id))::text FROM requirements r, LATERAL (SELECT CASE r.status WHEN 'pending' "      \
-	"THEN 'requirement.pending' WHEN 'expired' THEN 'requirement.expired' ELSE "              \
-	"'requirement.decided' END AS name) e, LATERAL jsonb_array_elements_text(CASE WHEN "      \
-	"r.status = 'expired' THEN $3::jsonb ELSE $2::jsonb END) AS h(url) WHERE r.id IN "        \
-	"(SELECT jsonb_array_elements_text($1::jsonb)) AND (r.status = 'pending' OR "             \
-	"(r.status IN ('resolved', 'expired') AND r.resolved_at = now())) "                       \
+ * (a redelivered paused event adds nothing). $4: the inbox's address; $5:
+ * "" or why a pending one is told again ("reminder", "escalation"). */
+#define HOOKS_SQL                                                                                \
+	"INSERT INTO webhook_deliveries (hook, msg_id, event, payload) SELECT h.url, e.name || " \
+	"':' || r.id || coalesce(':' || nullif($5::text, ''), ''), e.name, json_build_object("   \
+	"'type', e.name, 'timestamp', now(), 'data', " REQUIREMENT_JSON "::jsonb || "            \
+	"jsonb_strip_nulls(jsonb_build_object('link', $4::text || '/?requirement=' || r.id, "    \
+	"'again', nullif($5::text, ''))))::text FROM requirements r, LATERAL (SELECT CASE "      \
+	"r.status WHEN 'pending' "                                                               \
+	"THEN 'requirement.pending' WHEN 'expired' THEN 'requirement.expired' ELSE "             \
+	"'requirement.decided' END AS name) e, LATERAL jsonb_array_elements_text(CASE WHEN "     \
+	"r.status = 'expired' THEN $3::jsonb ELSE $2::jsonb END) AS h(url) WHERE r.id IN "       \
+	"(SELECT jsonb_array_elements_text($1::jsonb)) AND (r.status = 'pending' OR "            \
+	"(r.status IN ('resolved', 'expired') AND r.resolved_at = now())) "                      \
 	"ON CONFLICT (hook, msg_id) DO NOTHING"
 
 sl_status ap_store_record_result(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize)
@@ -261,8 +264,8 @@ static sl_status notify_pending(ap_store *s, const char *ids, char *errbuf, size
 
 	if (urls)
 		st = sl_db_exec(
-		    s->db, HOOKS_SQL, 4,
-		    (const char *[]){ids, urls, "[]", s->public_url ? s->public_url : ""}, NULL,
+		    s->db, HOOKS_SQL, 5,
+		    (const char *[]){ids, urls, "[]", s->public_url ? s->public_url : "", ""}, NULL,
 		    errbuf, errsize);
 	free(urls);
 	return st;
@@ -745,7 +748,7 @@ static sl_status prepare_decision(ap_store *s, const PGresult *load, resolving *
 	if ((st = check_row(s->agents, load, g, errbuf, errsize)))
 		return st;
 	g->action = d->action;
-	if (g->r.expired && g->action != AP_EXPIRE) {
+	if (g->r.expired && g->action != AP_EXPIRE && !d->at_timeout) {
 		/* Too late: the requirement expires now and the decision is refused. */
 		g->late = true;
 		g->action = AP_EXPIRE;
@@ -976,10 +979,10 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 		/* the notifications of what this transaction decides */
 		decided_text = json_dumps(decided_ids, JSON_COMPACT);
 		q[nq++] =
-		    (sl_db_stmt){HOOKS_SQL, 4,
+		    (sl_db_stmt){HOOKS_SQL, 5,
 		                 (const char *[]){decided_text, decided_urls ? decided_urls : "[]",
 		                                  expired_urls ? expired_urls : "[]",
-		                                  s->public_url ? s->public_url : ""}};
+		                                  s->public_url ? s->public_url : "", ""}};
 	}
 	q[nq++] = (sl_db_stmt){"COMMIT", 0, NULL};
 	if ((st = sl_db_pipeline(s->db, nq, q, res + 2, errbuf, errsize)))
@@ -1084,39 +1087,203 @@ sl_status ap_store_resolve_approval(ap_store *s, const char *approval_id, const 
 	return ap_query_get_approval(s, approval_id, out, errbuf, errsize);
 }
 
+/* What r's time running out does, by its tool's on_timeout or that of the
+ * require policy that applies to it (*p). */
+static sl_on_timeout timeout_action(const sl_agents *agents, const req_row *r, const sl_policy **p)
+{
+	const sl_agent *a = agents && r->agent_id ? sl_agents_find(agents, r->agent_id) : NULL;
+	const sl_tool *t = a ? sl_agent_tool(a, r->tool_name) : NULL;
+
+	*p = policy_of(agents, r);
+	if (*p && (*p)->effect == SL_EFFECT_REQUIRE && (*p)->on_timeout)
+		return (*p)->on_timeout;
+	return t ? t->on_timeout : SL_TIMEOUT_REJECT;
+}
+
+/* Acts on timed-out requirement id of r as action says (not a rejection:
+ * those are batched by the caller). */
+static sl_status timed_out(ap_store *s, const char *id, const req_row *r, sl_on_timeout action,
+                           const sl_policy *p, char *errbuf, size_t errsize)
+{
+	json_t *out = NULL;
+	char by[128], *why;
+	sl_status st;
+
+	if (action == SL_TIMEOUT_CANCEL_RUN) {
+		why = sl_asprintf("no one decided tool %s in time", r->tool_name);
+		st = ap_store_cancel(s, r->run_id, NULL, why, "sluice", &out, errbuf, errsize);
+		free(why);
+	} else {
+		snprintf(by, sizeof(by), "policy:%s", p->name);
+		why = sl_asprintf("approved as no one decided in time (policy %s)", p->name);
+		st = ap_store_resolve(s, id,
+		                      &(ap_decision){.action = AP_CONFIRM,
+		                                     .note = why,
+		                                     .resolved_by = by,
+		                                     .policy = p,
+		                                     .at_timeout = true},
+		                      &out, errbuf, errsize);
+		free(why);
+	}
+	json_decref(out);
+	if (!st)
+		sl_info("requirement %s of run %s: timed out; %s", id, r->run_id,
+		        action == SL_TIMEOUT_CANCEL_RUN ? "its run cancelled"
+		                                        : "approved by policy");
+	return st == SL_CONFLICT || st == SL_NOT_FOUND ? SL_OK : st;
+}
+
 sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
 {
 	ap_resolution v[AP_RESOLVE_BATCH];
 	PGresult *res;
 	sl_status st;
 	int rows;
+	size_t k = 0;
 
 	*n = 0;
 	st = sl_db_exec(s->db,
-	                "SELECT id FROM requirements WHERE status = 'pending' "
-	                "AND expires_at IS NOT NULL AND expires_at <= now() "
-	                "ORDER BY expires_at LIMIT 100",
+	                "SELECT r.id, r.run_id, r.tool_name, r.tool_args, u.agent_id, u.user_id, "
+	                "u.session_id FROM requirements r JOIN runs u ON u.run_id = r.run_id "
+	                "WHERE r.status = 'pending' AND r.expires_at IS NOT NULL AND "
+	                "r.expires_at <= now() ORDER BY r.expires_at LIMIT 100",
 	                0, NULL, &res, errbuf, errsize);
 	if (st)
 		return st;
 	rows = PQntuples(res);
-	for (int from = 0; from < rows && !st; from += AP_RESOLVE_BATCH) {
-		size_t k = 0;
+	for (int i = 0; i <= rows && !st; i++) {
+		/* rejections in batches; the rest one at a time */
+		if (i < rows) {
+			json_t *args = json_loads(PQgetvalue(res, i, 3), 0, NULL);
+			req_row r = {.run_id = PQgetvalue(res, i, 1),
+			             .tool_name = PQgetvalue(res, i, 2),
+			             .tool_args = args,
+			             .agent_id = sl_db_text(res, i, 4),
+			             .run_user = sl_db_text(res, i, 5),
+			             .session_id = sl_db_text(res, i, 6)};
+			const sl_policy *p = NULL;
+			sl_on_timeout action = timeout_action(s->agents, &r, &p);
 
-		for (int i = from; i < rows && k < AP_RESOLVE_BATCH; i++)
-			v[k++] =
-			    (ap_resolution){.id = PQgetvalue(res, i, 0), .d.action = AP_EXPIRE};
+			if (action == SL_TIMEOUT_REJECT) {
+				v[k++] = (ap_resolution){.id = PQgetvalue(res, i, 0),
+				                         .d.action = AP_EXPIRE};
+			} else if (!(st = timed_out(s, PQgetvalue(res, i, 0), &r, action, p, errbuf,
+			                            errsize))) {
+				(*n)++;
+			}
+			json_decref(args);
+			if (k < AP_RESOLVE_BATCH && i + 1 < rows)
+				continue;
+		}
+		if (!k)
+			continue;
 		ap_store_resolve_many(s, v, k);
-		for (size_t i = 0; i < k; i++) {
-			json_decref(v[i].out);
-			if (v[i].st == SL_OK)
+		for (size_t j = 0; j < k; j++) {
+			json_decref(v[j].out);
+			if (v[j].st == SL_OK)
 				(*n)++;
 			/* a concurrent decision is fine; anything else is not */
-			else if (v[i].st != SL_CONFLICT && v[i].st != SL_NOT_FOUND && !st)
-				st = sl_err(errbuf, errsize, v[i].st, "%s", v[i].err);
+			else if (v[j].st != SL_CONFLICT && v[j].st != SL_NOT_FOUND && !st)
+				st = sl_err(errbuf, errsize, v[j].st, "%s", v[j].err);
 		}
+		k = 0;
 	}
 	PQclear(res);
+	return st;
+}
+
+/* The tools' reminders and escalations ($1: [{agent_id, tool_name,
+ * remind_s, escalate_s, escalate_to}]) due on pending requirements: each
+ * recorded, an escalation's people added to the approvers; the
+ * requirements acted on, with what was done. */
+#define REMIND_SQL                                                                              \
+	"WITH c AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(agent_id text, tool_name " \
+	"text, remind_s int, escalate_s int, escalate_to jsonb)), "                             \
+	"due AS (SELECT r.id, c.escalate_to, c.remind_s IS NOT NULL AND r.reminded_at IS NULL " \
+	"AND r.created_at + make_interval(secs => c.remind_s) <= now() AS remind, "             \
+	"c.escalate_s IS NOT NULL AND r.escalated_at IS NULL AND r.created_at + "               \
+	"make_interval(secs => c.escalate_s) <= now() AS escalate FROM requirements r JOIN "    \
+	"runs u ON u.run_id = r.run_id JOIN c ON c.agent_id = u.agent_id AND c.tool_name = "    \
+	"r.tool_name WHERE r.status = 'pending') "                                              \
+	"UPDATE requirements q SET reminded_at = CASE WHEN d.remind THEN now() ELSE "           \
+	"q.reminded_at END, escalated_at = CASE WHEN d.escalate THEN now() ELSE "               \
+	"q.escalated_at END, deciders = CASE WHEN d.escalate THEN jsonb_set(q.deciders, "       \
+	"'{approvers}', jsonb_build_object('users', (SELECT coalesce(jsonb_agg(DISTINCT x), "   \
+	"'[]') FROM jsonb_array_elements(coalesce(q.deciders->'approvers'->'users', '[]') || "  \
+	"coalesce(d.escalate_to->'users', '[]')) x), 'groups', (SELECT "                        \
+	"coalesce(jsonb_agg(DISTINCT x), '[]') FROM "                                           \
+	"jsonb_array_elements(coalesce(q.deciders->'approvers'->'groups', '[]') || "            \
+	"coalesce(d.escalate_to->'groups', '[]')) x))) ELSE q.deciders END FROM due d WHERE "   \
+	"q.id = d.id AND (d.remind OR d.escalate) AND q.status = 'pending' "                    \
+	"RETURNING q.id, q.run_id, d.remind, d.escalate"
+
+/* The tools with reminders or escalations, as REMIND_SQL's $1; NULL when
+ * none has. */
+static char *timers(const sl_agents *agents)
+{
+	json_t *list = json_array();
+	char *text = NULL;
+
+	for (size_t i = 0; agents && i < agents->n; i++)
+		for (size_t k = 0; k < agents->agents[i].ntools; k++) {
+			const sl_tool *t = &agents->agents[i].tools[k];
+
+			if (!t->remind_after_s && !t->escalate_after_s)
+				continue;
+			json_array_append_new(
+			    list, json_pack("{s:s, s:s, s:o, s:o, s:O?}", "agent_id",
+			                    agents->agents[i].id, "tool_name", t->name, "remind_s",
+			                    t->remind_after_s ? json_integer(t->remind_after_s)
+			                                      : json_null(),
+			                    "escalate_s",
+			                    t->escalate_after_s ? json_integer(t->escalate_after_s)
+			                                        : json_null(),
+			                    "escalate_to", t->escalate_to));
+		}
+	if (json_array_size(list))
+		text = json_dumps(list, JSON_COMPACT);
+	json_decref(list);
+	return text;
+}
+
+sl_status ap_store_remind_due(ap_store *s, int *n, char *errbuf, size_t errsize)
+{
+	char *cfg = timers(s->agents), *urls = NULL;
+	PGresult *res = NULL;
+	sl_status st;
+
+	*n = 0;
+	if (!cfg)
+		return SL_OK;
+	if ((st = sl_db_begin(s->db, errbuf, errsize)) ||
+	    (st = sl_db_exec(s->db, REMIND_SQL, 1, (const char *[]){cfg}, &res, errbuf, errsize)))
+		goto out;
+	urls = ap_hooks_urls(s->hooks, AP_HOOK_PENDING);
+	for (int i = 0; i < PQntuples(res) && !st; i++) {
+		bool remind = sl_db_bool(res, i, 2), escalate = sl_db_bool(res, i, 3);
+		char *ids = sl_asprintf("[\"%s\"]", PQgetvalue(res, i, 0)); /* an id: no quotes */
+
+		sl_info("requirement %s of run %s: %s", PQgetvalue(res, i, 0),
+		        PQgetvalue(res, i, 1),
+		        remind && escalate ? "reminder and escalation (more approvers)"
+		        : escalate         ? "escalated (more approvers)"
+		                           : "reminder");
+		if (urls)
+			st = sl_db_exec(s->db, HOOKS_SQL, 5,
+			                (const char *[]){ids, urls, "[]",
+			                                 s->public_url ? s->public_url : "",
+			                                 escalate ? "escalation" : "reminder"},
+			                NULL, errbuf, errsize);
+		free(ids);
+		(*n)++;
+	}
+	if (!st)
+		st = sl_db_commit(s->db, errbuf, errsize);
+out:
+	sl_db_rollback(s->db);
+	PQclear(res);
+	free(urls);
+	free(cfg);
 	return st;
 }
 

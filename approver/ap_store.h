@@ -81,6 +81,9 @@ typedef struct ap_decision {
 	/* A grant's decision (resolved_by "grant:ID"): the grant's id; as a
 	 * policy's, no eligibility and no quorum. NULL: none. */
 	const char *by_grant;
+	/* The decision a policy makes because the requirement's time ran out
+	 * (on_timeout "approve"): made past expires_at. */
+	bool at_timeout;
 } ap_decision;
 
 /*
@@ -133,10 +136,22 @@ sl_status ap_store_resolve_approval(ap_store *s, const char *approval_id, const 
                                     json_t **out, char *errbuf, size_t errsize);
 
 /*
- * Expires the pending requirements whose expires_at has passed (up to 100
- * a call); *n receives how many.
+ * Acts on the pending requirements whose expires_at has passed (up to 100
+ * a call) as their tool's on_timeout says, or the on_timeout of the
+ * require policy that applies to them (sl_policy.h): expires them (a
+ * rejection, the default), cancels their run, or approves them by the
+ * policy; *n receives how many. Without the agents file: expires them.
  */
 sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize);
+
+/*
+ * Reminds and escalates (their tools' remind_after, escalate_after and
+ * escalate_to): records when on each pending requirement due, widens the
+ * approvers of those escalated, and tells the webhooks that want
+ * requirement.pending again ("again": "reminder" / "escalation"); *n
+ * receives how many were acted on.
+ */
+sl_status ap_store_remind_due(ap_store *s, int *n, char *errbuf, size_t errsize);
 
 /*
  * Cancels a paused run: status cancelled, its pending requirements and

@@ -221,6 +221,70 @@ static sl_status parse_deciders(json_t *jt, sl_tool *t, const char *where, char 
 	return SL_OK;
 }
 
+/* A whole number of seconds from 1 to a year, or absent (0). */
+static bool opt_seconds(json_t *o, const char *key, long *out)
+{
+	json_t *v = json_object_get(o, key);
+
+	*out = 0;
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+	    json_integer_value(v) > 365L * 24 * 3600)
+		return false;
+	*out = (long)json_integer_value(v);
+	return true;
+}
+
+/* on_timeout, remind_after, escalate_after and escalate_to. */
+static sl_status parse_timers(json_t *jt, sl_tool *t, const char *where, char *errbuf,
+                              size_t errsize)
+{
+	json_t *v = json_object_get(jt, "on_timeout");
+
+	if (v && (!sl_on_timeout_parse(v, &t->on_timeout) || t->on_timeout == SL_TIMEOUT_APPROVE))
+		return sl_err(
+		    errbuf, errsize, SL_INVALID,
+		    "%s: field on_timeout must be \"reject\" or \"cancel_run\" (approving "
+		    "a call because no one answered needs a policy saying which: "
+		    "on_timeout \"approve\" on a require rule)",
+		    where);
+	if (!t->on_timeout)
+		t->on_timeout = SL_TIMEOUT_REJECT;
+	if (!opt_seconds(jt, "remind_after", &t->remind_after_s) ||
+	    !opt_seconds(jt, "escalate_after", &t->escalate_after_s))
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: fields remind_after and escalate_after must be seconds (1 to a "
+		              "year)",
+		              where);
+	t->escalate_to = json_object_get(jt, "escalate_to");
+	if (!t->escalate_after_s != !t->escalate_to ||
+	    (t->escalate_to &&
+	     (!json_is_object(t->escalate_to) ||
+	      !sl_names_valid(json_object_get(t->escalate_to, "users")) ||
+	      !sl_names_valid(json_object_get(t->escalate_to, "groups")) ||
+	      json_array_size(json_object_get(t->escalate_to, "users")) +
+	              json_array_size(json_object_get(t->escalate_to, "groups")) ==
+	          0)))
+		return sl_err(
+		    errbuf, errsize, SL_INVALID,
+		    "%s: escalate_after and escalate_to ({\"users\": [names], \"groups\": "
+		    "[names]}) go together",
+		    where);
+	if (t->escalate_to && !t->approvers)
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: escalate_to adds to the tool's approvers, and it names none "
+		              "(every approver may decide already)",
+		              where);
+	if ((t->on_timeout == SL_TIMEOUT_CANCEL_RUN || t->remind_after_s || t->escalate_after_s) &&
+	    !sl_tool_gated(t))
+		return sl_err(
+		    errbuf, errsize, SL_INVALID,
+		    "%s: on_timeout, remind_after and escalate_after need a tool that pauses",
+		    where);
+	return SL_OK;
+}
+
 static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t idx, char *errbuf,
                             size_t errsize)
 {
@@ -313,7 +377,8 @@ static sl_status parse_tool(json_t *jt, sl_tool *t, const char *agent, size_t id
 			    where);
 		t->approval_timeout_s = (long)json_integer_value(v);
 	}
-	if (parse_deciders(jt, t, where, errbuf, errsize))
+	if (parse_deciders(jt, t, where, errbuf, errsize) ||
+	    parse_timers(jt, t, where, errbuf, errsize))
 		return SL_INVALID;
 	if (sl_policies_parse(json_object_get(jt, "policies"),
 	                      &(sl_policy_tool){where, t->requires_confirmation,

@@ -32,6 +32,13 @@ typedef struct sl_tool {
 	json_t *user_input_fields; /* array of parameter names, may be NULL */
 	sl_approval approval;
 	long approval_timeout_s; /* 0: none */
+	/* What its time running out does: reject (default) or cancel the run;
+	 * a require policy may say approve for the calls it matches. */
+	sl_on_timeout on_timeout;
+	/* A notification again after remind_after_s, and escalate_to's people
+	 * added to its approvers after escalate_after_s (0: never). */
+	long remind_after_s, escalate_after_s;
+	json_t *escalate_to; /* {"users", "groups"} */
 	/* Who may decide its requirements (DESIGN.md, "Who may decide"):
 	 * approvers {"users": [...], "groups": [...]} (NULL: every approver),
 	 * and whether the run's own user may (self_approval, default false). */

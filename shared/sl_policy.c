@@ -21,6 +21,19 @@ static const char *const cmp_names[] = {"eq", "ne", "in", "lt", "le", "gt", "ge"
 static const char *const effect_names[] = {"approve", "reject", "require"};
 static const char *const run_keys[] = {"$agent_id", "$user_id", "$session_id"};
 
+bool sl_on_timeout_parse(const json_t *v, sl_on_timeout *out)
+{
+	static const char *const names[] = {"reject", "cancel_run", "approve"};
+	const char *s = json_string_value(v);
+
+	for (int i = 0; s && i < 3; i++)
+		if (!strcmp(s, names[i])) {
+			*out = (sl_on_timeout)(i + 1);
+			return true;
+		}
+	return false;
+}
+
 const char *sl_effect_name(sl_effect e)
 {
 	return effect_names[e];
@@ -181,7 +194,7 @@ static sl_status parse_one(json_t *jp, sl_policy *p, size_t idx, const sl_policy
                            char *errbuf, size_t errsize)
 {
 	static const char *const fields[] = {"name",   "when",  "effect", "note",
-	                                     "quorum", "users", "groups"};
+	                                     "quorum", "users", "groups", "on_timeout"};
 	char where[320];
 	const char *field, *effect;
 	json_t *v, *when;
@@ -252,9 +265,22 @@ static sl_status parse_one(json_t *jp, sl_policy *p, size_t idx, const sl_policy
 		    json_pack("{s:o, s:o}", "users", users ? json_incref(users) : json_array(),
 		              "groups", groups ? json_incref(groups) : json_array());
 	}
-	if (p->effect == SL_EFFECT_REQUIRE && !p->quorum && !p->approvers)
+	v = json_object_get(jp, "on_timeout");
+	if (v && (p->effect != SL_EFFECT_REQUIRE || !sl_on_timeout_parse(v, &p->on_timeout)))
 		return sl_err(errbuf, errsize, SL_INVALID,
-		              "%s: effect require needs a quorum, users or groups", where);
+		              "%s: field on_timeout must be \"reject\", \"cancel_run\" or "
+		              "\"approve\", with effect require",
+		              where);
+	if (p->on_timeout == SL_TIMEOUT_APPROVE && !tool->confirms)
+		return sl_err(
+		    errbuf, errsize, SL_INVALID,
+		    "%s: on_timeout approve decides a confirmation, and the tool asks for "
+		    "user input or an external result",
+		    where);
+	if (p->effect == SL_EFFECT_REQUIRE && !p->quorum && !p->approvers && !p->on_timeout)
+		return sl_err(errbuf, errsize, SL_INVALID,
+		              "%s: effect require needs a quorum, users, groups or on_timeout",
+		              where);
 	when = json_object_get(jp, "when");
 	if (when && !json_is_object(when))
 		return sl_err(errbuf, errsize, SL_INVALID,

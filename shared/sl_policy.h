@@ -17,6 +17,16 @@
 
 typedef enum sl_effect { SL_EFFECT_APPROVE, SL_EFFECT_REJECT, SL_EFFECT_REQUIRE } sl_effect;
 
+/* What a requirement's timing out does (a tool's on_timeout, or a require
+ * rule's for the calls it matches): reject it (the default), cancel its
+ * run, or - only where a rule says so - approve it. */
+typedef enum sl_on_timeout {
+	SL_TIMEOUT_DEFAULT, /* a rule's: the tool's */
+	SL_TIMEOUT_REJECT,
+	SL_TIMEOUT_CANCEL_RUN,
+	SL_TIMEOUT_APPROVE
+} sl_on_timeout;
+
 typedef enum sl_cmp {
 	SL_CMP_EQ,
 	SL_CMP_NE,
@@ -50,6 +60,7 @@ typedef struct sl_policy {
 	 * the tool's own approvers (NULL: no one more) */
 	int quorum;
 	json_t *approvers;
+	sl_on_timeout on_timeout; /* SL_EFFECT_REQUIRE: for the calls it matches */
 } sl_policy;
 
 /* What a rule is evaluated on; any member may be NULL. */
@@ -76,6 +87,10 @@ void sl_policies_free(sl_policy *p, size_t n);
  * that names nothing (a pointer past the arguments, a user the run does not
  * have) makes its condition fail. */
 const sl_policy *sl_policy_match(const sl_policy *p, size_t n, const sl_policy_of *of);
+
+/* Reads an on_timeout value ("reject", "cancel_run", "approve"); false for
+ * anything else. */
+bool sl_on_timeout_parse(const json_t *v, sl_on_timeout *out);
 
 /* "approve", "reject" or "require". */
 const char *sl_effect_name(sl_effect e);

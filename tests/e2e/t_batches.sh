@@ -495,3 +495,44 @@ t_webhooks() {
   kill "$pid1" "$pid2"
   check "the stack's approver works again" eventually 30 curl -sf "$SLUICE_APPROVER_URL/readyz"
 }
+
+# Expiry actions and escalation: a tool whose run is cancelled when no one
+# answers in time; one that reminds after 1 s and adds group sre to its
+# approvers after 2 s (each recorded on the requirement), rejected at 6 s by
+# default, but approved then for the calls a require policy with on_timeout
+# approve matches.
+t_expiry_actions() {
+  local ann bob a b c k out log=$WORK/timeout-approver.log
+  access_begin timeouts
+  access_principal ann approver && ann=$TOKEN
+  access_principal bob approver && bob=$TOKEN
+  check "the approver starts" access_approver \
+    "$(access_file 'map(if .name == "bob" then .groups = ["sre"] else . end)')" "$log" || return 1
+  k=$("$BIN/sluice" submit --agent timeout-ops --user-id zoe --input 'call cancel_me {"service":"to-k"}')
+  a=$("$BIN/sluice" submit --agent timeout-ops --user-id zoe --input 'call risky_change {"service":"to-a","level":"high"}')
+  b=$("$BIN/sluice" submit --agent timeout-ops --user-id zoe --input 'call risky_change {"service":"to-b","level":"high"}')
+  c=$("$BIN/sluice" submit --agent timeout-ops --user-id zoe --input 'call risky_change {"service":"to-c","level":"low"}')
+  for r in "$k" "$a" "$b" "$c"; do
+    check "run ${r:0:13}… pauses" eventually 30 run_is "$r" paused || return 1
+  done
+  check "bob, outside the tool's approvers, may not decide yet: 403" \
+    [ "$(as "$bob" POST "/v1/requirements/$(pending_requirement "$a")/confirm" '{}')" = 403 ]
+  check "a reminder is recorded after a second" eventually 10 eval \
+    '[ "$(requirement_of "$a" ".reminded_at != null")" = true ]'
+  check "after two, the escalation: group sre among the approvers" eventually 10 eval \
+    '[ "$(requirement_of "$a" "[.escalated_at != null, .approvers.groups]" | jq -c .)" = "[true,[\"sre\"]]" ]'
+  check "now bob may: 200" [ "$(as "$bob" POST "/v1/requirements/$(pending_requirement "$a")/confirm" '{}')" = 200 ]
+  check "that run completes, its tool run" eventually 30 run_is "$a" completed
+  check "no one answers the cancel_me call: its run is cancelled" eventually 20 run_is "$k" cancelled
+  check "its requirement says so" [ "$(requirement_of "$k" '[.status, .resolved_by] | join(" ")')" = "cancelled sluice" ]
+  check "no one answers a high one: it expires (rejected) and its run goes on" eventually 20 run_is "$b" completed
+  check "expired" [ "$(requirement_of "$b" .status)" = expired ]
+  check "no one answers a low one: policy low-risk approves it as its time runs out" eventually 20 run_is "$c" completed
+  check "approved by the policy, saying why" \
+    [ "$(requirement_of "$c" '[.status, .resolved_by, .confirmed, (.note | test("no one decided in time"))] | tostring')" = '["resolved","policy:low-risk",true,true]' ]
+  check "the tools of the approved calls ran, the others not" \
+    [ "$(grep -c '"to-[abck]"' "$SLUICE_TOOL_LOG") $(grep -c '"to-a"' "$SLUICE_TOOL_LOG") $(grep -c '"to-c"' "$SLUICE_TOOL_LOG")" = "2 1 1" ]
+  check "the approvers log the reminders, escalations and time-outs" \
+    grep -qE "escalated|timed out" "$log" "$SLUICE_DEV_DIR/approver.log"
+  access_approver_stop
+}

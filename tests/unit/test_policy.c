@@ -187,7 +187,18 @@ static void bad_rules_are_named(void **state)
 	                  "\"approve\"}]"),
 	        "when: /x: matches: not a POSIX extended regular expression");
 	refused(AGENT("", "[{\"name\":\"a\",\"effect\":\"require\"}]"),
-	        "effect require needs a quorum, users or groups");
+	        "effect require needs a quorum, users, groups or on_timeout");
+	refused(AGENT("", "[{\"name\":\"a\",\"effect\":\"approve\",\"on_timeout\":\"approve\"}]"),
+	        "policy a: field on_timeout must be");
+	refused(AGENT("", "[{\"name\":\"a\",\"effect\":\"require\",\"on_timeout\":\"later\"}]"),
+	        "policy a: field on_timeout must be");
+	/* a tool's own on_timeout never approves; timers need each other */
+	refused(AGENT("\"on_timeout\":\"approve\",", "[]"),
+	        "tool scale: field on_timeout must be \"reject\" or \"cancel_run\"");
+	refused(AGENT("\"escalate_after\":5,", "[]"), "escalate_after and escalate_to");
+	refused(AGENT("\"escalate_after\":5,\"escalate_to\":{\"groups\":[\"sre\"]},", "[]"),
+	        "escalate_to adds to the tool's approvers, and it names none");
+	refused(AGENT("\"remind_after\":0,", "[]"), "fields remind_after and escalate_after");
 	refused(AGENT("", "[{\"name\":\"a\",\"effect\":\"approve\",\"quorum\":2}]"),
 	        "field quorum must be a number of approvers from 1 to 10, with effect require");
 	refused(AGENT("", "[{\"name\":\"a\",\"effect\":\"require\",\"quorum\":2}]"),
@@ -215,6 +226,29 @@ static void bad_rules_are_named(void **state)
 	        "field policies needs a tool that pauses");
 }
 
+static void timeouts_and_timers(void **state)
+{
+	sl_agents *a = load(AGENT(
+	    "\"approval\":\"required\",\"on_timeout\":\"cancel_run\",\"remind_after\":60,"
+	    "\"approvers\":{\"users\":[\"ann\"]},\"escalate_after\":120,\"escalate_to\":{"
+	    "\"groups\":[\"sre\"]},",
+	    "[{\"name\":\"low\",\"when\":{\"/level\":{\"eq\":\"low\"}},\"effect\":\"require\","
+	    "\"on_timeout\":\"approve\"}]"));
+	const sl_tool *t = &a->agents[0].tools[0];
+	sl_agents *plain = load(AGENT("", "[]"));
+
+	(void)state;
+	assert_int_equal(t->on_timeout, SL_TIMEOUT_CANCEL_RUN);
+	assert_int_equal(t->remind_after_s, 60);
+	assert_int_equal(t->escalate_after_s, 120);
+	assert_string_equal(
+	    json_string_value(json_array_get(json_object_get(t->escalate_to, "groups"), 0)), "sre");
+	assert_int_equal(t->policies[0].on_timeout, SL_TIMEOUT_APPROVE);
+	assert_int_equal(plain->agents[0].tools[0].on_timeout, SL_TIMEOUT_REJECT);
+	sl_agents_free(plain);
+	sl_agents_free(a);
+}
+
 static void empty_when_always_holds(void **state)
 {
 	sl_agents *a =
@@ -230,10 +264,9 @@ static void empty_when_always_holds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(the_first_rule_that_holds),
-	    cmocka_unit_test(json_pointers),
-	    cmocka_unit_test(bad_rules_are_named),
-	    cmocka_unit_test(empty_when_always_holds),
+	    cmocka_unit_test(the_first_rule_that_holds), cmocka_unit_test(json_pointers),
+	    cmocka_unit_test(bad_rules_are_named),       cmocka_unit_test(empty_when_always_holds),
+	    cmocka_unit_test(timeouts_and_timers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
