@@ -80,9 +80,9 @@ static sl_status apply_policy(ap_store *s, const char *id, const char *run_id, c
 
 	snprintf(by, sizeof(by), "policy:%s", p->name);
 	if (p->effect == SL_EFFECT_REQUIRE) {
-		json_t *rule =
-		    json_pack("{s:s, s:s, s:O?, s:i}", "name", p->name, "sha256", s->agents->sha256,
-		              "approvers", p->approvers, "quorum", p->quorum ? p->quorum : 1);
+		json_t *rule = json_pack("{s:s, s:s, s:O?, s:i}", "name", p->name, "sha256",
+		                         s->agents->policies_sha256, "approvers", p->approvers,
+		                         "quorum", p->quorum ? p->quorum : 1);
 		char *text = json_dumps(rule, JSON_COMPACT);
 
 		snprintf(quorum, sizeof(quorum), "%d", p->quorum ? p->quorum : 1);
@@ -830,7 +830,8 @@ static json_t *decision_row(const ap_store *s, const resolving *g, int i)
 	json_object_set_new(row, "pause_seq", json_integer(strtol(g->r.pause_seq, NULL, 10)));
 	json_object_set_new(row, "cont", json_string(g->cont));
 	json_object_set_new(row, "policy_sha256",
-	                    d->policy && s->agents ? json_string(s->agents->sha256) : json_null());
+	                    d->policy && s->agents ? json_string(s->agents->policies_sha256)
+	                                           : json_null());
 	json_object_set_new(row, "by_grant", d->by_grant ? json_string(d->by_grant) : json_null());
 	if (*g->grant_id) {
 		json_t *args = json_object_get(d->grant, "args");

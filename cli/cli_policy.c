@@ -86,10 +86,11 @@ int cli_policy(sl_config *cfg, int argc, char **argv)
 		goto out;
 	p = sl_policy_match(t->policies, t->npolicies,
 	                    &(sl_policy_of){args, ag->id, user, session});
-	out = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:O?, s:s}", "agent", ag->id, "tool", t->name,
-	                "policy", p ? p->name : NULL, "effect",
-	                p ? sl_effect_name(p->effect) : NULL, "note", p ? p->note : NULL,
-	                "approvers", p ? p->approvers : NULL, "agents_sha256", agents->sha256);
+	out =
+	    json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:O?, s:s}", "agent", ag->id, "tool", t->name,
+	              "policy", p ? p->name : NULL, "effect", p ? sl_effect_name(p->effect) : NULL,
+	              "note", p ? p->note : NULL, "approvers", p ? p->approvers : NULL,
+	              "policies_sha256", agents->policies_sha256);
 	if (p && p->quorum)
 		json_object_set_new(out, "quorum", json_integer(p->quorum));
 	text = json_dumps(out, JSON_COMPACT);

@@ -494,6 +494,7 @@ sl_status sl_agents_parse(const char *text, size_t len, sl_agents **out, char *e
 
 	*out = NULL;
 	sl_sha256_hex(text, len, a->sha256);
+	memcpy(a->policies_sha256, a->sha256, sizeof(a->sha256));
 	a->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!a->root) {
 		st = sl_err(errbuf, errsize, SL_INVALID, "agents file: bad JSON at line %d: %s",
@@ -505,6 +506,19 @@ sl_status sl_agents_parse(const char *text, size_t len, sl_agents **out, char *e
 		st = sl_err(errbuf, errsize, SL_INVALID,
 		            "agents file: field agents must be a non-empty array");
 		goto out;
+	}
+	{
+		json_t *v = json_object_get(a->root, "max_pending_approvals");
+
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		          json_integer_value(v) > 1000000)) {
+			st = sl_err(
+			    errbuf, errsize, SL_INVALID,
+			    "agents file: field max_pending_approvals must be a number from 1 "
+			    "to 1000000");
+			goto out;
+		}
+		a->max_pending = v ? (long)json_integer_value(v) : 0;
 	}
 	a->n = json_array_size(list);
 	a->agents = sl_calloc(a->n, sizeof(sl_agent));
@@ -527,28 +541,119 @@ out:
 	return SL_OK;
 }
 
-sl_status sl_agents_load(const char *path, sl_agents **out, char *errbuf, size_t errsize)
+/* Reads path whole into b (at most AGENTS_MAX_BYTES). */
+static sl_status read_file(const char *path, const char *what, sl_buf *b, char *errbuf,
+                           size_t errsize)
 {
 	FILE *f = fopen(path, "rb");
-	sl_buf b;
 	char chunk[8192];
 	size_t n;
 	sl_status st = SL_OK;
 
-	*out = NULL;
+	sl_buf_init(b, AGENTS_MAX_BYTES);
 	if (!f)
-		return sl_err(errbuf, errsize, SL_INVALID, "cannot open agents file %s: %m", path);
-	sl_buf_init(&b, AGENTS_MAX_BYTES);
+		return sl_err(errbuf, errsize, SL_INVALID, "cannot open %s %s: %m", what, path);
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && st == SL_OK)
-		st = sl_buf_append(&b, chunk, n);
+		st = sl_buf_append(b, chunk, n);
 	fclose(f);
-	if (st) {
-		sl_buf_free(&b);
-		return sl_err(errbuf, errsize, SL_INVALID, "agents file %s is over %d bytes", path,
+	if (st)
+		return sl_err(errbuf, errsize, SL_INVALID, "%s %s is over %d bytes", what, path,
 		              AGENTS_MAX_BYTES);
+	return SL_OK;
+}
+
+/* The agents file's "policies_file" (relative to the agents file's
+ * folder): {"AGENT": {"TOOL": [rules]}}, each tool's rules parsed as if
+ * inline; a tool given rules both ways, or an agent or tool the agents file
+ * does not have, is refused. */
+static sl_status load_policies_file(sl_agents *a, const char *agents_path, const char *name,
+                                    char *errbuf, size_t errsize)
+{
+	const char *slash = strrchr(agents_path, '/'), *agent_id, *tool_name;
+	char *path = *name == '/' || !slash
+	                 ? sl_strdup(name)
+	                 : sl_asprintf("%.*s/%s", (int)(slash - agents_path), agents_path, name);
+	json_t *tools, *list;
+	json_error_t jerr;
+	sl_status st;
+	sl_buf b;
+
+	if ((st = read_file(path, "policies file", &b, errbuf, errsize)))
+		goto out;
+	sl_sha256_hex(b.data ? b.data : "", b.len, a->policies_sha256);
+	a->policies_root = json_loadb(b.data ? b.data : "", b.len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(a->policies_root)) {
+		st = sl_err(errbuf, errsize, SL_INVALID,
+		            "policies file %s: must be a JSON object {\"AGENT\": {\"TOOL\": "
+		            "[rules]}} (line %d: %s)",
+		            path, jerr.line, a->policies_root ? "not an object" : jerr.text);
+		goto out;
+	}
+	json_object_foreach (a->policies_root, agent_id, tools) {
+		sl_agent *ag = (sl_agent *)sl_agents_find(a, agent_id);
+
+		if (!ag || !json_is_object(tools)) {
+			st =
+			    sl_err(errbuf, errsize, SL_INVALID, "policies file %s: %.64s: %s", path,
+			           agent_id, ag ? "must map tool names to rules" : "no such agent");
+			goto out;
+		}
+		json_object_foreach (tools, tool_name, list) {
+			sl_tool *t = (sl_tool *)sl_agent_tool(ag, tool_name);
+			char where[256];
+
+			snprintf(where, sizeof(where), "policies file: agent %s: tool %s", agent_id,
+			         tool_name);
+			if (!t || t->npolicies) {
+				st = sl_err(errbuf, errsize, SL_INVALID, "%s: %s", where,
+				            t ? "has policies in the agents file too"
+				              : "no such tool");
+				goto out;
+			}
+			if ((st = sl_policies_parse(
+			         list,
+			         &(sl_policy_tool){where, t->requires_confirmation,
+			                           t->approval == SL_APPROVAL_REQUIRED},
+			         &t->policies, &t->npolicies, errbuf, errsize)))
+				goto out;
+			if (t->npolicies && !sl_tool_gated(t)) {
+				st = sl_err(errbuf, errsize, SL_INVALID,
+				            "%s: the tool does not pause", where);
+				goto out;
+			}
+		}
+	}
+out:
+	sl_buf_free(&b);
+	free(path);
+	return st;
+}
+
+sl_status sl_agents_load(const char *path, sl_agents **out, char *errbuf, size_t errsize)
+{
+	const char *pf;
+	sl_status st;
+	sl_buf b;
+
+	*out = NULL;
+	if ((st = read_file(path, "agents file", &b, errbuf, errsize))) {
+		sl_buf_free(&b);
+		return st;
 	}
 	st = sl_agents_parse(b.data ? b.data : "", b.len, out, errbuf, errsize);
 	sl_buf_free(&b);
+	if (st)
+		return st;
+	pf = json_string_value(json_object_get((*out)->root, "policies_file"));
+	if (json_object_get((*out)->root, "policies_file") && (!pf || !*pf))
+		st = sl_err(errbuf, errsize, SL_INVALID,
+		            "agents file: field policies_file must name a file");
+	else if (pf)
+		st = load_policies_file(*out, path, pf, errbuf, errsize);
+	if (st) {
+		sl_agents_free(*out);
+		*out = NULL;
+	}
 	return st;
 }
 
@@ -568,6 +673,7 @@ void sl_agents_free(sl_agents *a)
 		free(a->agents[i].api_key);
 	}
 	free(a->agents);
+	json_decref(a->policies_root);
 	json_decref(a->root);
 	free(a);
 }

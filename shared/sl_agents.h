@@ -87,7 +87,14 @@ typedef struct sl_agent {
 
 typedef struct sl_agents {
 	json_t *root;
-	char sha256[65]; /* of the file's text: what a policy decision names */
+	char sha256[65]; /* of the file's text */
+	/* of the file the policies came from (policies_file, else the agents
+	 * file): what a policy's decision names */
+	char policies_sha256[65];
+	json_t *policies_root; /* the policies file's, when there is one */
+	/* the file's max_pending_approvals (0: none): the whole stack's, every
+	 * agent's requirements and starts counted together */
+	long max_pending;
 	sl_agent *agents;
 	size_t n;
 } sl_agents;

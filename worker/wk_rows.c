@@ -97,7 +97,7 @@ static json_t *pause_row(const wk_task *t)
 
 	free(payload);
 	json_decref(event);
-	if (r->agent->max_pending) /* its start's reservation ends (wk_store.h) */
+	if (r->agent->max_pending || t->env->agents->max_pending) /* its start's place ends */
 		json_object_set_new(row, "gated", json_true());
 	return row;
 }
@@ -122,13 +122,13 @@ static json_t *finish_row(const wk_task *t)
 
 	free(payload);
 	json_decref(event);
-	if (r->agent->max_pending)
+	if (r->agent->max_pending || t->env->agents->max_pending)
 		json_object_set_new(row, "gated", json_true());
 	return row;
 }
 
 /* A run start as a row of wk_store_starts(); "gate": its agent's
- * max_pending_approvals, when it has one. */
+ * max_pending_approvals, "stack_gate" the agents file's, when they have one. */
 static json_t *start_row(const wk_task *t)
 {
 	const wk_run_state *r = &t->r;
@@ -140,6 +140,8 @@ static json_t *start_row(const wk_task *t)
 
 	if (r->agent->max_pending)
 		json_object_set_new(row, "gate", json_integer(r->agent->max_pending));
+	if (t->env->agents->max_pending)
+		json_object_set_new(row, "stack_gate", json_integer(t->env->agents->max_pending));
 	return row;
 }
 

@@ -47,33 +47,41 @@ static const char *const starts_sql =
 	"FROM jsonb_array_elements_text($1::jsonb) AS a ORDER BY a) a"
 
 /* Starts of agents with max_pending_approvals among others ("gate": the
- * limit), after GATE_LOCK_SQL: of an agent's new runs, only as many start
- * as its limit leaves room for beside its pending requirements and its
- * runs started and not yet paused or finished (run_gate, which each start
- * joins); the rest are answered "deferred". */
-#define GATED_STARTS_SQL                                                                       \
-	"WITH x AS (SELECT x.*, o.n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS "  \
-	"o(r, n), jsonb_to_record(o.r) AS x(run_id text, session_id text, agent_id text, "     \
-	"user_id text, input text, messages jsonb, event_id text, gate int)), "                \
-	"fresh AS (SELECT x.*, row_number() OVER (PARTITION BY x.agent_id ORDER BY x.n) AS k " \
-	"FROM x WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND " \
-	"p.event_id = x.event_id OFFSET 0) AND NOT EXISTS (SELECT 1 FROM runs u WHERE "        \
-	"u.run_id = x.run_id OFFSET 0)), "                                                     \
-	"room AS (SELECT a.agent_id, max(a.gate) - (SELECT count(*) FROM run_gate g WHERE "    \
-	"g.agent_id = a.agent_id AND g.started_at > now() - interval '15 minutes') - "         \
-	"(SELECT count(*) FROM requirements q JOIN runs u ON u.run_id = q.run_id WHERE "       \
-	"q.status = 'pending' AND u.agent_id = a.agent_id) AS left FROM x a WHERE a.gate IS "  \
-	"NOT NULL GROUP BY a.agent_id), "                                                      \
-	"admit AS (SELECT f.* FROM fresh f LEFT JOIN room r ON r.agent_id = f.agent_id "       \
-	"WHERE f.gate IS NULL OR f.k <= r.left), "                                             \
-	"ins AS (INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, "     \
-	"messages) SELECT run_id, session_id, agent_id, user_id, 'running', input, messages "  \
-	"FROM admit ON CONFLICT (run_id) DO NOTHING RETURNING run_id, agent_id), "             \
-	"held AS (INSERT INTO run_gate (run_id, agent_id) SELECT i.run_id, i.agent_id FROM "   \
-	"ins i JOIN admit a ON a.run_id = i.run_id WHERE a.gate IS NOT NULL) "                 \
-	"SELECT run_id, false AS deferred FROM ins UNION ALL SELECT f.run_id, true FROM "      \
-	"fresh f WHERE f.gate IS NOT NULL AND NOT EXISTS (SELECT 1 FROM admit a WHERE "        \
-	"a.run_id = f.run_id)"
+ * agent's limit; "stack_gate": the whole stack's), after GATE_LOCK_SQL: of
+ * an agent's new runs, only as many start as its limit leaves room for
+ * beside its pending requirements and its runs started and not yet paused
+ * or finished (run_gate, which each start joins); of all, only as many as
+ * the stack's limit leaves room for beside every agent's; the rest are
+ * answered "deferred". */
+#define GATED_STARTS_SQL                                                                         \
+	"WITH x AS (SELECT x.*, o.n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS "    \
+	"o(r, n), jsonb_to_record(o.r) AS x(run_id text, session_id text, agent_id text, "       \
+	"user_id text, input text, messages jsonb, event_id text, gate int, stack_gate int)), "  \
+	"fresh AS (SELECT x.*, row_number() OVER (PARTITION BY x.agent_id ORDER BY x.n) AS k "   \
+	"FROM x WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.consumer = $2 AND "   \
+	"p.event_id = x.event_id OFFSET 0) AND NOT EXISTS (SELECT 1 FROM runs u WHERE "          \
+	"u.run_id = x.run_id OFFSET 0)), "                                                       \
+	"room AS (SELECT a.agent_id, max(a.gate) - (SELECT count(*) FROM run_gate g WHERE "      \
+	"g.agent_id = a.agent_id AND g.started_at > now() - interval '15 minutes') - "           \
+	"(SELECT count(*) FROM requirements q JOIN runs u ON u.run_id = q.run_id WHERE "         \
+	"q.status = 'pending' AND u.agent_id = a.agent_id) AS places FROM x a WHERE a.gate IS "  \
+	"NOT NULL GROUP BY a.agent_id), "                                                        \
+	"stack_room AS (SELECT max(stack_gate) - (SELECT count(*) FROM run_gate g WHERE "        \
+	"g.started_at > now() - interval '15 minutes') - (SELECT count(*) FROM requirements q "  \
+	"WHERE q.status = 'pending') AS places FROM x WHERE stack_gate IS NOT NULL), "           \
+	"agent_ok AS (SELECT f.*, row_number() OVER (ORDER BY f.n) AS kall FROM fresh f LEFT "   \
+	"JOIN room r ON r.agent_id = f.agent_id WHERE f.gate IS NULL OR f.k <= r.places), "      \
+	"admit AS (SELECT a.* FROM agent_ok a WHERE a.stack_gate IS NULL OR a.kall <= "          \
+	"(SELECT places FROM stack_room)), "                                                     \
+	"ins AS (INSERT INTO runs (run_id, session_id, agent_id, user_id, status, input, "       \
+	"messages) SELECT run_id, session_id, agent_id, user_id, 'running', input, messages "    \
+	"FROM admit ON CONFLICT (run_id) DO NOTHING RETURNING run_id, agent_id), "               \
+	"held AS (INSERT INTO run_gate (run_id, agent_id) SELECT i.run_id, i.agent_id FROM "     \
+	"ins i JOIN admit a ON a.run_id = i.run_id WHERE a.gate IS NOT NULL OR a.stack_gate IS " \
+	"NOT NULL) "                                                                             \
+	"SELECT run_id, false AS deferred FROM ins UNION ALL SELECT f.run_id, true FROM "        \
+	"fresh f WHERE (f.gate IS NOT NULL OR f.stack_gate IS NOT NULL) AND NOT EXISTS "         \
+	"(SELECT 1 FROM admit a WHERE a.run_id = f.run_id)"
 
 sl_status wk_store_starts(PGconn *db, const char *rows, const char *gated, json_t **started,
                           json_t **deferred, char *errbuf, size_t errsize)

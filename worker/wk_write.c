@@ -116,12 +116,18 @@ static void write_batch(wk_writes *ws, PGconn *db, wk_write **w, size_t n, wk_wr
 		if (kind == WR_CLAIM) /* a claim's place in the batch names its rows */
 			json_object_set_new(w[i]->row, "i", json_integer((json_int_t)i));
 		json_array_append(rows, w[i]->row);
-		if (kind == WR_START && json_object_get(w[i]->row, "gate")) {
+		if (kind == WR_START && (json_object_get(w[i]->row, "gate") ||
+		                         json_object_get(w[i]->row, "stack_gate"))) {
 			if (!gated)
 				gated = json_object();
-			json_object_set_new(
-			    gated, json_string_value(json_object_get(w[i]->row, "agent_id")),
-			    json_true());
+			/* the locks: the agent's, and "*" the whole stack's */
+			if (json_object_get(w[i]->row, "gate"))
+				json_object_set_new(
+				    gated,
+				    json_string_value(json_object_get(w[i]->row, "agent_id")),
+				    json_true());
+			if (json_object_get(w[i]->row, "stack_gate"))
+				json_object_set_new(gated, "*", json_true());
 		}
 	}
 	if (gated) {

@@ -107,7 +107,7 @@ t_policies() {
   out=$("$BIN/sluice" policy test --agent policy-ops --tool scale_service --args '{"replicas":9}' --user-id bot-2)
   check "a rule on the user: $out" [ "$(jq -c '[.policy, .effect, .note]' <<<"$out")" = '["bots","reject","no bots"]' ]
   check "none when no rule matches" \
-    [ "$("$BIN/sluice" policy test --agent policy-ops --tool scale_service --args '{"replicas":9}' | jq -c '[.policy, .agents_sha256]')" = "[null,\"$sha\"]" ]
+    [ "$("$BIN/sluice" policy test --agent policy-ops --tool scale_service --args '{"replicas":9}' | jq -c '[.policy, .policies_sha256]')" = "[null,\"$sha\"]" ]
   jq '(.agents[] | select(.id == "policy-ops") | .tools[0].policies[1].when) = {"/env": {"like": "prod"}}' \
     "$SLUICE_AGENTS" > "$WORK/bad-policy.json"
   out=$(SLUICE_AGENTS=$WORK/bad-policy.json SLUICE_API_TOKENS=admin:0123456789abcdef0123456789abcdef \
@@ -535,4 +535,62 @@ t_expiry_actions() {
   check "the approvers log the reminders, escalations and time-outs" \
     grep -qE "escalated|timed out" "$log" "$SLUICE_DEV_DIR/approver.log"
   access_approver_stop
+}
+
+# all_pending: every pending requirement of the stack.
+all_pending() { psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT count(*) FROM requirements WHERE status = 'pending'"; }
+
+# Back-pressure for the whole stack: an agents file's own
+# max_pending_approvals counts every agent's requirements together. The
+# stack's workers are stopped (SIGSTOP) until this test's worker, with such
+# a file, has all the partitions; 100 runs of two agents, decided in bulk a
+# little at a time: the stack's pending count never passes its limit (those
+# other tests left pending, plus 20), and all 100 complete.
+t_back_pressure_stack() {
+  local wlog=$WORK/stack-gate-worker.log wpid spid base limit ids i done=0 rounds=0 peak stopped
+  base=$(all_pending)
+  limit=$((base + 20))
+  jq --argjson n "$limit" '.max_pending_approvals = $n' "$SLUICE_AGENTS" > "$WORK/stack-gate-agents.json"
+  stopped=$(cat "$SLUICE_DEV_DIR"/worker-*.pid)
+  kill -STOP $stopped
+  env -u SLUICE_API_TOKEN SLUICE_AGENTS="$WORK/stack-gate-agents.json" \
+    SLUICE_DATABASE_URL="$(db_as sluice_worker)" "$BIN/sluice-worker" > "$wlog" 2>&1 &
+  wpid=$!
+  check "the worker takes every partition of its topics" eventually 40 \
+    grep -q ": 16 partition(s) assigned" "$wlog" || { kill -CONT $stopped; kill "$wpid"; return 1; }
+  ( while :; do all_pending; sleep 0.05; done > "$WORK/stack-gate.samples" ) &
+  spid=$!
+  for i in $(seq 1 50); do
+    printf 'sg-d-%s-%s:{"specversion":"1.0","id":"sg-ev-d-%s-%s","source":"test","type":"sluice.run.requested","data":{"agent_id":"data-admin","input":"Delete all data for user SG-%s.","run_id":"sg-d-%s-%s"}}\n' "$i" "$$" "$i" "$$" "$i" "$i" "$$"
+    printf 'sg-o-%s-%s:{"specversion":"1.0","id":"sg-ev-o-%s-%s","source":"test","type":"sluice.run.requested","data":{"agent_id":"ops-admin","input":"call scale_service {\\"service\\":\\"sg-%s\\",\\"replicas\\":2}","run_id":"sg-o-%s-%s"}}\n' "$i" "$$" "$i" "$$" "$i" "$i" "$$"
+  done | kcat -b "$SLUICE_KAFKA_BROKERS" -P -t sluice.runs -K:
+  ids=$(for i in $(seq 1 50); do printf 'sg-d-%s-%s\nsg-o-%s-%s\n' "$i" "$$" "$i" "$$"; done | jq -R . | jq -sc .)
+  check "the stack fills up to its limit" eventually 60 eval '[ "$(all_pending)" -ge '"$limit"' ]'
+  sleep 2
+  check "and no further: $(all_pending) of $limit" [ "$(all_pending)" = "$limit" ]
+  while [ "$rounds" -lt 300 ]; do
+    rounds=$((rounds + 1))
+    done=$(psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT count(*) FROM runs WHERE run_id LIKE 'sg-%-$$' AND status = 'completed'")
+    [ "$done" = 100 ] && break
+    api POST /v1/requirements/decide "{\"filter\":{\"run_ids\":$ids,\"created_before\":\"$(date -u -d '-0.3 seconds' +%Y-%m-%dT%H:%M:%S.%3NZ)\"},\"decision\":\"confirm\"}" > /dev/null
+    sleep 0.2
+  done
+  kill "$spid"
+  wait "$spid" 2>/dev/null
+  peak=$(sort -n "$WORK/stack-gate.samples" | tail -1)
+  check "all 100 complete" [ "$done" = 100 ]
+  check "the stack's pending count never passed $limit: at most $peak" [ "$peak" -le "$limit" ]
+  check "the worker logged deferred starts" grep -q "start deferred" "$wlog"
+  kill -TERM "$wpid"
+  wait "$wpid"
+  kill -CONT $stopped
+  check "the stack's workers go on" eventually 30 run_is "$(confirm_seed_run)" completed
+}
+
+# confirm_seed_run: a seed run submitted, paused and confirmed; prints its id.
+confirm_seed_run() {
+  local rid
+  rid=$(submit data-admin "Delete all data for user SG-AFTER.")
+  eventually 30 run_is "$rid" paused && confirm_pending "$rid"
+  echo "$rid"
 }

@@ -9,8 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sl_agents.h"
 
@@ -199,6 +201,12 @@ static void bad_rules_are_named(void **state)
 	refused(AGENT("\"escalate_after\":5,\"escalate_to\":{\"groups\":[\"sre\"]},", "[]"),
 	        "escalate_to adds to the tool's approvers, and it names none");
 	refused(AGENT("\"remind_after\":0,", "[]"), "fields remind_after and escalate_after");
+	refused("{\"max_pending_approvals\":0,\"agents\":[{\"id\":\"ops\",\"model\":{\"provider\":"
+	        "\"openai-responses\",\"id\":\"m\"}}]}",
+	        "agents file: field max_pending_approvals must be a number from 1");
+	refused("{\"agents\":[{\"id\":\"ops\",\"max_pending_approvals\":\"50\",\"model\":{"
+	        "\"provider\":\"openai-responses\",\"id\":\"m\"}}]}",
+	        "agent ops: field max_pending_approvals must be a number from 1");
 	refused(AGENT("", "[{\"name\":\"a\",\"effect\":\"approve\",\"quorum\":2}]"),
 	        "field quorum must be a number of approvers from 1 to 10, with effect require");
 	refused(AGENT("", "[{\"name\":\"a\",\"effect\":\"require\",\"quorum\":2}]"),
@@ -249,6 +257,70 @@ static void timeouts_and_timers(void **state)
 	sl_agents_free(a);
 }
 
+/* Writes text to dir/name. */
+static void put(const char *dir, const char *name, const char *text)
+{
+	char *path = sl_asprintf("%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	free(path);
+}
+
+#define FILE_AGENT(policies_file, inline_rules)                                               \
+	"{\"policies_file\":\"" policies_file "\",\"agents\":[{\"id\":\"ops\",\"model\":{"    \
+	"\"provider\":\"openai-responses\",\"id\":\"m\"},\"tools\":[{\"name\":\"scale\","     \
+	"\"requires_confirmation\":true,\"executor\":{\"kind\":\"command\",\"argv\":[\"/bin/" \
+	"echo\"]}" inline_rules "}]}]}"
+
+static void rules_from_a_policies_file(void **state)
+{
+	char dir[] = "/tmp/test_policy_XXXXXX", err[512], *path;
+	sl_agents *a = NULL;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	path = sl_asprintf("%s/agents.json", dir);
+	put(dir, "rules.json",
+	    "{\"ops\":{\"scale\":[{\"name\":\"small\",\"when\":{\"/replicas\":{\"le\":3}},"
+	    "\"effect\":\"approve\"}]}}");
+	put(dir, "agents.json", FILE_AGENT("rules.json", ""));
+	assert_int_equal(sl_agents_load(path, &a, err, sizeof(err)), SL_OK);
+	assert_int_equal(a->agents[0].tools[0].npolicies, 1);
+	assert_string_equal(a->agents[0].tools[0].policies[0].name, "small");
+	assert_string_not_equal(a->policies_sha256, a->sha256);
+	assert_int_equal(strlen(a->policies_sha256), 64);
+	sl_agents_free(a);
+	/* rules in both places, an unknown agent or tool, a bad rule, no file */
+	put(dir, "agents.json",
+	    FILE_AGENT("rules.json", ",\"policies\":[{\"name\":\"x\",\"effect\":\"reject\"}]"));
+	assert_int_equal(sl_agents_load(path, &a, err, sizeof(err)), SL_INVALID);
+	assert_non_null(strstr(err, "has policies in the agents file too"));
+	put(dir, "agents.json", FILE_AGENT("rules.json", ""));
+	put(dir, "rules.json", "{\"nobody\":{}}");
+	assert_int_equal(sl_agents_load(path, &a, err, sizeof(err)), SL_INVALID);
+	assert_non_null(strstr(err, "nobody: no such agent"));
+	put(dir, "rules.json", "{\"ops\":{\"grow\":[]}}");
+	assert_int_equal(sl_agents_load(path, &a, err, sizeof(err)), SL_INVALID);
+	assert_non_null(strstr(err, "tool grow: no such tool"));
+	put(dir, "rules.json", "{\"ops\":{\"scale\":[{\"name\":\"x\",\"effect\":\"allow\"}]}}");
+	assert_int_equal(sl_agents_load(path, &a, err, sizeof(err)), SL_INVALID);
+	assert_non_null(
+	    strstr(err, "policies file: agent ops: tool scale: policy x: field effect"));
+	put(dir, "agents.json", FILE_AGENT("missing.json", ""));
+	assert_int_equal(sl_agents_load(path, &a, err, sizeof(err)), SL_INVALID);
+	assert_non_null(strstr(err, "cannot open policies file"));
+	assert_null(a);
+	unlink(path);
+	free(path);
+	path = sl_asprintf("%s/rules.json", dir);
+	unlink(path);
+	free(path);
+	rmdir(dir);
+}
+
 static void empty_when_always_holds(void **state)
 {
 	sl_agents *a =
@@ -264,9 +336,12 @@ static void empty_when_always_holds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(the_first_rule_that_holds), cmocka_unit_test(json_pointers),
-	    cmocka_unit_test(bad_rules_are_named),       cmocka_unit_test(empty_when_always_holds),
+	    cmocka_unit_test(the_first_rule_that_holds),
+	    cmocka_unit_test(json_pointers),
+	    cmocka_unit_test(bad_rules_are_named),
+	    cmocka_unit_test(empty_when_always_holds),
 	    cmocka_unit_test(timeouts_and_timers),
+	    cmocka_unit_test(rules_from_a_policies_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
