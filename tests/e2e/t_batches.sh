@@ -270,13 +270,13 @@ t_back_pressure() {
   ( while :; do gate_pending; sleep 0.05; done > "$WORK/gate.samples" ) &
   spid=$!
   for i in $(seq 1 500); do
-    printf 'gate-%s-%s:{"specversion":"1.0","id":"gate-ev-%s-%s","source":"test","type":"sluice.run.requested","data":{"agent_id":"gated-batch","input":"Delete all data for user G-%s.","run_id":"gate-%s-%s"}}\n' \
+    printf 'gate-%s-%s:{"specversion":"1.0","id":"gate-ev-%s-%s","source":"test","type":"sluice.run.requested","data":{"agent_id":"gated-batch","input":"Delete all data for user BP-%s.","run_id":"gate-%s-%s"}}\n' \
       "$i" "$$" "$i" "$$" "$i" "$i" "$$"
   done | kcat -b "$SLUICE_KAFKA_BROKERS" -P -t sluice.runs -K:
   check "the first 50 pause" eventually 60 gate_pending_reaches 50 || { kill "$spid" "$wpid"; return 1; }
   sleep 2
   check "and no more: $(gate_pending) pending" [ "$(gate_pending)" = 50 ]
-  other=$(submit data-admin "Delete all data for user G-OTHER.")
+  other=$(submit data-admin "Delete all data for user BP-OTHER.")
   check "another agent's run is not held up" eventually 30 run_is "$other" paused
   check "and is decided" confirm_pending "$other"
   m=$(curl -s "http://127.0.0.1:$port/metrics")
@@ -300,7 +300,7 @@ t_back_pressure() {
   check "all 500 complete" [ "$done" = 500 ]
   check "the pending count never passed 50: at most $peak in $(wc -l < "$WORK/gate.samples") samples" [ "$peak" -le 50 ]
   check "each tool ran once" \
-    [ "$(grep -o '"G-[0-9]*"' "$SLUICE_TOOL_LOG" | sort | uniq -c | awk '$1 != 1' | wc -l) $(grep -c '"G-[0-9]*"' "$SLUICE_TOOL_LOG")" = "0 500" ]
+    [ "$(grep -o '"BP-[0-9]*"' "$SLUICE_TOOL_LOG" | sort | uniq -c | awk '$1 != 1' | wc -l) $(grep -c '"BP-[0-9]*"' "$SLUICE_TOOL_LOG")" = "0 500" ]
   check "none is held any more" [ "$(psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT count(*) FROM run_gate")" = 0 ]
   kill -TERM "$wpid"
   wait "$wpid"
