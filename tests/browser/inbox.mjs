@@ -8,15 +8,10 @@
 //
 //   node inbox.mjs APPROVER_URL TOKEN RUN_ID SCREENSHOT.png [OTHER_TOKEN]
 // Prints one "ok: ..." line per check; exits 1 at the first that fails.
-import { chromium } from 'playwright-core';
+import { fail, launch } from './browser.mjs';
 
 const [url, token, runId, shot, other] = process.argv.slice(2);
-const fail = (why) => { console.log(`failed: ${why}`); process.exit(1); };
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   if (other) {
     const view = await browser.newPage();

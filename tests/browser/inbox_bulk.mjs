@@ -5,15 +5,10 @@
 //
 //   node inbox_bulk.mjs APPROVER_URL TOKEN TOOL ARGS_JSON COUNT SCREENSHOT.png
 // Prints one "ok: ..." line per check; exits 1 at the first that fails.
-import { chromium } from 'playwright-core';
+import { fail, launch } from './browser.mjs';
 
 const [url, token, tool, args, count, shot] = process.argv.slice(2);
-const fail = (why) => { console.log(`failed: ${why}`); process.exit(1); };
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.goto(`${url}/#token=${token}`);

@@ -250,6 +250,34 @@ gate_pending() {
     ON u.run_id = q.run_id WHERE q.status = 'pending' AND u.agent_id = 'gated-batch'"
 }
 
+# decide_slowly PATTERN N FILTER_FN: one person deciding slowly: every 0.2 s
+# (400 times at most) confirms in bulk what the filter FILTER_FN prints
+# picks, until N runs whose id is LIKE PATTERN have completed; prints how
+# many did.
+decide_slowly() {
+  local done=0 rounds=0
+  while [ "$rounds" -lt 400 ]; do
+    rounds=$((rounds + 1))
+    done=$(psql -AtXq "$SLUICE_DATABASE_URL" -c \
+      "SELECT count(*) FROM runs WHERE run_id LIKE '$1' AND status = 'completed'")
+    [ "$done" = "$2" ] && break
+    api POST /v1/requirements/decide "{\"filter\":$("$3"),\"decision\":\"confirm\"}" > /dev/null
+    sleep 0.2
+  done
+  echo "$done"
+}
+
+# ten_gated: a filter of the ten oldest pending requirements of gated-batch.
+ten_gated() {
+  api POST /v1/requirements/decide '{"filter":{"agent_id":"gated-batch"},"decision":"confirm","dry_run":true}' |
+    jq -c '{ids: [.sample[].id]}'
+}
+
+# sg_waiting: a filter of the requirements of runs SG_IDS waiting 0.3 s.
+sg_waiting() {
+  printf '{"run_ids":%s,"created_before":"%s"}' "$SG_IDS" "$(date -u -d '-0.3 seconds' +%Y-%m-%dT%H:%M:%S.%3NZ)"
+}
+
 # gate_pending_reaches N: the gated-batch agent has N pending or more.
 gate_pending_reaches() { [ "$(gate_pending)" -ge "$1" ]; }
 
@@ -260,7 +288,7 @@ gate_pending_reaches() { [ "$(gate_pending)" -ge "$1" ]; }
 # the approver's); another agent's run goes through meanwhile; all 500
 # complete, each tool run once.
 t_back_pressure() {
-  local port wlog=$WORK/gated-worker.log wpid spid peak=0 ids done=0 other rounds=0 m
+  local port wlog=$WORK/gated-worker.log wpid spid peak=0 done=0 other m
   port=$(free_port)
   env -u SLUICE_API_TOKEN SLUICE_WORKER_LISTEN=127.0.0.1:$port \
     SLUICE_DATABASE_URL="$(db_as sluice_worker)" "$BIN/sluice-worker" > "$wlog" 2>&1 &
@@ -285,15 +313,7 @@ t_back_pressure() {
   check "the approver shows the pending count" \
     grep -q '^sluice_approver_pending_requirements{agent_id="gated-batch"} 50$' <<<"$(curl -sf "$SLUICE_APPROVER_URL/metrics")"
   check "the workers log the deferral" grep -qh "of agent gated-batch: start deferred" "$wlog" "$SLUICE_DEV_DIR"/worker-*.log
-  # one person, ten at a time
-  while [ "$rounds" -lt 400 ]; do
-    rounds=$((rounds + 1))
-    done=$(psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT count(*) FROM runs WHERE agent_id = 'gated-batch' AND run_id LIKE 'gate-%-$$' AND status = 'completed'")
-    [ "$done" = 500 ] && break
-    ids=$(api POST /v1/requirements/decide '{"filter":{"agent_id":"gated-batch"},"decision":"confirm","dry_run":true}' | jq -c '[.sample[].id]')
-    [ "$ids" != "[]" ] && api POST /v1/requirements/decide "{\"filter\":{\"ids\":$ids},\"decision\":\"confirm\"}" > /dev/null
-    sleep 0.2
-  done
+  done=$(decide_slowly "gate-%-$$" 500 ten_gated)
   kill "$spid"
   wait "$spid" 2>/dev/null
   peak=$(sort -n "$WORK/gate.samples" | tail -1)
@@ -547,7 +567,7 @@ all_pending() { psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT count(*) FROM requi
 # little at a time: the stack's pending count never passes its limit (those
 # other tests left pending, plus 20), and all 100 complete.
 t_back_pressure_stack() {
-  local wlog=$WORK/stack-gate-worker.log wpid spid base limit ids i done=0 rounds=0 peak stopped
+  local wlog=$WORK/stack-gate-worker.log wpid spid base limit ids i done=0 peak stopped
   base=$(all_pending)
   limit=$((base + 20))
   jq --argjson n "$limit" '.max_pending_approvals = $n' "$SLUICE_AGENTS" > "$WORK/stack-gate-agents.json"
@@ -568,13 +588,8 @@ t_back_pressure_stack() {
   check "the stack fills up to its limit" eventually 60 eval '[ "$(all_pending)" -ge '"$limit"' ]'
   sleep 2
   check "and no further: $(all_pending) of $limit" [ "$(all_pending)" = "$limit" ]
-  while [ "$rounds" -lt 300 ]; do
-    rounds=$((rounds + 1))
-    done=$(psql -AtXq "$SLUICE_DATABASE_URL" -c "SELECT count(*) FROM runs WHERE run_id LIKE 'sg-%-$$' AND status = 'completed'")
-    [ "$done" = 100 ] && break
-    api POST /v1/requirements/decide "{\"filter\":{\"run_ids\":$ids,\"created_before\":\"$(date -u -d '-0.3 seconds' +%Y-%m-%dT%H:%M:%S.%3NZ)\"},\"decision\":\"confirm\"}" > /dev/null
-    sleep 0.2
-  done
+  SG_IDS=$ids
+  done=$(decide_slowly "sg-%-$$" 100 sg_waiting)
   kill "$spid"
   wait "$spid" 2>/dev/null
   peak=$(sort -n "$WORK/stack-gate.samples" | tail -1)
