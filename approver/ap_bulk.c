@@ -6,6 +6,7 @@
 #include "sl_event.h"
 #include "sl_log.h"
 #include "sl_policy.h"
+#include "sl_text.h"
 
 #include <assert.h>
 #include <stdatomic.h>
@@ -174,13 +175,13 @@ static void finish(bulk *b)
 
 		if (v->st)
 			json_array_append_new(refused,
-			                      json_pack("{s:s, s:s, s:s}", "id", v->id, "status",
+			                      json_pack("{s:s, s:s, s:o}", "id", v->id, "status",
 			                                v->st == SL_FORBIDDEN   ? "forbidden"
 			                                : v->st == SL_CONFLICT  ? "conflict"
 			                                : v->st == SL_NOT_FOUND ? "not_found"
 			                                : v->st == SL_INVALID   ? "invalid"
 			                                                        : "unavailable",
-			                                "error", v->err));
+			                                "error", sl_text_json(v->err)));
 		else
 			json_array_append_new(status && !strcmp(status, "pending") ? voted
 			                                                           : decided,
