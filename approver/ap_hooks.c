@@ -260,8 +260,19 @@ static sl_status send_one(const ap_hooks *h, const char *url, const char *id, co
 	return st;
 }
 
+static bool stopping(ap_hooks_sender *s)
+{
+	bool stop;
+
+	pthread_mutex_lock(&s->mu);
+	stop = s->stopping;
+	pthread_mutex_unlock(&s->mu);
+	return stop;
+}
+
 /* One round: takes the due deliveries, sends each, records each outcome;
- * how many it took, or -1 when the database failed. */
+ * how many it took, or -1 when the database failed. Stopping, it sends no
+ * more: the rest are sent once their lease is over. */
 static int round_(ap_hooks_sender *s, PGconn *conn, char *errbuf, size_t errsize)
 {
 	char batch[8];
@@ -272,7 +283,7 @@ static int round_(ap_hooks_sender *s, PGconn *conn, char *errbuf, size_t errsize
 	if (sl_db_exec(conn, TAKE_SQL, 1, (const char *[]){batch}, &res, errbuf, errsize))
 		return -1;
 	n = PQntuples(res);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n && !stopping(s); i++) {
 		const char *id = PQgetvalue(res, i, 0), *url = PQgetvalue(res, i, 1);
 		long attempts = strtol(PQgetvalue(res, i, 4), NULL, 10);
 		char why[256], wait[24];
@@ -290,7 +301,8 @@ static int round_(ap_hooks_sender *s, PGconn *conn, char *errbuf, size_t errsize
 			    "UPDATE webhook_deliveries SET delivered_at = now(), last_error = "
 			    "NULL WHERE id = $1",
 			    1, (const char *[]){id}, NULL, errbuf, errsize);
-		} else if (attempts >= MAX_ATTEMPTS) {
+		} else if (attempts >= MAX_ATTEMPTS || st == SL_INVALID) {
+			/* SL_INVALID: its webhook is no longer configured */
 			atomic_fetch_add(&n_failed, 1);
 			sl_warn("webhook %s: delivery %s given up after %ld attempts: %s", url, id,
 			        attempts, why);
