@@ -470,8 +470,17 @@ t_webhooks() {
     SLUICE_APPROVER_LISTEN=127.0.0.1:$port SLUICE_DATABASE_URL="$(db_as sluice_approver)" \
     "$BIN/sluice-approver" > "$log" 2>&1 &
   ours=$!
-  check "an approver with webhooks starts" eventually 20 curl -sf "http://127.0.0.1:$port/healthz" || return 1
   stack=$(cat "$SLUICE_DEV_DIR/approver.pid")
+  # the end, also of a failure midway: the stack's approver goes on, the
+  # receivers and this approver stop
+  hooks_done() {
+    kill -CONT "$stack"
+    kill -TERM "$ours" 2>/dev/null
+    wait "$ours"
+    kill "$pid1" "$pid2"
+  }
+  check "an approver with webhooks starts" eventually 20 curl -sf "http://127.0.0.1:$port/healthz" ||
+    { hooks_done; return 1; }
   kill -STOP "$stack"
   check "it takes all the stack approver's partitions (paused events and results)" \
     eventually 40 all_partitions_in "$log"
@@ -479,7 +488,7 @@ t_webhooks() {
   x="http://127.0.0.1:$port"
 
   rid=$(submit data-admin "Delete all data for user W-1001.")
-  check "a run pauses" eventually 30 run_is_at "$x" "$rid" paused || { kill -CONT "$stack"; return 1; }
+  check "a run pauses" eventually 30 run_is_at "$x" "$rid" paused || { hooks_done; return 1; }
   req=$(curl -s -H "Authorization: Bearer $SLUICE_API_TOKEN" "$x/v1/requirements?status=pending&run_id=$rid" | jq -r '.data[0].id')
   check "requirement.pending arrives, verified, with its link" eventually 20 hook_got "$l1" \
     ".type == \"requirement.pending\" and .verified and .data.id == \"$req\" and .data.link == \"https://inbox.example/?requirement=$req\""
@@ -509,10 +518,7 @@ t_webhooks() {
   check "none delivered twice" [ "$(jq -s '[.[] | select(.status == 200) | .id] | length - (unique | length)' "$l1")" = 0 ]
   check "the approver counts them" \
     grep -q '^sluice_approver_webhooks_retried_total [3-9]' <<<"$(curl -s "$x/metrics")"
-  kill -CONT "$stack"
-  kill -TERM "$ours"
-  wait "$ours"
-  kill "$pid1" "$pid2"
+  hooks_done
   check "the stack's approver works again" eventually 30 curl -sf "$SLUICE_APPROVER_URL/readyz"
 }
 
