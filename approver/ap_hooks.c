@@ -44,6 +44,7 @@ typedef struct hook {
 struct ap_hooks {
 	hook *h;
 	size_t n;
+	char *urls[AP_HOOK_NEVENTS]; /* of the webhooks wanting each event, JSON; NULL: none */
 };
 
 const char *ap_hook_event_name(ap_hook_event e)
@@ -148,6 +149,16 @@ sl_status ap_hooks_load(const char *path, ap_hooks **out, char *errbuf, size_t e
 		ap_hooks_free(h);
 		return st;
 	}
+	for (int e = 0; e < AP_HOOK_NEVENTS; e++) {
+		json_t *list = json_array();
+
+		for (size_t i = 0; i < h->n; i++)
+			if (h->h[i].events[e])
+				json_array_append_new(list, json_string(h->h[i].url));
+		if (json_array_size(list))
+			h->urls[e] = json_dumps(list, JSON_COMPACT);
+		json_decref(list);
+	}
 	*out = h;
 	return SL_OK;
 }
@@ -160,27 +171,15 @@ void ap_hooks_free(ap_hooks *h)
 		free(h->h[i].url);
 		OPENSSL_cleanse(h->h[i].key, sizeof(h->h[i].key));
 	}
+	for (int e = 0; e < AP_HOOK_NEVENTS; e++)
+		free(h->urls[e]);
 	free(h->h);
 	free(h);
 }
 
-char *ap_hooks_urls(const ap_hooks *h, ap_hook_event e)
+const char *ap_hooks_urls(const ap_hooks *h, ap_hook_event e)
 {
-	json_t *list;
-	char *text;
-
-	for (size_t i = 0; h && i < h->n; i++)
-		if (h->h[i].events[e])
-			goto some;
-	return NULL;
-some:
-	list = json_array();
-	for (size_t i = 0; i < h->n; i++)
-		if (h->h[i].events[e])
-			json_array_append_new(list, json_string(h->h[i].url));
-	text = json_dumps(list, JSON_COMPACT);
-	json_decref(list);
-	return text;
+	return h ? h->urls[e] : NULL;
 }
 
 char *ap_hooks_sign(const ap_hooks *h, const char *url, const char *id, long long timestamp,

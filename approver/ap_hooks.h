@@ -34,9 +34,9 @@ sl_status ap_hooks_load(const char *path, ap_hooks **out, char *errbuf, size_t e
 
 void ap_hooks_free(ap_hooks *h);
 
-/* The URLs of the webhooks that want event, as JSON text (free() it), or
- * NULL when none does (or h is NULL). */
-char *ap_hooks_urls(const ap_hooks *h, ap_hook_event e);
+/* The URLs of the webhooks that want event, as JSON text (made once, at
+ * load), or NULL when none does (or h is NULL). */
+const char *ap_hooks_urls(const ap_hooks *h, ap_hook_event e);
 
 /* The event's name as the payload's "type" says it. */
 const char *ap_hook_event_name(ap_hook_event e);

@@ -42,6 +42,7 @@ typedef struct approver {
 	sl_signer signer;  /* SLUICE_SIGNING_KEY: checkpoints (and receipts) */
 	sl_agents *agents; /* SLUICE_AGENTS, for the tools' policies; NULL: none */
 	ap_hooks *hooks;   /* SLUICE_WEBHOOKS; NULL: none */
+	char *timers;      /* the tools' reminders and escalations (ap_store_timers) */
 	ap_hooks_sender *sender;
 	char *public_url;
 	bool run_events; /* a webhook wants run.completed or run.failed: results consumed */
@@ -159,20 +160,16 @@ static bool configure(approver *a, int argc, char **argv)
 		goto out;
 	}
 	a->store.agents = a->api.store.agents = a->agents;
+	a->timers = ap_store_timers(a->agents);
+	a->store.timers = a->api.store.timers = a->timers;
 	/* webhooks: a file that cannot be read, a secret not set, stops it */
 	if (a->cfg.webhooks && *a->cfg.webhooks &&
 	    ap_hooks_load(a->cfg.webhooks, &a->hooks, errbuf, sizeof(errbuf))) {
 		sl_error("SLUICE_WEBHOOKS: %s", errbuf);
 		goto out;
 	}
-	if (a->hooks) {
-		char *c = ap_hooks_urls(a->hooks, AP_HOOK_COMPLETED);
-		char *f = ap_hooks_urls(a->hooks, AP_HOOK_FAILED);
-
-		a->run_events = c || f;
-		free(c);
-		free(f);
-	}
+	a->run_events =
+	    ap_hooks_urls(a->hooks, AP_HOOK_COMPLETED) || ap_hooks_urls(a->hooks, AP_HOOK_FAILED);
 	a->public_url = a->cfg.public_url && *a->cfg.public_url
 	                    ? sl_strdup(a->cfg.public_url)
 	                    : sl_asprintf("http://%s", a->cfg.approver_listen);
@@ -309,6 +306,7 @@ static void stop_all(approver *a)
 	free(a->topic_runs);
 	sl_agents_free(a->agents);
 	ap_hooks_free(a->hooks);
+	free(a->timers);
 	free(a->public_url);
 	sl_config_free(&a->cfg);
 }

@@ -233,7 +233,7 @@ static sl_status apply_rules(ap_store *s, const char *run_id, const char *ids, c
 sl_status ap_store_record_result(ap_store *s, const sl_event *ev, char *errbuf, size_t errsize)
 {
 	bool ok = !strcmp(ev->type, SL_EVENT_RUN_COMPLETED);
-	char *urls = ap_hooks_urls(s->hooks, ok ? AP_HOOK_COMPLETED : AP_HOOK_FAILED);
+	const char *urls = ap_hooks_urls(s->hooks, ok ? AP_HOOK_COMPLETED : AP_HOOK_FAILED);
 	char *data;
 	sl_status st;
 
@@ -251,7 +251,6 @@ sl_status ap_store_record_result(ap_store *s, const sl_event *ev, char *errbuf, 
 	                                 s->public_url ? s->public_url : ""},
 	                NULL, errbuf, errsize);
 	free(data);
-	free(urls);
 	return st;
 }
 
@@ -259,7 +258,7 @@ sl_status ap_store_record_result(ap_store *s, const sl_event *ev, char *errbuf, 
  * list) still pending after the rules. */
 static sl_status notify_pending(ap_store *s, const char *ids, char *errbuf, size_t errsize)
 {
-	char *urls = ap_hooks_urls(s->hooks, AP_HOOK_PENDING);
+	const char *urls = ap_hooks_urls(s->hooks, AP_HOOK_PENDING);
 	sl_status st = SL_OK;
 
 	if (urls)
@@ -267,7 +266,6 @@ static sl_status notify_pending(ap_store *s, const char *ids, char *errbuf, size
 		    s->db, HOOKS_SQL, 5,
 		    (const char *[]){ids, urls, "[]", s->public_url ? s->public_url : "", ""}, NULL,
 		    errbuf, errsize);
-	free(urls);
 	return st;
 }
 
@@ -915,8 +913,8 @@ static sl_status resolve_batch(ap_store *s, resolving *g, size_t n, char *errbuf
 {
 	sl_db_stmt q[3];
 	PGresult *res[5] = {0}; /* BEGIN, read; decisions, notifications?, COMMIT */
-	char *decided_urls = ap_hooks_urls(s->hooks, AP_HOOK_DECIDED);
-	char *expired_urls = ap_hooks_urls(s->hooks, AP_HOOK_EXPIRED);
+	const char *decided_urls = ap_hooks_urls(s->hooks, AP_HOOK_DECIDED);
+	const char *expired_urls = ap_hooks_urls(s->hooks, AP_HOOK_EXPIRED);
 	json_t *decided_ids = json_array();
 	char *decided_text = NULL;
 	int nq;
@@ -1010,8 +1008,6 @@ out:
 	sl_buf_free(&ids);
 	json_decref(decided_ids);
 	free(decided_text);
-	free(decided_urls);
-	free(expired_urls);
 	return st;
 }
 
@@ -1218,9 +1214,7 @@ sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
 	"q.id = d.id AND (d.remind OR d.escalate) AND q.status = 'pending' "                    \
 	"RETURNING q.id, q.run_id, d.remind, d.escalate"
 
-/* The tools with reminders or escalations, as REMIND_SQL's $1; NULL when
- * none has. */
-static char *timers(const sl_agents *agents)
+char *ap_store_timers(const sl_agents *agents)
 {
 	json_t *list = json_array();
 	char *text = NULL;
@@ -1249,17 +1243,17 @@ static char *timers(const sl_agents *agents)
 
 sl_status ap_store_remind_due(ap_store *s, int *n, char *errbuf, size_t errsize)
 {
-	char *cfg = timers(s->agents), *urls = NULL;
+	const char *urls = ap_hooks_urls(s->hooks, AP_HOOK_PENDING);
 	PGresult *res = NULL;
 	sl_status st;
 
 	*n = 0;
-	if (!cfg)
+	if (!s->timers)
 		return SL_OK;
 	if ((st = sl_db_begin(s->db, errbuf, errsize)) ||
-	    (st = sl_db_exec(s->db, REMIND_SQL, 1, (const char *[]){cfg}, &res, errbuf, errsize)))
+	    (st = sl_db_exec(s->db, REMIND_SQL, 1, (const char *[]){s->timers}, &res, errbuf,
+	                     errsize)))
 		goto out;
-	urls = ap_hooks_urls(s->hooks, AP_HOOK_PENDING);
 	for (int i = 0; i < PQntuples(res) && !st; i++) {
 		bool remind = sl_db_bool(res, i, 2), escalate = sl_db_bool(res, i, 3);
 		char *ids = sl_asprintf("[\"%s\"]", PQgetvalue(res, i, 0)); /* an id: no quotes */
@@ -1283,8 +1277,6 @@ sl_status ap_store_remind_due(ap_store *s, int *n, char *errbuf, size_t errsize)
 out:
 	sl_db_rollback(s->db);
 	PQclear(res);
-	free(urls);
-	free(cfg);
 	return st;
 }
 

@@ -29,6 +29,7 @@ typedef struct ap_store {
 	const sl_agents *agents; /* the tools' policies (sl_policy.h); NULL: none */
 	const ap_hooks *hooks;   /* SLUICE_WEBHOOKS; NULL: none */
 	const char *public_url;  /* the inbox's address, for the links notifications give */
+	const char *timers;      /* ap_store_timers() of agents; NULL: none */
 } ap_store;
 
 /*
@@ -152,6 +153,11 @@ sl_status ap_store_expire_due(ap_store *s, int *n, char *errbuf, size_t errsize)
  * receives how many were acted on.
  */
 sl_status ap_store_remind_due(ap_store *s, int *n, char *errbuf, size_t errsize);
+
+/* The tools of agents with reminders or escalations, as
+ * ap_store_remind_due() reads them (store.timers, made once at start-up);
+ * NULL when none has. free() it. */
+char *ap_store_timers(const sl_agents *agents);
 
 /*
  * Cancels a paused run: status cancelled, its pending requirements and
